@@ -1,0 +1,140 @@
+"""Built-in procedural datasets that work offline on any machine.
+
+Textured shapes on cluttered textured backgrounds: the class is the *shape*, while colour and texture
+are random, so a network must learn shape from local texture edges — where pretrained features help.
+`shapes` (the target task) and `shapes-source` (other classes, other look) make structure transfer
+work out of the box: train on the source, carry the network over to the target.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import DatasetError
+from ..paths import cache_dir
+
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BuiltinSpec:
+    description: str
+    classes: tuple[str, ...]
+    train: int
+    val: int
+    size: int
+    seed: int
+    warm: bool  # warm palette (source) or cool palette (target)
+
+
+BUILTINS = {
+    "shapes": BuiltinSpec(
+        "target task: circles, squares and triangles on clutter (4 classes)",
+        ("background", "circle", "square", "triangle"), train=96, val=32, size=160, seed=1, warm=False,
+    ),
+    "shapes-source": BuiltinSpec(
+        "source task for structure transfer: ellipses, rings and crosses in another palette (4 classes)",
+        ("background", "ellipse", "ring", "cross"), train=160, val=32, size=160, seed=2, warm=True,
+    ),
+}
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    coarse = rng.random((cells, cells)).astype(np.float32)
+    image = Image.fromarray((coarse * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _colour(rng: np.random.Generator, warm: bool) -> np.ndarray:
+    hue = rng.uniform(-0.15, 0.2) if warm else rng.uniform(0.35, 0.75)
+    sat, val = rng.uniform(0.35, 0.9), rng.uniform(0.35, 0.95)
+    rgb = Image.fromarray(np.uint8([[[int(hue % 1 * 255), int(sat * 255), int(val * 255)]]]), "HSV").convert("RGB")
+    return np.asarray(rgb, dtype=np.float32)[0, 0] / 255.0
+
+
+def _texture(rng: np.random.Generator, size: int, warm: bool) -> np.ndarray:
+    """A random two-colour texture: stripes, checks or blotches."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    kind = rng.integers(3)
+    if kind == 0:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(4, 12)
+        mix = 0.5 + 0.5 * np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+    elif kind == 1:
+        cell = rng.integers(3, 9)
+        mix = ((xx // cell + yy // cell) % 2).astype(np.float32)
+    else:
+        mix = _smooth_noise(rng, size, int(rng.integers(6, 20)))
+    a, b = _colour(rng, warm), _colour(rng, warm)
+    return mix[..., None] * a + (1 - mix[..., None]) * b
+
+
+def _shape_mask(name: str, rng: np.random.Generator, size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cy, cx = rng.uniform(0.15, 0.85, 2) * size
+    radius = rng.uniform(0.1, 0.2) * size
+    angle = rng.uniform(0, np.pi)
+    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    if name == "circle":
+        return u**2 + v**2 < radius**2
+    if name == "square":
+        return (np.abs(u) < radius * 0.85) & (np.abs(v) < radius * 0.85)
+    if name == "triangle":
+        inside = np.ones_like(u, dtype=bool)
+        for k in range(3):
+            theta = angle + k * 2 * np.pi / 3
+            inside &= (xx - cx) * np.cos(theta) + (yy - cy) * np.sin(theta) < radius * 0.6
+        return inside
+    if name == "ellipse":
+        return (u / (radius * 1.3)) ** 2 + (v / (radius * 0.6)) ** 2 < 1
+    if name == "ring":
+        d2 = u**2 + v**2
+        return (d2 < radius**2) & (d2 > (radius * 0.55) ** 2)
+    if name == "cross":
+        arm = radius * 0.3
+        return ((np.abs(u) < arm) & (np.abs(v) < radius)) | ((np.abs(v) < arm) & (np.abs(u) < radius))
+    raise ValueError(name)
+
+
+def render_sample(spec: BuiltinSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    size = spec.size
+    background = _texture(rng, size, spec.warm) * 0.6 + _smooth_noise(rng, size, 5)[..., None] * 0.4
+    image = background
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for _ in range(rng.integers(2, 5)):
+        class_index = int(rng.integers(1, len(spec.classes)))
+        region = _shape_mask(spec.classes[class_index], rng, size)
+        image = np.where(region[..., None], _texture(rng, size, spec.warm), image)
+        mask[region] = class_index
+    image = image + rng.normal(0, 0.03, image.shape)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8), mask
+
+
+def builtin_dataset_dir(name: str) -> Path:
+    """Generate (once, then reuse) the built-in dataset `name` as an images/ + masks/ folder."""
+    if name not in BUILTINS:
+        raise DatasetError(f"builtin:{name}", "no such built-in dataset", f"choose one of {sorted(BUILTINS)}")
+    spec = BUILTINS[name]
+    root = cache_dir() / "builtin" / f"{name}-v{GENERATOR_VERSION}"
+    if (root / ".complete").exists():
+        return root
+    staging = root.with_name(root.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    rng = np.random.default_rng(spec.seed)
+    for split, count in (("train", spec.train), ("val", spec.val)):
+        (staging / "images" / split).mkdir(parents=True)
+        (staging / "masks" / split).mkdir(parents=True)
+        for index in range(count):
+            image, mask = render_sample(spec, rng)
+            Image.fromarray(image).save(staging / "images" / split / f"{index:04d}.png")
+            Image.fromarray(mask).save(staging / "masks" / split / f"{index:04d}.png")
+    (staging / "classes.txt").write_text("\n".join(spec.classes) + "\n")
+    (staging / ".complete").touch()
+    shutil.rmtree(root, ignore_errors=True)
+    staging.rename(root)  # another process may have won the race; both wrote the same data
+    return root

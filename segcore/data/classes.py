@@ -1,0 +1,73 @@
+"""Class names and colours: from classes.txt or a VOC/CVAT labelmap.txt, else generated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DatasetError
+
+VOC_CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]
+
+
+def default_palette(count: int) -> list[tuple[int, int, int]]:
+    """Pascal VOC's bit-interleaved palette: distinct, stable colours for any class count."""
+    colours = []
+    for index in range(count):
+        r = g = b = 0
+        value = index
+        for shift in range(7, -1, -1):
+            r |= ((value >> 0) & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours.append((r, g, b))
+    if count > 1 and colours[0] == (0, 0, 0):
+        colours[0] = (40, 40, 40)  # class 0 stays visible over a dark image
+    return colours
+
+
+def read_classes_txt(path: Path) -> list[str]:
+    names = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    names = [name for name in names if name and not name.startswith("#")]
+    if not names:
+        raise DatasetError(path, "the class file lists no class names", "write one class name per line")
+    return names
+
+
+def read_labelmap(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Parse `name:r,g,b:parts:actions` lines (the VOC export of CVAT and similar tools)."""
+    names: list[str] = []
+    colours: list[tuple[int, int, int]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split(":")
+        try:
+            rgb = tuple(int(v) for v in fields[1].split(","))
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+        except (IndexError, ValueError):
+            raise DatasetError(
+                path, f"line {number} is not of the form 'name:r,g,b::'", "fix that line or remove labelmap.txt"
+            ) from None
+        names.append(fields[0].strip())
+        colours.append(rgb)  # type: ignore[arg-type]
+    if not names:
+        raise DatasetError(path, "the labelmap lists no classes", "write one 'name:r,g,b::' line per class")
+    return names, colours
+
+
+def find_class_file(root: Path) -> tuple[list[str] | None, list[tuple[int, int, int]] | None, str | None]:
+    """Class names (and colours, from a labelmap) found at the dataset root, with the file they came from."""
+    for candidate in ("labelmap.txt", "classes.txt", "class_names.txt"):
+        path = root / candidate
+        if path.is_file():
+            if candidate == "labelmap.txt":
+                names, colours = read_labelmap(path)
+                return names, colours, candidate
+            return read_classes_txt(path), None, candidate
+    return None, None, None

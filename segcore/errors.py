@@ -1,0 +1,32 @@
+"""Typed errors for users: raised deep in the engine, shown shallow (CLI message, page st.error)."""
+
+from __future__ import annotations
+
+
+class SegcoreError(Exception):
+    """An error whose message is meant for the person using the tool."""
+
+
+class DatasetError(SegcoreError):
+    """A problem with a dataset: which file, what is wrong, what to do about it."""
+
+    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.hint = hint
+        message = f"{self.path}: {problem}"
+        if hint:
+            message += f" — {hint}"
+        super().__init__(message)
+
+
+class WeightsError(SegcoreError):
+    """Pretrained weights were asked for but cannot be had."""
+
+
+class RunError(SegcoreError):
+    """A run folder is missing, unreadable or does not fit what was asked."""
+
+
+class TrainingFailed(SegcoreError):
+    """Training stopped for a reason the user should see (NaN loss, out of memory, ...)."""
