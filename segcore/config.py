@@ -1,0 +1,52 @@
+"""Everything needed to reproduce a run, as one dataclass that round-trips through config.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    data: str = "builtin:shapes"
+    backbone: str = "tf_efficientnet_lite0"
+    strategy: str = "feature"
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 1e-3
+    encoder_lr_factor: float = 0.1
+    freeze_epochs: int = 0  # parameter transfer: epochs with the encoder frozen before it is unfrozen
+    train_bn: bool = False  # feature transfer: let the frozen encoder's BatchNorm statistics adapt
+    regularizer: str = "l2"
+    weight_decay: float = 1e-4  # λ in the objective
+    height: int = 160
+    width: int = 160
+    seed: int = 0
+    ignore_index: int | None = 255
+    train_size: float | None = None  # N images, or a fraction (≤ 1) of the training split
+    val_fraction: float = 0.2
+    augment: str = "auto"  # auto: 'flip' for feature transfer (keeps its cache), 'full' otherwise
+    dice_weight: float = 0.0
+    warmup_epochs: float = 0.5
+    device: str = "auto"
+    threads: int = 0  # 0: one per core
+    weights_file: str | None = None
+    source_run: str | None = None
+    run_name: str | None = None
+    max_steps: int = 0  # stop after this many steps in total (0: no limit); for smoke tests and demos
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def resolved_augment(self) -> str:
+        if self.augment != "auto":
+            return self.augment
+        return "flip" if self.strategy == "feature" else "full"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in known})

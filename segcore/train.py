@@ -1,0 +1,306 @@
+"""Training: one run from a TrainConfig to a finished run folder.
+
+train_one_epoch / evaluate in the torchvision-references shape; the feature-transfer cache lives in
+features.py. Failures become a 'failed' status with the reason; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import save_checkpoint
+from .config import TrainConfig
+from .data.dataset import ImageSet, SegmentationData, load_dataset
+from .data.masks import IGNORE
+from .data.transforms import Normalizer, augment_batch, make_augmentation
+from .device import describe_device, pick_device
+from .errors import SegcoreError, TrainingFailed
+from .features import FeatureCache
+from .metrics import MIOU_NOTE, ConfusionMatrix
+from .models import count_parameters
+from .runs import Run, RunWriter, new_run_id
+from .strategies import PreparedModel, Regularizer, prepare
+
+
+class Cancelled(Exception):
+    """The user asked the run to stop."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    valid = (target != IGNORE).unsqueeze(1)
+    probabilities = logits.softmax(1) * valid
+    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1).long(), logits.shape[1]).permute(0, 3, 1, 2) * valid
+    intersection = (probabilities * one_hot).sum((0, 2, 3))
+    total = probabilities.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
+    return 1 - ((2 * intersection + 1) / (total + 1)).mean()
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
+    loss = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE)
+    if dice_weight > 0:
+        loss = loss + dice_weight * dice_loss(logits.float(), target)
+    return loss
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Trainer:
+    """Holds what one run needs between epochs; `fit` runs them all."""
+
+    def __init__(self, config: TrainConfig, writer: RunWriter, should_stop: Callable[[], bool] | None = None) -> None:
+        self.config, self.writer = config, writer
+        self.should_stop = should_stop or (lambda: False)
+        self.device = pick_device(config.device)
+        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        seed_everything(config.seed)
+        self.on_gpu = self.device.type == "cuda"
+        if self.on_gpu:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.on_gpu else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, data: SegmentationData) -> None:
+        config = self.config
+        self.data = data
+        full_train = data.load("train", config.size)
+        self.train_indices = data.train_indices(config.train_size, config.seed)
+        self.train_set: ImageSet = full_train.subset(self.train_indices)
+        self.val_set: ImageSet = data.load("val", config.size)
+        prepared: PreparedModel = prepare(
+            config.strategy, config.backbone, data.num_classes, encoder_lr_factor=config.encoder_lr_factor,
+            lr=config.lr, regularizer=config.regularizer, weight_decay=config.weight_decay,
+            train_bn=config.train_bn, weights_file=config.weights_file, source_run=config.source_run,
+        )
+        self.model = prepared.model.to(self.device)
+        if self.on_gpu:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.origin = prepared.origin
+        for note in prepared.notes:
+            self.writer.log(note)
+        self.groups = prepared.param_groups
+        self.optimizer = torch.optim.AdamW(self.groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
+        self.regularizer = Regularizer(self.model, self.groups, prepared.reference, config.weight_decay)
+        self.normalize = Normalizer(**self.model.data_config(), device=self.device)
+        self.augment_kind = config.resolved_augment()
+        self.augmentation = make_augmentation(self.augment_kind, config.size)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_set) / config.batch_size))
+        self.total_steps = self.steps_per_epoch * config.epochs
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        warmup = min(self.total_steps // 2, round(config.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total_steps, max(1, warmup)))
+        self.cache = None
+        if config.strategy == "feature":
+            if config.train_bn or self.augment_kind == "full":
+                self.writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
+            else:
+                self.cache = FeatureCache(self.model, self.normalize, self.device, self.autocast)
+        self.trainable = count_parameters(self.model, trainable_only=True)
+        self.step = 0
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def _check_loss(self, loss: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(loss):
+            raise TrainingFailed(
+                f"the training loss became {float(loss)} at epoch {epoch}, step {self.step}: "
+                "the learning rate is probably too high — lower it (e.g. ÷10) and train again"
+            )
+
+    def train_one_epoch(self, epoch: int) -> float:
+        config, model = self.config, self.model
+        if config.strategy == "parameter" and config.freeze_epochs:
+            if epoch <= config.freeze_epochs and not model.encoder_frozen:
+                model.freeze_encoder(train_bn=True)
+            elif epoch > config.freeze_epochs and model.encoder_frozen:
+                model.unfreeze_encoder()
+                self.writer.log(f"epoch {epoch}: encoder unfrozen")
+        model.train()
+        order = torch.randperm(len(self.train_set)).tolist()
+        losses, seen, started = [], 0, time.perf_counter()
+        if self.cache is not None:
+            self.cache.ensure(self.train_set, flips=self.augment_kind == "flip", batch_size=config.batch_size * 4)
+        for batch_start in range(0, len(order), config.batch_size):
+            if self.should_stop():
+                raise Cancelled()
+            if config.max_steps and self.step >= config.max_steps:
+                break
+            indices = order[batch_start : batch_start + config.batch_size]
+            with self.autocast():
+                if self.cache is not None:
+                    features, masks = self.cache.batch(self.train_set, indices, flip=self.augment_kind == "flip")
+                    logits = model.decode(features, masks.shape[-2:])
+                else:
+                    images, masks = self.train_set.images[indices], self.train_set.masks[indices]
+                    images = images.to(self.device, non_blocking=True)
+                    masks = masks.to(self.device, non_blocking=True)
+                    images, masks = augment_batch(self.augmentation, images, masks)
+                    inputs = self.normalize(images)
+                    if self.on_gpu:
+                        inputs = inputs.contiguous(memory_format=torch.channels_last)
+                    logits = model(inputs)
+                loss = segmentation_loss(logits, masks, config.dice_weight)
+            self._check_loss(loss, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            self.regularizer.step()
+            self.scheduler.step()
+            self.step += 1
+            seen += len(indices)
+            value = float(loss.detach())
+            losses.append(value)
+            elapsed = time.perf_counter() - started
+            self.writer.log_metrics({
+                "kind": "step", "epoch": epoch, "step": self.step, "total_steps": self.total_steps,
+                "loss": value, "lr": self.optimizer.param_groups[-1]["lr"], "images_per_s": seen / max(elapsed, 1e-9),
+            })
+        return float(np.mean(losses)) if losses else float("nan")
+
+    @torch.no_grad()
+    def evaluate(self, images: ImageSet | None = None) -> dict:
+        images = images or self.val_set
+        self.model.eval()
+        matrix = ConfusionMatrix(self.data.num_classes)
+        batch = max(self.config.batch_size, 16)
+        for start in range(0, len(images), batch):
+            masks = images.masks[start : start + batch]
+            with self.autocast():
+                if self.cache is not None and images is self.val_set:
+                    features, _ = self.cache.batch(images, range(start, min(start + batch, len(images))), flip=False)
+                    logits = self.model.decode(features, masks.shape[-2:])
+                else:
+                    inputs = self.normalize(images.images[start : start + batch].to(self.device))
+                    logits = self.model(inputs)
+            matrix.update(masks, logits.argmax(1))
+        return matrix.compute()
+
+    # -- the whole run ------------------------------------------------------------------------
+    def checkpoint_meta(self, epoch: int, metrics: dict) -> dict:
+        config = self.config
+        return {
+            "backbone": config.backbone, "num_classes": self.data.num_classes, "classes": self.data.class_names,
+            "colours": self.data.class_colours, "strategy": config.strategy, "height": config.height,
+            "width": config.width, "decoder_channels": list(self.model.decoder_channels()),
+            **self.model.data_config(), "epoch": epoch, "miou": metrics["miou"], "run_id": self.writer.run_id,
+        }
+
+    def fit(self) -> dict:
+        config, writer = self.config, self.writer
+        started = time.time()
+        writer.log(f"device: {describe_device(self.device)}; encoder: {self.origin}")
+        writer.log(f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
+                   f"{self.trainable:,} trainable parameters, augmentation: {self.augment_kind}")
+        best = {"miou": -1.0}
+        if self.cache is not None:
+            self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4)
+        for epoch in range(1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            train_loss = self.train_one_epoch(epoch)
+            epoch_train_time = time.perf_counter() - epoch_started
+            metrics = self.evaluate()
+            epoch_time = time.perf_counter() - epoch_started
+            record = {
+                "kind": "epoch", "epoch": epoch, "epochs": config.epochs, "train_loss": train_loss, **metrics,
+                "epoch_time_s": epoch_time, "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
+                "eta_s": epoch_time * (config.epochs - epoch),
+            }
+            writer.log_metrics(record)
+            writer.log(f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
+                       f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s")
+            if metrics["miou"] > best["miou"]:
+                best = {**metrics, "epoch": epoch}
+                save_checkpoint(self.model, writer.path / "best", self.checkpoint_meta(epoch, metrics))
+            if config.max_steps and self.step >= config.max_steps:
+                break
+        return {
+            "strategy": config.strategy, "backbone": config.backbone, "data": config.data,
+            "best_epoch": best.get("epoch"), "miou": best["miou"], "pixel_accuracy": best.get("pixel_accuracy"),
+            "mean_dice": best.get("mean_dice"), "per_class_iou": best.get("per_class_iou"),
+            "classes": self.data.class_names, "train_time_s": time.time() - started,
+            "trainable_params": self.trainable, "total_params": count_parameters(self.model),
+            "train_images": len(self.train_set), "val_images": len(self.val_set), "device": str(self.device),
+            "encoder_origin": self.origin, "miou_note": MIOU_NOTE,
+        }
+
+
+def train(
+    config: TrainConfig,
+    runs_dir: str | Path = "runs",
+    run_id: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data: SegmentationData | None = None,
+) -> Run:
+    """Train one run to the end. The run folder records success, failure (with its reason) or cancellation;
+    user-facing problems are raised as SegcoreError after being recorded."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
+    writer = RunWriter(runs_dir / run_id)
+    if not (writer.path / "config.json").exists():
+        writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
+    writer.set_status("running")
+    try:
+        trainer = Trainer(config, writer, should_stop)
+        if data is None:
+            data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
+        trainer.setup(data)
+        summary = trainer.fit()
+        writer.write_summary(summary)
+        writer.set_status("done", miou=summary["miou"])
+        writer.log("done")
+        return Run(writer.path)
+    except Cancelled:
+        writer.log("cancelled by the user")
+        writer.set_status("cancelled", reason="cancelled by the user")
+        return Run(writer.path)
+    except torch.cuda.OutOfMemoryError:
+        reason = "out of GPU memory: choose a smaller batch size or image size and train again"
+        writer.log(reason)
+        writer.set_status("failed", reason=reason)
+        raise TrainingFailed(reason) from None
+    except SegcoreError as exc:
+        writer.log(f"failed: {exc}")
+        writer.set_status("failed", reason=str(exc))
+        raise
+    except BaseException as exc:
+        writer.log("failed with an internal error:\n" + traceback.format_exc())
+        writer.set_status("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        writer.close()
