@@ -141,8 +141,9 @@ class Run:
 class RunWriter(Run):
     """The training process's side of a run folder."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, listener=None) -> None:
         super().__init__(path)
+        self.listener = listener  # called with each metrics record, e.g. to drive a progress bar
         path.mkdir(parents=True, exist_ok=True)
         self._metrics = open(path / "metrics.jsonl", "a", encoding="utf-8")
         self._log = open(path / "train.log", "a", encoding="utf-8")
@@ -161,6 +162,8 @@ class RunWriter(Run):
     def log_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps({"time": time.time(), **record}) + "\n")
         self._metrics.flush()
+        if self.listener:
+            self.listener(record)
 
     def log(self, message: str) -> None:
         self._log.write(time.strftime("%H:%M:%S ") + message + "\n")

@@ -265,13 +265,14 @@ def train(
     run_id: str | None = None,
     should_stop: Callable[[], bool] | None = None,
     data: SegmentationData | None = None,
+    listener: Callable[[dict], None] | None = None,
 ) -> Run:
     """Train one run to the end. The run folder records success, failure (with its reason) or cancellation;
     user-facing problems are raised as SegcoreError after being recorded."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
-    writer = RunWriter(runs_dir / run_id)
+    writer = RunWriter(runs_dir / run_id, listener)
     if not (writer.path / "config.json").exists():
         writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
     writer.set_status("running")

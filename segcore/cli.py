@@ -1,0 +1,293 @@
+"""python -m segcore: a thin argparse layer over the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import TrainConfig
+from .errors import SegcoreError
+
+DEFAULTS = TrainConfig()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'160' → (160, 160); '192x256' → (height 192, width 256)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: use 160 or HEIGHTxWIDTH like 192x256") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 32 or max(values) > 2048 or any(v % 32 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}': sizes must be multiples of 32 between 32 and 2048")
+    return values[0], values[1]
+
+
+def parse_train_size(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the training-set size must be positive: N images, or a fraction like 0.25")
+    return value if value <= 1 else int(value)
+
+
+def _runs_dir(args) -> Path:
+    return Path(args.runs_dir)
+
+
+def resolve_run(reference: str, runs_dir: Path):
+    """A run by id inside the runs folder, or by the path of its folder."""
+    from .runs import Run
+
+    path = Path(reference)
+    if path.is_dir() and (path / "config.json").is_file():
+        return Run.from_path(path)
+    return Run.open(runs_dir, reference)
+
+
+def cmd_datasets(args) -> int:
+    from .data.builtin import BUILTINS
+    from .data.dataset import load_dataset
+    from .data.downloads import DOWNLOADS
+    from .data.report import dataset_report
+
+    if not args.source:
+        print("Built-in (offline):")
+        for name, spec in BUILTINS.items():
+            print(f"  builtin:{name:<16} {spec.description}")
+        print("Downloadable (needs internet):")
+        for name, text in DOWNLOADS.items():
+            print(f"  download:{name:<15} {text}")
+        print("Or a folder / .zip in one of the layouts: images/+masks/, SegNet/CamVid, Pascal VOC.")
+        return 0
+    report = dataset_report(load_dataset(args.source, ignore_index=args.ignore_index))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text())
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from .models.backbones import describe_backbone, list_backbones, search_timm
+
+    infos = [describe_backbone(n) for n in search_timm(args.search)] if args.search else list_backbones()
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=2))
+        return 0
+    print(f"{'backbone':<26} {'params':>8}  {'feature channels':<26} pretrained weights")
+    for info in infos:
+        if info.usable:
+            print(f"{info.name:<26} {info.encoder_params / 1e6:7.1f}M  {str(info.feature_channels):<26} {info.weights}")
+        else:
+            print(f"{info.name:<26} {'—':>8}  not usable: {info.problem[:60]}")
+    return 0
+
+
+def config_from_args(args) -> TrainConfig:
+    height, width = args.size
+    return TrainConfig(
+        data=args.data, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, encoder_lr_factor=args.encoder_lr_factor, freeze_epochs=args.freeze_epochs, train_bn=args.train_bn,
+        regularizer=args.regularizer, weight_decay=args.weight_decay, height=height, width=width, seed=args.seed,
+        ignore_index=args.ignore_index, train_size=args.train_size, val_fraction=args.val_fraction,
+        augment=args.augment, dice_weight=args.dice_weight, warmup_epochs=args.warmup_epochs, device=args.device,
+        threads=args.threads, weights_file=args.weights, source_run=args.source_run, run_name=args.name,
+        max_steps=args.max_steps,
+    )
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .train import train
+
+    config = config_from_args(args)
+    if config.source_run:
+        config.source_run = str(resolve_run(config.source_run, _runs_dir(args)).path)
+    bar = tqdm(total=None, unit="step", dynamic_ncols=True, disable=args.quiet, file=sys.stderr)
+
+    def show(record: dict) -> None:
+        if record["kind"] == "step":
+            bar.total = record["total_steps"]
+            bar.set_postfix(epoch=record["epoch"], loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
+            bar.update(1)
+        else:
+            bar.write(f"epoch {record['epoch']}/{record['epochs']}  loss {record['train_loss']:.4f}  "
+                      f"mIoU {record['miou']:.3f}  pixel acc {record['pixel_accuracy']:.3f}  "
+                      f"dice {record['mean_dice']:.3f}  {record['epoch_time_s']:.1f}s")
+
+    run = train(config, _runs_dir(args), listener=show)
+    bar.close()
+    summary = run.summary()
+    print(f"run {run.run_id}: {run.state}" + (f", best mIoU {summary['miou']:.3f} at epoch {summary['best_epoch']}"
+                                             if summary else f" ({run.status.get('reason', '')})"))
+    print(f"folder: {run.path}")
+    return 0 if run.state == "done" else 1
+
+
+def cmd_eval(args) -> int:
+    from .data.dataset import load_dataset
+    from .evaluate import evaluate_run
+    from .predict import Predictor
+
+    run = resolve_run(args.run, _runs_dir(args))
+    config = run.config
+    data = load_dataset(args.data or config["data"], ignore_index=args.ignore_index if args.ignore_index != -1 else config.get("ignore_index"),
+                        val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0))
+    result = evaluate_run(Predictor(run, device=args.device), data, args.split)
+    print(f"{run.run_id} on {result['data']} [{result['split']}, {result['images']} images]")
+    print(f"  mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   mean Dice {result['mean_dice']:.4f}")
+    for name, iou in result["per_class_iou"].items():
+        print(f"  {name:<20} IoU {'—' if iou is None else f'{iou:.4f}'}")
+    print(f"  ({result['miou_note']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from PIL import Image
+
+    from .data.files import read_image
+    from .predict import Predictor, colorize
+
+    predictor = Predictor(resolve_run(args.run, _runs_dir(args)), device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in map(Path, args.images):
+        image = read_image(path)
+        class_map = predictor.predict(image)
+        Image.fromarray(class_map).save(out / f"{path.stem}_classes.png")
+        Image.fromarray(colorize(class_map, predictor.colours)).save(out / f"{path.stem}_colour.png")
+        Image.fromarray(predictor.overlay(image, args.alpha)).save(out / f"{path.stem}_overlay.png")
+        print(f"{path} → {out / (path.stem + '_overlay.png')}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import save_comparison
+    from .data.dataset import load_dataset
+
+    runs = [resolve_run(r, _runs_dir(args)) for r in args.runs]
+    config = runs[0].config
+    data = load_dataset(args.data or config["data"], ignore_index=config.get("ignore_index"),
+                        val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0))
+    output = save_comparison([r.path for r in runs], data, args.out, split=args.split, count=args.count,
+                             show_errors=args.errors)
+    print(f"comparison written to {output}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    result = export_run(resolve_run(args.run, _runs_dir(args)), args.out, onnx=not args.no_onnx)
+    for key, value in result.items():
+        print(f"{key:<18} {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.transforms import AUGMENTATIONS
+    from .strategies import REGULARIZERS, STRATEGIES
+
+    parser = argparse.ArgumentParser(prog="python -m segcore", description="Transfer learning for semantic segmentation.")
+    parser.add_argument("--runs-dir", default="runs", help="folder that holds the run folders (default: runs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets, or report on one (layout, classes, mask values)")
+    p.add_argument("source", nargs="?", help="builtin:NAME, download:pet|voc, a folder, or a .zip")
+    p.add_argument("--ignore-index", type=int, default=255, help="stored mask value to ignore (default 255; CamVid: 11)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("backbones", help="list usable timm backbones with parameters, channels, weights source")
+    p.add_argument("--search", help="any timm model matching a wildcard, e.g. '*mobilenet*'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("train", help="train one run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=DEFAULTS.data, help="builtin:NAME, download:pet|voc, a folder, or a .zip")
+    p.add_argument("--backbone", default=DEFAULTS.backbone, help="a timm model name (see 'backbones')")
+    p.add_argument("--strategy", default=DEFAULTS.strategy, choices=sorted(STRATEGIES),
+                   help="; ".join(f"{k}: {v.title}" for k, v in STRATEGIES.items()))
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="base learning rate (decoder and head)")
+    p.add_argument("--encoder-lr-factor", type=float, default=DEFAULTS.encoder_lr_factor,
+                   help="encoder learning rate = lr × this, for parameter and structure transfer")
+    p.add_argument("--freeze-epochs", type=int, default=DEFAULTS.freeze_epochs,
+                   help="parameter transfer: epochs with the encoder frozen before it is unfrozen")
+    p.add_argument("--train-bn", action="store_true", help="feature transfer: let the frozen encoder's BatchNorm statistics adapt")
+    p.add_argument("--regularizer", default=DEFAULTS.regularizer, choices=sorted(REGULARIZERS),
+                   help="; ".join(f"{k}: {v}" for k, v in REGULARIZERS.items()))
+    p.add_argument("--weight-decay", "--lambda", dest="weight_decay", type=float, default=DEFAULTS.weight_decay,
+                   help="λ, the regulariser's weight")
+    p.add_argument("--size", type=parse_size, default=(DEFAULTS.height, DEFAULTS.width),
+                   help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--ignore-index", type=int, default=DEFAULTS.ignore_index, help="stored mask value to ignore (CamVid: 11)")
+    p.add_argument("--train-size", type=parse_train_size, default=None,
+                   help="train on N images, or a fraction (e.g. 0.25) of the training split (seeded subset)")
+    p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
+                   help="share held out for validation when the dataset has no split of its own")
+    p.add_argument("--augment", default=DEFAULTS.augment, choices=["auto", *AUGMENTATIONS],
+                   help="auto: flip for feature transfer (keeps its feature cache), full otherwise")
+    p.add_argument("--dice-weight", type=float, default=DEFAULTS.dice_weight, help="add this × Dice loss to cross-entropy")
+    p.add_argument("--warmup-epochs", type=float, default=DEFAULTS.warmup_epochs)
+    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads (0: one per core)")
+    p.add_argument("--weights", default=None, help="a local ImageNet weights file for the encoder (.safetensors/.pth)")
+    p.add_argument("--source-run", default=None, help="structure transfer: the run (id or folder) to carry over")
+    p.add_argument("--name", default=None, help="run name (default: date-time-strategy)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (0: no limit)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a finished run on a split of a dataset")
+    p.add_argument("run", help="run id (in --runs-dir) or run folder")
+    p.add_argument("--data", help="dataset to score on (default: the run's own)")
+    p.add_argument("--split", default="val", help="val or test (default val)")
+    p.add_argument("--ignore-index", type=int, default=-1, help="default: the run's own")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="segment images with a finished run")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", default="predictions")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("compare", help="render image | ground truth | one column per run, as a PNG")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--data", help="dataset (default: the first run's)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--count", type=int, default=4, help="how many images (rows)")
+    p.add_argument("--errors", action="store_true", help="paint wrongly classified pixels red")
+    p.add_argument("--out", default="comparison.png")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="copy the checkpoint and write an ONNX file checked against PyTorch")
+    p.add_argument("run")
+    p.add_argument("--out", default="export")
+    p.add_argument("--no-onnx", action="store_true")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SegcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,44 @@
+"""Export a run: its checkpoint (safetensors + JSON) and an ONNX file checked against PyTorch."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import build_from_checkpoint
+from .runs import Run
+
+
+def export_run(run: Run, destination: str | Path, onnx: bool = True, tolerance: float = 1e-3) -> dict:
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy2(run.path / f"best{suffix}", destination / f"{run.run_id}{suffix}")
+    result = {"safetensors": str(destination / f"{run.run_id}.safetensors"), "json": str(destination / f"{run.run_id}.json")}
+    if onnx:
+        model, meta = build_from_checkpoint(run.path / "best")
+        example = torch.rand(1, 3, meta["height"], meta["width"])
+        path = destination / f"{run.run_id}.onnx"
+        torch.onnx.export(
+            model, (example,), str(path), input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+        )
+        result["onnx"] = str(path)
+        result["onnx_max_abs_diff"] = check_onnx(model, path, example)
+        if result["onnx_max_abs_diff"] > tolerance:
+            raise RuntimeError(f"the ONNX export differs from PyTorch by {result['onnx_max_abs_diff']:.2e} (> {tolerance})")
+    return result
+
+
+def check_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = torch.cat([example, torch.rand_like(example)])
+    (onnx_out,) = session.run(None, {"image": batch.numpy()})
+    with torch.no_grad():
+        torch_out = model(batch).numpy()
+    return float(np.abs(onnx_out - torch_out).max())
