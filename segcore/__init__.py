@@ -8,7 +8,7 @@ from .models import build, list_backbones
 from .predict import Predictor
 from .runs import Run, list_runs
 from .strategies import REGULARIZERS, STRATEGIES
-from .train import train
+from .training import train
 
 __all__ = [
     "DatasetError", "Predictor", "REGULARIZERS", "Run", "RunError", "STRATEGIES", "SegcoreError", "SegmentationData",

@@ -100,7 +100,7 @@ def config_from_args(args) -> TrainConfig:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .train import train
+    from .training import train
 
     config = config_from_args(args)
     if config.source_run:

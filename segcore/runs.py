@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,6 +19,24 @@ from .errors import RunError
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+def process_alive(pid, host=None) -> bool:
+    """Whether a training process is still there (assumed alive when it ran on another machine)."""
+    if not pid:
+        return True  # not started yet: nothing to judge
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        return Path(f"/proc/{int(pid)}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -95,7 +114,20 @@ class Run:
 
     @property
     def status(self) -> dict:
-        return self._json("status.json", {"state": "queued"})
+        """The recorded status, except that a 'running' run whose process is gone reads as failed."""
+        status = self._json("status.json", {"state": "queued"})
+        if status.get("state") == "running" and not process_alive(status.get("pid"), status.get("host")):
+            status = {**status, "state": "failed",
+                      "reason": f"the training process (pid {status.get('pid')}) ended without finishing (killed or crashed)"}
+        return status
+
+    def settle(self) -> dict:
+        """Record what status() sees: a dead 'running' run becomes 'failed' on disk too."""
+        status = self.status
+        recorded = self._json("status.json", {})
+        if status.get("state") != recorded.get("state") and recorded:
+            atomic_write_json(self.path / "status.json", {**status, "updated": time.time()})
+        return status
 
     @property
     def state(self) -> str:
@@ -157,6 +189,7 @@ class RunWriter(Run):
         if state in ("running",):
             status.setdefault("started", time.time())
             status["pid"] = os.getpid()
+            status["host"] = socket.gethostname()
         atomic_write_json(self.path / "status.json", status)
 
     def log_metrics(self, record: dict) -> None:

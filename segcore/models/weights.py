@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def weights_source(backbone: str) -> str:
     return "unavailable"
 
 
+def _natural_key(key: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
@@ -59,7 +64,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path))
+            # safetensors does not keep insertion order: natural key order is the best guess for order-mapping
+            loaded = load_file(str(path))
+            state = {key: loaded[key] for key in sorted(loaded, key=_natural_key)}
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -133,7 +133,7 @@ class Trainer:
     def _check_loss(self, loss: torch.Tensor, epoch: int) -> None:
         if not torch.isfinite(loss):
             raise TrainingFailed(
-                f"the training loss became {float(loss)} at epoch {epoch}, step {self.step}: "
+                f"the training loss became {float(loss.detach())} at epoch {epoch}, step {self.step}: "
                 "the learning rate is probably too high — lower it (e.g. ÷10) and train again"
             )
 

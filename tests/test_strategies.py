@@ -1,0 +1,147 @@
+"""Each strategy learns, and each changes exactly the parts it says it changes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segcore import RunError, TrainConfig, load_dataset, train
+from segcore.checkpoints import load_checkpoint
+from segcore.strategies import prepare
+
+SMALL = dict(epochs=2, height=64, width=64, batch_size=4, lr=3e-3, augment="none", warmup_epochs=0.25)
+
+
+def _train(data_dir, runs, strategy, **overrides):
+    config = TrainConfig(data=str(data_dir), strategy=strategy, **{**SMALL, **overrides})
+    return train(config, runs, run_id=overrides.get("run_name") or strategy)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def source_run(runs, source_dataset):
+    return _train(source_dataset, runs, "scratch", run_name="source-task", epochs=1)
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "parameter", "feature", "structure"])
+def test_each_strategy_trains_two_epochs_and_its_loss_falls(strategy, train_dataset, runs, source_run):
+    extra = {"source_run": str(source_run.path)} if strategy == "structure" else {}
+    run = _train(train_dataset, runs, strategy, **extra)
+    assert run.state == "done", run.status
+    steps = [s["loss"] for s in run.steps()]
+    steps_per_epoch = -(-run.summary()["train_images"] // SMALL["batch_size"])
+    assert len(run.epochs()) == 2 and len(steps) == 2 * steps_per_epoch
+    assert sum(steps[-2:]) / 2 < sum(steps[:2]) / 2
+    summary = run.summary()
+    assert 0 <= summary["miou"] <= 1 and summary["strategy"] == strategy
+    assert run.has_checkpoint()
+
+
+def _encoder_state(model):
+    return {k: v.detach().clone() for k, v in model.encoder.state_dict().items()}
+
+
+def _one_pass(strategy, train_dataset, **kw):
+    """Prepare a model and train it briefly in-process, returning (before, after) state dicts."""
+    from segcore.runs import RunWriter
+    from segcore.training import Trainer
+
+    data = load_dataset(train_dataset)
+    config = TrainConfig(data=str(train_dataset), strategy=strategy, **{**SMALL, "epochs": 1, **kw})
+    writer = RunWriter(train_dataset.parent / f"inproc-{strategy}-{kw.get('regularizer', 'l2')}")
+    trainer = Trainer(config, writer)
+    trainer.setup(data)
+    before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    writer.close()
+    return trainer, before, after
+
+
+def test_feature_transfer_leaves_every_encoder_tensor_bit_identical(train_dataset):
+    trainer, before, after = _one_pass("feature", train_dataset)
+    encoder_keys = [k for k in before if k.startswith("encoder.")]
+    assert encoder_keys and any("running_mean" in k for k in encoder_keys)
+    for key in encoder_keys:
+        assert torch.equal(before[key], after[key]), f"{key} changed under feature transfer"
+    decoder_keys = [k for k in before if k.startswith(("decoder.", "head.")) and before[k].is_floating_point()]
+    assert any(not torch.equal(before[k], after[k]) for k in decoder_keys)
+    assert trainer.cache is not None and trainer.cache.nbytes() > 0  # features were computed once and reused
+
+
+def test_feature_transfer_with_train_bn_adapts_only_batchnorm_statistics(train_dataset):
+    trainer, before, after = _one_pass("feature", train_dataset, train_bn=True)
+    assert trainer.cache is None  # BN statistics change, so features cannot be cached
+    changed = [k for k in before if k.startswith("encoder.") and not torch.equal(before[k], after[k])]
+    assert changed and all(("running_" in k or "num_batches" in k) for k in changed)
+
+
+def test_parameter_transfer_changes_the_pretrained_encoder(train_dataset):
+    from segcore.models import pretrained_state_dict
+
+    trainer, before, after = _one_pass("parameter", train_dataset)
+    imagenet, _ = pretrained_state_dict("tf_efficientnet_lite0")
+    assert torch.equal(before["encoder.conv_stem.weight"], imagenet["conv_stem.weight"])
+    assert not torch.equal(before["encoder.conv_stem.weight"], after["encoder.conv_stem.weight"])
+    groups = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
+    assert groups["encoder"] == pytest.approx(groups["decoder+head"] * 0.1)
+
+
+def test_structure_transfer_starts_from_source_decoder_with_new_head(source_run):
+    source_state, source_meta = load_checkpoint(source_run.path / "best")
+    assert source_meta["num_classes"] == 2
+    prepared = prepare("structure", "tf_efficientnet_lite0", 5, source_run=source_run.path)
+    state = prepared.model.state_dict()
+    for key, value in source_state.items():
+        if not key.startswith("head."):
+            assert torch.equal(state[key], value), key
+    assert prepared.model.head.out_channels == 5
+    assert "source run source-task" in prepared.origin
+
+
+def test_structure_transfer_refuses_a_different_backbone(source_run):
+    with pytest.raises(RunError, match="structure transfer needs the same backbone"):
+        prepare("structure", "resnet18", 3, source_run=source_run.path)
+
+
+def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
+    distances = {}
+    for regularizer in ("l2", "l2sp"):
+        trainer, before, after = _one_pass("parameter", train_dataset, regularizer=regularizer, weight_decay=50.0,
+                                           encoder_lr_factor=1.0)
+        keys = [k for k in before if k.startswith("encoder.") and k.endswith("weight")]
+        distances[regularizer] = sum(float((after[k] - before[k]).pow(2).sum()) for k in keys) ** 0.5
+    assert distances["l2sp"] < 0.8 * distances["l2"]
+
+
+def test_absurd_learning_rate_fails_the_run_with_its_reason(train_dataset, runs):
+    from segcore import Run, TrainingFailed
+
+    with pytest.raises(TrainingFailed, match="loss became"):
+        _train(train_dataset, runs, "scratch", run_name="nan", lr=1e12, epochs=3)
+    run = Run.from_path(runs / "nan")
+    assert run.state == "failed" and "learning rate" in run.status["reason"]
+
+
+def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(train_dataset, runs, monkeypatch):
+    from segcore import Predictor, Run, TrainingFailed
+    from segcore import training as train_module
+
+    real_loss, calls = train_module.segmentation_loss, {"n": 0}
+
+    def loss_that_explodes_in_epoch_two(logits, target, dice_weight):
+        calls["n"] += 1
+        loss = real_loss(logits, target, dice_weight)
+        return loss * float("nan") if calls["n"] > 5 else loss
+
+    monkeypatch.setattr(train_module, "segmentation_loss", loss_that_explodes_in_epoch_two)
+    with pytest.raises(TrainingFailed):
+        _train(train_dataset, runs, "feature", run_name="nan-later", epochs=3)
+    run = Run.from_path(runs / "nan-later")
+    assert run.state == "failed" and "nan" in run.status["reason"]
+    assert len(run.epochs()) == 1 and run.has_checkpoint()
+    assert Predictor(run).meta["epoch"] == 1
