@@ -1,0 +1,142 @@
+"""Compare: the segmentations of 2–4 finished runs side by side, per-class IoU, summary, your own image."""
+
+import csv
+import io
+
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from pages._shared import STRATEGY_COLOURS, STRATEGY_LABELS, finished_runs, run_label
+from segcore import Predictor, SegcoreError, load_dataset
+from segcore.compare import render_comparison
+from segcore.comparison import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
+from segcore.data.files import read_image
+from segcore.predict import overlay
+
+st.title("🔍 Compare")
+
+runs = finished_runs()
+if not runs:
+    st.info("No finished runs yet. Train some on the Model & strategy page, then come back.")
+    st.page_link("pages/model.py", label="Model & strategy →", icon="🧠")
+    st.stop()
+
+latest_group = runs[-1].config.get("group")
+default = [r for r in runs if latest_group and r.config.get("group") == latest_group
+           and r.config.get("data") == runs[-1].config.get("data")][-4:] or runs[-2:]
+chosen = st.multiselect("Runs to compare (2–4)", runs, default=default, max_selections=4, format_func=run_label,
+                        key="compare_runs")
+if not chosen:
+    st.stop()
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def predictor(path: str, mtime: float) -> Predictor:
+    return Predictor(path, device="cpu")
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the dataset…")
+def dataset_of(source: str, ignore_index, val_fraction: float, seed: int):
+    return load_dataset(source, ignore_index=ignore_index, val_fraction=val_fraction, seed=seed)
+
+
+predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chosen]
+
+st.subheader("Summary")
+rows = [summary_row(r) for r in chosen]
+st.dataframe(rows, hide_index=True, column_config={
+    "mIoU": st.column_config.NumberColumn(format="%.3f"), "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
+    "training time (s)": st.column_config.NumberColumn(format="%.1f")})
+buffer = io.StringIO()
+writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+writer.writeheader()
+writer.writerows(rows)
+st.download_button("Download table (CSV)", buffer.getvalue(), "comparison.csv", "text/csv")
+st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels excluded.")
+
+left, right = st.columns(2)
+with left:
+    figure = go.Figure()
+    for run in chosen:
+        points = [p for p in per_class_iou_rows([run])]
+        figure.add_trace(go.Bar(x=[p["class"] for p in points], y=[p["IoU"] for p in points], name=run.run_id,
+                                marker_color=STRATEGY_COLOURS.get(run.config.get("strategy"), "#888")))
+    figure.update_layout(barmode="group", title="IoU per class", yaxis_range=[0, 1], height=340,
+                         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    st.plotly_chart(figure, key="per_class")
+with right:
+    if differs_in_training_size(chosen) or differs_in_training_size(runs):
+        pool = runs if not differs_in_training_size(chosen) else chosen
+        points = data_efficiency_points([r for r in pool if r.config.get("data") == chosen[0].config.get("data")])
+        curve = go.Figure()
+        for strategy in dict.fromkeys(p["strategy"] for p in points):
+            mine = [p for p in points if p["strategy"] == strategy]
+            curve.add_trace(go.Scatter(x=[p["training images"] for p in mine], y=[p["mIoU"] for p in mine],
+                                       mode="lines+markers", name=STRATEGY_LABELS.get(strategy, strategy),
+                                       line=dict(color=STRATEGY_COLOURS.get(strategy, "#888"))))
+        curve.update_layout(title="Data efficiency: mIoU against training images", xaxis_title="training images",
+                            yaxis_title="mIoU", height=340, margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(curve, key="efficiency")
+    else:
+        st.info("Runs trained on different numbers of images draw a data-efficiency curve here. "
+                "Queue one with *Data-efficiency sweep* on the Model & strategy page.")
+
+st.subheader("Side by side")
+config = chosen[0].config
+try:
+    data = dataset_of(config["data"], config.get("ignore_index"), config.get("val_fraction", 0.2), config.get("seed", 0))
+except SegcoreError as exc:
+    st.error(f"The dataset of {chosen[0].run_id} cannot be read now: {exc}")
+    st.stop()
+c1, c2, c3 = st.columns(3)
+alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
+show_errors = c2.toggle("Show wrong pixels in red", value=False, key="cmp_errors")
+count = c3.number_input("Validation images", 1, 24, 4, key="cmp_count")
+val = data.load("val", predictors[0].size)
+headers = st.columns(2 + len(predictors))
+headers[0].markdown("**image**")
+headers[1].markdown("**ground truth**")
+for column, run in zip(headers[2:], chosen):
+    column.markdown(f"**{STRATEGY_LABELS.get(run.config.get('strategy'), '')}**  \n{run.run_id}")
+for index in range(min(int(count), len(val))):
+    image = Image.fromarray(val.images[index].permute(1, 2, 0).numpy())
+    truth = val.masks[index].numpy()
+    columns = st.columns(2 + len(predictors))
+    columns[0].image(image, width="stretch")
+    columns[1].image(overlay(image, truth, data.class_colours, alpha), width="stretch")
+    for column, p in zip(columns[2:], predictors):
+        prediction = p.predict(image)
+        errors = (prediction != truth) & (truth != 255) if show_errors else None
+        column.image(overlay(image, prediction, p.colours, alpha, errors), width="stretch")
+
+if st.button("Prepare the comparison as PNG"):
+    sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    st.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
+
+st.subheader("Try your own image")
+upload = st.file_uploader("An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"],
+                          key="own_image")
+if upload:
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(upload.name).name
+        path.write_bytes(upload.getvalue())
+        try:
+            image = read_image(path)
+        except SegcoreError as exc:
+            st.error(str(exc))
+            st.stop()
+    image.thumbnail((640, 640))
+    columns = st.columns(1 + len(predictors))
+    columns[0].image(image, caption="your image", width="stretch")
+    for column, p, run in zip(columns[1:], predictors, chosen):
+        column.image(overlay(image, p.predict(image), p.colours, alpha), caption=run.run_id, width="stretch")
+    legend = " ".join(f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
+                      f"color:{'#000' if sum(c) > 380 else '#fff'}'>{n}</span>"
+                      for n, c in zip(predictors[0].classes, predictors[0].colours))
+    st.markdown(legend, unsafe_allow_html=True)

@@ -1,0 +1,120 @@
+"""Data: choose a dataset, see how its masks are read, look at samples and augmentations."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages._shared import current_dataset, dataset_settings
+from segcore import SegcoreError, dataset_report
+from segcore.data.builtin import BUILTINS
+from segcore.data.downloads import DOWNLOADS
+from segcore.data.preview import augmentation_preview, sample_overlays
+from segcore.data.transforms import AUGMENTATIONS
+from segcore.uploads import save_uploads
+
+st.title("🖼️ Data")
+st.caption("Pick the images and masks to learn from. Everything stays on this machine.")
+
+source, ignore_index, class_names = dataset_settings()
+choice = st.radio("Where is the data?", ["Built-in", "Upload", "Folder on this server", "Download (needs internet)"],
+                  horizontal=True, key="data_origin")
+
+new_source = None
+if choice == "Built-in":
+    names = list(BUILTINS)
+    current = source.split(":", 1)[1] if source.startswith("builtin:") and source.split(":", 1)[1] in names else names[0]
+    name = st.selectbox("Built-in dataset", names, index=names.index(current),
+                        format_func=lambda n: f"{n} — {BUILTINS[n].description}")
+    new_source = f"builtin:{name}"
+elif choice == "Upload":
+    left, right = st.columns(2)
+    archive = left.file_uploader("A .zip of the dataset folder", type=["zip"], key="upload_zip")
+    folder = right.file_uploader("…or a whole folder", accept_multiple_files="directory", key="upload_folder")
+    files = [(archive.name, archive.getvalue())] if archive else [(f.name, f.getvalue()) for f in folder or []]
+    if files:
+        try:
+            new_source = str(save_uploads(files))
+        except SegcoreError as exc:
+            st.error(str(exc))
+    else:
+        st.info("Layouts understood: `images/` + `masks/` (paired by file name), SegNet/CamVid "
+                "(`train/` + `trainannot/`…), Pascal VOC (`JPEGImages/` + `SegmentationClass/`).")
+elif choice == "Folder on this server":
+    path = st.text_input("Folder path", value="" if source.startswith(("builtin:", "download:")) else source,
+                         placeholder="/data/camvid")
+    new_source = path.strip() or None
+else:
+    name = st.selectbox("Dataset to download", list(DOWNLOADS), format_func=lambda n: f"{n} — {DOWNLOADS[n]}")
+    if st.button("Download and use it"):
+        new_source = f"download:{name}"
+
+with st.expander("How masks are read", expanded=False):
+    ignore_text = st.text_input(
+        "Ignore index (mask value that marks unlabelled pixels; CamVid uses 11, VOC 255; empty for none)",
+        value="" if ignore_index is None else str(ignore_index))
+    names_text = st.text_area("Class names, one per line (only when the dataset has no classes.txt / labelmap.txt)",
+                              value="\n".join(class_names or []), height=100)
+
+try:
+    new_ignore = int(ignore_text) if ignore_text.strip() else None
+except ValueError:
+    st.error(f"'{ignore_text}' is not a number: type the mask value to ignore, e.g. 255 or 11")
+    new_ignore = ignore_index
+new_names = tuple(n.strip() for n in names_text.splitlines() if n.strip()) or None
+
+if new_source and (new_source, new_ignore, new_names) != (source, ignore_index, class_names):
+    st.session_state.update(dataset_source=new_source, ignore_index=new_ignore, class_names=new_names)
+    st.rerun()
+
+data, problem = current_dataset()
+if problem:
+    st.error(f"**This dataset cannot be used yet.**\n\n{problem}")
+    st.stop()
+
+report = dataset_report(data)
+st.success(f"Using **{data.source}** — {report.layout}")
+cols = st.columns(4)
+cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
+cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))
+cols[2].metric("Classes", len(report.classes))
+cols[3].metric("Ignored pixels", f"{report.ignored_share:.1%}")
+st.caption(f"Split: {report.split_origin}. Image sizes: "
+           + ", ".join(f"{k} (×{v})" for k, v in list(report.image_sizes.items())[:4]))
+
+if report.warnings:
+    with st.expander(f"⚠️ {len(report.warnings)} file(s) skipped", expanded=False):
+        for warning in report.warnings[:100]:
+            st.markdown(f"- {warning}")
+
+left, right = st.columns([1, 1])
+with left:
+    st.subheader("Mask values → classes")
+    st.caption(f"{report.mask_encoding}. Classes from {report.class_source}.")
+    chips = " ".join(
+        f"<span style='display:inline-block;margin:2px;padding:2px 8px;border-radius:8px;"
+        f"background:rgb{tuple(c)};color:{'#000' if sum(c) > 380 else '#fff'}'>{i}: {n}</span>"
+        for i, (n, c) in enumerate(zip(report.classes, report.class_colours)))
+    st.markdown(chips, unsafe_allow_html=True)
+    st.dataframe([{"stored value": k, "becomes": v} for k, v in report.value_to_class.items()],
+                 hide_index=True, height=min(35 * len(report.value_to_class) + 38, 300))
+with right:
+    st.subheader("Share of pixels per class")
+    figure = go.Figure(go.Bar(
+        x=list(report.pixel_share), y=[v * 100 for v in report.pixel_share.values()],
+        marker_color=[f"rgb{tuple(c)}" for c in report.class_colours]))
+    figure.update_layout(yaxis_title="% of labelled pixels", height=320, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(figure, key="pixel_share")
+    st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
+
+st.subheader("Samples")
+alpha = st.slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="sample_alpha")
+samples = sample_overlays(data, "train", count=8, alpha=alpha)
+for row in range(0, len(samples), 4):
+    for column, (name, picture) in zip(st.columns(4), samples[row : row + 4]):
+        column.image(picture, caption=name, width="stretch")
+
+st.subheader("Augmentation preview")
+kind = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="full", key="augment_preview",
+                            format_func=lambda k: k) or "full"
+st.caption(AUGMENTATIONS[kind] + ". Feature transfer uses flips only, so the frozen encoder's features can be cached.")
+for column, picture in zip(st.columns(4), augmentation_preview(data, kind, count=4)):
+    column.image(picture, width="stretch")

@@ -1,0 +1,76 @@
+"""Learn: the lesson in short, and what the encoders 'see' (feature maps projected to colour)."""
+
+import streamlit as st
+
+from pages._shared import current_dataset, finished_runs, run_label
+from segcore.explain import encoders_to_compare, feature_pca_image
+
+st.title("🎓 Learn: transfer learning for segmentation")
+
+st.markdown("""
+A segmentation network here has three parts: an **encoder** (a timm image backbone) that turns pixels into
+features, a **decoder** that brings those features back to full resolution, and a **head** that gives every pixel
+a class. *Transfer learning* means starting some of these parts from knowledge learnt elsewhere.
+""")
+st.latex(r"\min_w \; \underbrace{\frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big)}_{\text{fit your data}}"
+         r"\;+\; \lambda \underbrace{R(w)}_{\text{stay reasonable}}, \qquad "
+         r"R_{L2}(w)=\tfrac12\lVert w\rVert^2,\quad R_{L2\text{-}SP}(w)=\tfrac12\lVert w-w_0\rVert^2")
+st.table([
+    {"strategy": "scratch (baseline)", "encoder starts from": "random", "decoder starts from": "random",
+     "what learns": "everything", "pays off when": "lots of data, or data unlike anything seen before"},
+    {"strategy": "parameter transfer", "encoder starts from": "ImageNet", "decoder starts from": "random",
+     "what learns": "everything (encoder slowly)", "pays off when": "moderate data, photos like ImageNet's"},
+    {"strategy": "feature transfer", "encoder starts from": "ImageNet", "decoder starts from": "random",
+     "what learns": "decoder + head only", "pays off when": "very little data, a CPU, or a quick first result"},
+    {"strategy": "structure transfer", "encoder starts from": "a source segmentation run",
+     "decoder starts from": "the same source run", "what learns": "everything (new head)",
+     "pays off when": "a related segmentation task was already solved"},
+])
+st.markdown("""
+**L2 vs L2-SP.** Plain L2 pulls every weight towards zero — it quietly *forgets* what was transferred.
+L2-SP pulls the transferred weights towards where they started (w₀), so fine-tuning keeps what ImageNet taught
+(Li, Grandvalet & Davoine, 2018). It helps most when the new task looks like the old one.
+
+**Frozen means frozen?** Freezing an encoder stops its gradients, but its BatchNorm layers still update their
+running statistics unless they are put in eval mode too. smp freezes them; fastai lets them adapt. The *Model &
+strategy* page has the switch.
+""")
+st.page_link("pages/data.py", label="1 · Choose data", icon="🖼️")
+st.page_link("pages/model.py", label="2 · Choose a backbone and strategy", icon="🧠")
+st.page_link("pages/training.py", label="3 · Watch the curves", icon="📈")
+st.page_link("pages/compare.py", label="4 · Compare the segmentations", icon="🔍")
+
+st.header("Why it works: what the encoder sees")
+st.markdown("Each picture colours the pixels by the first three principal components of the encoder's features. "
+            "Pixels the encoder finds alike get alike colours. Pretrained features already group object parts "
+            "and edges; random ones mostly echo raw colour.")
+
+data, problem = current_dataset()
+if problem:
+    st.error(problem)
+    st.stop()
+c1, c2, c3 = st.columns(3)
+val = data.load("val", (160, 160))
+index = c1.slider("Image", 0, len(val) - 1, 0, key="learn_image")
+level = c2.select_slider("Encoder level", [1, 2, 3], value=2, key="learn_level",
+                         format_func=lambda l: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[l])
+runs = [r for r in finished_runs() if r.config.get("backbone") == "tf_efficientnet_lite0"]
+run = c3.selectbox("A fine-tuned run (optional)", [None, *runs], key="learn_run",
+                   format_func=lambda r: "—" if r is None else run_label(r))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Preparing encoders…")
+def encoders(run_path: str | None):
+    from segcore import Predictor
+
+    return encoders_to_compare("tf_efficientnet_lite0", Predictor(run_path, device="cpu").model if run_path else None)
+
+
+from PIL import Image  # noqa: E402
+
+image = Image.fromarray(val.images[index].permute(1, 2, 0).numpy())
+models = encoders(str(run.path) if run else None)
+columns = st.columns(1 + len(models))
+columns[0].image(image, caption="image", width="stretch")
+for column, (name, model) in zip(columns[1:], models.items()):
+    column.image(feature_pca_image(model, image, (160, 160), level), caption=name, width="stretch")

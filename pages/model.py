@@ -1,0 +1,134 @@
+"""Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
+
+import time
+
+import streamlit as st
+
+from pages._shared import current_dataset, finished_runs, queue, run_label, state_default
+from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
+from segcore.models import SHORTLIST, describe_backbone
+from segcore.planning import SWEEP_SIZES, queue_all_strategies
+
+st.title("🧠 Model & strategy")
+
+data, problem = current_dataset()
+if problem:
+    st.error(f"Choose a usable dataset on the Data page first.\n\n{problem}")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Looking up backbones…")
+def backbone_table(names: tuple[str, ...]) -> list[dict]:
+    return [describe_backbone(n).to_dict() for n in names]
+
+
+@st.cache_data(show_spinner=False)
+def trainable_parameters(backbone: str, strategy: str, num_classes: int) -> tuple[int, int]:
+    import torch
+
+    from segcore.models import SegmentationModel, count_parameters
+
+    with torch.device("meta"):
+        model = SegmentationModel(backbone, num_classes)
+    if strategy == "feature":
+        model.freeze_encoder()
+    return count_parameters(model, trainable_only=True), count_parameters(model)
+
+
+st.subheader("1 · Backbone (encoder)")
+extra = st.text_input("Search any timm model (optional)", placeholder="e.g. mobilenetv3_large_100",
+                      help="Any timm model that supports features_only works; the list below is CPU-friendly.")
+names = tuple(dict.fromkeys([*SHORTLIST, *([extra.strip()] if extra.strip() else [])]))
+table = backbone_table(names)
+usable = [row for row in table if row["usable"]]
+for row in table:
+    if not row["usable"]:
+        st.warning(f"`{row['name']}` cannot be used here: {row['problem'][:200]}")
+backbone = st.selectbox(
+    "Backbone", [row["name"] for row in usable], index=0, key="backbone",
+    format_func=lambda n: next(f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
+                               for r in usable if r["name"] == n))
+with st.expander("All backbones", expanded=False):
+    st.dataframe([{"backbone": r["name"], "parameters (M)": round(r["encoder_params"] / 1e6, 2),
+                   "feature channels": str(r["feature_channels"]), "pretrained weights": r["weights"]} for r in usable],
+                 hide_index=True)
+weights = next(r["weights"] for r in usable if r["name"] == backbone)
+
+st.subheader("2 · Strategy")
+strategy = st.radio("Transfer strategy", list(STRATEGIES), key="strategy", horizontal=True,
+                    index=list(STRATEGIES).index(state_default("strategy", "feature")),
+                    format_func=lambda s: STRATEGIES[s].title)
+info = STRATEGIES[strategy]
+st.info(info.explanation.replace("\n", " "))
+if info.pretrained_encoder and weights == "unavailable":
+    st.error(f"No ImageNet weights for `{backbone}` here: choose tf_efficientnet_lite0 (bundled) or train from scratch.")
+elif info.pretrained_encoder and weights.startswith("downloadable"):
+    st.warning(f"`{backbone}`'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled).")
+st.latex(r"\min_w \; \frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big) \;+\; \lambda\, R(w)")
+trainable, total = trainable_parameters(backbone, strategy, data.num_classes)
+st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
+           f"({trainable / total:.0%}) for {data.num_classes} classes.")
+
+st.subheader("3 · Settings")
+c1, c2, c3, c4 = st.columns(4)
+size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=160, key="size")
+epochs = c2.number_input("Epochs", 1, 200, 6, key="epochs")
+batch_size = c3.number_input("Batch size", 1, 128, 8, key="batch_size")
+lr = c4.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="lr")
+c1, c2, c3, c4 = st.columns(4)
+regularizer = c1.selectbox("Regulariser R(w)", list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper())
+weight_decay = c2.number_input("λ", 0.0, 100.0, 1e-4, format="%.5f", key="lambda")
+train_pct = c3.slider("Training images used (%)", 5, 100, 100, 5, key="train_pct",
+                      help="Fewer images show where transfer pays off (the data-efficiency experiment).")
+seed = c4.number_input("Seed", 0, 10_000, 0, key="seed")
+st.caption(REGULARIZERS[regularizer])
+
+freeze_epochs, train_bn, encoder_lr_factor, source_run = 0, False, 0.1, None
+if strategy in ("parameter", "structure"):
+    c1, c2 = st.columns(2)
+    encoder_lr_factor = c1.number_input("Encoder learning rate × ", 0.0, 1.0, 0.1, key="enc_factor")
+    if strategy == "parameter":
+        freeze_epochs = c2.number_input("Warm-up epochs with the encoder frozen", 0, 50, 0, key="freeze_epochs")
+if strategy == "feature":
+    train_bn = st.toggle("Let the frozen encoder's BatchNorm statistics adapt", value=False, key="train_bn",
+                         help="Off: truly frozen (smp's choice) and features are cached, so epochs are fast. "
+                              "On: BatchNorm keeps updating its running statistics (fastai's choice).")
+if strategy == "structure":
+    sources = [r for r in finished_runs() if r.config.get("backbone") == backbone]
+    if sources:
+        picked = st.selectbox("Source run to carry over", sources, format_func=run_label, key="source_run")
+        source_run = str(picked.path)
+    else:
+        st.warning("No finished run with this backbone to carry over yet. *Train all strategies* first trains "
+                   "one on the built-in source task (ellipses, rings, crosses).")
+
+config = TrainConfig(
+    data=data.source, backbone=backbone, strategy=strategy, epochs=int(epochs), batch_size=int(batch_size),
+    lr=float(lr), encoder_lr_factor=float(encoder_lr_factor), freeze_epochs=int(freeze_epochs), train_bn=train_bn,
+    regularizer=regularizer, weight_decay=float(weight_decay), height=size, width=size, seed=int(seed),
+    ignore_index=data.ignore_index if data.encoding.kind == "index" else 255,
+    train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run,
+)
+
+st.subheader("4 · Train")
+b1, b2, b3 = st.columns(3)
+try:
+    if b1.button("▶ Train", type="primary", width="stretch", disabled=strategy == "structure" and not source_run):
+        run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"))
+        st.session_state["watch_group"] = run.config.get("group")
+        st.success(f"Queued **{run.run_id}**.")
+        st.page_link("pages/training.py", label="Watch it train →", icon="📈")
+    if b2.button("▶▶ Train all strategies", width="stretch",
+                 help="One run per strategy with identical settings (plus the source run structure transfer needs)."):
+        runs = queue_all_strategies(queue(), config, source_run=source_run)
+        st.session_state["watch_group"] = runs[-1].config.get("group")
+        st.success("Queued " + ", ".join(f"**{r.run_id}**" for r in runs) + ".")
+        st.page_link("pages/training.py", label="Watch them train →", icon="📈")
+    if b3.button("📉 Data-efficiency sweep", width="stretch",
+                 help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images."):
+        runs = queue_all_strategies(queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES)
+        st.session_state["watch_group"] = runs[-1].config.get("group")
+        st.success(f"Queued {len(runs)} runs.")
+        st.page_link("pages/training.py", label="Watch them train →", icon="📈")
+except SegcoreError as exc:
+    st.error(str(exc))

@@ -1,0 +1,39 @@
+"""Turning one set of settings into the runs a comparison needs (what 'Train all strategies' queues)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from .config import TrainConfig
+from .jobs import JobQueue
+from .runs import Run
+
+SOURCE_TASK = "builtin:shapes-source"
+SWEEP_SIZES = (0.1, 0.25, 0.5, 1.0)
+
+
+def queue_source_run(queue: JobQueue, config: TrainConfig, group: str) -> Run:
+    """The source-task run that structure transfer carries over: same backbone, a different task."""
+    source = replace(config, data=SOURCE_TASK, strategy="parameter", source_run=None, train_size=None,
+                     ignore_index=255, run_name=f"{group}-source")
+    return queue.submit(source, group=group)
+
+
+def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
+                         train_sizes=(None,), group: str | None = None) -> list[Run]:
+    """One run per strategy (× training-set size) with identical settings, for a fair comparison."""
+    group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
+    runs = []
+    if not source_run:
+        source = queue_source_run(queue, config, group)
+        runs.append(source)
+        source_run = str(source.path)
+    for size in train_sizes:
+        suffix = "" if size is None else f"-n{size:g}"
+        for strategy in ("scratch", "parameter", "feature", "structure"):
+            runs.append(queue.submit(
+                replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
+                        source_run=source_run if strategy == "structure" else None),
+                group=group))
+    return runs
