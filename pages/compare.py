@@ -12,7 +12,7 @@ from segcore import Predictor, SegcoreError, load_dataset
 from segcore.compare import render_comparison
 from segcore.comparison import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
 from segcore.data.files import read_image
-from segcore.predict import overlay
+from segcore.predict import overlay, unpainted_classes
 
 st.title("🔍 Compare")
 
@@ -66,9 +66,10 @@ with left:
                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     st.plotly_chart(figure, key="per_class")
 with right:
-    if differs_in_training_size(chosen) or differs_in_training_size(runs):
-        pool = runs if not differs_in_training_size(chosen) else chosen
-        points = data_efficiency_points([r for r in pool if r.config.get("data") == chosen[0].config.get("data")])
+    same_data = [r for r in runs if r.config.get("data") == chosen[0].config.get("data")]
+    pool = chosen if differs_in_training_size(chosen) else same_data
+    if differs_in_training_size(pool):
+        points = data_efficiency_points(pool)
         curve = go.Figure()
         for strategy in dict.fromkeys(p["strategy"] for p in points):
             mine = [p for p in points if p["strategy"] == strategy]
@@ -104,11 +105,12 @@ for index in range(min(int(count), len(val))):
     truth = val.masks[index].numpy()
     columns = st.columns(2 + len(predictors))
     columns[0].image(image, width="stretch")
-    columns[1].image(overlay(image, truth, data.class_colours, alpha), width="stretch")
+    columns[1].image(overlay(image, truth, data.class_colours, alpha, unpainted=unpainted_classes(data.class_names)),
+                     width="stretch")
     for column, p in zip(columns[2:], predictors):
         prediction = p.predict(image)
         errors = (prediction != truth) & (truth != 255) if show_errors else None
-        column.image(overlay(image, prediction, p.colours, alpha, errors), width="stretch")
+        column.image(p.overlay(image, alpha, prediction, errors), width="stretch")
 
 if st.button("Prepare the comparison as PNG"):
     sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
@@ -135,7 +137,7 @@ if upload:
     columns = st.columns(1 + len(predictors))
     columns[0].image(image, caption="your image", width="stretch")
     for column, p, run in zip(columns[1:], predictors, chosen):
-        column.image(overlay(image, p.predict(image), p.colours, alpha), caption=run.run_id, width="stretch")
+        column.image(p.overlay(image, alpha), caption=run.run_id, width="stretch")
     legend = " ".join(f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
                       f"color:{'#000' if sum(c) > 380 else '#fff'}'>{n}</span>"
                       for n, c in zip(predictors[0].classes, predictors[0].colours))

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from pages._shared import current_dataset, finished_runs, queue, run_label, state_default
+from pages._shared import current_dataset, finished_runs, queue, run_label
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.planning import SWEEP_SIZES, queue_all_strategies
@@ -55,8 +55,7 @@ with st.expander("All backbones", expanded=False):
 weights = next(r["weights"] for r in usable if r["name"] == backbone)
 
 st.subheader("2 · Strategy")
-strategy = st.radio("Transfer strategy", list(STRATEGIES), key="strategy", horizontal=True,
-                    index=list(STRATEGIES).index(state_default("strategy", "feature")),
+strategy = st.radio("Transfer strategy", list(STRATEGIES), key="strategy", horizontal=True, index=2,
                     format_func=lambda s: STRATEGIES[s].title)
 info = STRATEGIES[strategy]
 st.info(info.explanation.replace("\n", " "))

@@ -161,7 +161,7 @@ def cmd_predict(args) -> int:
         class_map = predictor.predict(image)
         Image.fromarray(class_map).save(out / f"{path.stem}_classes.png")
         Image.fromarray(colorize(class_map, predictor.colours)).save(out / f"{path.stem}_colour.png")
-        Image.fromarray(predictor.overlay(image, args.alpha)).save(out / f"{path.stem}_overlay.png")
+        Image.fromarray(predictor.overlay(image, args.alpha, class_map)).save(out / f"{path.stem}_overlay.png")
         print(f"{path} → {out / (path.stem + '_overlay.png')}")
     return 0
 

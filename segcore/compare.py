@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .data.dataset import SegmentationData
 from .metrics import ConfusionMatrix
-from .predict import Predictor, overlay
+from .predict import Predictor, overlay, unpainted_classes
 
 TITLE_HEIGHT = 22
 
@@ -56,10 +56,11 @@ def render_comparison(predictors: list[Predictor], data: SegmentationData, split
     colours = predictors[0].colours
     for r, (image, truth, predictions) in enumerate(rows):
         top = TITLE_HEIGHT + r * height
-        tiles = [np.asarray(image), overlay(image, truth, colours, alpha)]
-        for prediction in predictions:
+        unpainted = unpainted_classes(predictors[0].classes)
+        tiles = [np.asarray(image), overlay(image, truth, colours, alpha, unpainted=unpainted)]
+        for predictor, prediction in zip(predictors, predictions):
             errors = (prediction != truth) & (truth != 255) if show_errors else None
-            tiles.append(overlay(image, prediction, colours, alpha, errors))
+            tiles.append(predictor.overlay(image, alpha, prediction, errors))
         for c, tile in enumerate(tiles):
             sheet.paste(Image.fromarray(tile), (c * column_width, top))
     return sheet

@@ -22,12 +22,24 @@ def colorize(class_map: np.ndarray, colours: list) -> np.ndarray:
     return palette[class_map]
 
 
+BACKGROUND_NAMES = {"background", "bg", "_background_", "void", "unlabelled", "unlabeled"}
+
+
+def unpainted_classes(class_names: list[str]) -> tuple[int, ...]:
+    """Classes left unpainted in overlays, so objects stand out: a class named 'background' (if first)."""
+    return (0,) if class_names and class_names[0].lower() in BACKGROUND_NAMES else ()
+
+
 def overlay(image: Image.Image | np.ndarray, class_map: np.ndarray, colours: list, alpha: float = 0.5,
-            errors: np.ndarray | None = None) -> np.ndarray:
-    """Blend class colours over the image; optionally paint wrong pixels red."""
+            errors: np.ndarray | None = None, unpainted: tuple[int, ...] = ()) -> np.ndarray:
+    """Blend class colours over the image (ignored and `unpainted` classes stay clear); optionally paint
+    wrong pixels red."""
     base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
     colour = colorize(class_map, colours).astype(np.float32)
-    labelled = (class_map != 255)[..., None]
+    labelled = (class_map != 255)
+    for index in unpainted:
+        labelled &= class_map != index
+    labelled = labelled[..., None]
     blended = np.where(labelled, base * (1 - alpha) + colour * alpha, base)
     if errors is not None:
         blended[errors] = blended[errors] * 0.3 + np.array([255, 0, 0], dtype=np.float32) * 0.7
@@ -69,5 +81,7 @@ class Predictor:
             maps.append(resized[0].argmax(0).to(torch.uint8).cpu().numpy())
         return maps[0] if single else maps
 
-    def overlay(self, image: Image.Image, alpha: float = 0.5) -> np.ndarray:
-        return overlay(image, self.predict(image), self.colours, alpha)
+    def overlay(self, image: Image.Image, alpha: float = 0.5, class_map: np.ndarray | None = None,
+                errors: np.ndarray | None = None) -> np.ndarray:
+        class_map = self.predict(image) if class_map is None else class_map
+        return overlay(image, class_map, self.colours, alpha, errors, unpainted_classes(self.classes))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..predict import overlay
+from ..predict import overlay, unpainted_classes
 from .dataset import SegmentationData
 from .transforms import augment_batch, make_augmentation
 
@@ -15,7 +15,8 @@ def sample_overlays(data: SegmentationData, split: str = "train", count: int = 8
     images = data.load(split, size)
     picks = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
     return [
-        (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours, alpha))
+        (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours, alpha,
+                 unpainted=unpainted_classes(data.class_names)))
         for i in picks
     ]
 
@@ -28,4 +29,6 @@ def augmentation_preview(data: SegmentationData, kind: str = "full", count: int 
     torch.manual_seed(seed)
     image, mask = images.images[index : index + 1].repeat(count, 1, 1, 1), images.masks[index : index + 1].repeat(count, 1, 1)
     out_images, out_masks = augment_batch(transform, image, mask)
-    return [overlay(i.permute(1, 2, 0).numpy(), m.numpy(), data.class_colours, 0.4) for i, m in zip(out_images, out_masks)]
+    unpainted = unpainted_classes(data.class_names)
+    return [overlay(i.permute(1, 2, 0).numpy(), m.numpy(), data.class_colours, 0.5, unpainted=unpainted)
+            for i, m in zip(out_images, out_masks)]
