@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from pages._shared import STRATEGY_COLOURS, STRATEGY_LABELS, finished_runs, run_label
+from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, finished_runs, run_label
 from segcore import Predictor, SegcoreError, load_dataset
 from segcore.compare import render_comparison
 from segcore.comparison import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
@@ -19,7 +19,7 @@ st.title("🔍 Compare")
 runs = finished_runs()
 if not runs:
     st.info("No finished runs yet. Train some on the Model & strategy page, then come back.")
-    st.page_link("pages/model.py", label="Model & strategy →", icon="🧠")
+    st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
     st.stop()
 
 latest_group = runs[-1].config.get("group")

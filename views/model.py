@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from pages._shared import current_dataset, finished_runs, queue, run_label
+from views._shared import current_dataset, finished_runs, queue, run_label
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.planning import SWEEP_SIZES, queue_all_strategies
@@ -116,18 +116,18 @@ try:
         run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"))
         st.session_state["watch_group"] = run.config.get("group")
         st.success(f"Queued **{run.run_id}**.")
-        st.page_link("pages/training.py", label="Watch it train →", icon="📈")
+        st.page_link("views/training.py", label="Watch it train →", icon="📈")
     if b2.button("▶▶ Train all strategies", width="stretch",
                  help="One run per strategy with identical settings (plus the source run structure transfer needs)."):
         runs = queue_all_strategies(queue(), config, source_run=source_run)
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success("Queued " + ", ".join(f"**{r.run_id}**" for r in runs) + ".")
-        st.page_link("pages/training.py", label="Watch them train →", icon="📈")
+        st.page_link("views/training.py", label="Watch them train →", icon="📈")
     if b3.button("📉 Data-efficiency sweep", width="stretch",
                  help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images."):
         runs = queue_all_strategies(queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES)
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success(f"Queued {len(runs)} runs.")
-        st.page_link("pages/training.py", label="Watch them train →", icon="📈")
+        st.page_link("views/training.py", label="Watch them train →", icon="📈")
 except SegcoreError as exc:
     st.error(str(exc))

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import current_dataset, dataset_settings
+from views._shared import current_dataset, dataset_settings
 from segcore import SegcoreError, dataset_report
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS

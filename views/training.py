@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages._shared import STRATEGY_COLOURS, STRATEGY_LABELS, queue, runs_dir
+from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, queue, runs_dir
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
 from segcore.runs import list_runs
@@ -13,7 +13,7 @@ st.title("📈 Training")
 runs = list_runs(runs_dir())
 if not runs:
     st.info("Nothing has been trained yet. Queue a run on the Model & strategy page.")
-    st.page_link("pages/model.py", label="Model & strategy →", icon="🧠")
+    st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
     st.stop()
 
 groups = list(dict.fromkeys(r.config.get("group") or r.run_id for r in reversed(runs)))

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._shared import current_dataset, finished_runs, run_label
+from views._shared import current_dataset, finished_runs, run_label
 from segcore.explain import encoders_to_compare, feature_pca_image
 
 st.title("🎓 Learn: transfer learning for segmentation")
@@ -35,10 +35,10 @@ L2-SP pulls the transferred weights towards where they started (w₀), so fine-t
 running statistics unless they are put in eval mode too. smp freezes them; fastai lets them adapt. The *Model &
 strategy* page has the switch.
 """)
-st.page_link("pages/data.py", label="1 · Choose data", icon="🖼️")
-st.page_link("pages/model.py", label="2 · Choose a backbone and strategy", icon="🧠")
-st.page_link("pages/training.py", label="3 · Watch the curves", icon="📈")
-st.page_link("pages/compare.py", label="4 · Compare the segmentations", icon="🔍")
+st.page_link("views/data.py", label="1 · Choose data", icon="🖼️")
+st.page_link("views/model.py", label="2 · Choose a backbone and strategy", icon="🧠")
+st.page_link("views/training.py", label="3 · Watch the curves", icon="📈")
+st.page_link("views/compare.py", label="4 · Compare the segmentations", icon="🔍")
 
 st.header("Why it works: what the encoder sees")
 st.markdown("Each picture colours the pixels by the first three principal components of the encoder's features. "
