@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="encoder learning rate = lr × this, for parameter and structure transfer")
     p.add_argument("--freeze-epochs", type=int, default=DEFAULTS.freeze_epochs,
                    help="parameter transfer: epochs with the encoder frozen before it is unfrozen")
-    p.add_argument("--train-bn", action="store_true", help="feature transfer: let the frozen encoder's BatchNorm statistics adapt")
+    p.add_argument("--train-bn", action="store_true", help="transfer strategies: let the pretrained encoder's BatchNorm running statistics adapt "
+                        "(off: they stay as transferred, which suits small batches)")
     p.add_argument("--regularizer", default=DEFAULTS.regularizer, choices=sorted(REGULARIZERS),
                    help="; ".join(f"{k}: {v}" for k, v in REGULARIZERS.items()))
     p.add_argument("--weight-decay", "--lambda", dest="weight_decay", type=float, default=DEFAULTS.weight_decay,
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
                    help="share held out for validation when the dataset has no split of its own")
     p.add_argument("--augment", default=DEFAULTS.augment, choices=["auto", *AUGMENTATIONS],
-                   help="auto: flip for feature transfer (keeps its feature cache), full otherwise")
+                   help="auto: flip (fast to learn, keeps the feature-transfer cache); full: scale-crop, flip, colour jitter")
     p.add_argument("--dice-weight", type=float, default=DEFAULTS.dice_weight, help="add this × Dice loss to cross-entropy")
     p.add_argument("--warmup-epochs", type=float, default=DEFAULTS.warmup_epochs)
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, mps")

@@ -10,12 +10,12 @@ class TrainConfig:
     data: str = "builtin:shapes"
     backbone: str = "tf_efficientnet_lite0"
     strategy: str = "feature"
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 8
     lr: float = 1e-3
     encoder_lr_factor: float = 0.1
     freeze_epochs: int = 0  # parameter transfer: epochs with the encoder frozen before it is unfrozen
-    train_bn: bool = False  # feature transfer: let the frozen encoder's BatchNorm statistics adapt
+    train_bn: bool = False  # transfer strategies: let the pretrained encoder's BatchNorm statistics adapt
     regularizer: str = "l2"
     weight_decay: float = 1e-4  # λ in the objective
     height: int = 160
@@ -24,7 +24,8 @@ class TrainConfig:
     ignore_index: int | None = 255
     train_size: float | None = None  # N images, or a fraction (≤ 1) of the training split
     val_fraction: float = 0.2
-    augment: str = "auto"  # auto: 'flip' for feature transfer (keeps its cache), 'full' otherwise
+    augment: str = "auto"  # auto: 'flip' — short runs learn faster without heavy augmentation, and the
+    # feature-transfer cache stays valid; 'full' adds scale-crop and colour jitter
     dice_weight: float = 0.0
     warmup_epochs: float = 0.5
     device: str = "auto"
@@ -39,9 +40,7 @@ class TrainConfig:
         return (self.height, self.width)
 
     def resolved_augment(self) -> str:
-        if self.augment != "auto":
-            return self.augment
-        return "flip" if self.strategy == "feature" else "full"
+        return "flip" if self.augment == "auto" else self.augment
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -105,6 +105,9 @@ def prepare(
         transferred = list(model.encoder.parameters()) if strategy != "scratch" else []
     if strategy == "feature":
         model.freeze_encoder(train_bn=train_bn)
+    elif strategy != "scratch":
+        # transferred encoders keep their BatchNorm statistics unless asked (random ones must learn theirs)
+        model.set_encoder_bn_training(train_bn)
 
     encoder_lr = lr if strategy == "scratch" else lr * encoder_lr_factor
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]

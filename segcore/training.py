@@ -141,7 +141,7 @@ class Trainer:
         config, model = self.config, self.model
         if config.strategy == "parameter" and config.freeze_epochs:
             if epoch <= config.freeze_epochs and not model.encoder_frozen:
-                model.freeze_encoder(train_bn=True)
+                model.freeze_encoder(train_bn=config.train_bn)
             elif epoch > config.freeze_epochs and model.encoder_frozen:
                 model.unfreeze_encoder()
                 self.writer.log(f"epoch {epoch}: encoder unfrozen")

@@ -72,12 +72,12 @@ def test_pick_data_and_strategy_train_watch_and_compare(server):
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         page.set_default_timeout(120_000)
 
-        page.goto(f"{url}/data")
+        page.goto(url)  # the Data page is the default page, served at /
         settle(page)
         page.get_by_text("Built-in", exact=True).click()
         settle(page)
         page.get_by_text("Training pairs").wait_for()
-        assert page.locator("[data-testid='stImage']").count() >= 8
+        page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
         shoot(page, "1-data")
 
         page.goto(f"{url}/model")
@@ -115,12 +115,12 @@ def test_pick_data_and_strategy_train_watch_and_compare(server):
         settle(page)
         page.get_by_text("Side by side").wait_for()
         # image, ground truth and the run's prediction for each of 4 validation images
-        assert page.locator("[data-testid='stImage']").count() >= 12
+        page.locator("[data-testid='stImage']").nth(11).wait_for()
         shoot(page, "4-compare")
 
         page.goto(f"{url}/learn")
         settle(page)
         page.get_by_text("what the encoder sees").wait_for()
-        assert page.locator("[data-testid='stImage']").count() >= 3
+        page.locator("[data-testid='stImage']").nth(2).wait_for()
         shoot(page, "5-learn")
         browser.close()

@@ -89,6 +89,13 @@ def test_parameter_transfer_changes_the_pretrained_encoder(train_dataset):
     assert not torch.equal(before["encoder.conv_stem.weight"], after["encoder.conv_stem.weight"])
     groups = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
     assert groups["encoder"] == pytest.approx(groups["decoder+head"] * 0.1)
+    # by default the transferred BatchNorm statistics stay as they were (small batches would corrupt them)
+    assert torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
+
+
+def test_scratch_learns_its_encoder_batchnorm_statistics(train_dataset):
+    _, before, after = _one_pass("scratch", train_dataset)
+    assert not torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
 
 
 def test_structure_transfer_starts_from_source_decoder_with_new_head(source_run):

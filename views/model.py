@@ -10,6 +10,7 @@ from segcore.models import SHORTLIST, describe_backbone
 from segcore.planning import SWEEP_SIZES, queue_all_strategies
 
 st.title("🧠 Model & strategy")
+DEFAULTS = TrainConfig()
 
 data, problem = current_dataset()
 if problem:
@@ -70,28 +71,31 @@ st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:
 
 st.subheader("3 · Settings")
 c1, c2, c3, c4 = st.columns(4)
-size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=160, key="size")
-epochs = c2.number_input("Epochs", 1, 200, 6, key="epochs")
-batch_size = c3.number_input("Batch size", 1, 128, 8, key="batch_size")
-lr = c4.number_input("Learning rate", 1e-5, 1.0, 1e-3, format="%.5f", key="lr")
+size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=DEFAULTS.height, key="size")
+epochs = c2.number_input("Epochs", 1, 200, DEFAULTS.epochs, key="epochs")
+batch_size = c3.number_input("Batch size", 1, 128, DEFAULTS.batch_size, key="batch_size")
+lr = c4.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.5f", key="lr")
 c1, c2, c3, c4 = st.columns(4)
 regularizer = c1.selectbox("Regulariser R(w)", list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper())
-weight_decay = c2.number_input("λ", 0.0, 100.0, 1e-4, format="%.5f", key="lambda")
+weight_decay = c2.number_input("λ", 0.0, 100.0, DEFAULTS.weight_decay, format="%.5f", key="lambda")
 train_pct = c3.slider("Training images used (%)", 5, 100, 100, 5, key="train_pct",
                       help="Fewer images show where transfer pays off (the data-efficiency experiment).")
-seed = c4.number_input("Seed", 0, 10_000, 0, key="seed")
+seed = c4.number_input("Seed", 0, 10_000, DEFAULTS.seed, key="seed")
 st.caption(REGULARIZERS[regularizer])
 
-freeze_epochs, train_bn, encoder_lr_factor, source_run = 0, False, 0.1, None
+freeze_epochs, train_bn, encoder_lr_factor, source_run = 0, DEFAULTS.train_bn, DEFAULTS.encoder_lr_factor, None
 if strategy in ("parameter", "structure"):
     c1, c2 = st.columns(2)
-    encoder_lr_factor = c1.number_input("Encoder learning rate × ", 0.0, 1.0, 0.1, key="enc_factor")
+    encoder_lr_factor = c1.number_input("Encoder learning rate × ", 0.0, 1.0, DEFAULTS.encoder_lr_factor, key="enc_factor")
     if strategy == "parameter":
         freeze_epochs = c2.number_input("Warm-up epochs with the encoder frozen", 0, 50, 0, key="freeze_epochs")
-if strategy == "feature":
-    train_bn = st.toggle("Let the frozen encoder's BatchNorm statistics adapt", value=False, key="train_bn",
-                         help="Off: truly frozen (smp's choice) and features are cached, so epochs are fast. "
-                              "On: BatchNorm keeps updating its running statistics (fastai's choice).")
+if strategy != "scratch":
+    train_bn = st.toggle("Let the transferred encoder's BatchNorm statistics adapt", value=DEFAULTS.train_bn,
+                         key="train_bn",
+                         help="Off: the running statistics stay as transferred (smp's choice for frozen encoders); "
+                              "with small batches this keeps pretrained features intact, and feature transfer can "
+                              "cache its features. On: BatchNorm keeps re-estimating them on your images (fastai's "
+                              "choice).")
 if strategy == "structure":
     sources = [r for r in finished_runs() if r.config.get("backbone") == backbone]
     if sources:

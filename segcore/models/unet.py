@@ -74,15 +74,27 @@ class SegmentationModel(nn.Module):
         self.train(self.training)
 
     def unfreeze_encoder(self) -> None:
-        self.encoder_frozen, self.encoder_bn_trains = False, True
+        """Gradients flow into the encoder again; its BatchNorm statistics keep their setting."""
+        self.encoder_frozen = False
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(True)
         self.train(self.training)
 
+    def set_encoder_bn_training(self, train_bn: bool) -> None:
+        """Whether the encoder's BatchNorm layers update their running statistics in training mode.
+        Kept fixed, pretrained statistics survive small batches of unfamiliar images."""
+        self.encoder_bn_trains = train_bn
+        self.train(self.training)
+
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.encoder_frozen and not self.encoder_bn_trains:
-            self.encoder.eval()  # frozen means frozen: running statistics must not drift either
+        if mode and not self.encoder_bn_trains:
+            if self.encoder_frozen:
+                self.encoder.eval()  # frozen means frozen: running statistics must not drift either
+            else:
+                for module in self.encoder.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
         return self
 
     def replace_head(self, num_classes: int) -> None:

@@ -1,0 +1,138 @@
+"""Validation mIoU at an equal epoch budget, ours against smp, and the data-efficiency curve.
+
+    python bench/quality.py                         # CamVid, 192×256, 6 epochs, fractions 0.1 0.25 0.5 1.0
+    python bench/quality.py --data ../shared/data/membrane --ignore-index 255 --size 256 --fractions 1.0
+
+Writes bench/results/quality-<dataset>.json and the curve as bench/results/data-efficiency-<dataset>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from common import CAMVID, machine, peer_model, print_table, write_results
+
+from segcore import TrainConfig, load_dataset, train
+from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
+from segcore.metrics import ConfusionMatrix
+from segcore.training import warmup_cosine
+
+
+def train_peer(data, args, frozen: bool, train_size=None) -> dict:
+    """smp's U-Net with our optimiser, schedule, flips and data: only the network differs."""
+    torch.manual_seed(args.seed)
+    size = (args.height, args.width)
+    train_set = data.load("train", size).subset(data.train_indices(train_size, args.seed))
+    val = data.load("val", size)
+    model = peer_model(data.num_classes, frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    steps_per_epoch = math.ceil(len(train_set) / args.batch)
+    total = steps_per_epoch * args.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, steps_per_epoch // 2)))
+    normalize, flip = Normalizer([0.5] * 3, [0.5] * 3), make_augmentation("flip", size)
+    started, best = time.time(), 0.0
+    for _ in range(args.epochs):
+        model.train()
+        order = torch.randperm(len(train_set)).tolist()
+        for start in range(0, len(order), args.batch):
+            index = order[start : start + args.batch]
+            x, y = augment_batch(flip, train_set.images[index], train_set.masks[index])
+            loss = F.cross_entropy(model(normalize(x)), y.long(), ignore_index=255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        matrix = ConfusionMatrix(data.num_classes)
+        with torch.no_grad():
+            for start in range(0, len(val), 16):
+                matrix.update(val.masks[start : start + 16], model(normalize(val.images[start : start + 16])).argmax(1))
+        best = max(best, matrix.compute()["miou"])
+    return {"miou": best, "train_time_s": time.time() - started, "train_images": len(train_set)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(CAMVID))
+    parser.add_argument("--ignore-index", type=int, default=11)
+    parser.add_argument("--size", default="192x256")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0])
+    parser.add_argument("--strategies", nargs="*", default=["scratch", "parameter", "feature", "structure"])
+    parser.add_argument("--no-peer", action="store_true")
+    args = parser.parse_args()
+    args.height, args.width = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
+    torch.set_num_threads(os.cpu_count())
+    data = load_dataset(args.data, ignore_index=args.ignore_index)
+    runs = tempfile.mkdtemp(prefix="quality-")
+    base = TrainConfig(data=args.data, epochs=args.epochs, batch_size=args.batch, lr=args.lr, height=args.height,
+                       width=args.width, ignore_index=args.ignore_index, seed=args.seed)
+    source = None
+    if "structure" in args.strategies:
+        source = train(TrainConfig(**{**base.to_dict(), "data": "builtin:shapes-source", "strategy": "parameter",
+                                      "ignore_index": 255}), runs, run_id="source")
+    rows = []
+    for fraction in sorted(args.fractions, reverse=True):
+        size = None if fraction >= 1 else fraction
+        for strategy in args.strategies:
+            config = TrainConfig(**{**base.to_dict(), "strategy": strategy, "train_size": size,
+                                    "source_run": str(source.path) if strategy == "structure" else None})
+            run = train(config, runs, data=data)
+            summary = run.summary()
+            rows.append({"config": strategy, "fraction": fraction, "train_images": summary["train_images"],
+                         "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
+                         "train_time_s": summary["train_time_s"]})
+            print(f"  {strategy:<10} {fraction:>4.0%}  mIoU {summary['miou']:.3f}  ({summary['train_time_s']:.0f}s)", flush=True)
+        if fraction >= 1 and not args.no_peer:
+            for name, frozen in (("smp-full", False), ("smp-frozen", True)):
+                result = train_peer(data, args, frozen)
+                rows.append({"config": name, "fraction": fraction, **result})
+                print(f"  {name:<10} {fraction:>4.0%}  mIoU {result['miou']:.3f}  ({result['train_time_s']:.0f}s)", flush=True)
+    print(f"\nValidation mIoU after {args.epochs} epochs, {args.size}, batch {args.batch} — {machine()}")
+    print_table(rows, ["config", "fraction", "train_images", "miou", "train_time_s"])
+    full = {r["config"]: r["miou"] for r in rows if r["fraction"] >= 1}
+    comparisons = {}
+    for ours, peer in (("parameter", "smp-full"), ("feature", "smp-frozen"), ("scratch", "smp-full")):
+        if ours in full and peer in full:
+            comparisons[f"{ours} − {peer} (mIoU points)"] = 100 * (full[ours] - full[peer])
+    for key, value in comparisons.items():
+        print(f"  {key:<36} {value:+.1f}")
+    name = Path(args.data).name.replace(":", "-")
+    write_results(f"quality-{name}", {"machine": machine(), "args": vars(args), "rows": rows, "comparisons": comparisons})
+    plot_curve(rows, name)
+
+
+def plot_curve(rows: list[dict], name: str) -> None:
+    import plotly.graph_objects as go
+
+    colours = {"scratch": "#64748b", "parameter": "#2563eb", "feature": "#16a34a", "structure": "#d97706"}
+    figure = go.Figure()
+    for strategy, colour in colours.items():
+        points = sorted((r["train_images"], r["miou"]) for r in rows if r["config"] == strategy)
+        if points:
+            figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                        name=strategy, line=dict(color=colour, width=3)))
+    figure.update_layout(title=f"Data efficiency on {name}: validation mIoU against training images",
+                         xaxis_title="training images", yaxis_title="mIoU", width=900, height=520, template="plotly_white")
+    from common import RESULTS
+
+    try:
+        figure.write_image(str(RESULTS / f"data-efficiency-{name}.png"))
+    except Exception:  # kaleido missing: keep the interactive HTML instead
+        figure.write_html(str(RESULTS / f"data-efficiency-{name}.html"))
+
+
+if __name__ == "__main__":
+    main()
