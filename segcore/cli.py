@@ -126,6 +126,19 @@ def cmd_train(args) -> int:
     return 0 if run.state == "done" else 1
 
 
+def cmd_resume(args) -> int:
+    from .training import train
+
+    run = resolve_run(args.run, _runs_dir(args))
+    if run.state in ("running", "queued"):
+        print(f"error: run {run.run_id} is {run.state}; only a failed or cancelled run can be resumed", file=sys.stderr)
+        return 2
+    resumed = train(TrainConfig.from_dict(run.config), run.path.parent, run_id=run.run_id, resume=True)
+    summary = resumed.summary()
+    print(f"run {resumed.run_id}: {resumed.state}" + (f", best mIoU {summary['miou']:.3f}" if summary else ""))
+    return 0 if resumed.state == "done" else 1
+
+
 def cmd_eval(args) -> int:
     from .data.dataset import load_dataset
     from .evaluate import evaluate_run
@@ -246,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue a failed or cancelled run from its last finished epoch")
+    p.add_argument("run", help="run id (in --runs-dir) or run folder")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("eval", help="score a finished run on a split of a dataset")
     p.add_argument("run", help="run id (in --runs-dir) or run folder")

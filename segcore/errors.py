@@ -10,13 +10,18 @@ class SegcoreError(Exception):
 class DatasetError(SegcoreError):
     """A problem with a dataset: which file, what is wrong, what to do about it."""
 
-    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+    def __init__(self, path: object, problem: str, hint: str = "", problems: list[DatasetError] | None = None) -> None:
         self.path = str(path)
         self.problem = problem
         self.hint = hint
+        self.problems = problems or []  # one entry per file, when several files are at fault
         message = f"{self.path}: {problem}"
         if hint:
             message += f" — {hint}"
+        for each in self.problems[:10]:
+            message += f"\n  • {each}"
+        if len(self.problems) > 10:
+            message += f"\n  • … and {len(self.problems) - 10} more"
         super().__init__(message)
 
 

@@ -96,6 +96,18 @@ class JobQueue:
         self.pump()
         return Run(run.path).state
 
+    def resume(self, run_id: str) -> Run:
+        """Queue a failed or cancelled run again; it continues from its last finished epoch."""
+        run = Run.open(self.runs_dir, check_run_id(run_id))
+        with self._lock():
+            status = run.settle()
+            if status["state"] not in ("failed", "cancelled"):
+                raise RunError(f"run {run_id} is {status['state']}: only a failed or cancelled run can be resumed")
+            atomic_write_json(run.path / "status.json", {"state": "queued", "queued": time.time(), "resume": True,
+                                                         "previous": status.get("reason", status["state"])})
+        self.pump()
+        return run
+
     # -- scheduling -----------------------------------------------------------------------------
     def runs(self) -> list[Run]:
         return list_runs(self.runs_dir)

@@ -186,6 +186,8 @@ class RunWriter(Run):
     def set_status(self, state: str, **fields) -> None:
         assert state in STATES
         status = {**self.status, "state": state, "updated": time.time(), **fields}
+        if state in ("running", "done") and "reason" not in fields:
+            status.pop("reason", None)  # a resumed run's old failure is history, not its state
         if state in ("running",):
             status.setdefault("started", time.time())
             status["pid"] = os.getpid()

@@ -6,6 +6,8 @@ features.py. Failures become a 'failed' status with the reason; the last good ch
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
 import random
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data.dataset import ImageSet, SegmentationData, load_dataset
 from .data.masks import IGNORE
@@ -29,7 +31,7 @@ from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .models import count_parameters
-from .runs import Run, RunWriter, new_run_id
+from .runs import Run, RunWriter, atomic_write_bytes, new_run_id
 from .strategies import PreparedModel, Regularizer, prepare
 
 
@@ -220,16 +222,47 @@ class Trainer:
             **self.model.data_config(), "epoch": epoch, "miou": metrics["miou"], "run_id": self.writer.run_id,
         }
 
-    def fit(self) -> dict:
+    def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
+        """Everything needed to continue after `epoch` as if never interrupted: weights, optimiser,
+        schedule, random state. Weights as safetensors; the rest loads with torch.load(weights_only=True)."""
+        save_checkpoint(self.model, self.writer.path / "last", {"epoch": epoch, "step": self.step})
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": torch.get_rng_state(), "epoch": epoch, "step": self.step, "best": best, "elapsed": elapsed}
+        if self.on_gpu:
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.writer.path / "last_state.pt", buffer.getvalue())
+
+    def load_resume_point(self) -> tuple[int, dict, float]:
+        """(next epoch, best so far, time already spent) from the last resume point, if there is one."""
+        path = self.writer.path / "last_state.pt"
+        if not path.is_file() or not (self.writer.path / "last.safetensors").is_file():
+            self.writer.log("no resume point saved yet: starting from the beginning")
+            return 1, {"miou": -1.0}, 0.0
+        weights, _ = load_checkpoint(self.writer.path / "last")
+        self.model.load_state_dict(weights)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if self.on_gpu and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.step = state["step"]
+        self.writer.log(f"resumed after epoch {state['epoch']} (step {self.step})")
+        return state["epoch"] + 1, state["best"], state["elapsed"]
+
+    def fit(self, resume: bool = False) -> dict:
         config, writer = self.config, self.writer
         started = time.time()
         writer.log(f"device: {describe_device(self.device)}; encoder: {self.origin}")
         writer.log(f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
                    f"{self.trainable:,} trainable parameters, augmentation: {self.augment_kind}")
-        best = {"miou": -1.0}
+        first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
+        started -= spent
         if self.cache is not None:
             self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4)
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first_epoch, config.epochs + 1):
             epoch_started = time.perf_counter()
             train_loss = self.train_one_epoch(epoch)
             epoch_train_time = time.perf_counter() - epoch_started
@@ -246,6 +279,7 @@ class Trainer:
             if metrics["miou"] > best["miou"]:
                 best = {**metrics, "epoch": epoch}
                 save_checkpoint(self.model, writer.path / "best", self.checkpoint_meta(epoch, metrics))
+            self.save_resume_point(epoch, best, time.time() - started)
             if config.max_steps and self.step >= config.max_steps:
                 break
         return {
@@ -259,6 +293,27 @@ class Trainer:
         }
 
 
+def forget_after_resume_point(run_path: Path) -> None:
+    """Drop metrics logged after the last resume point (the killed process's unfinished epoch),
+    so the resumed run's curves do not show those steps twice."""
+    state_path, metrics_path = run_path / "last_state.pt", run_path / "metrics.jsonl"
+    if not state_path.is_file() or not metrics_path.is_file():
+        if metrics_path.is_file():
+            atomic_write_bytes(metrics_path, b"")
+        return
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    kept = []
+    for line in metrics_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if (record.get("kind") == "step" and record["step"] <= state["step"]) or (
+                record.get("kind") == "epoch" and record["epoch"] <= state["epoch"]):
+            kept.append(line)
+    atomic_write_bytes(metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
 def train(
     config: TrainConfig,
     runs_dir: str | Path = "runs",
@@ -266,12 +321,15 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     data: SegmentationData | None = None,
     listener: Callable[[dict], None] | None = None,
+    resume: bool = False,
 ) -> Run:
     """Train one run to the end. The run folder records success, failure (with its reason) or cancellation;
     user-facing problems are raised as SegcoreError after being recorded."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
+    if resume:
+        forget_after_resume_point(runs_dir / run_id)
     writer = RunWriter(runs_dir / run_id, listener)
     if not (writer.path / "config.json").exists():
         writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
@@ -281,7 +339,7 @@ def train(
         if data is None:
             data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
         trainer.setup(data)
-        summary = trainer.fit()
+        summary = trainer.fit(resume=resume)
         writer.write_summary(summary)
         writer.set_status("done", miou=summary["miou"])
         writer.log("done")

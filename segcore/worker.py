@@ -24,9 +24,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, ask_to_stop)
     signal.signal(signal.SIGINT, ask_to_stop)
     run = Run.open(runs_dir, run_id)
+    resume = bool(run.status.get("resume"))
     code = 0
     try:
-        train(TrainConfig.from_dict(run.config), runs_dir, run_id=run_id, should_stop=lambda: stop["asked"])
+        train(TrainConfig.from_dict(run.config), runs_dir, run_id=run_id, should_stop=lambda: stop["asked"], resume=resume)
     except SegcoreError:
         code = 1  # already recorded in the run's status with its reason
     except Exception:

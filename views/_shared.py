@@ -69,7 +69,7 @@ def current_dataset():
     try:
         return _load(source, ignore_index, class_names), None
     except SegcoreError as exc:
-        return None, str(exc)
+        return None, str(exc).replace("\n  • ", "\n- ")  # one bullet per file
 
 
 def finished_runs() -> list[Run]:

@@ -71,6 +71,10 @@ def live_view(group: str) -> None:
                 if c2.button("Cancel", key=f"cancel-{run.run_id}"):
                     state = queue().cancel(run.run_id)
                     st.toast(f"{run.run_id}: {state}")
+            elif progress["state"] in ("failed", "cancelled") and (run.path / "last_state.pt").exists():
+                if c2.button("Resume", key=f"resume-{run.run_id}", help="Continue from the last finished epoch"):
+                    queue().resume(run.run_id)
+                    st.toast(f"{run.run_id}: queued to resume")
             with c1.expander("Log"):
                 st.code(run.log_tail(15) or "(empty)", language=None)
 

@@ -140,15 +140,32 @@ def _scan_pair(pair: Pair) -> tuple[Counter, bool, tuple[int, int]]:
     return Counter({int(v): int(n) for v, n in zip(values, counts)}), False, image_size
 
 
-def scan_masks(pairs: list[Pair]) -> MaskScan:
+def _scan_pair_or_problem(pair: Pair):
+    try:
+        return _scan_pair(pair)
+    except DatasetError as problem:
+        return problem
+
+
+def scan_masks(pairs: list[Pair], root: Path) -> MaskScan:
+    """One pass over every pair: every file is opened and checked, and all problems are reported together."""
     value_counts: Counter = Counter()
     sizes: Counter = Counter()
     colour = False
+    problems: list[DatasetError] = []
     with ThreadPoolExecutor(_THREADS) as pool:
-        for counts, is_colour, size in pool.map(_scan_pair, pairs):
+        for result in pool.map(_scan_pair_or_problem, pairs):
+            if isinstance(result, DatasetError):
+                problems.append(result)
+                continue
+            counts, is_colour, size = result
             value_counts.update(counts)
             sizes[size] += 1
             colour |= is_colour
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise DatasetError(root, f"{len(problems)} files have problems", "fix or remove them, then load again", problems)
     if colour:  # a dataset mixing grey and colour masks: grey values become grey colours
         value_counts = Counter({(k if isinstance(k, tuple) else (k, k, k)): n for k, n in value_counts.items()})
     return MaskScan(value_counts, colour, sizes)
@@ -219,7 +236,7 @@ def load_dataset(
         split_origin = f"a seeded split ({val_fraction:.0%} for validation, seed {seed})"
 
     names, colours, class_source = find_class_file(scan.root)
-    mask_scan = scan_masks(all_pairs)
+    mask_scan = scan_masks(all_pairs, scan.root)
     if class_names:
         names, class_source = list(class_names), "given by the user"
     if names is None and scan.layout.startswith("Pascal VOC"):
