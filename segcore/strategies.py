@@ -47,6 +47,17 @@ STRATEGIES = {
         "task; only the final classifier is remade for your classes; then fine-tune everything.", False, True,
     ),
 }
+def part_roles(strategy: str) -> list[tuple[str, str, bool]]:
+    """(part, where it starts from, whether it learns) for encoder, decoder and head: the picture of a strategy."""
+    encoder_start = {"scratch": "random", "parameter": "ImageNet", "feature": "ImageNet", "structure": "source run"}
+    decoder_start = "source run" if strategy == "structure" else "random"
+    return [
+        ("encoder", encoder_start[strategy], STRATEGIES[strategy].encoder_learns),
+        ("decoder", decoder_start, True),
+        ("head", "random (new classes)" if strategy == "structure" else "random", True),
+    ]
+
+
 REGULARIZERS = {
     "l2": "L2 towards zero: R(w) = ½‖w‖² (decoupled weight decay)",
     "l2sp": "L2-SP towards the starting point: R(w) = ½‖w − w₀‖² on transferred weights, ½‖w‖² on new ones",

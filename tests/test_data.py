@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from segcore import DatasetError, dataset_report, load_dataset
-from segcore.data.classes import default_palette
+from segcore.data.classes import voc_palette
 from segcore.data.masks import IGNORE
 from segcore.data.transforms import augment_batch, make_augmentation
 
@@ -49,7 +49,7 @@ def test_voc_layout_reads_palette_indices_and_ignores_border(tmp_path):
     (root / "SegmentationClass").mkdir()
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     rng = np.random.default_rng(1)
-    palette = [v for colour in default_palette(256) for v in colour]
+    palette = [v for colour in voc_palette(256) for v in colour]
     for i in range(4):
         image, mask = synthetic_pair(rng)
         mask[0, :] = 255  # VOC's object border

@@ -115,6 +115,7 @@ for row in range(0, len(samples), 4):
 st.subheader("Augmentation preview")
 kind = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="full", key="augment_preview",
                             format_func=lambda k: k) or "full"
-st.caption(AUGMENTATIONS[kind] + ". Feature transfer uses flips only, so the frozen encoder's features can be cached.")
+st.caption(AUGMENTATIONS[kind] + ". Training uses flips unless you pick *full* on the Model & strategy page; "
+           "feature transfer can cache the frozen encoder's features only with flips or none.")
 for column, picture in zip(st.columns(4), augmentation_preview(data, kind, count=4)):
     column.image(picture, width="stretch")

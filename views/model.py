@@ -6,6 +6,8 @@ import streamlit as st
 
 from views._shared import current_dataset, finished_runs, queue, run_label
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
+from segcore.strategies import part_roles
+from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.planning import SWEEP_SIZES, queue_all_strategies
 
@@ -60,6 +62,13 @@ strategy = st.radio("Transfer strategy", list(STRATEGIES), key="strategy", horiz
                     format_func=lambda s: STRATEGIES[s].title)
 info = STRATEGIES[strategy]
 st.info(info.explanation.replace("\n", " "))
+START_COLOURS = {"random": "#e2e8f0", "ImageNet": "#bfdbfe", "source run": "#fde68a", "random (new classes)": "#e2e8f0"}
+boxes = " <span style='font-size:1.4em'>→</span> ".join(
+    f"<span style='display:inline-block;padding:8px 14px;border-radius:10px;background:{START_COLOURS[start]};"
+    f"border:2px {'solid #16a34a' if learns else 'dashed #64748b'};margin:4px'><b>{part}</b><br>"
+    f"<small>starts: {start}<br>{'🔥 learns' if learns else '❄️ frozen'}</small></span>"
+    for part, start, learns in part_roles(strategy))
+st.markdown(f"<div style='margin:6px 0 12px 0'>image → {boxes} → classes per pixel</div>", unsafe_allow_html=True)
 if info.pretrained_encoder and weights == "unavailable":
     st.error(f"No ImageNet weights for `{backbone}` here: choose tf_efficientnet_lite0 (bundled) or train from scratch.")
 elif info.pretrained_encoder and weights.startswith("downloadable"):
@@ -82,6 +91,11 @@ train_pct = c3.slider("Training images used (%)", 5, 100, 100, 5, key="train_pct
                       help="Fewer images show where transfer pays off (the data-efficiency experiment).")
 seed = c4.number_input("Seed", 0, 10_000, DEFAULTS.seed, key="seed")
 st.caption(REGULARIZERS[regularizer])
+augment = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="flip", key="augment",
+                               help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
+if strategy == "feature" and augment == "full":
+    st.caption("With *full* augmentation every input differs, so feature transfer cannot cache its features: "
+               "epochs get slower.")
 
 freeze_epochs, train_bn, encoder_lr_factor, source_run = 0, DEFAULTS.train_bn, DEFAULTS.encoder_lr_factor, None
 if strategy in ("parameter", "structure"):
@@ -110,7 +124,7 @@ config = TrainConfig(
     lr=float(lr), encoder_lr_factor=float(encoder_lr_factor), freeze_epochs=int(freeze_epochs), train_bn=train_bn,
     regularizer=regularizer, weight_decay=float(weight_decay), height=size, width=size, seed=int(seed),
     ignore_index=data.ignore_index if data.encoding.kind == "index" else 255,
-    train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run,
+    train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run, augment=augment,
 )
 
 st.subheader("4 · Train")

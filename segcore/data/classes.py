@@ -12,7 +12,19 @@ VOC_CLASSES = [
 ]
 
 
+# bright, distinct colours (Tableau 10 order) that read well over photos; class 0 is usually background
+BRIGHT = [(60, 60, 60), (255, 127, 14), (31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+          (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 187, 120), (152, 223, 138)]
+
+
 def default_palette(count: int) -> list[tuple[int, int, int]]:
+    """Bright colours for up to 12 classes; beyond that Pascal VOC's bit-interleaved palette."""
+    if count <= len(BRIGHT):
+        return BRIGHT[:count]
+    return voc_palette(count)
+
+
+def voc_palette(count: int) -> list[tuple[int, int, int]]:
     """Pascal VOC's bit-interleaved palette: distinct, stable colours for any class count."""
     colours = []
     for index in range(count):
