@@ -30,7 +30,7 @@ def feature_pca_image(model: SegmentationModel, image: Image.Image, size: tuple[
     low, high = projected.quantile(0.02, dim=0), projected.quantile(0.98, dim=0)
     scaled = ((projected - low) / (high - low).clamp(min=1e-8)).clamp(0, 1)
     rgb = (scaled.reshape(h, w, 3).numpy() * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.NEAREST))
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
 
 
 def encoders_to_compare(backbone: str = "tf_efficientnet_lite0", run_model: SegmentationModel | None = None,
