@@ -82,6 +82,13 @@ def run_label(run: Run) -> str:
     return f"{run.run_id} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')}{score})"
 
 
+@st.cache_data(ttl=30)
+def device_line() -> str:
+    from segcore.device import describe_device
+
+    return describe_device()
+
+
 def sidebar() -> None:
     source, _, _ = dataset_settings()
     with st.sidebar:
@@ -92,3 +99,4 @@ def sidebar() -> None:
         queued = sum(r.state == "queued" for r in runs)
         done = sum(r.state == "done" for r in runs)
         st.caption(f"Runs: {running} training · {queued} queued · {done} finished")
+        st.caption(f"Device: {device_line()}")
