@@ -32,10 +32,12 @@ def save_uploads(files: list[tuple[str, bytes]], max_bytes: int = MAX_UPLOAD_BYT
     for name, content in sorted(files):
         digest.update(name.encode() + b"\0" + hashlib.sha1(content).digest())
     folder = cache_dir() / "uploads" / digest.hexdigest()[:16]
-    for name, content in files:
-        target = folder / safe_relative_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
+    targets = [(folder / safe_relative_path(name), content) for name, content in files]  # check every name first
+    if not (folder / ".complete").exists():  # pages rerun on every click: write each upload once
+        for target, content in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        (folder / ".complete").touch()
     if len(files) == 1 and files[0][0].lower().endswith(".zip"):
         return folder / safe_relative_path(files[0][0])
     return folder
