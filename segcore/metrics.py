@@ -15,11 +15,12 @@ class ConfusionMatrix:
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
 
     def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
-        target, prediction = target.reshape(-1).to("cpu", torch.int64), prediction.reshape(-1).to("cpu", torch.int64)
+        # counted where the tensors are (GPU or CPU); only the small matrix comes back
+        target, prediction = target.reshape(-1).long(), prediction.reshape(-1).to(target.device).long()
         keep = target != IGNORE
-        target, prediction = target[keep], prediction[keep]
-        index = target * self.num_classes + prediction
-        self.matrix += torch.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        index = target[keep] * self.num_classes + prediction[keep]
+        counts = torch.bincount(index, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        self.matrix += counts.cpu()
 
     def compute(self) -> dict:
         m = self.matrix.double()

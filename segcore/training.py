@@ -99,6 +99,11 @@ class Trainer:
         self.train_indices = data.train_indices(config.train_size, config.seed)
         self.train_set: ImageSet = full_train.subset(self.train_indices)
         self.val_set: ImageSet = data.load("val", config.size)
+        if self.on_gpu:  # small datasets live on the GPU: no host→device copy per step, augmentation runs there
+            self.train_set = ImageSet(self.train_set.images.to(self.device), self.train_set.masks.to(self.device),
+                                      self.train_set.names)
+            self.val_set = ImageSet(self.val_set.images.to(self.device), self.val_set.masks.to(self.device),
+                                    self.val_set.names)
         prepared: PreparedModel = prepare(
             config.strategy, config.backbone, data.num_classes, encoder_lr_factor=config.encoder_lr_factor,
             lr=config.lr, regularizer=config.regularizer, weight_decay=config.weight_decay,
