@@ -47,22 +47,27 @@ def render_comparison(predictors: list[Predictor], data: SegmentationData, split
         f"{p.meta.get('strategy', '?')} · {p.run.run_id[:18]} · mIoU {m:.3f}" for p, m in zip(predictors, mious)
     ]
     height, width = predictors[0].size
-    columns = len(titles)
-    column_width = max(width, 220)
-    sheet = Image.new("RGB", (column_width * columns, TITLE_HEIGHT + height * len(rows)), "white")
+    scale = max(1.0, 240 / width)  # small training sizes are drawn larger, so a printed sheet stays readable
+    tile_w, tile_h = round(width * scale), round(height * scale)
+    legend = list(zip(predictors[0].classes, predictors[0].colours))
+    sheet = Image.new("RGB", (tile_w * len(titles), TITLE_HEIGHT * 2 + tile_h * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     for c, title in enumerate(titles):
-        draw.text((c * column_width + 4, 4), title, fill="black", font=_font(13))
-    colours = predictors[0].colours
+        draw.text((c * tile_w + 4, 4), title, fill="black", font=_font(12))
+    x = 4
+    for name, colour in legend:  # class legend on the second title line
+        draw.rectangle((x, TITLE_HEIGHT + 5, x + 12, TITLE_HEIGHT + 17), fill=tuple(colour))
+        draw.text((x + 16, TITLE_HEIGHT + 4), name, fill="black", font=_font(12))
+        x += 30 + 7 * len(name)
+    unpainted = unpainted_classes(predictors[0].classes)
     for r, (image, truth, predictions) in enumerate(rows):
-        top = TITLE_HEIGHT + r * height
-        unpainted = unpainted_classes(predictors[0].classes)
-        tiles = [np.asarray(image), overlay(image, truth, colours, alpha, unpainted=unpainted)]
+        top = TITLE_HEIGHT * 2 + r * tile_h
+        tiles = [np.asarray(image), overlay(image, truth, predictors[0].colours, alpha, unpainted=unpainted)]
         for predictor, prediction in zip(predictors, predictions):
             errors = (prediction != truth) & (truth != 255) if show_errors else None
             tiles.append(predictor.overlay(image, alpha, prediction, errors))
         for c, tile in enumerate(tiles):
-            sheet.paste(Image.fromarray(tile), (c * column_width, top))
+            sheet.paste(Image.fromarray(tile).resize((tile_w, tile_h), Image.BILINEAR), (c * tile_w, top))
     return sheet
 
 
