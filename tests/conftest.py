@@ -20,6 +20,18 @@ needs_camvid = pytest.mark.skipif(not CAMVID.is_dir(), reason=f"CamVid not prese
 needs_membrane = pytest.mark.skipif(not MEMBRANE.is_dir(), reason=f"membrane data not present at {MEMBRANE}")
 
 
+def wait_until(predicate, timeout_s: float = 120.0, poll_s: float = 0.1) -> bool:
+    """Poll until predicate() is true or the time is up; for watching other processes' work."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return False
+
+
 def synthetic_pair(rng: np.random.Generator, size=(64, 64), classes=3) -> tuple[np.ndarray, np.ndarray]:
     """An image whose classes are visibly different (a bright square, a dark disc) so a model can learn them."""
     h, w = size

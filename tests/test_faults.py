@@ -16,6 +16,8 @@ import torch
 from segcore import Run, RunError, TrainConfig, TrainingFailed, train
 from segcore.jobs import JobQueue, wait_for
 
+from .conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,14 +28,6 @@ def cli(*args, check=True):
         raise AssertionError(result.stdout + result.stderr)
     return result
 
-
-def wait_until(predicate, timeout_s=120.0):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path, train_dataset):

@@ -12,20 +12,14 @@ from segcore import TrainConfig
 from segcore.jobs import JobQueue, wait_for
 from segcore.planning import queue_all_strategies
 
+from .conftest import wait_until
+
 TINY = dict(epochs=1, height=64, width=64, batch_size=4, augment="none")
 
 
 def config(data, **kw):
     return TrainConfig(data=str(data), **{**TINY, **kw})
 
-
-def wait_until(predicate, timeout_s=90.0):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_runs_train_in_separate_processes_first_in_first_out(tmp_path, train_dataset):
