@@ -93,7 +93,7 @@ def config_from_args(args) -> TrainConfig:
         ignore_index=args.ignore_index, train_size=args.train_size, val_fraction=args.val_fraction,
         augment=args.augment, dice_weight=args.dice_weight, warmup_epochs=args.warmup_epochs, device=args.device,
         threads=args.threads, weights_file=args.weights, source_run=args.source_run, run_name=args.name,
-        max_steps=args.max_steps,
+        max_steps=args.max_steps, decoder_channels=tuple(args.decoder_channels),
     )
 
 
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None, help="a local ImageNet weights file for the encoder (.safetensors/.pth)")
     p.add_argument("--source-run", default=None, help="structure transfer: the run (id or folder) to carry over")
     p.add_argument("--name", default=None, help="run name (default: date-time-strategy)")
+    p.add_argument("--decoder-channels", type=int, nargs="+", default=list(DEFAULTS.decoder_channels),
+                   help="U-Net decoder widths, coarsest block first (wider: slower, more capacity)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

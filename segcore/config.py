@@ -33,6 +33,7 @@ class TrainConfig:
     weights_file: str | None = None
     source_run: str | None = None
     run_name: str | None = None
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16)  # U-Net decoder widths, coarsest block first
     max_steps: int = 0  # stop after this many steps in total (0: no limit); for smoke tests and demos
 
     @property
@@ -48,4 +49,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, payload: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in payload.items() if k in known})
+        values = {k: v for k, v in payload.items() if k in known}
+        if "decoder_channels" in values:  # JSON gives a list
+            values["decoder_channels"] = tuple(values["decoder_channels"])
+        return cls(**values)

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .errors import RunError
-from .models import SegmentationModel, build
+from .models import DEFAULT_DECODER_CHANNELS, SegmentationModel, build
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ def prepare(
     train_bn: bool = False,
     weights_file=None,
     source_run=None,
+    decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS,
 ) -> PreparedModel:
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}': choose one of {sorted(STRATEGIES)}")
@@ -112,7 +113,8 @@ def prepare(
         model, origin = _load_source(source_run, backbone, num_classes)
         transferred = [p for name, p in model.named_parameters() if not name.startswith("head.")]
     else:
-        model, origin = build(backbone, num_classes, pretrained=STRATEGIES[strategy].pretrained_encoder, weights_file=weights_file)
+        model, origin = build(backbone, num_classes, pretrained=STRATEGIES[strategy].pretrained_encoder,
+                              weights_file=weights_file, decoder_channels=decoder_channels)
         transferred = list(model.encoder.parameters()) if strategy != "scratch" else []
     if strategy == "feature":
         model.freeze_encoder(train_bn=train_bn)

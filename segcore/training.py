@@ -108,6 +108,7 @@ class Trainer:
             config.strategy, config.backbone, data.num_classes, encoder_lr_factor=config.encoder_lr_factor,
             lr=config.lr, regularizer=config.regularizer, weight_decay=config.weight_decay,
             train_bn=config.train_bn, weights_file=config.weights_file, source_run=config.source_run,
+            decoder_channels=tuple(config.decoder_channels),
         )
         self.model = prepared.model.to(self.device)
         if self.on_gpu:
