@@ -1,6 +1,7 @@
 """Validation mIoU at an equal epoch budget, ours against smp, and the data-efficiency curve.
 
     python bench/quality.py                         # CamVid, 192×256, 6 epochs, fractions 0.1 0.25 0.5 1.0
+    python bench/quality.py --peer-lr 3e-3          # give smp our learning rate too
     python bench/quality.py --data ../shared/data/membrane --ignore-index 255 --size 256 --fractions 1.0
 
 Writes bench/results/quality-<dataset>.json and the curve as bench/results/data-efficiency-<dataset>.png.
@@ -34,7 +35,7 @@ def train_peer(data, args, frozen: bool, train_size=None) -> dict:
     val = data.load("val", size)
     model = peer_model(data.num_classes, frozen)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(params, lr=args.peer_lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_set) / args.batch)
     total = steps_per_epoch * args.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, max(1, steps_per_epoch // 2)))
@@ -67,7 +68,8 @@ def main() -> None:
     parser.add_argument("--size", default="192x256")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=TrainConfig().lr, help="ours (default: the product default)")
+    parser.add_argument("--peer-lr", type=float, default=1e-3, help="smp's learning rate (the reference setting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0])
     parser.add_argument("--strategies", nargs="*", default=["scratch", "parameter", "feature", "structure"])

@@ -12,7 +12,7 @@ class TrainConfig:
     strategy: str = "feature"
     epochs: int = 6
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-3  # decoder and head; the encoder gets lr × encoder_lr_factor (CamVid, membrane, shapes: see bench)
     encoder_lr_factor: float = 0.1
     freeze_epochs: int = 0  # parameter transfer: epochs with the encoder frozen before it is unfrozen
     train_bn: bool = False  # transfer strategies: let the pretrained encoder's BatchNorm statistics adapt
