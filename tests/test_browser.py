@@ -91,7 +91,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server):
         shoot(page, "2-model")
         page.get_by_role("button", name="▶ Train", exact=True).click()
         settle(page)
-        page.get_by_text("Queued").wait_for()
+        page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
 
         page.goto(f"{url}/training")
         settle(page)
