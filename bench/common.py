@@ -27,13 +27,16 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
 
 
-def peer_model(num_classes: int, frozen: bool):
-    """smp's U-Net over timm's tf_efficientnet_lite0, with the same bundled ImageNet weights as ours."""
+def peer_model(num_classes: int, frozen: bool, pretrained: bool = True):
+    """smp's U-Net over timm's tf_efficientnet_lite0, with the same bundled ImageNet weights as ours
+    (or none: the peer's from-scratch baseline)."""
     import segmentation_models_pytorch as smp
 
     from segcore.models.weights import pretrained_state_dict
 
     model = smp.Unet("tu-tf_efficientnet_lite0", encoder_weights=None, classes=num_classes)
+    if not pretrained:
+        return model
     state, _ = pretrained_state_dict("tf_efficientnet_lite0")
     encoder = model.encoder.model
     wanted = encoder.state_dict()

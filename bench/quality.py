@@ -27,13 +27,13 @@ from segcore.metrics import ConfusionMatrix
 from segcore.training import warmup_cosine
 
 
-def train_peer(data, args, frozen: bool, train_size=None) -> dict:
+def train_peer(data, args, name: str, train_size=None) -> dict:
     """smp's U-Net with our optimiser, schedule, flips and data: only the network differs."""
     torch.manual_seed(args.seed)
     size = (args.height, args.width)
     train_set = data.load("train", size).subset(data.train_indices(train_size, args.seed))
     val = data.load("val", size)
-    model = peer_model(data.num_classes, frozen)
+    model = peer_model(data.num_classes, frozen=name == "smp-frozen", pretrained=name != "smp-scratch")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.peer_lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(train_set) / args.batch)
@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0])
     parser.add_argument("--strategies", nargs="*", default=["scratch", "parameter", "feature", "structure"])
-    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--peers", nargs="*", default=["smp-full", "smp-frozen", "smp-scratch"])
+    parser.add_argument("--tag", default="", help="suffix for the results file")
     args = parser.parse_args()
     args.height, args.width = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
     torch.set_num_threads(os.cpu_count())
@@ -97,23 +98,24 @@ def main() -> None:
                          "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
                          "train_time_s": summary["train_time_s"]})
             print(f"  {strategy:<10} {fraction:>4.0%}  mIoU {summary['miou']:.3f}  ({summary['train_time_s']:.0f}s)", flush=True)
-        if fraction >= 1 and not args.no_peer:
-            for name, frozen in (("smp-full", False), ("smp-frozen", True)):
-                result = train_peer(data, args, frozen)
+        if fraction >= 1:
+            for name in args.peers:
+                result = train_peer(data, args, name)
                 rows.append({"config": name, "fraction": fraction, **result})
                 print(f"  {name:<10} {fraction:>4.0%}  mIoU {result['miou']:.3f}  ({result['train_time_s']:.0f}s)", flush=True)
     print(f"\nValidation mIoU after {args.epochs} epochs, {args.size}, batch {args.batch} — {machine()}")
     print_table(rows, ["config", "fraction", "train_images", "miou", "train_time_s"])
     full = {r["config"]: r["miou"] for r in rows if r["fraction"] >= 1}
     comparisons = {}
-    for ours, peer in (("parameter", "smp-full"), ("feature", "smp-frozen"), ("scratch", "smp-full")):
+    for ours, peer in (("parameter", "smp-full"), ("feature", "smp-frozen"), ("scratch", "smp-scratch")):
         if ours in full and peer in full:
             comparisons[f"{ours} − {peer} (mIoU points)"] = 100 * (full[ours] - full[peer])
     for key, value in comparisons.items():
         print(f"  {key:<36} {value:+.1f}")
     name = Path(args.data).name.replace(":", "-")
-    write_results(f"quality-{name}", {"machine": machine(), "args": vars(args), "rows": rows, "comparisons": comparisons})
-    plot_curve(rows, name)
+    write_results(f"quality-{name}{args.tag}", {"machine": machine(), "args": vars(args), "rows": rows, "comparisons": comparisons})
+    if len(args.fractions) > 1:
+        plot_curve(rows, name)
 
 
 def plot_curve(rows: list[dict], name: str) -> None:
