@@ -132,10 +132,21 @@ def plot_curve(rows: list[dict], name: str) -> None:
                          xaxis_title="training images", yaxis_title="mIoU", width=900, height=520, template="plotly_white")
     from common import RESULTS
 
-    try:
-        figure.write_image(str(RESULTS / f"data-efficiency-{name}.png"))
-    except Exception:  # kaleido missing: keep the interactive HTML instead
-        figure.write_html(str(RESULTS / f"data-efficiency-{name}.html"))
+    html = RESULTS / f"data-efficiency-{name}.html"
+    figure.write_html(str(html), include_plotlyjs=True)
+    try:  # a PNG through the same Chromium the browser tests use (no kaleido needed)
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 920, "height": 540})
+            page.goto(html.resolve().as_uri())
+            page.wait_for_selector(".js-plotly-plot")
+            page.screenshot(path=str(RESULTS / f"data-efficiency-{name}.png"))
+            browser.close()
+    except Exception as exc:
+        print(f"(no PNG: {exc}; open {html})")
 
 
 if __name__ == "__main__":
