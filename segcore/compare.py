@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .data.dataset import SegmentationData
-from .metrics import ConfusionMatrix
 from .predict import Predictor, overlay, unpainted_classes
 
 TITLE_HEIGHT = 22
@@ -80,4 +79,4 @@ def save_comparison(run_dirs: list[str | Path], data: SegmentationData, output: 
     return output
 
 
-__all__ = ["ConfusionMatrix", "comparison_rows", "render_comparison", "run_mious", "save_comparison"]
+__all__ = ["comparison_rows", "render_comparison", "run_mious", "save_comparison"]

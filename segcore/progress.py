@@ -7,9 +7,9 @@ import time
 from .runs import Run
 
 
-def run_progress(run: Run) -> dict:
+def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) -> dict:
     config, status = run.config, run.status
-    steps, epochs = run.steps(), run.epochs()
+    steps, epochs = curves or run.curves()
     last = steps[-1] if steps else {}
     total = last.get("total_steps") or 0
     fraction = (last.get("step", 0) / total) if total else 0.0

@@ -147,11 +147,16 @@ class Run:
                 continue
         return records
 
+    def curves(self) -> tuple[list[dict], list[dict]]:
+        """(step records, epoch records) from one read of metrics.jsonl."""
+        records = self.metrics()
+        return [r for r in records if r.get("kind") == "step"], [r for r in records if r.get("kind") == "epoch"]
+
     def epochs(self) -> list[dict]:
-        return [r for r in self.metrics() if r.get("kind") == "epoch"]
+        return self.curves()[1]
 
     def steps(self) -> list[dict]:
-        return [r for r in self.metrics() if r.get("kind") == "step"]
+        return self.curves()[0]
 
     def summary(self) -> dict:
         return self._json("summary.json", {})

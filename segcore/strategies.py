@@ -96,7 +96,6 @@ def prepare(
     encoder_lr_factor: float = 0.1,
     lr: float = 1e-3,
     regularizer: str = "l2",
-    weight_decay: float = 1e-4,
     train_bn: bool = False,
     weights_file=None,
     source_run=None,

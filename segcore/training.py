@@ -106,7 +106,7 @@ class Trainer:
                                     self.val_set.names)
         prepared: PreparedModel = prepare(
             config.strategy, config.backbone, data.num_classes, encoder_lr_factor=config.encoder_lr_factor,
-            lr=config.lr, regularizer=config.regularizer, weight_decay=config.weight_decay,
+            lr=config.lr, regularizer=config.regularizer,
             train_bn=config.train_bn, weights_file=config.weights_file, source_run=config.source_run,
             decoder_channels=tuple(config.decoder_channels),
         )
@@ -138,10 +138,10 @@ class Trainer:
         self.step = 0
 
     # -- one epoch ----------------------------------------------------------------------------
-    def _check_loss(self, loss: torch.Tensor, epoch: int) -> None:
-        if not torch.isfinite(loss):
+    def _check_loss(self, value: float, epoch: int) -> None:
+        if not math.isfinite(value):
             raise TrainingFailed(
-                f"the training loss became {float(loss.detach())} at epoch {epoch}, step {self.step}: "
+                f"the training loss became {value} at epoch {epoch}, step {self.step}: "
                 "the learning rate is probably too high — lower it (e.g. ÷10) and train again"
             )
 
@@ -178,7 +178,8 @@ class Trainer:
                         inputs = inputs.contiguous(memory_format=torch.channels_last)
                     logits = model(inputs)
                 loss = segmentation_loss(logits, masks, config.dice_weight)
-            self._check_loss(loss, epoch)
+            value = float(loss.detach())  # the one host sync of a step
+            self._check_loss(value, epoch)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -191,7 +192,6 @@ class Trainer:
             self.scheduler.step()
             self.step += 1
             seen += len(indices)
-            value = float(loss.detach())
             losses.append(value)
             elapsed = time.perf_counter() - started
             self.writer.log_metrics({

@@ -32,9 +32,10 @@ def line(figure, x, y, name, strategy, dash=None):
 def live_view(group: str) -> None:
     members = [r for r in list_runs(runs_dir()) if (r.config.get("group") or r.run_id) == group]
     loss, miou, accuracy = go.Figure(), go.Figure(), go.Figure()
+    curves = {run.run_id: run.curves() for run in members}  # one read of each metrics file per refresh
     for run in members:
         strategy = run.config.get("strategy")
-        steps, epochs = run.steps(), run.epochs()
+        steps, epochs = curves[run.run_id]
         name = f"{STRATEGY_LABELS.get(strategy, strategy)} · {run.run_id}"
         if steps:
             line(loss, [s["step"] for s in steps], [s["loss"] for s in steps], name, strategy)
@@ -52,7 +53,7 @@ def live_view(group: str) -> None:
     st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels excluded.")
 
     for run in members:
-        progress = run_progress(run)
+        progress = run_progress(run, curves[run.run_id])
         icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}.get(progress["state"], "•")
         with st.container(border=True):
             c1, c2 = st.columns([5, 1])
