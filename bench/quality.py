@@ -95,16 +95,24 @@ def main() -> None:
             run = train(config, runs, data=data)
             summary = run.summary()
             rows.append({"config": strategy, "fraction": fraction, "train_images": summary["train_images"],
+                         "epochs": summary["epochs"],
                          "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
                          "train_time_s": summary["train_time_s"]})
             print(f"  {strategy:<10} {fraction:>4.0%}  mIoU {summary['miou']:.3f}  ({summary['train_time_s']:.0f}s)", flush=True)
         if fraction >= 1:
             for name in args.peers:
                 result = train_peer(data, args, name)
-                rows.append({"config": name, "fraction": fraction, **result})
+                rows.append({"config": name, "fraction": fraction, "epochs": args.epochs, **result})
                 print(f"  {name:<10} {fraction:>4.0%}  mIoU {result['miou']:.3f}  ({result['train_time_s']:.0f}s)", flush=True)
-    print(f"\nValidation mIoU after {args.epochs} epochs, {args.size}, batch {args.batch} — {machine()}")
-    print_table(rows, ["config", "fraction", "train_images", "miou", "train_time_s"])
+    print(f"\nValidation mIoU after {args.epochs} epochs (ours: at least {base.min_steps} optimiser steps), "
+          f"{args.size}, batch {args.batch} — {machine()}")
+    print_table(rows, ["config", "fraction", "train_images", "epochs", "miou", "train_time_s"])
+    for fraction in sorted({r["fraction"] for r in rows}):
+        mious = {r["config"]: r["miou"] for r in rows if r["fraction"] == fraction}
+        if "scratch" in mious:
+            gains = ", ".join(f"{s} {100 * (mious[s] - mious['scratch']):+.1f}" for s in ("parameter", "feature", "structure")
+                              if s in mious)
+            print(f"  {fraction:>4.0%} of the images, mIoU points over scratch: {gains}")
     full = {r["config"]: r["miou"] for r in rows if r["fraction"] >= 1}
     comparisons = {}
     for ours, peer in (("parameter", "smp-full"), ("feature", "smp-frozen"), ("scratch", "smp-scratch")):

@@ -87,11 +87,11 @@ def cmd_backbones(args) -> int:
 def config_from_args(args) -> TrainConfig:
     height, width = args.size
     return TrainConfig(
-        data=args.data, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs, batch_size=args.batch_size,
+        data=args.data, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
         lr=args.lr, encoder_lr_factor=args.encoder_lr_factor, freeze_epochs=args.freeze_epochs, train_bn=args.train_bn,
         regularizer=args.regularizer, weight_decay=args.weight_decay, height=height, width=width, seed=args.seed,
         ignore_index=args.ignore_index, train_size=args.train_size, val_fraction=args.val_fraction,
-        augment=args.augment, dice_weight=args.dice_weight, warmup_epochs=args.warmup_epochs, device=args.device,
+        augment=args.augment, dice_weight=args.dice_weight, class_weights=args.class_weights, warmup_epochs=args.warmup_epochs, device=args.device,
         threads=args.threads, weights_file=args.weights, source_run=args.source_run, run_name=args.name,
         max_steps=args.max_steps, decoder_channels=tuple(args.decoder_channels),
     )
@@ -204,6 +204,7 @@ def cmd_export(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.transforms import AUGMENTATIONS
+    from .losses import CLASS_WEIGHTINGS
     from .strategies import REGULARIZERS, STRATEGIES
 
     parser = argparse.ArgumentParser(prog="python -m segcore", description="Transfer learning for semantic segmentation.")
@@ -227,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default=DEFAULTS.strategy, choices=sorted(STRATEGIES),
                    help="; ".join(f"{k}: {v.title}" for k, v in STRATEGIES.items()))
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    p.add_argument("--min-steps", type=int, default=DEFAULTS.min_steps,
+                   help="small training sets get more epochs, so that they see at least this many optimiser steps (0: off)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="base learning rate (decoder and head)")
     p.add_argument("--encoder-lr-factor", type=float, default=DEFAULTS.encoder_lr_factor,
@@ -250,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default=DEFAULTS.augment, choices=["auto", *AUGMENTATIONS],
                    help="auto: flip (fast to learn, keeps the feature-transfer cache); full: scale-crop, flip, colour jitter")
     p.add_argument("--dice-weight", type=float, default=DEFAULTS.dice_weight, help="add this × Dice loss to cross-entropy")
+    p.add_argument("--class-weights", default=DEFAULTS.class_weights, choices=CLASS_WEIGHTINGS,
+                   help="balanced: weigh each class's pixels by median frequency / its frequency (rare classes count more)")
     p.add_argument("--warmup-epochs", type=float, default=DEFAULTS.warmup_epochs)
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads (0: one per core)")

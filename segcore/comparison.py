@@ -11,7 +11,7 @@ def summary_row(run: Run) -> dict:
         "run": run.run_id, "strategy": config.get("strategy"), "backbone": config.get("backbone"),
         "mIoU": summary.get("miou"), "pixel accuracy": summary.get("pixel_accuracy"),
         "training time (s)": summary.get("train_time_s"), "trainable parameters": summary.get("trainable_params"),
-        "training images": summary.get("train_images"), "epochs": config.get("epochs"),
+        "training images": summary.get("train_images"), "epochs": summary.get("epochs", config.get("epochs")),
         "regulariser": config.get("regularizer"),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 
@@ -11,6 +12,7 @@ class TrainConfig:
     backbone: str = "tf_efficientnet_lite0"
     strategy: str = "feature"
     epochs: int = 6
+    min_steps: int = 100  # small training sets get more epochs, so that they see at least this many optimiser steps
     batch_size: int = 8
     lr: float = 3e-3  # decoder and head; the encoder gets lr × encoder_lr_factor (CamVid, membrane, shapes: see bench)
     encoder_lr_factor: float = 0.1
@@ -27,6 +29,7 @@ class TrainConfig:
     augment: str = "auto"  # auto: 'flip' — short runs learn faster without heavy augmentation, and the
     # feature-transfer cache stays valid; 'full' adds scale-crop and colour jitter
     dice_weight: float = 0.0
+    class_weights: str = "balanced"  # "balanced": median-frequency weights in the cross-entropy (rare classes count more)
     warmup_epochs: float = 0.5
     device: str = "auto"
     threads: int = 0  # 0: one per core
@@ -39,6 +42,12 @@ class TrainConfig:
     @property
     def size(self) -> tuple[int, int]:
         return (self.height, self.width)
+
+    def planned_epochs(self, train_images: int) -> int:
+        """The epoch budget, raised for small training sets so they still get `min_steps` optimiser steps:
+        37 images at batch 8 make 5 steps an epoch, and 6 epochs of that leave every strategy untrained."""
+        steps_per_epoch = max(1, math.ceil(train_images / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
 
     def resolved_augment(self) -> str:
         return "flip" if self.augment == "auto" else self.augment

@@ -22,7 +22,7 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
         eta = elapsed * (1 - fraction) / fraction
     return {
         "run": run.run_id, "strategy": config.get("strategy"), "state": status.get("state"),
-        "reason": status.get("reason", ""), "epoch": last.get("epoch", 0), "epochs": config.get("epochs"),
+        "reason": status.get("reason", ""), "epoch": last.get("epoch", 0), "epochs": last.get("epochs", config.get("epochs")),
         "step": last.get("step", 0), "total_steps": total, "fraction": min(1.0, fraction),
         "images_per_s": last.get("images_per_s"), "eta_s": eta,
         "best_miou": max((e["miou"] for e in epochs), default=None),

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data.dataset import ImageSet, SegmentationData, load_dataset
-from .data.masks import IGNORE
 from .data.transforms import Normalizer, augment_batch, make_augmentation
 from .device import describe_device, pick_device
 from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
+from .losses import class_balance_weights, segmentation_loss
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .models import count_parameters
 from .runs import Run, RunWriter, atomic_write_bytes, new_run_id
@@ -43,22 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    valid = (target != IGNORE).unsqueeze(1)
-    probabilities = logits.softmax(1) * valid
-    one_hot = F.one_hot(target.clamp(max=logits.shape[1] - 1).long(), logits.shape[1]).permute(0, 3, 1, 2) * valid
-    intersection = (probabilities * one_hot).sum((0, 2, 3))
-    total = probabilities.sum((0, 2, 3)) + one_hot.sum((0, 2, 3))
-    return 1 - ((2 * intersection + 1) / (total + 1)).mean()
-
-
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
-    loss = F.cross_entropy(logits.float(), target.long(), ignore_index=IGNORE)
-    if dice_weight > 0:
-        loss = loss + dice_weight * dice_loss(logits.float(), target)
-    return loss
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -123,11 +107,17 @@ class Trainer:
         self.augment_kind = config.resolved_augment()
         self.augmentation = make_augmentation(self.augment_kind, config.size)
         self.steps_per_epoch = max(1, math.ceil(len(self.train_set) / config.batch_size))
-        self.total_steps = self.steps_per_epoch * config.epochs
+        self.epochs = config.planned_epochs(len(self.train_set))
+        self.total_steps = self.steps_per_epoch * self.epochs
         if config.max_steps:
             self.total_steps = min(self.total_steps, config.max_steps)
         warmup = min(self.total_steps // 2, round(config.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total_steps, max(1, warmup)))
+        self.class_weights = None
+        if config.class_weights == "balanced":
+            self.class_weights = class_balance_weights(self.train_set.masks, data.num_classes).to(self.device)
+            self.writer.log("class weights (median-frequency balancing): "
+                            + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, self.class_weights.tolist())))
         self.cache = None
         if config.strategy == "feature":
             if config.train_bn or self.augment_kind == "full":
@@ -177,7 +167,7 @@ class Trainer:
                     if self.on_gpu:
                         inputs = inputs.contiguous(memory_format=torch.channels_last)
                     logits = model(inputs)
-                loss = segmentation_loss(logits, masks, config.dice_weight)
+                loss = segmentation_loss(logits, masks, config.dice_weight, self.class_weights)
             value = float(loss.detach())  # the one host sync of a step
             self._check_loss(value, epoch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -195,7 +185,7 @@ class Trainer:
             losses.append(value)
             elapsed = time.perf_counter() - started
             self.writer.log_metrics({
-                "kind": "step", "epoch": epoch, "step": self.step, "total_steps": self.total_steps,
+                "kind": "step", "epoch": epoch, "epochs": self.epochs, "step": self.step, "total_steps": self.total_steps,
                 "loss": value, "lr": self.optimizer.param_groups[-1]["lr"], "images_per_s": seen / max(elapsed, 1e-9),
             })
         return float(np.mean(losses)) if losses else float("nan")
@@ -268,19 +258,22 @@ class Trainer:
         started -= spent
         if self.cache is not None:
             self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4)
-        for epoch in range(first_epoch, config.epochs + 1):
+        if self.epochs > config.epochs:
+            writer.log(f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
+                       f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)")
+        for epoch in range(first_epoch, self.epochs + 1):
             epoch_started = time.perf_counter()
             train_loss = self.train_one_epoch(epoch)
             epoch_train_time = time.perf_counter() - epoch_started
             metrics = self.evaluate()
             epoch_time = time.perf_counter() - epoch_started
             record = {
-                "kind": "epoch", "epoch": epoch, "epochs": config.epochs, "train_loss": train_loss, **metrics,
+                "kind": "epoch", "epoch": epoch, "epochs": self.epochs, "train_loss": train_loss, **metrics,
                 "epoch_time_s": epoch_time, "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
-                "eta_s": epoch_time * (config.epochs - epoch),
+                "eta_s": epoch_time * (self.epochs - epoch),
             }
             writer.log_metrics(record)
-            writer.log(f"epoch {epoch}/{config.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
+            writer.log(f"epoch {epoch}/{self.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
                        f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s")
             if metrics["miou"] > best["miou"]:
                 best = {**metrics, "epoch": epoch}
@@ -290,7 +283,7 @@ class Trainer:
                 break
         return {
             "strategy": config.strategy, "backbone": config.backbone, "data": config.data,
-            "best_epoch": best.get("epoch"), "miou": best["miou"], "pixel_accuracy": best.get("pixel_accuracy"),
+            "epochs": self.epochs, "best_epoch": best.get("epoch"), "miou": best["miou"], "pixel_accuracy": best.get("pixel_accuracy"),
             "mean_dice": best.get("mean_dice"), "per_class_iou": best.get("per_class_iou"),
             "classes": self.data.class_names, "train_time_s": time.time() - started,
             "trainable_params": self.trainable, "total_params": count_parameters(self.model),

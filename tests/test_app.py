@@ -66,7 +66,7 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
     labels = [b.label for b in app.button]
     assert "▶ Train" in labels and "▶▶ Train all strategies" in labels and "📉 Data-efficiency sweep" in labels
     assert any("Trainable parameters" in c.value for c in app.caption)
-    for key in ("epochs", "batch_size", "lr", "lambda", "seed"):
+    for key in ("epochs", "min_steps", "batch_size", "lr", "lambda", "seed"):
         app.number_input(key=key)
     app.radio(key="strategy").set_value("Parameter transfer (fine-tune)").run()
     app.number_input(key="freeze_epochs")
@@ -80,6 +80,7 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     app = open_page("model")
     app.select_slider(key="size").set_value(64)
     app.number_input(key="epochs").set_value(1)
+    app.number_input(key="min_steps").set_value(0)
     _button(app, "▶ Train").click().run()
     assert any("Queued" in s.value for s in app.success), [e.value for e in app.error]
     # the run trains in its own process; the Training page follows it from disk

@@ -35,7 +35,7 @@ def cli(*args, runs_dir, check=True, **kwargs):
 def trained(tmp_path_factory, train_dataset):
     runs = tmp_path_factory.mktemp("cli-runs")
     for strategy in ("feature", "scratch"):
-        cli("train", "--data", train_dataset, "--strategy", strategy, "--epochs", 2, "--size", 64,
+        cli("train", "--data", train_dataset, "--strategy", strategy, "--epochs", 2, "--min-steps", 0, "--size", 64,
             "--batch-size", 4, "--name", f"cli-{strategy}", runs_dir=runs)
     return runs
 

@@ -32,7 +32,7 @@ def cli(*args, check=True):
 
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path, train_dataset):
     runs = tmp_path / "runs"
-    settings = ["--data", train_dataset, "--strategy", "scratch", "--epochs", 4, "--size", 64, "--batch-size", 2,
+    settings = ["--data", train_dataset, "--strategy", "scratch", "--epochs", 4, "--min-steps", 0, "--size", 64, "--batch-size", 2,
                 "--augment", "full", "--seed", 3, "--quiet"]
     cli("--runs-dir", runs, "train", *settings, "--name", "whole")
     victim = subprocess.Popen([sys.executable, "-m", "segcore", "--runs-dir", str(runs), "train",
@@ -68,7 +68,7 @@ def test_training_survives_the_server_that_started_it(tmp_path, train_dataset):
     runs = tmp_path / "runs"
     server = subprocess.run([sys.executable, "-c", (
         "import os; from segcore import TrainConfig; from segcore.jobs import JobQueue;"
-        f"run = JobQueue({str(runs)!r}).submit(TrainConfig(data={str(train_dataset)!r}, epochs=2, height=64, width=64));"
+        f"run = JobQueue({str(runs)!r}).submit(TrainConfig(data={str(train_dataset)!r}, epochs=2, min_steps=0, height=64, width=64));"
         "print(run.run_id); os._exit(0)")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     run = Run.open(runs, server.stdout.strip().splitlines()[-1])  # the 'server' is gone; its worker is not
     assert wait_for(run, 180) == "done", run.status

@@ -207,7 +207,7 @@ def test_bad_input_leaves_existing_runs_untouched(tmp_path, train_dataset):
     from segcore import TrainConfig, train
 
     runs = tmp_path / "runs"
-    run = train(TrainConfig(data=str(train_dataset), epochs=1, height=64, width=64, batch_size=4), runs, run_id="keep")
+    run = train(TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, height=64, width=64, batch_size=4), runs, run_id="keep")
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
     for bad in (tmp_path / "missing", io.BytesIO()):
         with pytest.raises(Exception):

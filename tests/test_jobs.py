@@ -14,7 +14,7 @@ from segcore.planning import queue_all_strategies
 
 from .conftest import wait_until
 
-TINY = dict(epochs=1, height=64, width=64, batch_size=4, augment="none")
+TINY = dict(epochs=1, min_steps=0, height=64, width=64, batch_size=4, augment="none")
 
 
 def config(data, **kw):

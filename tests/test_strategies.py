@@ -9,7 +9,7 @@ from segcore import RunError, TrainConfig, load_dataset, train
 from segcore.checkpoints import load_checkpoint
 from segcore.strategies import prepare
 
-SMALL = dict(epochs=2, height=64, width=64, batch_size=4, lr=3e-3, augment="none", warmup_epochs=0.25)
+SMALL = dict(epochs=2, min_steps=0, height=64, width=64, batch_size=4, lr=3e-3, augment="none", warmup_epochs=0.25)
 
 
 def _train(data_dir, runs, strategy, **overrides):
@@ -140,9 +140,9 @@ def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(train_dataset, runs
 
     real_loss, calls = train_module.segmentation_loss, {"n": 0}
 
-    def loss_that_explodes_in_epoch_two(logits, target, dice_weight):
+    def loss_that_explodes_in_epoch_two(logits, target, *args):
         calls["n"] += 1
-        loss = real_loss(logits, target, dice_weight)
+        loss = real_loss(logits, target, *args)
         return loss * float("nan") if calls["n"] > 5 else loss
 
     monkeypatch.setattr(train_module, "segmentation_loss", loss_that_explodes_in_epoch_two)
@@ -152,3 +152,14 @@ def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(train_dataset, runs
     assert run.state == "failed" and "nan" in run.status["reason"]
     assert len(run.epochs()) == 1 and run.has_checkpoint()
     assert Predictor(run).meta["epoch"] == 1
+
+
+def test_a_small_training_set_gets_extra_epochs_up_to_the_minimum_steps(train_dataset, runs):
+    config = TrainConfig(data=str(train_dataset), strategy="feature", **{**SMALL, "epochs": 1, "min_steps": 7})
+    train_images = 13  # 16 pairs, 20 % held out for validation
+    assert config.planned_epochs(train_images) == 2  # 4 steps an epoch at batch 4: 2 epochs reach 7 steps
+    assert TrainConfig(epochs=6, min_steps=100, batch_size=8).planned_epochs(367) == 6  # big sets: unchanged
+    run = train(config, runs, run_id="min-steps")
+    assert run.summary()["epochs"] == 2
+    assert [e["epoch"] for e in run.curves()[1]] == [1, 2]
+    assert "small training set: 2 epochs instead of 1" in (run.path / "train.log").read_text()

@@ -1,5 +1,6 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
+import math
 import time
 
 import streamlit as st
@@ -79,11 +80,14 @@ st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:
            f"({trainable / total:.0%}) for {data.num_classes} classes.")
 
 st.subheader("3 · Settings")
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
 size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=DEFAULTS.height, key="size")
 epochs = c2.number_input("Epochs", 1, 200, DEFAULTS.epochs, key="epochs")
-batch_size = c3.number_input("Batch size", 1, 128, DEFAULTS.batch_size, key="batch_size")
-lr = c4.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.5f", key="lr")
+min_steps = c3.number_input("At least N steps", 0, 5000, DEFAULTS.min_steps, 50, key="min_steps",
+                            help="Small training sets get extra epochs until they reach this many optimiser steps: "
+                                 "30 images at batch 8 are only 4 steps an epoch. 0 switches this off.")
+batch_size = c4.number_input("Batch size", 1, 128, DEFAULTS.batch_size, key="batch_size")
+lr = c5.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.5f", key="lr")
 c1, c2, c3, c4 = st.columns(4)
 regularizer = c1.selectbox("Regulariser R(w)", list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper())
 weight_decay = c2.number_input("λ", 0.0, 100.0, DEFAULTS.weight_decay, format="%.5f", key="lambda")
@@ -120,12 +124,17 @@ if strategy == "structure":
                    "one on the built-in source task (ellipses, rings, crosses).")
 
 config = TrainConfig(
-    data=data.source, backbone=backbone, strategy=strategy, epochs=int(epochs), batch_size=int(batch_size),
+    data=data.source, backbone=backbone, strategy=strategy, epochs=int(epochs), min_steps=int(min_steps), batch_size=int(batch_size),
     lr=float(lr), encoder_lr_factor=float(encoder_lr_factor), freeze_epochs=int(freeze_epochs), train_bn=train_bn,
     regularizer=regularizer, weight_decay=float(weight_decay), height=size, width=size, seed=int(seed),
     ignore_index=data.ignore_index if data.encoding.kind == "index" else 255,
     train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run, augment=augment,
 )
+train_images = len(data.train_indices(config.train_size, config.seed))
+if config.planned_epochs(train_images) > config.epochs:
+    st.caption(f"{train_images} training images make only {math.ceil(train_images / config.batch_size)} optimiser steps "
+               f"per epoch: training runs **{config.planned_epochs(train_images)} epochs**, so that it gets at least "
+               f"{config.min_steps} steps.")
 
 st.subheader("4 · Train")
 b1, b2, b3 = st.columns(3)

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from segcore.losses import class_balance_weights, segmentation_loss
+
+
+def test_median_frequency_weights_favour_rare_classes_and_skip_ignored_and_absent_ones():
+    # class 0: 4 pixels, class 1: 2, class 2: 1, class 3: none; 255 is ignored and must not count
+    masks = torch.tensor([[0, 0, 0, 0, 1, 1, 2, 255, 255, 255]], dtype=torch.uint8)
+    weights = class_balance_weights(masks, 4)
+    # frequencies 4/7, 2/7, 1/7 → median 2/7 → weights 0.5, 1, 2; absent class → 0
+    assert weights.tolist() == pytest.approx([0.5, 1.0, 2.0, 0.0])
+
+
+def test_median_frequency_weights_are_capped():
+    masks = torch.zeros(1, 1000, dtype=torch.uint8)
+    masks[0, :2] = 1
+    masks[0, 2:4] = 2  # two rare classes: the median is theirs, so class 0 is down-weighted, not the rare ones up
+    masks[0, 4] = 3
+    weights = class_balance_weights(masks, 4, max_weight=1.5)
+    assert weights.max() <= 1.5
+    assert weights[0] < weights[1] <= weights[3]
+
+
+def test_balanced_loss_counts_a_missed_rare_class_more_than_plain_cross_entropy():
+    target = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    target[0, 0, 0] = 1  # one rare pixel
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 0] = 3.0  # the model says "class 0" everywhere: right 15 times, wrong on the rare pixel
+    plain = segmentation_loss(logits, target)
+    balanced = segmentation_loss(logits, target, class_weights=class_balance_weights(target, 2))
+    assert balanced > plain
