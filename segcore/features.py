@@ -18,7 +18,9 @@ class FeatureCache:
         self.store: dict[tuple[int, bool], list[torch.Tensor]] = {}
 
     @torch.no_grad()
-    def ensure(self, images: ImageSet, flips: bool, batch_size: int) -> None:
+    def ensure(self, images: ImageSet, flips: bool, batch_size: int, exact: bool = False) -> None:
+        """Compute missing features; `exact` keeps full precision (validation: the run's reported mIoU must be
+        what `eval` recomputes from the checkpoint), otherwise fp16 halves the memory (training)."""
         encoder = self.model.encoder
         was_training = encoder.training
         encoder.eval()
@@ -33,7 +35,7 @@ class FeatureCache:
                     batch = batch.flip(-1)
                 with self.autocast():
                     features = encoder(self.normalize(batch))
-                levels.append([f.to(torch.float16) for f in features])  # half the memory; decoder casts back
+                levels.append([f if exact else f.to(torch.float16) for f in features])  # decoder casts back
             self.store[key] = [torch.cat(level) for level in zip(*levels)]
         encoder.train(was_training)
 

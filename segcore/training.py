@@ -257,7 +257,7 @@ class Trainer:
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
         if self.cache is not None:
-            self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4)
+            self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4, exact=True)
         if self.epochs > config.epochs:
             writer.log(f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
                        f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)")
