@@ -7,10 +7,11 @@ import torch.nn.functional as F
 
 from .data.masks import IGNORE
 
-CLASS_WEIGHTINGS = ("none", "balanced")
+CLASS_WEIGHTINGS = ("none", "balanced", "sqrt")
 
 
-def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: float = 10.0) -> torch.Tensor:
+def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: float = 10.0,
+                          power: float = 1.0) -> torch.Tensor:
     """Median-frequency balancing (Eigen & Fergus; SegNet on CamVid): weight_c = median(freq) / freq_c.
 
     Small training sets are dominated by road, sky and buildings; without this, rare classes (poles, signs,
@@ -25,7 +26,7 @@ def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: flo
     frequency = counts / counts.sum()
     weights = torch.zeros(num_classes, dtype=torch.double)
     weights[present] = frequency[present].median() / frequency[present]
-    return weights.clamp(max=max_weight).float()
+    return weights.pow(power).clamp(max=max_weight).float()
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

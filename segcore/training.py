@@ -114,8 +114,9 @@ class Trainer:
         warmup = min(self.total_steps // 2, round(config.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total_steps, max(1, warmup)))
         self.class_weights = None
-        if config.class_weights == "balanced":
-            self.class_weights = class_balance_weights(self.train_set.masks, data.num_classes).to(self.device)
+        if config.class_weights in ("balanced", "sqrt"):
+            power = 1.0 if config.class_weights == "balanced" else 0.5
+            self.class_weights = class_balance_weights(self.train_set.masks, data.num_classes, power=power).to(self.device)
             self.writer.log("class weights (median-frequency balancing): "
                             + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, self.class_weights.tolist())))
         self.cache = None

@@ -30,3 +30,11 @@ def test_balanced_loss_counts_a_missed_rare_class_more_than_plain_cross_entropy(
     plain = segmentation_loss(logits, target)
     balanced = segmentation_loss(logits, target, class_weights=class_balance_weights(target, 2))
     assert balanced > plain
+
+
+def test_sqrt_weighting_is_the_milder_square_root_of_balanced():
+    masks = torch.tensor([[0] * 16 + [1] * 4 + [2]], dtype=torch.uint8)
+    balanced = class_balance_weights(masks, 3)
+    milder = class_balance_weights(masks, 3, power=0.5)
+    assert milder.tolist() == pytest.approx(balanced.sqrt().tolist())
+    assert milder[2] < balanced[2] and milder[0] > balanced[0]

@@ -10,6 +10,7 @@ from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
 from segcore.strategies import part_roles
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
+from segcore.losses import CLASS_WEIGHTINGS
 from segcore.planning import SWEEP_SIZES, queue_all_strategies
 
 st.title("🧠 Model & strategy")
@@ -95,8 +96,14 @@ train_pct = c3.slider("Training images used (%)", 5, 100, 100, 5, key="train_pct
                       help="Fewer images show where transfer pays off (the data-efficiency experiment).")
 seed = c4.number_input("Seed", 0, 10_000, DEFAULTS.seed, key="seed")
 st.caption(REGULARIZERS[regularizer])
-augment = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="flip", key="augment",
+c1, c2 = st.columns(2)
+augment = c1.segmented_control("Augmentation", list(AUGMENTATIONS), default="flip", key="augment",
                                help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
+class_weights = c2.segmented_control(
+    "Class weights in the loss", list(CLASS_WEIGHTINGS), default=DEFAULTS.class_weights, key="class_weights",
+    help="none: every pixel counts the same, so small classes (poles, signs, people) may never be predicted; "
+         "balanced: each class weighted by median frequency ÷ its frequency; sqrt: the square root of that, "
+         "a milder push.") or DEFAULTS.class_weights
 if strategy == "feature" and augment == "full":
     st.caption("With *full* augmentation every input differs, so feature transfer cannot cache its features: "
                "epochs get slower.")
@@ -129,6 +136,7 @@ config = TrainConfig(
     regularizer=regularizer, weight_decay=float(weight_decay), height=size, width=size, seed=int(seed),
     ignore_index=data.ignore_index if data.encoding.kind == "index" else 255,
     train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run, augment=augment,
+    class_weights=class_weights,
 )
 train_images = len(data.train_indices(config.train_size, config.seed))
 if config.planned_epochs(train_images) > config.epochs:
