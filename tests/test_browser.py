@@ -87,7 +87,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server):
         epochs = page.get_by_label("Epochs")
         epochs.fill("3")
         epochs.press("Enter")
-        min_steps = page.get_by_label("At least N steps")
+        min_steps = page.get_by_role("spinbutton", name="At least N steps")
         min_steps.fill("0")
         min_steps.press("Enter")
         settle(page)
