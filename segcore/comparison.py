@@ -12,7 +12,7 @@ def summary_row(run: Run) -> dict:
         "mIoU": summary.get("miou"), "pixel accuracy": summary.get("pixel_accuracy"),
         "training time (s)": summary.get("train_time_s"), "trainable parameters": summary.get("trainable_params"),
         "training images": summary.get("train_images"), "epochs": summary.get("epochs", config.get("epochs")),
-        "regulariser": config.get("regularizer"),
+        "regulariser": config.get("regularizer"), "class weights": config.get("class_weights", "none"),
     }
 
 
