@@ -253,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", default=DEFAULTS.augment, choices=["auto", *AUGMENTATIONS],
                    help="auto: flip (fast to learn, keeps the feature-transfer cache); full: scale-crop, flip, colour jitter")
     p.add_argument("--dice-weight", type=float, default=DEFAULTS.dice_weight, help="add this × Dice loss to cross-entropy")
-    p.add_argument("--class-weights", default=DEFAULTS.class_weights, choices=CLASS_WEIGHTINGS,
-                   help="balanced: weigh each class's pixels by median frequency / its frequency (rare classes count more)")
+    p.add_argument("--class-weights", default=DEFAULTS.class_weights, choices=list(CLASS_WEIGHTINGS),
+                   help="balanced: weigh each class's pixels by median frequency / its frequency (rare classes count "
+                        "more); sqrt: the square root of that, a milder push; none: plain cross-entropy")
     p.add_argument("--warmup-epochs", type=float, default=DEFAULTS.warmup_epochs)
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads (0: one per core)")

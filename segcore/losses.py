@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from .data.masks import IGNORE
+from .errors import TrainingFailed
 
-CLASS_WEIGHTINGS = ("none", "balanced", "sqrt")
+CLASS_WEIGHTINGS = {"none": None, "balanced": 1.0, "sqrt": 0.5}  # name → power of the median-frequency weights
 
 
 def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: float = 10.0,
@@ -27,6 +28,14 @@ def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: flo
     weights = torch.zeros(num_classes, dtype=torch.double)
     weights[present] = frequency[present].median() / frequency[present]
     return weights.pow(power).clamp(max=max_weight).float()
+
+
+def class_weights_for(kind: str, masks: torch.Tensor, num_classes: int) -> torch.Tensor | None:
+    """The cross-entropy's class weights for a CLASS_WEIGHTINGS name (None: every pixel counts the same)."""
+    if kind not in CLASS_WEIGHTINGS:
+        raise TrainingFailed(f"unknown class weighting '{kind}': choose one of {', '.join(CLASS_WEIGHTINGS)}")
+    power = CLASS_WEIGHTINGS[kind]
+    return None if power is None else class_balance_weights(masks, num_classes, power=power)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

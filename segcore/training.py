@@ -28,7 +28,7 @@ from .data.transforms import Normalizer, augment_batch, make_augmentation
 from .device import describe_device, pick_device
 from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
-from .losses import class_balance_weights, segmentation_loss
+from .losses import class_weights_for, segmentation_loss
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .models import count_parameters
 from .runs import Run, RunWriter, atomic_write_bytes, new_run_id
@@ -113,11 +113,10 @@ class Trainer:
             self.total_steps = min(self.total_steps, config.max_steps)
         warmup = min(self.total_steps // 2, round(config.warmup_epochs * self.steps_per_epoch))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total_steps, max(1, warmup)))
-        self.class_weights = None
-        if config.class_weights in ("balanced", "sqrt"):
-            power = 1.0 if config.class_weights == "balanced" else 0.5
-            self.class_weights = class_balance_weights(self.train_set.masks, data.num_classes, power=power).to(self.device)
-            self.writer.log("class weights (median-frequency balancing): "
+        self.class_weights = class_weights_for(config.class_weights, self.train_set.masks, data.num_classes)
+        if self.class_weights is not None:
+            self.class_weights = self.class_weights.to(self.device)
+            self.writer.log(f"class weights ({config.class_weights}, from median class frequencies): "
                             + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, self.class_weights.tolist())))
         self.cache = None
         if config.strategy == "feature":

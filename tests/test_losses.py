@@ -38,3 +38,13 @@ def test_sqrt_weighting_is_the_milder_square_root_of_balanced():
     milder = class_balance_weights(masks, 3, power=0.5)
     assert milder.tolist() == pytest.approx(balanced.sqrt().tolist())
     assert milder[2] < balanced[2] and milder[0] > balanced[0]
+
+
+def test_an_unknown_class_weighting_is_refused_with_the_choices():
+    from segcore import TrainingFailed
+    from segcore.losses import class_weights_for
+
+    masks = torch.zeros(1, 4, dtype=torch.uint8)
+    assert class_weights_for("none", masks, 2) is None
+    with pytest.raises(TrainingFailed, match="choose one of none, balanced, sqrt"):
+        class_weights_for("inverse", masks, 2)
