@@ -44,11 +44,13 @@ class TrainConfig:
     def size(self) -> tuple[int, int]:
         return (self.height, self.width)
 
+    def steps_per_epoch(self, train_images: int) -> int:
+        return max(1, math.ceil(train_images / self.batch_size))
+
     def planned_epochs(self, train_images: int) -> int:
         """The epoch budget, raised for small training sets so they still get `min_steps` optimiser steps:
         37 images at batch 8 make 5 steps an epoch, and 6 epochs of that leave every strategy untrained."""
-        steps_per_epoch = max(1, math.ceil(train_images / self.batch_size))
-        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        return max(self.epochs, math.ceil(self.min_steps / self.steps_per_epoch(train_images)))
 
     def resolved_augment(self) -> str:
         return "flip" if self.augment == "auto" else self.augment

@@ -106,7 +106,7 @@ class Trainer:
         self.normalize = Normalizer(**self.model.data_config(), device=self.device)
         self.augment_kind = config.resolved_augment()
         self.augmentation = make_augmentation(self.augment_kind, config.size)
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_set) / config.batch_size))
+        self.steps_per_epoch = config.steps_per_epoch(len(self.train_set))
         self.epochs = config.planned_epochs(len(self.train_set))
         self.total_steps = self.steps_per_epoch * self.epochs
         if config.max_steps:

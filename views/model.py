@@ -1,6 +1,5 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
-import math
 import time
 
 import streamlit as st
@@ -139,10 +138,10 @@ config = TrainConfig(
     class_weights=class_weights,
 )
 train_images = len(data.train_indices(config.train_size, config.seed))
-if config.planned_epochs(train_images) > config.epochs:
-    st.caption(f"{train_images} training images make only {math.ceil(train_images / config.batch_size)} optimiser steps "
-               f"per epoch: training runs **{config.planned_epochs(train_images)} epochs**, so that it gets at least "
-               f"{config.min_steps} steps.")
+planned_epochs = config.planned_epochs(train_images)
+if planned_epochs > config.epochs:
+    st.caption(f"{train_images} training images make only {config.steps_per_epoch(train_images)} optimiser steps "
+               f"per epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps.")
 
 st.subheader("4 · Train")
 b1, b2, b3 = st.columns(3)
