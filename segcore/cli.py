@@ -7,14 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
+import math
+from dataclasses import fields
+
+from .config import TrainConfig, cli_option, describe
 from .errors import SegcoreError
+from .paths import default_runs_dir
 
 DEFAULTS = TrainConfig()
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'160' → (160, 160); '192x256' → (height 192, width 256)."""
+    """'160' → (160, 160); '192x256' → (height 192, width 256). The range is TrainConfig's to check."""
     parts = text.lower().replace("×", "x").split("x")
     try:
         values = [int(p) for p in parts]
@@ -22,16 +26,33 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size: use 160 or HEIGHTxWIDTH like 192x256") from None
     if len(values) == 1:
         values *= 2
-    if len(values) != 2 or min(values) < 32 or max(values) > 2048 or any(v % 32 for v in values):
-        raise argparse.ArgumentTypeError(f"'{text}': sizes must be multiples of 32 between 32 and 2048")
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: use 160 or HEIGHTxWIDTH like 192x256")
     return values[0], values[1]
 
 
+def parse_number(text: str) -> float:
+    """A float that also reads 'nan' and 'inf', so that validation (not argparse) explains what is allowed."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+
+
+def parse_whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+
+
+def parse_optional_whole(text: str) -> int | None:
+    return None if text.strip().lower() in ("none", "") else parse_whole(text)
+
+
 def parse_train_size(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the training-set size must be positive: N images, or a fraction like 0.25")
-    return value if value <= 1 else int(value)
+    value = parse_number(text)
+    return int(value) if math.isfinite(value) and value > 1 and value == int(value) else value
 
 
 def _runs_dir(args) -> Path:
@@ -84,17 +105,38 @@ def cmd_backbones(args) -> int:
     return 0
 
 
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig setting, from its declaration (help, choices); --size stands for height × width."""
+    for spec in fields(TrainConfig):
+        flag = cli_option(spec)
+        if flag is None or spec.metadata.get("via"):
+            continue
+        meta, kind = spec.metadata, str(spec.type)
+        default = describe(spec.name)["default"]
+        options: dict = {"dest": spec.name, "default": default, "help": meta["help"]}
+        if kind.startswith("bool"):
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind.startswith("tuple"):
+            options.update(type=parse_whole, nargs="+")
+        elif spec.name == "train_size":
+            options["type"] = parse_train_size
+        elif kind.startswith("int"):
+            options["type"] = parse_optional_whole if meta.get("optional") else parse_whole
+        elif kind.startswith("float"):
+            options["type"] = parse_number
+        if meta.get("choices") is not None:
+            options["choices"] = meta["choices"]()
+        parser.add_argument(flag, **options)
+    parser.add_argument("--size", type=parse_size, default=(DEFAULTS.height, DEFAULTS.width),
+                        help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256 (multiples of 32)")
+
+
 def config_from_args(args) -> TrainConfig:
-    height, width = args.size
-    return TrainConfig(
-        data=args.data, backbone=args.backbone, strategy=args.strategy, epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
-        lr=args.lr, encoder_lr_factor=args.encoder_lr_factor, freeze_epochs=args.freeze_epochs, train_bn=args.train_bn,
-        regularizer=args.regularizer, weight_decay=args.weight_decay, height=height, width=width, seed=args.seed,
-        ignore_index=args.ignore_index, train_size=args.train_size, val_fraction=args.val_fraction,
-        augment=args.augment, dice_weight=args.dice_weight, class_weights=args.class_weights, warmup_epochs=args.warmup_epochs, device=args.device,
-        threads=args.threads, weights_file=args.weights, source_run=args.source_run, run_name=args.name,
-        max_steps=args.max_steps, decoder_channels=tuple(args.decoder_channels),
-    )
+    values = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
+              if cli_option(spec) and not spec.metadata.get("via")}
+    values["height"], values["width"] = args.size
+    values["decoder_channels"] = tuple(values["decoder_channels"])
+    return TrainConfig(**values)
 
 
 def cmd_train(args) -> int:
@@ -105,6 +147,7 @@ def cmd_train(args) -> int:
     config = config_from_args(args)
     if config.source_run:
         config.source_run = str(resolve_run(config.source_run, _runs_dir(args)).path)
+    config.validate()
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, disable=args.quiet, file=sys.stderr)
 
     def show(record: dict) -> None:
@@ -203,12 +246,9 @@ def cmd_export(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.transforms import AUGMENTATIONS
-    from .losses import CLASS_WEIGHTINGS
-    from .strategies import REGULARIZERS, STRATEGIES
-
     parser = argparse.ArgumentParser(prog="python -m segcore", description="Transfer learning for semantic segmentation.")
-    parser.add_argument("--runs-dir", default="runs", help="folder that holds the run folders (default: runs)")
+    parser.add_argument("--runs-dir", default=str(default_runs_dir()),
+                        help="folder that holds the run folders (default: $SEGCORE_RUNS, else runs)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="list the built-in datasets, or report on one (layout, classes, mask values)")
@@ -223,48 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("train", help="train one run", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=DEFAULTS.data, help="builtin:NAME, download:pet|voc, a folder, or a .zip")
-    p.add_argument("--backbone", default=DEFAULTS.backbone, help="a timm model name (see 'backbones')")
-    p.add_argument("--strategy", default=DEFAULTS.strategy, choices=sorted(STRATEGIES),
-                   help="; ".join(f"{k}: {v.title}" for k, v in STRATEGIES.items()))
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    p.add_argument("--min-steps", type=int, default=DEFAULTS.min_steps,
-                   help="small training sets get more epochs, so that they see at least this many optimiser steps (0: off)")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="base learning rate (decoder and head)")
-    p.add_argument("--encoder-lr-factor", type=float, default=DEFAULTS.encoder_lr_factor,
-                   help="encoder learning rate = lr × this, for parameter and structure transfer")
-    p.add_argument("--freeze-epochs", type=int, default=DEFAULTS.freeze_epochs,
-                   help="parameter transfer: epochs with the encoder frozen before it is unfrozen")
-    p.add_argument("--train-bn", action="store_true", help="transfer strategies: let the pretrained encoder's BatchNorm running statistics adapt "
-                        "(off: they stay as transferred, which suits small batches)")
-    p.add_argument("--regularizer", default=DEFAULTS.regularizer, choices=sorted(REGULARIZERS),
-                   help="; ".join(f"{k}: {v}" for k, v in REGULARIZERS.items()))
-    p.add_argument("--weight-decay", "--lambda", dest="weight_decay", type=float, default=DEFAULTS.weight_decay,
-                   help="λ, the regulariser's weight")
-    p.add_argument("--size", type=parse_size, default=(DEFAULTS.height, DEFAULTS.width),
-                   help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--ignore-index", type=int, default=DEFAULTS.ignore_index, help="stored mask value to ignore (CamVid: 11)")
-    p.add_argument("--train-size", type=parse_train_size, default=None,
-                   help="train on N images, or a fraction (e.g. 0.25) of the training split (seeded subset)")
-    p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
-                   help="share held out for validation when the dataset has no split of its own")
-    p.add_argument("--augment", default=DEFAULTS.augment, choices=["auto", *AUGMENTATIONS],
-                   help="auto: flip (fast to learn, keeps the feature-transfer cache); full: scale-crop, flip, colour jitter")
-    p.add_argument("--dice-weight", type=float, default=DEFAULTS.dice_weight, help="add this × Dice loss to cross-entropy")
-    p.add_argument("--class-weights", default=DEFAULTS.class_weights, choices=list(CLASS_WEIGHTINGS),
-                   help="balanced: weigh each class's pixels by median frequency / its frequency (rare classes count "
-                        "more); sqrt: the square root of that, a milder push; none: plain cross-entropy")
-    p.add_argument("--warmup-epochs", type=float, default=DEFAULTS.warmup_epochs)
-    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads (0: one per core)")
-    p.add_argument("--weights", default=None, help="a local ImageNet weights file for the encoder (.safetensors/.pth)")
-    p.add_argument("--source-run", default=None, help="structure transfer: the run (id or folder) to carry over")
-    p.add_argument("--name", default=None, help="run name (default: date-time-strategy)")
-    p.add_argument("--decoder-channels", type=int, nargs="+", default=list(DEFAULTS.decoder_channels),
-                   help="U-Net decoder widths, coarsest block first (wider: slower, more capacity)")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimiser steps (0: no limit)")
+    add_config_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -35,3 +35,12 @@ class RunError(SegcoreError):
 
 class TrainingFailed(SegcoreError):
     """Training stopped for a reason the user should see (NaN loss, out of memory, ...)."""
+
+
+class ConfigError(SegcoreError, ValueError):
+    """A setting with a value that is not allowed: which setting, the value, and what is allowed."""
+
+    def __init__(self, setting: str, value: object, problem: str, flag: str | None = None) -> None:
+        self.setting, self.value, self.problem = setting, value, problem
+        named = f"{setting} ({flag})" if flag else setting
+        super().__init__(f"setting {named} = {value!r}: {problem}")

@@ -52,7 +52,9 @@ class JobQueue:
     # -- asking ---------------------------------------------------------------------------------
     def submit(self, config: TrainConfig, group: str | None = None, start: bool = True) -> Run:
         """Queue a run. The same settings submitted again while the first is still queued or running
-        (a double-click) return the first run instead of a second one."""
+        (a double-click) return the first run instead of a second one. Invalid settings are refused here,
+        before anything is queued, not later inside a worker."""
+        config.validate()
         fingerprint = config_fingerprint(config)
         with self._lock():
             active = [r for r in list_runs(self.runs_dir) if r.state in ACTIVE]

@@ -8,6 +8,7 @@ from dataclasses import replace
 from .config import TrainConfig
 from .jobs import JobQueue
 from .runs import Run
+from .strategies import STRATEGIES
 
 SOURCE_TASK = "builtin:shapes-source"
 SWEEP_SIZES = (0.1, 0.25, 0.5, 1.0)
@@ -31,9 +32,11 @@ def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str |
         source_run = str(source.path)
     for size in train_sizes:
         suffix = "" if size is None else f"-n{size:g}"
-        for strategy in ("scratch", "parameter", "feature", "structure"):
+        for strategy, info in STRATEGIES.items():
+            if not info.in_train_all:
+                continue
             runs.append(queue.submit(
                 replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
-                        source_run=source_run if strategy == "structure" else None),
+                        source_run=source_run if info.needs_source_run else None),
                 group=group))
     return runs

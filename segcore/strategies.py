@@ -13,49 +13,105 @@ import torch
 
 from .checkpoints import load_checkpoint
 from .errors import RunError
-from .models import DEFAULT_DECODER_CHANNELS, SegmentationModel, build
+from .config import TrainConfig
+from .models import SegmentationModel, build, count_parameters
 
 
 @dataclass(frozen=True)
 class StrategyInfo:
+    """What a strategy is, as data: where each part starts, what learns, and how the pages show it.
+    Training, planning and the pages read these fields; none of them names a strategy."""
+
     name: str
     title: str
+    label: str  # short, for legends and cards
+    colour: str
     explanation: str  # two lines for a student
-    pretrained_encoder: bool
-    encoder_learns: bool
+    lesson: str  # when it pays off, one line
+    encoder_start: str  # "random" | "ImageNet" | "source run"
+    frozen_encoder_levels: int | str = 0  # 0: all learn; "all": frozen; N: the first N feature levels frozen
+    frozen_warmup: bool = False  # may train a few epochs with the encoder frozen first (freeze_epochs)
+    in_train_all: bool = True  # part of "Train all strategies"
+
+    @property
+    def pretrained_encoder(self) -> bool:
+        return self.encoder_start == "ImageNet"
+
+    @property
+    def needs_source_run(self) -> bool:
+        return self.encoder_start == "source run"
+
+    @property
+    def transfers_encoder(self) -> bool:
+        return self.encoder_start != "random"
+
+    @property
+    def encoder_learns(self) -> bool:
+        return self.frozen_encoder_levels != "all"
+
+    @property
+    def caches_features(self) -> bool:
+        """A fully frozen encoder gives the same features every epoch, so they are computed once."""
+        return self.frozen_encoder_levels == "all"
+
+    @property
+    def tunes_encoder_rate(self) -> bool:
+        """A transferred encoder that learns is adjusted at lr × encoder_lr_factor rather than overwritten."""
+        return self.transfers_encoder and self.encoder_learns
+
+    def part_roles(self) -> list[tuple[str, str, str]]:
+        """(part, where it starts from, how it learns) for encoder, decoder and head: the picture of a strategy."""
+        if self.frozen_encoder_levels == "all":
+            encoder_learns = "frozen"
+        elif self.frozen_encoder_levels:
+            encoder_learns = f"first {self.frozen_encoder_levels} levels frozen, later ones learn"
+        else:
+            encoder_learns = "learns"
+        from_source = self.needs_source_run
+        return [
+            ("encoder", self.encoder_start, encoder_learns),
+            ("decoder", "source run" if from_source else "random", "learns"),
+            ("head", "random (new classes)" if from_source else "random", "learns"),
+        ]
 
 
 STRATEGIES = {
     "scratch": StrategyInfo(
-        "scratch", "From scratch (baseline)",
+        "scratch", "From scratch (baseline)", "scratch", "#64748b",
         "The same network with random weights; everything is learnt from your images alone.\n"
-        "The baseline that shows what transfer buys.", False, True,
+        "The baseline that shows what transfer buys.",
+        "lots of data, or data unlike anything seen before",
+        encoder_start="random",
     ),
     "parameter": StrategyInfo(
-        "parameter", "Parameter transfer (fine-tune)",
+        "parameter", "Parameter transfer (fine-tune)", "parameter transfer", "#2563eb",
         "Start the encoder from ImageNet weights, then fine-tune every parameter on your data\n"
-        "(the encoder at a smaller learning rate, so it is adjusted rather than overwritten).", True, True,
+        "(the encoder at a smaller learning rate, so it is adjusted rather than overwritten).",
+        "moderate data, photos like ImageNet's",
+        encoder_start="ImageNet", frozen_warmup=True,
     ),
     "feature": StrategyInfo(
-        "feature", "Feature transfer (frozen encoder)",
+        "feature", "Feature transfer (frozen encoder)", "feature transfer", "#16a34a",
         "Use the ImageNet encoder as a fixed feature extractor: it never changes; only the decoder\n"
-        "and head learn. Fast, since the features of each image are computed once and reused.", True, False,
+        "and head learn. Fast, since the features of each image are computed once and reused.",
+        "very little data, a CPU, or a quick first result",
+        encoder_start="ImageNet", frozen_encoder_levels="all",
     ),
     "structure": StrategyInfo(
-        "structure", "Structure transfer (whole network)",
+        "structure", "Structure transfer (whole network)", "structure transfer", "#d97706",
         "Carry over a whole segmentation network (encoder + decoder) trained on another segmentation\n"
-        "task; only the final classifier is remade for your classes; then fine-tune everything.", False, True,
+        "task; only the final classifier is remade for your classes; then fine-tune everything.",
+        "a related segmentation task was already solved",
+        encoder_start="source run",
+    ),
+    "partial": StrategyInfo(
+        "partial", "Partial fine-tune (late stages)", "partial fine-tune", "#9333ea",
+        "Start from ImageNet, keep the early encoder stages (edges, textures) frozen, and fine-tune only\n"
+        "the late stages with the decoder and head: general features stay, task-specific ones adapt.",
+        "little data that still differs from ImageNet in its objects, not its edges",
+        encoder_start="ImageNet", frozen_encoder_levels=4, in_train_all=False,
     ),
 }
-def part_roles(strategy: str) -> list[tuple[str, str, bool]]:
-    """(part, where it starts from, whether it learns) for encoder, decoder and head: the picture of a strategy."""
-    encoder_start = {"scratch": "random", "parameter": "ImageNet", "feature": "ImageNet", "structure": "source run"}
-    decoder_start = "source run" if strategy == "structure" else "random"
-    return [
-        ("encoder", encoder_start[strategy], STRATEGIES[strategy].encoder_learns),
-        ("decoder", decoder_start, True),
-        ("head", "random (new classes)" if strategy == "structure" else "random", True),
-    ]
 
 
 REGULARIZERS = {
@@ -88,49 +144,37 @@ def _load_source(source_run: str | Path, backbone: str, num_classes: int) -> tup
     return model, f"source run {Path(source_run).name} ({meta['num_classes']} classes: {classes}); new {num_classes}-class head"
 
 
-def prepare(
-    strategy: str,
-    backbone: str,
-    num_classes: int,
-    *,
-    encoder_lr_factor: float = 0.1,
-    lr: float = 1e-3,
-    regularizer: str = "l2",
-    train_bn: bool = False,
-    weights_file=None,
-    source_run=None,
-    decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS,
-) -> PreparedModel:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy '{strategy}': choose one of {sorted(STRATEGIES)}")
-    if regularizer not in REGULARIZERS:
-        raise ValueError(f"unknown regularizer '{regularizer}': choose one of {sorted(REGULARIZERS)}")
+def prepare(config: TrainConfig, num_classes: int) -> PreparedModel:
+    """The network a strategy starts from, its parameter groups (encoder at lr × factor when transferred)
+    and, under L2-SP, the starting weights w0 of the transferred parameters that learn."""
+    info = config.strategy_info
     notes: list[str] = []
-    if strategy == "structure":
-        if not source_run:
-            raise RunError("structure transfer needs a source run: train one on a source task first (e.g. builtin:shapes-source)")
-        model, origin = _load_source(source_run, backbone, num_classes)
+    if info.needs_source_run:
+        model, origin = _load_source(config.source_run, config.backbone, num_classes)
         transferred = [p for name, p in model.named_parameters() if not name.startswith("head.")]
     else:
-        model, origin = build(backbone, num_classes, pretrained=STRATEGIES[strategy].pretrained_encoder,
-                              weights_file=weights_file, decoder_channels=decoder_channels)
-        transferred = list(model.encoder.parameters()) if strategy != "scratch" else []
-    if strategy == "feature":
-        model.freeze_encoder(train_bn=train_bn)
-    elif strategy != "scratch":
+        model, origin = build(config.backbone, num_classes, pretrained=info.pretrained_encoder,
+                              weights_file=config.weights_file, decoder_channels=tuple(config.decoder_channels))
+        transferred = list(model.encoder.parameters()) if info.transfers_encoder else []
+    if info.frozen_encoder_levels == "all":
+        model.freeze_encoder(train_bn=config.train_bn)
+    elif info.transfers_encoder:
         # transferred encoders keep their BatchNorm statistics unless asked (random ones must learn theirs)
-        model.set_encoder_bn_training(train_bn)
+        model.set_encoder_bn_training(config.train_bn)
+        if info.frozen_encoder_levels:
+            frozen = model.freeze_encoder_levels(info.frozen_encoder_levels)
+            notes.append(f"encoder: {frozen} frozen, the later stages learn")
 
-    encoder_lr = lr if strategy == "scratch" else lr * encoder_lr_factor
+    encoder_lr = config.lr * config.encoder_lr_factor if info.tunes_encoder_rate else config.lr
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     other_params = [p for name, p in model.named_parameters() if not name.startswith("encoder.") and p.requires_grad]
     groups = []
     if encoder_params:
         groups.append({"name": "encoder", "params": encoder_params, "lr": encoder_lr})
-    groups.append({"name": "decoder+head", "params": other_params, "lr": lr})
+    groups.append({"name": "decoder+head", "params": other_params, "lr": config.lr})
 
     reference: dict[str, torch.Tensor] = {}
-    if regularizer == "l2sp":
+    if config.regularizer == "l2sp":
         trainable_transferred = {id(p) for p in transferred if p.requires_grad}
         reference = {name: p.detach().clone() for name, p in model.named_parameters() if id(p) in trainable_transferred}
         if not reference:
@@ -138,6 +182,18 @@ def prepare(
     for group in groups:
         group["initial_lr"] = group["lr"]
     return PreparedModel(model, groups, reference, origin, notes)
+
+
+def trainable_parameters(config: TrainConfig, num_classes: int) -> tuple[int, int]:
+    """(trainable, total) parameters of a strategy's network, counted without weights (meta device)."""
+    with torch.device("meta"):
+        model = SegmentationModel(config.backbone, num_classes, tuple(config.decoder_channels))
+    info = config.strategy_info
+    if info.frozen_encoder_levels == "all":
+        model.freeze_encoder()
+    elif info.frozen_encoder_levels:
+        model.freeze_encoder_levels(info.frozen_encoder_levels)
+    return count_parameters(model, trainable_only=True), count_parameters(model)
 
 
 class Regularizer:

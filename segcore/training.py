@@ -14,6 +14,8 @@ import random
 import time
 import traceback
 from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +32,7 @@ from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
 from .losses import class_weights_for, segmentation_loss
 from .metrics import MIOU_NOTE, ConfusionMatrix
-from .models import count_parameters
+from .models import SegmentationModel, count_parameters
 from .runs import Run, RunWriter, atomic_write_bytes, new_run_id
 from .strategies import PreparedModel, Regularizer, prepare
 
@@ -45,6 +47,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on GPUs only: bf16 where supported, else fp16 (with a gradient scaler)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast_for(device: torch.device) -> Callable:
+    dtype = amp_dtype_for(device)
+    return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -55,77 +69,134 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-class Trainer:
-    """Holds what one run needs between epochs; `fit` runs them all."""
+def configure_process(config: TrainConfig, device: torch.device) -> None:
+    """Process-wide settings, made once by the entry point that owns the process (train(), the worker, the CLI):
+    CPU threads, the seed, and the GPU's fast-math switches."""
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    seed_everything(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
-    def __init__(self, config: TrainConfig, writer: RunWriter, should_stop: Callable[[], bool] | None = None) -> None:
-        self.config, self.writer = config, writer
-        self.should_stop = should_stop or (lambda: False)
-        self.device = pick_device(config.device)
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
-        seed_everything(config.seed)
-        self.on_gpu = self.device.type == "cuda"
-        if self.on_gpu:
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if self.on_gpu else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+class LiveBatches:
+    """Training batches through the whole network: augmented images → encoder → decoder → head."""
+
+    def __init__(self, images: ImageSet, augmentation, normalize: Normalizer, device: torch.device) -> None:
+        self.images, self.augmentation, self.normalize, self.device = images, augmentation, normalize, device
+        self.channels_last = device.type == "cuda"
+
+    def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.images.images[indices].to(self.device, non_blocking=True)
+        masks = self.images.masks[indices].to(self.device, non_blocking=True)
+        images, masks = augment_batch(self.augmentation, images, masks)
+        inputs = self.normalize(images)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return model(inputs), masks
+
+
+class CachedBatches:
+    """Training batches from the frozen encoder's cached features: only decoder and head run."""
+
+    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool, batch_size: int) -> None:
+        self.cache, self.images, self.flips, self.batch_size = cache, images, flips, batch_size
+
+    def prepare(self) -> None:
+        self.cache.ensure(self.images, flips=self.flips, batch_size=self.batch_size)
+
+    def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        features, masks = self.cache.batch(self.images, indices, flip=self.flips)
+        return model.decode(features, masks.shape[-2:]), masks
+
+
+@dataclass
+class Trainer:
+    """Everything one run needs between epochs, built complete by `Trainer.build`; `fit` runs the epochs."""
+
+    config: TrainConfig
+    writer: RunWriter
+    data: SegmentationData
+    device: torch.device
+    train_set: ImageSet
+    val_set: ImageSet
+    model: SegmentationModel
+    origin: str
+    groups: list[dict]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    regularizer: Regularizer
+    normalize: Normalizer
+    batches: LiveBatches | CachedBatches
+    cache: FeatureCache | None
+    class_weights: torch.Tensor | None
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    trainable: int
+    should_stop: Callable[[], bool] = lambda: False
+    step: int = 0
+
+    @classmethod
+    def build(cls, config: TrainConfig, data: SegmentationData, writer: RunWriter,
+              should_stop: Callable[[], bool] | None = None) -> Trainer:
+        device = pick_device(config.device)
+        train_set = data.load("train", config.size).subset(data.train_indices(config.train_size, config.seed))
+        val_set = data.load("val", config.size)
+        if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
+            train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
+        prepared: PreparedModel = prepare(config, data.num_classes)
+        model = prepared.model.to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        for note in prepared.notes:
+            writer.log(note)
+        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
+        steps_per_epoch = config.steps_per_epoch(len(train_set))
+        epochs = config.planned_epochs(len(train_set))
+        total_steps = config.planned_steps(len(train_set))
+        warmup = min(total_steps // 2, round(config.warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, max(1, warmup)))
+        class_weights = class_weights_for(config.class_weights, train_set.masks, data.num_classes)
+        if class_weights is not None:
+            class_weights = class_weights.to(device)
+            writer.log(f"class weights ({config.class_weights}, from median class frequencies): "
+                       + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist())))
+        normalize = Normalizer(**model.data_config(), device=device)
+        augment_kind = config.resolved_augment()
+        cache = None
+        batches: LiveBatches | CachedBatches = LiveBatches(train_set, make_augmentation(augment_kind, config.size),
+                                                           normalize, device)
+        if config.strategy_info.caches_features:
+            if config.train_bn or augment_kind == "full":
+                writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
+            else:
+                cache = FeatureCache(model, normalize, device, autocast_for(device))
+                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip", batch_size=config.batch_size * 4)
+        return cls(config=config, writer=writer, data=data, device=device, train_set=train_set, val_set=val_set,
+                   model=model, origin=prepared.origin, groups=prepared.param_groups, optimizer=optimizer,
+                   scheduler=scheduler, regularizer=Regularizer(model, prepared.param_groups, prepared.reference,
+                                                                config.weight_decay),
+                   normalize=normalize, batches=batches, cache=cache, class_weights=class_weights,
+                   steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
+                   trainable=count_parameters(model, trainable_only=True),
+                   should_stop=should_stop or (lambda: False))
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @cached_property
+    def amp_dtype(self) -> torch.dtype | None:
+        return amp_dtype_for(self.device)
+
+    @cached_property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-
-    # -- setup --------------------------------------------------------------------------------
-    def setup(self, data: SegmentationData) -> None:
-        config = self.config
-        self.data = data
-        full_train = data.load("train", config.size)
-        self.train_indices = data.train_indices(config.train_size, config.seed)
-        self.train_set: ImageSet = full_train.subset(self.train_indices)
-        self.val_set: ImageSet = data.load("val", config.size)
-        if self.on_gpu:  # small datasets live on the GPU: no host→device copy per step, augmentation runs there
-            self.train_set = ImageSet(self.train_set.images.to(self.device), self.train_set.masks.to(self.device),
-                                      self.train_set.names)
-            self.val_set = ImageSet(self.val_set.images.to(self.device), self.val_set.masks.to(self.device),
-                                    self.val_set.names)
-        prepared: PreparedModel = prepare(
-            config.strategy, config.backbone, data.num_classes, encoder_lr_factor=config.encoder_lr_factor,
-            lr=config.lr, regularizer=config.regularizer,
-            train_bn=config.train_bn, weights_file=config.weights_file, source_run=config.source_run,
-            decoder_channels=tuple(config.decoder_channels),
-        )
-        self.model = prepared.model.to(self.device)
-        if self.on_gpu:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.origin = prepared.origin
-        for note in prepared.notes:
-            self.writer.log(note)
-        self.groups = prepared.param_groups
-        self.optimizer = torch.optim.AdamW(self.groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
-        self.regularizer = Regularizer(self.model, self.groups, prepared.reference, config.weight_decay)
-        self.normalize = Normalizer(**self.model.data_config(), device=self.device)
-        self.augment_kind = config.resolved_augment()
-        self.augmentation = make_augmentation(self.augment_kind, config.size)
-        self.steps_per_epoch = config.steps_per_epoch(len(self.train_set))
-        self.epochs = config.planned_epochs(len(self.train_set))
-        self.total_steps = self.steps_per_epoch * self.epochs
-        if config.max_steps:
-            self.total_steps = min(self.total_steps, config.max_steps)
-        warmup = min(self.total_steps // 2, round(config.warmup_epochs * self.steps_per_epoch))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(self.total_steps, max(1, warmup)))
-        self.class_weights = class_weights_for(config.class_weights, self.train_set.masks, data.num_classes)
-        if self.class_weights is not None:
-            self.class_weights = self.class_weights.to(self.device)
-            self.writer.log(f"class weights ({config.class_weights}, from median class frequencies): "
-                            + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, self.class_weights.tolist())))
-        self.cache = None
-        if config.strategy == "feature":
-            if config.train_bn or self.augment_kind == "full":
-                self.writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
-            else:
-                self.cache = FeatureCache(self.model, self.normalize, self.device, self.autocast)
-        self.trainable = count_parameters(self.model, trainable_only=True)
-        self.step = 0
+        return autocast_for(self.device)()
 
     # -- one epoch ----------------------------------------------------------------------------
     def _check_loss(self, value: float, epoch: int) -> None:
@@ -135,19 +206,37 @@ class Trainer:
                 "the learning rate is probably too high — lower it (e.g. ÷10) and train again"
             )
 
-    def train_one_epoch(self, epoch: int) -> float:
+    def _apply_frozen_warmup(self, epoch: int) -> None:
+        """Strategies with a frozen warm-up train the first `freeze_epochs` epochs with the encoder frozen."""
         config, model = self.config, self.model
-        if config.strategy == "parameter" and config.freeze_epochs:
-            if epoch <= config.freeze_epochs and not model.encoder_frozen:
-                model.freeze_encoder(train_bn=config.train_bn)
-            elif epoch > config.freeze_epochs and model.encoder_frozen:
-                model.unfreeze_encoder()
-                self.writer.log(f"epoch {epoch}: encoder unfrozen")
-        model.train()
+        if not (config.strategy_info.frozen_warmup and config.freeze_epochs):
+            return
+        if epoch <= config.freeze_epochs and not model.encoder_frozen:
+            model.freeze_encoder(train_bn=config.train_bn)
+        elif epoch > config.freeze_epochs and model.encoder_frozen:
+            model.unfreeze_encoder()
+            self.writer.log(f"epoch {epoch}: encoder unfrozen")
+
+    def _optimise(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.regularizer.step()
+        self.scheduler.step()
+
+    def train_one_epoch(self, epoch: int) -> float:
+        config = self.config
+        self._apply_frozen_warmup(epoch)
+        self.model.train()
+        if isinstance(self.batches, CachedBatches):
+            self.batches.prepare()
         order = torch.randperm(len(self.train_set)).tolist()
         losses, seen, started = [], 0, time.perf_counter()
-        if self.cache is not None:
-            self.cache.ensure(self.train_set, flips=self.augment_kind == "flip", batch_size=config.batch_size * 4)
         for batch_start in range(0, len(order), config.batch_size):
             if self.should_stop():
                 raise Cancelled()
@@ -155,38 +244,18 @@ class Trainer:
                 break
             indices = order[batch_start : batch_start + config.batch_size]
             with self.autocast():
-                if self.cache is not None:
-                    features, masks = self.cache.batch(self.train_set, indices, flip=self.augment_kind == "flip")
-                    logits = model.decode(features, masks.shape[-2:])
-                else:
-                    images, masks = self.train_set.images[indices], self.train_set.masks[indices]
-                    images = images.to(self.device, non_blocking=True)
-                    masks = masks.to(self.device, non_blocking=True)
-                    images, masks = augment_batch(self.augmentation, images, masks)
-                    inputs = self.normalize(images)
-                    if self.on_gpu:
-                        inputs = inputs.contiguous(memory_format=torch.channels_last)
-                    logits = model(inputs)
+                logits, masks = self.batches.forward(self.model, indices)
                 loss = segmentation_loss(logits, masks, config.dice_weight, self.class_weights)
             value = float(loss.detach())  # the one host sync of a step
             self._check_loss(value, epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
-            self.regularizer.step()
-            self.scheduler.step()
+            self._optimise(loss)
             self.step += 1
             seen += len(indices)
             losses.append(value)
-            elapsed = time.perf_counter() - started
             self.writer.log_metrics({
                 "kind": "step", "epoch": epoch, "epochs": self.epochs, "step": self.step, "total_steps": self.total_steps,
-                "loss": value, "lr": self.optimizer.param_groups[-1]["lr"], "images_per_s": seen / max(elapsed, 1e-9),
+                "loss": value, "lr": self.optimizer.param_groups[-1]["lr"],
+                "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
             })
         return float(np.mean(losses)) if losses else float("nan")
 
@@ -203,8 +272,7 @@ class Trainer:
                     features, _ = self.cache.batch(images, range(start, min(start + batch, len(images))), flip=False)
                     logits = self.model.decode(features, masks.shape[-2:])
                 else:
-                    inputs = self.normalize(images.images[start : start + batch].to(self.device))
-                    logits = self.model(inputs)
+                    logits = self.model(self.normalize(images.images[start : start + batch].to(self.device)))
             matrix.update(masks, logits.argmax(1))
         return matrix.compute()
 
@@ -253,7 +321,7 @@ class Trainer:
         started = time.time()
         writer.log(f"device: {describe_device(self.device)}; encoder: {self.origin}")
         writer.log(f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
-                   f"{self.trainable:,} trainable parameters, augmentation: {self.augment_kind}")
+                   f"{self.trainable:,} trainable parameters, augmentation: {config.resolved_augment()}")
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
         if self.cache is not None:
@@ -323,7 +391,9 @@ def train(
     resume: bool = False,
 ) -> Run:
     """Train one run to the end. The run folder records success, failure (with its reason) or cancellation;
-    user-facing problems are raised as SegcoreError after being recorded."""
+    user-facing problems are raised as SegcoreError after being recorded. An invalid config is refused
+    (ConfigError) before any folder is made."""
+    config.validate()
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
@@ -334,10 +404,10 @@ def train(
         writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
     writer.set_status("running")
     try:
-        trainer = Trainer(config, writer, should_stop)
+        configure_process(config, pick_device(config.device))
         if data is None:
             data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
-        trainer.setup(data)
+        trainer = Trainer.build(config, data, writer, should_stop)
         summary = trainer.fit(resume=resume)
         writer.write_summary(summary)
         writer.set_status("done", miou=summary["miou"])

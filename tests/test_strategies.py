@@ -7,7 +7,7 @@ import torch
 
 from segcore import RunError, TrainConfig, load_dataset, train
 from segcore.checkpoints import load_checkpoint
-from segcore.strategies import prepare
+from segcore.strategies import STRATEGIES, prepare
 
 SMALL = dict(epochs=2, min_steps=0, height=64, width=64, batch_size=4, lr=3e-3, augment="none", warmup_epochs=0.25)
 
@@ -27,9 +27,9 @@ def source_run(runs, source_dataset):
     return _train(source_dataset, runs, "scratch", run_name="source-task", epochs=1)
 
 
-@pytest.mark.parametrize("strategy", ["scratch", "parameter", "feature", "structure"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_each_strategy_trains_two_epochs_and_its_loss_falls(strategy, train_dataset, runs, source_run):
-    extra = {"source_run": str(source_run.path)} if strategy == "structure" else {}
+    extra = {"source_run": str(source_run.path)} if STRATEGIES[strategy].needs_source_run else {}
     run = _train(train_dataset, runs, strategy, **extra)
     assert run.state == "done", run.status
     steps = [s["loss"] for s in run.steps()]
@@ -53,8 +53,7 @@ def _one_pass(strategy, train_dataset, **kw):
     data = load_dataset(train_dataset)
     config = TrainConfig(data=str(train_dataset), strategy=strategy, **{**SMALL, "epochs": 1, **kw})
     writer = RunWriter(train_dataset.parent / f"inproc-{strategy}-{kw.get('regularizer', 'l2')}")
-    trainer = Trainer(config, writer)
-    trainer.setup(data)
+    trainer = Trainer.build(config, data, writer)
     before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     after = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
@@ -93,6 +92,14 @@ def test_parameter_transfer_changes_the_pretrained_encoder(train_dataset):
     assert torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
 
 
+def test_partial_fine_tune_freezes_early_encoder_stages_and_tunes_late_ones(train_dataset):
+    trainer, before, after = _one_pass("partial", train_dataset)
+    changed = {k for k in before if k.startswith("encoder.") and not torch.equal(before[k], after[k])}
+    assert not any(k.startswith(("encoder.conv_stem", "encoder.blocks.0.", "encoder.blocks.4.")) for k in changed)
+    assert any(k.startswith("encoder.blocks.6.") for k in changed)  # the last stage learns
+    assert trainer.cache is None  # part of the encoder learns: features change, nothing to cache
+
+
 def test_scratch_learns_its_encoder_batchnorm_statistics(train_dataset):
     _, before, after = _one_pass("scratch", train_dataset)
     assert not torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
@@ -101,7 +108,7 @@ def test_scratch_learns_its_encoder_batchnorm_statistics(train_dataset):
 def test_structure_transfer_starts_from_source_decoder_with_new_head(source_run):
     source_state, source_meta = load_checkpoint(source_run.path / "best")
     assert source_meta["num_classes"] == 2
-    prepared = prepare("structure", "tf_efficientnet_lite0", 5, source_run=source_run.path)
+    prepared = prepare(TrainConfig(strategy="structure", source_run=str(source_run.path)), 5)
     state = prepared.model.state_dict()
     for key, value in source_state.items():
         if not key.startswith("head."):
@@ -112,7 +119,7 @@ def test_structure_transfer_starts_from_source_decoder_with_new_head(source_run)
 
 def test_structure_transfer_refuses_a_different_backbone(source_run):
     with pytest.raises(RunError, match="structure transfer needs the same backbone"):
-        prepare("structure", "resnet18", 3, source_run=source_run.path)
+        prepare(TrainConfig(strategy="structure", backbone="resnet18", source_run=str(source_run.path)), 3)
 
 
 def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
@@ -125,11 +132,21 @@ def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
     assert distances["l2sp"] < 0.8 * distances["l2"]
 
 
-def test_absurd_learning_rate_fails_the_run_with_its_reason(train_dataset, runs):
-    from segcore import Run, TrainingFailed
+def test_absurd_learning_rate_is_refused_before_a_run_folder_exists(train_dataset, runs):
+    from segcore.errors import ConfigError
 
+    with pytest.raises(ConfigError, match=r"lr \(--lr\) = 1000000000000.0: must be between 1e-07 and 10"):
+        _train(train_dataset, runs, "scratch", run_name="absurd", lr=1e12, epochs=3)
+    assert not (runs / "absurd").exists()
+
+
+def test_a_loss_that_becomes_nan_fails_the_run_with_its_reason(train_dataset, runs, monkeypatch):
+    from segcore import Run, TrainingFailed
+    from segcore import training as train_module
+
+    monkeypatch.setattr(train_module, "segmentation_loss", lambda logits, *a: logits.sum() * float("nan"))
     with pytest.raises(TrainingFailed, match="loss became"):
-        _train(train_dataset, runs, "scratch", run_name="nan", lr=1e12, epochs=3)
+        _train(train_dataset, runs, "scratch", run_name="nan", epochs=3)
     run = Run.from_path(runs / "nan")
     assert run.state == "failed" and "learning rate" in run.status["reason"]
 

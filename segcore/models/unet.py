@@ -73,6 +73,21 @@ class SegmentationModel(nn.Module):
             parameter.requires_grad_(False)
         self.train(self.training)
 
+    def freeze_encoder_levels(self, levels: int) -> str:
+        """Freeze the encoder up to and including the module that yields feature level `levels` (1-based):
+        early stages (edges, textures) stay as transferred while later ones learn. Returns what was frozen."""
+        modules = self.encoder.feature_info.module_name()
+        last_frozen = modules[min(levels, len(modules)) - 1]
+        frozen, passed_cut = [], False
+        for name, parameter in self.encoder.named_parameters():
+            inside_cut = name.startswith(last_frozen + ".")
+            if passed_cut and not inside_cut:
+                break
+            passed_cut = passed_cut or inside_cut
+            parameter.requires_grad_(False)
+            frozen.append(name)
+        return f"{len(frozen)} tensors up to {last_frozen}"
+
     def unfreeze_encoder(self) -> None:
         """Gradients flow into the encoder again; its BatchNorm statistics keep their setting."""
         self.encoder_frozen = False
