@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from common import CAMVID, machine, peer_model, print_table, write_results
+from segcore.strategies import STRATEGIES
 
 from segcore import TrainConfig, load_dataset, train
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
@@ -91,7 +92,7 @@ def main() -> None:
         size = None if fraction >= 1 else fraction
         for strategy in args.strategies:
             config = TrainConfig(**{**base.to_dict(), "strategy": strategy, "train_size": size,
-                                    "source_run": str(source.path) if strategy == "structure" else None})
+                                    "source_run": str(source.path) if STRATEGIES[strategy].needs_source_run else None})
             run = train(config, runs, data=data)
             summary = run.summary()
             rows.append({"config": strategy, "fraction": fraction, "train_images": summary["train_images"],

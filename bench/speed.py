@@ -46,17 +46,20 @@ def measure_ours(strategy: str, args) -> dict:
 
     from segcore import TrainConfig, load_dataset
     from segcore.runs import RunWriter
-    from segcore.training import Trainer
+    from segcore.strategies import STRATEGIES
+    from segcore.training import Trainer, configure_process
 
     runs = tempfile.mkdtemp()
-    source = source_checkpoint(runs, args) if strategy == "structure" else None
+    source = source_checkpoint(runs, args) if STRATEGIES[strategy].needs_source_run else None
     data = load_dataset(args.data, ignore_index=11)
     config = TrainConfig(data=args.data, strategy=strategy, epochs=args.epochs, batch_size=args.batch,
                          height=args.height, width=args.width, ignore_index=11, device=args.device,
                          threads=args.threads, source_run=source)
     writer = RunWriter(__import__("pathlib").Path(runs) / strategy)
-    trainer = Trainer(config, writer)
-    trainer.setup(data)
+    from segcore.device import pick_device
+
+    configure_process(config, pick_device(config.device))
+    trainer = Trainer.build(config.validate(), data, writer)
     epoch_times, step_times = [], []
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 
@@ -12,6 +13,17 @@ from .strategies import STRATEGIES
 
 SOURCE_TASK = "builtin:shapes-source"
 SWEEP_SIZES = (0.1, 0.25, 0.5, 1.0)
+
+
+def training_ignore_index(data) -> int | None:
+    """The ignore index a run on `data` trains with: index masks keep the dataset's own, other encodings
+    (binary, colour, palette) map unlabelled pixels to 255."""
+    return data.ignore_index if data.encoding.kind == "index" else 255
+
+
+def smallest_training_share(train_images: int, step: int = 5) -> int:
+    """The smallest percentage (a multiple of `step`) of a training split that still holds one image."""
+    return min(100, max(step, math.ceil(100 / max(train_images, 1) / step) * step))
 
 
 def queue_source_run(queue: JobQueue, config: TrainConfig, group: str) -> Run:

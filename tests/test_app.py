@@ -3,6 +3,7 @@ through the UI trains and shows up on Compare."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -18,6 +19,11 @@ def runs_dir(tmp_path, monkeypatch):
     path = tmp_path / "runs"
     monkeypatch.setenv("SEGCORE_RUNS", str(path))
     return path
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown whose user text was escaped: the backslashes go."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def open_page(page: str) -> AppTest:
@@ -53,7 +59,7 @@ def test_data_page_explains_a_broken_dataset_instead_of_crashing(runs_dir, tmp_p
     app.radio(key="data_origin").set_value("Folder on this server").run()
     app.text_input[0].set_value(str(tmp_path / "broken")).run()
     assert not app.exception
-    assert any("cannot be used yet" in e.value and "a.png" in e.value for e in app.error)
+    assert any("cannot be used yet" in e.value and "a.png" in shown(e.value) for e in app.error)
 
 
 def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
@@ -61,7 +67,7 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
     assert app.selectbox(key="backbone").value == "tf_efficientnet_lite0"
     assert app.radio(key="strategy").options == [
         "From scratch (baseline)", "Parameter transfer (fine-tune)", "Feature transfer (frozen encoder)",
-        "Structure transfer (whole network)"]
+        "Structure transfer (whole network)", "Partial fine-tune (late stages)"]
     assert app.latex, "the objective is shown"
     labels = [b.label for b in app.button]
     assert "▶ Train" in labels and "▶▶ Train all strategies" in labels and "📉 Data-efficiency sweep" in labels
@@ -70,6 +76,15 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
         app.number_input(key=key)
     app.radio(key="strategy").set_value("Parameter transfer (fine-tune)").run()
     app.number_input(key="freeze_epochs")
+    # the fifth strategy gets its place: its diagram, its trainable share, and a Train button that queues it
+    app.radio(key="strategy").set_value("Partial fine-tune (late stages)").run()
+    assert not app.exception and any("first 4 levels frozen" in m.value for m in app.markdown)
+    assert any("(80%)" in c.value for c in app.caption)
+    app.button[0].click().run()
+    assert not app.exception
+    from segcore.runs import list_runs
+
+    assert [r.config["strategy"] for r in list_runs(runs_dir)] == ["partial"]
 
 
 def _button(app: AppTest, label: str):

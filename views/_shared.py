@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
 import streamlit as st
 
-from segcore import SegcoreError, load_dataset
+from segcore import STRATEGIES, SegcoreError, load_dataset
+from segcore.config import describe
 from segcore.jobs import JobQueue
 from segcore.runs import Run, list_runs
 
-STRATEGY_COLOURS = {"scratch": "#64748b", "parameter": "#2563eb", "feature": "#16a34a", "structure": "#d97706"}
-STRATEGY_LABELS = {"scratch": "scratch", "parameter": "parameter transfer", "feature": "feature transfer",
-                   "structure": "structure transfer"}
+STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
+STRATEGY_LABELS = {name: info.label for name, info in STRATEGIES.items()}
 DEFAULT_DATASET = "builtin:shapes"
+_MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark: CommonMark escapes them all
+_OUTSIDE_ENTITIES = re.compile(r"([!-\"$-%'-/:<-@\[-`{-~])")  # the same, minus & # ; that HTML entities are made of
+
+
+def md(text: object) -> str:
+    """Text from a dataset, a run or a user, made inert inside Markdown (st.markdown, st.error, captions…):
+    no HTML, no links or images, no emphasis, no :directives:, no $maths$ — it shows exactly as written."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+def html_text(text: object) -> str:
+    """The same text inside HTML that the page builds itself (colour chips): HTML-escaped, then Markdown-inert."""
+    return _OUTSIDE_ENTITIES.sub(r"\\\1", html.escape(str(text), quote=True))
+
+
+def plot_text(text: object) -> str:
+    """Text for plotly labels, which understand a little HTML (<b>, <a href>, <br>): escaped so it is shown as is."""
+    return html.escape(str(text), quote=True)
+
+
+def error_text(exc: Exception) -> str:
+    """A SegcoreError's message for st.error: one Markdown bullet per file at fault, each line inert."""
+    first, *rest = str(exc).split("\n  • ")
+    return md(first) + "".join(f"\n- {md(line)}" for line in rest)
+
+
+def setting_input(container, name: str, key: str, value=None, **overrides):
+    """A number input for a TrainConfig setting: label, help and range from its one declaration."""
+    spec = describe(name)
+    options = {"label": spec["label"], "help": spec["help"], "min_value": spec["low"], "max_value": spec["high"],
+               "value": spec["default"] if value is None else value, "key": key}
+    options.update(overrides)
+    return container.number_input(**options)
 
 
 def runs_dir() -> Path:
@@ -69,7 +104,7 @@ def current_dataset():
     try:
         return _load(source, ignore_index, class_names), None
     except SegcoreError as exc:
-        return None, str(exc).replace("\n  • ", "\n- ")  # one bullet per file
+        return None, error_text(exc)
 
 
 def finished_runs() -> list[Run]:
@@ -93,7 +128,7 @@ def sidebar() -> None:
     source, _, _ = dataset_settings()
     with st.sidebar:
         st.caption("Current dataset")
-        st.markdown(f"**{source}**")
+        st.markdown(f"**{md(source)}**")
         runs = list_runs(runs_dir())
         running = sum(r.state == "running" for r in runs)
         queued = sum(r.state == "queued" for r in runs)

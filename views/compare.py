@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, finished_runs, run_label
+from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, error_text, finished_runs, html_text, md, plot_text,
+                           run_label)
 from segcore import Predictor, SegcoreError, load_dataset
 from segcore.compare import render_comparison
 from segcore.comparison import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
@@ -60,7 +61,7 @@ with left:
     figure = go.Figure()
     for run in chosen:
         points = [p for p in per_class_iou_rows([run])]
-        figure.add_trace(go.Bar(x=[p["class"] for p in points], y=[p["IoU"] for p in points], name=run.run_id,
+        figure.add_trace(go.Bar(x=[plot_text(p["class"]) for p in points], y=[p["IoU"] for p in points], name=run.run_id,
                                 marker_color=STRATEGY_COLOURS.get(run.config.get("strategy"), "#888")))
     figure.update_layout(barmode="group", title="IoU per class", yaxis_range=[0, 1], height=340,
                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
@@ -88,7 +89,7 @@ config = chosen[0].config
 try:
     data = dataset_of(config["data"], config.get("ignore_index"), config.get("val_fraction", 0.2), config.get("seed", 0))
 except SegcoreError as exc:
-    st.error(f"The dataset of {chosen[0].run_id} cannot be read now: {exc}")
+    st.error(f"The dataset of {md(chosen[0].run_id)} cannot be read now: {error_text(exc)}")
     st.stop()
 c1, c2, c3 = st.columns(3)
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
@@ -99,7 +100,7 @@ headers = st.columns(2 + len(predictors))
 headers[0].markdown("**image**")
 headers[1].markdown("**ground truth**")
 for column, run in zip(headers[2:], chosen):
-    column.markdown(f"**{STRATEGY_LABELS.get(run.config.get('strategy'), '')}**  \n{run.run_id}")
+    column.markdown(f"**{md(STRATEGY_LABELS.get(run.config.get('strategy'), ''))}**  \n{md(run.run_id)}")
 for index in range(min(int(count), len(val))):
     image = Image.fromarray(val.images[index].permute(1, 2, 0).numpy())
     truth = val.masks[index].numpy()
@@ -131,14 +132,14 @@ if upload:
         try:
             image = read_image(path)
         except SegcoreError as exc:
-            st.error(str(exc))
+            st.error(error_text(exc))
             st.stop()
     image.thumbnail((640, 640))
     columns = st.columns(1 + len(predictors))
     columns[0].image(image, caption="your image", width="stretch")
     for column, p, run in zip(columns[1:], predictors, chosen):
-        column.image(p.overlay(image, alpha), caption=run.run_id, width="stretch")
+        column.image(p.overlay(image, alpha), caption=md(run.run_id), width="stretch")
     legend = " ".join(f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
-                      f"color:{'#000' if sum(c) > 380 else '#fff'}'>{n}</span>"
+                      f"color:{'#000' if sum(c) > 380 else '#fff'}'>{html_text(n)}</span>"
                       for n, c in zip(predictors[0].classes, predictors[0].colours))
     st.markdown(legend, unsafe_allow_html=True)

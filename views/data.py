@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from views._shared import current_dataset, dataset_settings
+from views._shared import current_dataset, dataset_settings, error_text, html_text, md, plot_text
 from segcore import SegcoreError, dataset_report
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
@@ -34,7 +34,7 @@ elif choice == "Upload":
         try:
             new_source = str(save_uploads(files))
         except SegcoreError as exc:
-            st.error(str(exc))
+            st.error(error_text(exc))
     else:
         st.info("Layouts understood: `images/` + `masks/` (paired by file name), SegNet/CamVid "
                 "(`train/` + `trainannot/`…), Pascal VOC (`JPEGImages/` + `SegmentationClass/`).")
@@ -57,7 +57,7 @@ with st.expander("How masks are read", expanded=False):
 try:
     new_ignore = int(ignore_text) if ignore_text.strip() else None
 except ValueError:
-    st.error(f"'{ignore_text}' is not a number: type the mask value to ignore, e.g. 255 or 11")
+    st.error(f"'{md(ignore_text)}' is not a number: type the mask value to ignore, e.g. 255 or 11")
     new_ignore = ignore_index
 new_names = tuple(n.strip() for n in names_text.splitlines() if n.strip()) or None
 
@@ -67,31 +67,31 @@ if new_source and (new_source, new_ignore, new_names) != (source, ignore_index, 
 
 data, problem = current_dataset()
 if problem:
-    st.error(f"**This dataset cannot be used yet.**\n\n{problem}")
+    st.error(f"**This dataset cannot be used yet.**\n\n{problem}")  # problem: already made inert by error_text
     st.stop()
 
 report = dataset_report(data)
-st.success(f"Using **{data.source}** — {report.layout}")
+st.success(f"Using **{md(data.source)}** — {md(report.layout)}")
 cols = st.columns(4)
 cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
 cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))
 cols[2].metric("Classes", len(report.classes))
 cols[3].metric("Ignored pixels", f"{report.ignored_share:.1%}")
-st.caption(f"Split: {report.split_origin}. Image sizes: "
-           + ", ".join(f"{k} (×{v})" for k, v in list(report.image_sizes.items())[:4]))
+st.caption(f"Split: {md(report.split_origin)}. Image sizes: "
+           + ", ".join(f"{md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4]))
 
 if report.warnings:
     with st.expander(f"⚠️ {len(report.warnings)} file(s) skipped", expanded=False):
         for warning in report.warnings[:100]:
-            st.markdown(f"- {warning}")
+            st.markdown(f"- {md(warning)}")
 
 left, right = st.columns([1, 1])
 with left:
     st.subheader("Mask values → classes")
-    st.caption(f"{report.mask_encoding}. Classes from {report.class_source}.")
+    st.caption(f"{md(report.mask_encoding)}. Classes from {md(report.class_source)}.")
     chips = " ".join(
         f"<span style='display:inline-block;margin:2px;padding:2px 8px;border-radius:8px;"
-        f"background:rgb{tuple(c)};color:{'#000' if sum(c) > 380 else '#fff'}'>{i}: {n}</span>"
+        f"background:rgb{tuple(c)};color:{'#000' if sum(c) > 380 else '#fff'}'>{i}: {html_text(n)}</span>"
         for i, (n, c) in enumerate(zip(report.classes, report.class_colours)))
     st.markdown(chips, unsafe_allow_html=True)
     st.dataframe([{"stored value": k, "becomes": v} for k, v in report.value_to_class.items()],
@@ -99,7 +99,7 @@ with left:
 with right:
     st.subheader("Share of pixels per class")
     figure = go.Figure(go.Bar(
-        x=list(report.pixel_share), y=[v * 100 for v in report.pixel_share.values()],
+        x=[plot_text(name) for name in report.pixel_share], y=[v * 100 for v in report.pixel_share.values()],
         marker_color=[f"rgb{tuple(c)}" for c in report.class_colours]))
     figure.update_layout(yaxis_title="% of labelled pixels", height=320, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, key="pixel_share")
@@ -110,7 +110,7 @@ alpha = st.slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="sample_alpha")
 samples = sample_overlays(data, "train", count=8, alpha=alpha)
 for row in range(0, len(samples), 4):
     for column, (name, picture) in zip(st.columns(4), samples[row : row + 4]):
-        column.image(picture, caption=name, width="stretch")
+        column.image(picture, caption=md(name), width="stretch")
 
 st.subheader("Augmentation preview")
 kind = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="full", key="augment_preview",

@@ -47,11 +47,11 @@ st.markdown("Each picture colours the pixels by the first three principal compon
 
 data, problem = current_dataset()
 if problem:
-    st.error(problem)
+    st.error(problem)  # made inert by error_text
     st.stop()
 c1, c2, c3 = st.columns(3)
 val = data.load("val", (160, 160))
-index = c1.slider("Image", 0, len(val) - 1, 0, key="learn_image")
+index = c1.slider("Image", 0, len(val) - 1, 0, key="learn_image") if len(val) > 1 else 0
 level = c2.select_slider("Encoder level", [1, 2, 3], value=2, key="learn_level",
                          format_func=lambda l: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[l])
 runs = [r for r in finished_runs() if r.config.get("backbone") == "tf_efficientnet_lite0"]

@@ -4,13 +4,14 @@ import time
 
 import streamlit as st
 
-from views._shared import current_dataset, finished_runs, queue, run_label
+from views._shared import current_dataset, error_text, finished_runs, md, queue, run_label, setting_input
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
-from segcore.strategies import part_roles
+from segcore.config import describe
+from segcore.strategies import trainable_parameters
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.losses import CLASS_WEIGHTINGS
-from segcore.planning import SWEEP_SIZES, queue_all_strategies
+from segcore.planning import SWEEP_SIZES, queue_all_strategies, smallest_training_share, training_ignore_index
 
 st.title("🧠 Model & strategy")
 DEFAULTS = TrainConfig()
@@ -27,16 +28,8 @@ def backbone_table(names: tuple[str, ...]) -> list[dict]:
 
 
 @st.cache_data(show_spinner=False)
-def trainable_parameters(backbone: str, strategy: str, num_classes: int) -> tuple[int, int]:
-    import torch
-
-    from segcore.models import SegmentationModel, count_parameters
-
-    with torch.device("meta"):
-        model = SegmentationModel(backbone, num_classes)
-    if strategy == "feature":
-        model.freeze_encoder()
-    return count_parameters(model, trainable_only=True), count_parameters(model)
+def parameter_counts(backbone: str, strategy: str, num_classes: int) -> tuple[int, int]:
+    return trainable_parameters(TrainConfig(backbone=backbone, strategy=strategy), num_classes)
 
 
 st.subheader("1 · Backbone (encoder)")
@@ -47,7 +40,7 @@ table = backbone_table(names)
 usable = [row for row in table if row["usable"]]
 for row in table:
     if not row["usable"]:
-        st.warning(f"`{row['name']}` cannot be used here: {row['problem'][:200]}")
+        st.warning(f"{md(row['name'])} cannot be used here: {md(row['problem'][:200])}")
 backbone = st.selectbox(
     "Backbone", [row["name"] for row in usable], index=0, key="backbone",
     format_func=lambda n: next(f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
@@ -59,85 +52,90 @@ with st.expander("All backbones", expanded=False):
 weights = next(r["weights"] for r in usable if r["name"] == backbone)
 
 st.subheader("2 · Strategy")
-strategy = st.radio("Transfer strategy", list(STRATEGIES), key="strategy", horizontal=True, index=2,
-                    format_func=lambda s: STRATEGIES[s].title)
+strategy = st.radio(describe("strategy")["label"], list(STRATEGIES), key="strategy", horizontal=True,
+                    index=list(STRATEGIES).index(DEFAULTS.strategy), format_func=lambda s: STRATEGIES[s].title)
 info = STRATEGIES[strategy]
-st.info(info.explanation.replace("\n", " "))
+st.info(info.explanation.replace("\n", " ") + f"  \n**Pays off when:** {info.lesson}.")
 START_COLOURS = {"random": "#e2e8f0", "ImageNet": "#bfdbfe", "source run": "#fde68a", "random (new classes)": "#e2e8f0"}
 boxes = " <span style='font-size:1.4em'>→</span> ".join(
     f"<span style='display:inline-block;padding:8px 14px;border-radius:10px;background:{START_COLOURS[start]};"
-    f"border:2px {'solid #16a34a' if learns else 'dashed #64748b'};margin:4px'><b>{part}</b><br>"
-    f"<small>starts: {start}<br>{'🔥 learns' if learns else '❄️ frozen'}</small></span>"
-    for part, start, learns in part_roles(strategy))
+    f"border:2px {'dashed #64748b' if learns == 'frozen' else 'solid #16a34a'};margin:4px'><b>{part}</b><br>"
+    f"<small>starts: {start}<br>{'❄️ frozen' if learns == 'frozen' else '🔥 ' + learns}</small></span>"
+    for part, start, learns in info.part_roles())  # our own fixed words only: no user text in this HTML
 st.markdown(f"<div style='margin:6px 0 12px 0'>image → {boxes} → classes per pixel</div>", unsafe_allow_html=True)
 if info.pretrained_encoder and weights == "unavailable":
-    st.error(f"No ImageNet weights for `{backbone}` here: choose tf_efficientnet_lite0 (bundled) or train from scratch.")
+    st.error(f"No ImageNet weights for {md(backbone)} here: choose tf_efficientnet_lite0 (bundled) or train from scratch.")
 elif info.pretrained_encoder and weights.startswith("downloadable"):
-    st.warning(f"`{backbone}`'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled).")
+    st.warning(f"{md(backbone)}'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled).")
 st.latex(r"\min_w \; \frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big) \;+\; \lambda\, R(w)")
-trainable, total = trainable_parameters(backbone, strategy, data.num_classes)
+trainable, total = parameter_counts(backbone, strategy, data.num_classes)
 st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
            f"({trainable / total:.0%}) for {data.num_classes} classes.")
 
 st.subheader("3 · Settings")
+settings: dict = {"data": data.source, "backbone": backbone, "strategy": strategy,
+                  "ignore_index": training_ignore_index(data)}
 c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
-size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=DEFAULTS.height, key="size")
-epochs = c2.number_input("Epochs", 1, 200, DEFAULTS.epochs, key="epochs")
-min_steps = c3.number_input("At least N steps", 0, 5000, DEFAULTS.min_steps, 50, key="min_steps",
-                            help="Small training sets get extra epochs until they reach this many optimiser steps: "
-                                 "30 images at batch 8 are only 4 steps an epoch. 0 switches this off.")
-batch_size = c4.number_input("Batch size", 1, 128, DEFAULTS.batch_size, key="batch_size")
-lr = c5.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.lr, format="%.5f", key="lr")
+size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=DEFAULTS.height, key="size",
+                        help=describe("height")["help"] + " and width (square)")
+settings["height"] = settings["width"] = size
+settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
+settings["min_steps"] = int(setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50))
+settings["batch_size"] = int(setting_input(c4, "batch_size", "batch_size", max_value=128))
+settings["lr"] = float(setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f"))
 c1, c2, c3, c4 = st.columns(4)
-regularizer = c1.selectbox("Regulariser R(w)", list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper())
-weight_decay = c2.number_input("λ", 0.0, 100.0, DEFAULTS.weight_decay, format="%.5f", key="lambda")
-train_pct = c3.slider("Training images used (%)", 5, 100, 100, 5, key="train_pct",
-                      help="Fewer images show where transfer pays off (the data-efficiency experiment).")
-seed = c4.number_input("Seed", 0, 10_000, DEFAULTS.seed, key="seed")
-st.caption(REGULARIZERS[regularizer])
+settings["regularizer"] = c1.selectbox(describe("regularizer")["label"], list(REGULARIZERS), key="regularizer",
+                                       format_func=lambda r: r.upper())
+settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", format="%.5f"))
+total_train = len(data.pairs("train"))
+if total_train > 1:
+    low = smallest_training_share(total_train)
+    train_pct = c3.slider("Training images used (%)", low, 100, 100, 5, key="train_pct",
+                          help="Fewer images show where transfer pays off (the data-efficiency experiment). "
+                               f"This dataset has {total_train} training images, so at least {low} % keeps one.")
+else:
+    train_pct = 100
+    c3.caption("Training images used: the only one there is.")
+settings["train_size"] = None if train_pct == 100 else train_pct / 100
+settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
+st.caption(REGULARIZERS[settings["regularizer"]])
 c1, c2 = st.columns(2)
-augment = c1.segmented_control("Augmentation", list(AUGMENTATIONS), default="flip", key="augment",
-                               help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
-class_weights = c2.segmented_control(
-    "Class weights in the loss", list(CLASS_WEIGHTINGS), default=DEFAULTS.class_weights, key="class_weights",
-    help="none: every pixel counts the same, so small classes (poles, signs, people) may never be predicted; "
-         "balanced: each class weighted by median frequency ÷ its frequency; sqrt: the square root of that, "
-         "a milder push.") or DEFAULTS.class_weights
-if strategy == "feature" and augment == "full":
+settings["augment"] = c1.segmented_control(
+    describe("augment")["label"], list(AUGMENTATIONS), default="flip", key="augment",
+    help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
+settings["class_weights"] = c2.segmented_control(
+    describe("class_weights")["label"], list(CLASS_WEIGHTINGS), default=DEFAULTS.class_weights, key="class_weights",
+    help=describe("class_weights")["help"]) or DEFAULTS.class_weights
+if info.caches_features and settings["augment"] == "full":
     st.caption("With *full* augmentation every input differs, so feature transfer cannot cache its features: "
                "epochs get slower.")
 
-freeze_epochs, train_bn, encoder_lr_factor, source_run = 0, DEFAULTS.train_bn, DEFAULTS.encoder_lr_factor, None
-if strategy in ("parameter", "structure"):
+source_run = None
+if info.tunes_encoder_rate or info.frozen_warmup:
     c1, c2 = st.columns(2)
-    encoder_lr_factor = c1.number_input("Encoder learning rate × ", 0.0, 1.0, DEFAULTS.encoder_lr_factor, key="enc_factor")
-    if strategy == "parameter":
-        freeze_epochs = c2.number_input("Warm-up epochs with the encoder frozen", 0, 50, 0, key="freeze_epochs")
-if strategy != "scratch":
-    train_bn = st.toggle("Let the transferred encoder's BatchNorm statistics adapt", value=DEFAULTS.train_bn,
-                         key="train_bn",
-                         help="Off: the running statistics stay as transferred (smp's choice for frozen encoders); "
-                              "with small batches this keeps pretrained features intact, and feature transfer can "
-                              "cache its features. On: BatchNorm keeps re-estimating them on your images (fastai's "
-                              "choice).")
-if strategy == "structure":
+    if info.tunes_encoder_rate:
+        settings["encoder_lr_factor"] = float(setting_input(c1, "encoder_lr_factor", "enc_factor", max_value=1.0))
+    if info.frozen_warmup:
+        settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
+if info.transfers_encoder:
+    settings["train_bn"] = st.toggle(describe("train_bn")["label"], value=DEFAULTS.train_bn, key="train_bn",
+                                     help=describe("train_bn")["help"])
+if info.needs_source_run:
     sources = [r for r in finished_runs() if r.config.get("backbone") == backbone]
     if sources:
-        picked = st.selectbox("Source run to carry over", sources, format_func=run_label, key="source_run")
-        source_run = str(picked.path)
+        picked = st.selectbox(describe("source_run")["label"] + " to carry over", sources, format_func=run_label,
+                              key="source_run")
+        source_run = settings["source_run"] = str(picked.path)
     else:
         st.warning("No finished run with this backbone to carry over yet. *Train all strategies* first trains "
                    "one on the built-in source task (ellipses, rings, crosses).")
 
-config = TrainConfig(
-    data=data.source, backbone=backbone, strategy=strategy, epochs=int(epochs), min_steps=int(min_steps), batch_size=int(batch_size),
-    lr=float(lr), encoder_lr_factor=float(encoder_lr_factor), freeze_epochs=int(freeze_epochs), train_bn=train_bn,
-    regularizer=regularizer, weight_decay=float(weight_decay), height=size, width=size, seed=int(seed),
-    ignore_index=data.ignore_index if data.encoding.kind == "index" else 255,
-    train_size=None if train_pct == 100 else train_pct / 100, source_run=source_run, augment=augment,
-    class_weights=class_weights,
-)
-train_images = len(data.train_indices(config.train_size, config.seed))
+try:
+    config = TrainConfig(**settings).validate()
+    train_images = len(data.train_indices(config.train_size, config.seed))
+except (SegcoreError, TypeError) as exc:
+    st.error(error_text(exc))
+    st.stop()
 planned_epochs = config.planned_epochs(train_images)
 if planned_epochs > config.epochs:
     st.caption(f"{train_images} training images make only {config.steps_per_epoch(train_images)} optimiser steps "
@@ -146,16 +144,16 @@ if planned_epochs > config.epochs:
 st.subheader("4 · Train")
 b1, b2, b3 = st.columns(3)
 try:
-    if b1.button("▶ Train", type="primary", width="stretch", disabled=strategy == "structure" and not source_run):
+    if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
         run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"))
         st.session_state["watch_group"] = run.config.get("group")
-        st.success(f"Queued **{run.run_id}**.")
+        st.success(f"Queued **{md(run.run_id)}**.")
         st.page_link("views/training.py", label="Watch it train →", icon="📈")
     if b2.button("▶▶ Train all strategies", width="stretch",
                  help="One run per strategy with identical settings (plus the source run structure transfer needs)."):
         runs = queue_all_strategies(queue(), config, source_run=source_run)
         st.session_state["watch_group"] = runs[-1].config.get("group")
-        st.success("Queued " + ", ".join(f"**{r.run_id}**" for r in runs) + ".")
+        st.success("Queued " + ", ".join(f"**{md(r.run_id)}**" for r in runs) + ".")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
     if b3.button("📉 Data-efficiency sweep", width="stretch",
                  help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images."):
@@ -164,4 +162,4 @@ try:
         st.success(f"Queued {len(runs)} runs.")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
 except SegcoreError as exc:
-    st.error(str(exc))
+    st.error(error_text(exc))

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, queue, runs_dir
+from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, md, plot_text, queue, runs_dir
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
 from segcore.runs import list_runs
@@ -36,7 +36,7 @@ def live_view(group: str) -> None:
     for run in members:
         strategy = run.config.get("strategy")
         steps, epochs = curves[run.run_id]
-        name = f"{STRATEGY_LABELS.get(strategy, strategy)} · {run.run_id}"
+        name = plot_text(f"{STRATEGY_LABELS.get(strategy, strategy)} · {run.run_id}")
         if steps:
             line(loss, [s["step"] for s in steps], [s["loss"] for s in steps], name, strategy)
         if epochs:
@@ -64,18 +64,19 @@ def live_view(group: str) -> None:
                 detail += f" · about {progress['eta_s']:.0f}s left"
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
-            c1.markdown(f"{icon} **{run.run_id}** — {STRATEGY_LABELS.get(progress['strategy'], '')} · *{progress['state']}*")
+            c1.markdown(f"{icon} **{md(run.run_id)}** — {md(STRATEGY_LABELS.get(progress['strategy'], ''))} · "
+                        f"*{md(progress['state'])}*")
             c1.progress(progress["fraction"], text=detail)
             if progress["state"] == "failed":
-                c1.error(progress["reason"])
+                c1.error(md(progress["reason"]))
             if progress["state"] in ("queued", "running"):
                 if c2.button("Cancel", key=f"cancel-{run.run_id}"):
                     state = queue().cancel(run.run_id)
-                    st.toast(f"{run.run_id}: {state}")
+                    st.toast(f"{md(run.run_id)}: {md(state)}")
             elif progress["state"] in ("failed", "cancelled") and (run.path / "last_state.pt").exists():
                 if c2.button("Resume", key=f"resume-{run.run_id}", help="Continue from the last finished epoch"):
                     queue().resume(run.run_id)
-                    st.toast(f"{run.run_id}: queued to resume")
+                    st.toast(f"{md(run.run_id)}: queued to resume")
             with c1.expander("Log"):
                 st.code(run.log_tail(15) or "(empty)", language=None)
 
