@@ -105,7 +105,7 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     (run,) = list_runs(runs_dir)
     assert run.config["strategy"] == "feature" and run.config["height"] == 64
     training = open_page("training")
-    assert any(run.run_id in m.value for m in training.markdown)
+    assert any(run.run_id in shown(m.value) for m in training.markdown)
     assert wait_for(run, 180) == "done", run.status
     compare = open_page("compare")
     assert compare.multiselect(key="compare_runs").value[0].run_id == run.run_id
