@@ -203,6 +203,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def output_names(inputs: list[str]) -> list[str]:
+    """One distinct output name per input: the file stem, with its extension and then a counter added where two
+    inputs share a stem (x/p0.tif and y/p0.gif must not overwrite each other's results)."""
+    stems = [Path(p).stem for p in inputs]
+    names, used = [], set()
+    for path, stem in zip(map(Path, inputs), stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}-{path.suffix.lstrip('.') or 'file'}"
+        candidate, counter = name, 1
+        while candidate in used:
+            counter += 1
+            candidate = f"{name}-{counter}"
+        used.add(candidate)
+        names.append(candidate)
+    return names
+
+
 def cmd_predict(args) -> int:
     from PIL import Image
 
@@ -212,18 +228,18 @@ def cmd_predict(args) -> int:
     predictor = Predictor(resolve_run(args.run, _runs_dir(args)), device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for path in map(Path, args.images):
+    for path, name in zip(map(Path, args.images), output_names(args.images)):
         image = read_image(path)
         class_map = predictor.predict(image)
-        Image.fromarray(class_map).save(out / f"{path.stem}_classes.png")
-        Image.fromarray(colorize(class_map, predictor.colours)).save(out / f"{path.stem}_colour.png")
-        Image.fromarray(predictor.overlay(image, args.alpha, class_map)).save(out / f"{path.stem}_overlay.png")
-        print(f"{path} → {out / (path.stem + '_overlay.png')}")
+        Image.fromarray(class_map).save(out / f"{name}_classes.png")
+        Image.fromarray(colorize(class_map, predictor.colours)).save(out / f"{name}_colour.png")
+        Image.fromarray(predictor.overlay(image, args.alpha, class_map)).save(out / f"{name}_overlay.png")
+        print(f"{path} → {out / (name + '_overlay.png')}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .compare import save_comparison
+    from .comparison_image import save_comparison
     from .data.dataset import load_dataset
 
     runs = [resolve_run(r, _runs_dir(args)) for r in args.runs]

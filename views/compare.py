@@ -10,10 +10,9 @@ from PIL import Image
 from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, error_text, finished_runs, html_text, md, plot_text,
                            run_label)
 from segcore import Predictor, SegcoreError, load_dataset
-from segcore.compare import render_comparison
-from segcore.comparison import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
+from segcore.comparison_image import comparison_tiles, render_comparison
+from segcore.comparison_stats import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
 from segcore.data.files import read_image
-from segcore.predict import overlay, unpainted_classes
 
 st.title("🔍 Compare")
 
@@ -95,23 +94,14 @@ c1, c2, c3 = st.columns(3)
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
 show_errors = c2.toggle("Show wrong pixels in red", value=False, key="cmp_errors")
 count = c3.number_input("Validation images", 1, 24, 4, key="cmp_count")
-val = data.load("val", predictors[0].size)
 headers = st.columns(2 + len(predictors))
 headers[0].markdown("**image**")
 headers[1].markdown("**ground truth**")
 for column, run in zip(headers[2:], chosen):
     column.markdown(f"**{md(STRATEGY_LABELS.get(run.config.get('strategy'), ''))}**  \n{md(run.run_id)}")
-for index in range(min(int(count), len(val))):
-    image = Image.fromarray(val.images[index].permute(1, 2, 0).numpy())
-    truth = val.masks[index].numpy()
-    columns = st.columns(2 + len(predictors))
-    columns[0].image(image, width="stretch")
-    columns[1].image(overlay(image, truth, data.class_colours, alpha, unpainted=unpainted_classes(data.class_names)),
-                     width="stretch")
-    for column, p in zip(columns[2:], predictors):
-        prediction = p.predict(image)
-        errors = (prediction != truth) & (truth != 255) if show_errors else None
-        column.image(p.overlay(image, alpha, prediction, errors), width="stretch")
+for row in comparison_tiles(predictors, data, "val", int(count), alpha, show_errors):
+    for column, tile in zip(st.columns(2 + len(predictors)), row):
+        column.image(tile, width="stretch")
 
 if st.button("Prepare the comparison as PNG"):
     sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
