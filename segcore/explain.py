@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import TrainConfig
 from .data.transforms import Normalizer
 from .models import SegmentationModel, build
 
@@ -33,9 +34,15 @@ def feature_pca_image(model: SegmentationModel, image: Image.Image, size: tuple[
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
 
 
-def encoders_to_compare(backbone: str = "tf_efficientnet_lite0", run_model: SegmentationModel | None = None,
+FEATURE_VIEW_SIZE = (TrainConfig.height, TrainConfig.width)  # the training default: what runs see
+
+
+def encoders_to_compare(backbone: str = TrainConfig.backbone, run_model: SegmentationModel | None = None,
                         seed: int = 0) -> dict[str, SegmentationModel]:
-    """ImageNet-pretrained, random, and (if given) a fine-tuned run's network, for side-by-side feature views."""
+    """ImageNet-pretrained, random, and (if given) a fine-tuned run's network, for side-by-side feature views.
+    The backbone is the run's when a run is given, so all three columns show the same architecture."""
+    if run_model is not None:
+        backbone = run_model.backbone
     pretrained, _ = build(backbone, 2, pretrained=True)
     torch.manual_seed(seed)
     random_init, _ = build(backbone, 2, pretrained=False)

@@ -33,20 +33,27 @@ def queue_source_run(queue: JobQueue, config: TrainConfig, group: str) -> Run:
     return queue.submit(source, group=group)
 
 
+def comparison_order() -> list[str]:
+    """The strategies "Train all" queues, cheapest first so that a class sees a finished run early
+    (feature transfer is done in a fraction of the time); those that need the source run go last."""
+    names = [name for name, info in STRATEGIES.items() if info.in_train_all]
+    return sorted(names, key=lambda n: (STRATEGIES[n].needs_source_run, -STRATEGIES[n].reference_images_per_s))
+
+
 def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
                          train_sizes=(None,), group: str | None = None) -> list[Run]:
-    """One run per strategy (× training-set size) with identical settings, for a fair comparison."""
+    """One run per strategy (× training-set size) with identical settings, for a fair comparison. The cheapest
+    run is queued first; the source run goes just before the run that carries it over."""
     group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
     runs = []
-    if not source_run:
-        source = queue_source_run(queue, config, group)
-        runs.append(source)
-        source_run = str(source.path)
     for size in train_sizes:
         suffix = "" if size is None else f"-n{size:g}"
-        for strategy, info in STRATEGIES.items():
-            if not info.in_train_all:
-                continue
+        for strategy in comparison_order():
+            info = STRATEGIES[strategy]
+            if info.needs_source_run and not source_run:
+                source = queue_source_run(queue, config, group)
+                runs.append(source)
+                source_run = str(source.path)
             runs.append(queue.submit(
                 replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
                         source_run=source_run if info.needs_source_run else None),

@@ -32,6 +32,10 @@ class StrategyInfo:
     frozen_encoder_levels: int | str = 0  # 0: all learn; "all": frozen; N: the first N feature levels frozen
     frozen_warmup: bool = False  # may train a few epochs with the encoder frozen first (freeze_epochs)
     in_train_all: bool = True  # part of "Train all strategies"
+    # training images per second on the reference 2-core CPU at 160×160 with the default backbone, whole run
+    # included (evaluation, feature cache): bench/results/classroom.txt. Estimates start here, then learn this
+    # machine's own speed from its finished runs (segcore/estimate.py).
+    reference_images_per_s: float = 20.0
 
     @property
     def pretrained_encoder(self) -> bool:
@@ -81,28 +85,28 @@ STRATEGIES = {
         "The same network with random weights; everything is learnt from your images alone.\n"
         "The baseline that shows what transfer buys.",
         "lots of data, or data unlike anything seen before",
-        encoder_start="random",
+        encoder_start="random", reference_images_per_s=20.1,
     ),
     "parameter": StrategyInfo(
         "parameter", "Parameter transfer (fine-tune)", "parameter transfer", "#2563eb",
         "Start the encoder from ImageNet weights, then fine-tune every parameter on your data\n"
         "(the encoder at a smaller learning rate, so it is adjusted rather than overwritten).",
         "moderate data, photos like ImageNet's",
-        encoder_start="ImageNet", frozen_warmup=True,
+        encoder_start="ImageNet", frozen_warmup=True, reference_images_per_s=20.4,
     ),
     "feature": StrategyInfo(
         "feature", "Feature transfer (frozen encoder)", "feature transfer", "#16a34a",
         "Use the ImageNet encoder as a fixed feature extractor: it never changes; only the decoder\n"
         "and head learn. Fast, since the features of each image are computed once and reused.",
         "very little data, a CPU, or a quick first result",
-        encoder_start="ImageNet", frozen_encoder_levels="all",
+        encoder_start="ImageNet", frozen_encoder_levels="all", reference_images_per_s=59.0,
     ),
     "structure": StrategyInfo(
         "structure", "Structure transfer (whole network)", "structure transfer", "#d97706",
         "Carry over a whole segmentation network (encoder + decoder) trained on another segmentation\n"
         "task; only the final classifier is remade for your classes; then fine-tune everything.",
         "a related segmentation task was already solved",
-        encoder_start="source run",
+        encoder_start="source run", reference_images_per_s=21.0,
     ),
     "partial": StrategyInfo(
         "partial", "Partial fine-tune (late stages)", "partial fine-tune", "#9333ea",
@@ -110,6 +114,7 @@ STRATEGIES = {
         "the late stages with the decoder and head: general features stay, task-specific ones adapt.",
         "little data that still differs from ImageNet in its objects, not its edges",
         encoder_start="ImageNet", frozen_encoder_levels=4, in_train_all=False,
+        reference_images_per_s=24.0,
     ),
 }
 

@@ -79,13 +79,16 @@ def test_a_killed_worker_is_marked_failed_with_its_reason(tmp_path, train_datase
     assert "ended without finishing" in run.status["reason"]
 
 
-def test_train_all_strategies_runs_the_source_task_before_structure_transfer(tmp_path, train_dataset, monkeypatch):
-    monkeypatch.setattr("segcore.planning.SOURCE_TASK", str(train_dataset))
+def test_train_all_strategies_runs_the_source_task_before_structure_transfer(tmp_path, train_dataset, source_dataset,
+                                                                            monkeypatch):
+    monkeypatch.setattr("segcore.planning.SOURCE_TASK", str(source_dataset))
     queue = JobQueue(tmp_path / "runs", max_running=1)
     runs = queue_all_strategies(queue, config(train_dataset, max_steps=2), group="lesson")
-    assert [r.config["strategy"] for r in runs] == ["parameter", "scratch", "parameter", "feature", "structure"]
+    # the cheapest run first, so a class sees a result early; the source run just before structure transfer
+    assert [r.run_id for r in runs] == ["lesson-feature", "lesson-parameter", "lesson-scratch", "lesson-source",
+                                        "lesson-structure"]
     structure = runs[-1]
-    assert structure.config["source_run"] == str(runs[0].path)
+    assert structure.config["source_run"] == str(runs[3].path)
     assert wait_for(structure, 300) == "done", structure.status
     assert all(r.state == "done" for r in runs)
     assert "source run lesson-source" in structure.summary()["encoder_origin"]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from views._shared import current_dataset, finished_runs, run_label
-from segcore.explain import encoders_to_compare, feature_pca_image
+from segcore.explain import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
 
 st.title("🎓 Learn: transfer learning for segmentation")
 
@@ -42,19 +42,20 @@ st.page_link("views/compare.py", label="4 · Compare the segmentations", icon="�
 
 st.header("Why it works: what the encoder sees")
 st.markdown("Each picture colours the pixels by the first three principal components of the encoder's features. "
-            "Pixels the encoder finds alike get alike colours. Pretrained features already group object parts "
-            "and edges; random ones mostly echo raw colour.")
+            "Pixels the encoder finds alike get alike colours. Pretrained features already separate objects, "
+            "parts and edges; a random encoder's features blur into smooth blobs that follow brightness, not "
+            "objects — there is nothing in them yet for a decoder to build on.")
 
 data, problem = current_dataset()
 if problem:
     st.error(problem)  # made inert by error_text
     st.stop()
 c1, c2, c3 = st.columns(3)
-val = data.load("val", (160, 160))
+val = data.load("val", FEATURE_VIEW_SIZE)
 index = c1.slider("Image", 0, len(val) - 1, 0, key="learn_image") if len(val) > 1 else 0
 level = c2.select_slider("Encoder level", [1, 2, 3], value=2, key="learn_level",
                          format_func=lambda l: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[l])
-runs = [r for r in finished_runs() if r.config.get("backbone") == "tf_efficientnet_lite0"]
+runs = finished_runs()
 run = c3.selectbox("A fine-tuned run (optional)", [None, *runs], key="learn_run",
                    format_func=lambda r: "—" if r is None else run_label(r))
 
@@ -63,7 +64,7 @@ run = c3.selectbox("A fine-tuned run (optional)", [None, *runs], key="learn_run"
 def encoders(run_path: str | None):
     from segcore import Predictor
 
-    return encoders_to_compare("tf_efficientnet_lite0", Predictor(run_path, device="cpu").model if run_path else None)
+    return encoders_to_compare(run_model=Predictor(run_path, device="cpu").model if run_path else None)
 
 
 from PIL import Image  # noqa: E402
@@ -73,4 +74,4 @@ models = encoders(str(run.path) if run else None)
 columns = st.columns(1 + len(models))
 columns[0].image(image, caption="image", width="stretch")
 for column, (name, model) in zip(columns[1:], models.items()):
-    column.image(feature_pca_image(model, image, (160, 160), level), caption=name, width="stretch")
+    column.image(feature_pca_image(model, image, FEATURE_VIEW_SIZE, level), caption=name, width="stretch")
