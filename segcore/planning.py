@@ -26,11 +26,13 @@ def smallest_training_share(train_images: int, step: int = 5) -> int:
     return min(100, max(step, math.ceil(100 / max(train_images, 1) / step) * step))
 
 
-def queue_source_run(queue: JobQueue, config: TrainConfig, group: str) -> Run:
+SOURCE_PLACEHOLDER = "<the source run queued with this comparison>"
+
+
+def source_config(config: TrainConfig, group: str) -> TrainConfig:
     """The source-task run that structure transfer carries over: same backbone, a different task."""
-    source = replace(config, data=SOURCE_TASK, strategy="parameter", source_run=None, train_size=None,
-                     ignore_index=255, run_name=f"{group}-source")
-    return queue.submit(source, group=group)
+    return replace(config, data=SOURCE_TASK, strategy="parameter", source_run=None, train_size=None,
+                   ignore_index=255, run_name=f"{group}-source")
 
 
 def comparison_order() -> list[str]:
@@ -40,22 +42,50 @@ def comparison_order() -> list[str]:
     return sorted(names, key=lambda n: (STRATEGIES[n].needs_source_run, -STRATEGIES[n].reference_images_per_s))
 
 
-def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
-                         train_sizes=(None,), group: str | None = None) -> list[Run]:
-    """One run per strategy (× training-set size) with identical settings, for a fair comparison. The cheapest
-    run is queued first; the source run goes just before the run that carries it over."""
-    group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
-    runs = []
+def comparison_plan(config: TrainConfig, group: str, source_run: str | None = None,
+                    train_sizes=(None,)) -> list[TrainConfig]:
+    """The runs of a comparison, in queue order: one per strategy (× training-set size) with identical settings;
+    the source run, when one is needed, just before the first run that carries it over."""
+    plan = []
     for size in train_sizes:
         suffix = "" if size is None else f"-n{size:g}"
         for strategy in comparison_order():
             info = STRATEGIES[strategy]
             if info.needs_source_run and not source_run:
-                source = queue_source_run(queue, config, group)
-                runs.append(source)
-                source_run = str(source.path)
-            runs.append(queue.submit(
-                replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
-                        source_run=source_run if info.needs_source_run else None),
-                group=group))
+                plan.append(source_config(config, group))
+                source_run = SOURCE_PLACEHOLDER
+            plan.append(replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
+                                source_run=source_run if info.needs_source_run else None))
+    return plan
+
+
+def plan_train_images(plan: list[TrainConfig], data) -> list[int]:
+    """How many training images each planned run will use (the built-in source task has its own count)."""
+    from .data.builtin import BUILTINS
+
+    counts = []
+    for config in plan:
+        if config.data == SOURCE_TASK and config.data != data.source:
+            counts.append(BUILTINS[SOURCE_TASK.split(":", 1)[1]].train)
+        else:
+            counts.append(len(data.train_indices(config.train_size, config.seed)))
+    return counts
+
+
+def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str) -> list[Run]:
+    runs, source_path = [], None
+    for config in plan:
+        if config.source_run == SOURCE_PLACEHOLDER:
+            config = replace(config, source_run=source_path)
+        run = queue.submit(config, group=group)
+        if config.run_name == f"{group}-source":
+            source_path = str(run.path)
+        runs.append(run)
     return runs
+
+
+def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
+                         train_sizes=(None,), group: str | None = None) -> list[Run]:
+    """Queue a whole comparison (see comparison_plan)."""
+    group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
+    return queue_plan(queue, comparison_plan(config, group, source_run, train_sizes), group)

@@ -45,6 +45,14 @@ def error_text(exc: Exception) -> str:
     return md(first) + "".join(f"\n- {md(line)}" for line in rest)
 
 
+def duration(seconds: float) -> str:
+    """'45 s', '3 min', '1 h 5 min': rounded the way a person says it."""
+    if seconds < 90:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
 def setting_input(container, name: str, key: str, value=None, **overrides):
     """A number input for a TrainConfig setting: label, help and range from its one declaration."""
     spec = describe(name)

@@ -4,14 +4,18 @@ import time
 
 import streamlit as st
 
-from views._shared import current_dataset, error_text, finished_runs, md, queue, run_label, setting_input
+from segcore.runs import list_runs
+from views._shared import current_dataset, duration, error_text, finished_runs, md, queue, run_label, runs_dir, setting_input
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
 from segcore.config import describe
 from segcore.strategies import trainable_parameters
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.losses import CLASS_WEIGHTINGS
-from segcore.planning import SWEEP_SIZES, queue_all_strategies, smallest_training_share, training_ignore_index
+from segcore.config import PRESETS
+from segcore.estimate import estimate_plan, estimate_seconds
+from segcore.planning import (SWEEP_SIZES, comparison_plan, plan_train_images, queue_all_strategies,
+                              smallest_training_share, training_ignore_index)
 
 st.title("🧠 Model & strategy")
 DEFAULTS = TrainConfig()
@@ -73,6 +77,18 @@ st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:
            f"({trainable / total:.0%}) for {data.num_classes} classes.")
 
 st.subheader("3 · Settings")
+
+
+def apply_preset() -> None:
+    """Set the preset's values into the widgets (before they are drawn, hence a callback)."""
+    preset = PRESETS[st.session_state["preset"] or "standard"]
+    values = {**{k: getattr(DEFAULTS, k) for k in ("height", "epochs", "min_steps")}, **preset.settings}
+    st.session_state.update(size=values["height"], epochs=values["epochs"], min_steps=values["min_steps"])
+
+
+st.segmented_control("Preset", list(PRESETS), default="standard", key="preset", on_change=apply_preset,
+                     format_func=lambda p: PRESETS[p].title,
+                     help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()))
 settings: dict = {"data": data.source, "backbone": backbone, "strategy": strategy,
                   "ignore_index": training_ignore_index(data)}
 c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
@@ -142,6 +158,18 @@ if planned_epochs > config.epochs:
                f"per epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps.")
 
 st.subheader("4 · Train")
+history = finished_runs()
+group_name = "cmp"
+all_plan = comparison_plan(config, group_name, source_run)
+sweep_plan = comparison_plan(config, group_name, source_run, SWEEP_SIZES)
+one_s, basis = estimate_seconds(config, train_images, history)
+all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
+sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
+ahead = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
+st.caption(f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
+           f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
+           f"**{duration(sweep_s)}**{wait}. Speed: {basis}.")
 b1, b2, b3 = st.columns(3)
 try:
     if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):

@@ -1,0 +1,55 @@
+"""Planning a comparison before the click: which runs, in what order, and an honest time estimate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segcore.config import PRESETS, TrainConfig
+from segcore.estimate import PROCESS_START_S, estimate_seconds
+from segcore.planning import SOURCE_PLACEHOLDER, comparison_order, comparison_plan
+from segcore.runs import Run
+from segcore.strategies import STRATEGIES
+
+
+def fake_finished_run(folder, strategy: str, seconds: float, images: int = 96, size: int = 160) -> Run:
+    folder.mkdir(parents=True)
+    config = TrainConfig(strategy=strategy, height=size, width=size, source_run="x" if strategy == "structure" else None)
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))
+    (folder / "status.json").write_text(json.dumps({"state": "done", "updated": 1.0}))
+    (folder / "summary.json").write_text(json.dumps({"train_time_s": seconds, "train_images": images}))
+    return Run(folder)
+
+
+def test_the_estimate_starts_from_the_reference_and_then_learns_this_machine(tmp_path):
+    config = TrainConfig(strategy="parameter")  # 96 images at batch 8: 12 steps an epoch, 9 epochs for 100 steps
+    reference, basis = estimate_seconds(config, 96)
+    assert "reference" in basis
+    assert reference == pytest.approx(PROCESS_START_S + 108 * 8 / STRATEGIES["parameter"].reference_images_per_s)
+    slow = fake_finished_run(tmp_path / "slow", "parameter", seconds=4 * 108 * 8 / 20.4)  # 4× slower machine
+    measured, basis = estimate_seconds(config, 96, [slow])
+    assert "measured on this machine" in basis
+    assert measured - PROCESS_START_S == pytest.approx(4 * (reference - PROCESS_START_S), rel=0.01)
+    other = fake_finished_run(tmp_path / "feature", "feature", seconds=1.0)  # another strategy says nothing
+    assert estimate_seconds(config, 96, [other])[0] == pytest.approx(reference)
+
+
+def test_the_estimate_grows_with_pixels_and_the_quick_preset_is_quicker():
+    standard = estimate_seconds(TrainConfig(strategy="feature"), 96)[0]
+    bigger = estimate_seconds(TrainConfig(strategy="feature", height=320, width=320), 96)[0]
+    quick = estimate_seconds(PRESETS["quick"].apply(TrainConfig(strategy="feature")), 96)[0]
+    assert bigger - PROCESS_START_S == pytest.approx(4 * (standard - PROCESS_START_S))
+    assert quick < standard / 2 + PROCESS_START_S
+
+
+def test_a_comparison_runs_the_cheapest_first_and_the_source_just_before_structure():
+    assert comparison_order()[0] == "feature"
+    plan = comparison_plan(TrainConfig(), "g")
+    names = [c.run_name for c in plan]
+    assert names == ["g-feature", "g-parameter", "g-scratch", "g-source", "g-structure"]
+    assert plan[-1].source_run == SOURCE_PLACEHOLDER and plan[3].data == "builtin:shapes-source"
+    existing = comparison_plan(TrainConfig(), "g", source_run="/runs/src")
+    assert [c.run_name for c in existing][-1] == "g-structure" and "g-source" not in [c.run_name for c in existing]
+    sweep = comparison_plan(TrainConfig(), "g", train_sizes=(0.1, 1.0))
+    assert sum(c.run_name == "g-source" for c in sweep) == 1 and len(sweep) == 9
