@@ -132,14 +132,22 @@ def device_line() -> str:
     return describe_device()
 
 
+def queue_counts(runs: list[Run]) -> dict[str, int]:
+    """Runs by state, read once: the sidebar, the Training page and its queue box all show these numbers."""
+    states = [r.state for r in runs]
+    return {state: states.count(state) for state in ("running", "queued", "done", "failed", "cancelled")}
+
+
+@st.fragment(run_every="2s")
+def run_counts() -> None:
+    counts = queue_counts(list_runs(runs_dir()))
+    st.caption(f"Runs: {counts['running']} training · {counts['queued']} queued · {counts['done']} finished")
+
+
 def sidebar() -> None:
     source, _, _ = dataset_settings()
     with st.sidebar:
         st.caption("Current dataset")
         st.markdown(f"**{md(source)}**")
-        runs = list_runs(runs_dir())
-        running = sum(r.state == "running" for r in runs)
-        queued = sum(r.state == "queued" for r in runs)
-        done = sum(r.state == "done" for r in runs)
-        st.caption(f"Runs: {running} training · {queued} queued · {done} finished")
+        run_counts()
         st.caption(f"Device: {device_line()}")

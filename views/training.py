@@ -1,9 +1,11 @@
 """Training: live curves for every run of the comparison, progress, queue, cancel, logs."""
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import streamlit as st
 
-from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, md, plot_text, queue, runs_dir
+from views._shared import md, plot_text, queue, queue_counts, runs_dir
+from segcore.curves import RunCurves, comparison_curves
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
 from segcore.runs import list_runs
@@ -23,37 +25,54 @@ group = st.selectbox("Comparison", groups, index=groups.index(watched) if watche
 st.caption(f"Device: {describe_device(pick_device())}")
 
 
-def line(figure, x, y, name, strategy, dash=None):
-    figure.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines", name=name,
-                                line=dict(color=STRATEGY_COLOURS.get(strategy, "#888"), dash=dash)))
+def training_figure(curves: list[RunCurves]) -> go.Figure:
+    """Loss, mIoU and pixel accuracy side by side, one legend above all three (a click hides a run everywhere)."""
+    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
+                           subplot_titles=("Training loss", "Validation mIoU", "Validation pixel accuracy"))
+    max_epoch, max_step = 1, 1
+    for run in curves:
+        style = dict(color=run.colour, dash="dash" if run.is_source else None, width=1.5 if run.is_source else 2.5)
+        common = dict(name=plot_text(run.label), legendgroup=run.run_id, line=style)
+        if run.steps:
+            x, y = zip(*run.steps)
+            max_step = max(max_step, max(x))
+            figure.add_trace(go.Scatter(x=x, y=y, mode="lines", showlegend=True, **common), row=1, col=1)
+        if run.epochs:
+            x = [e["epoch"] for e in run.epochs]
+            max_epoch = max(max_epoch, max(x), max(e.get("epochs", 1) for e in run.epochs))
+            for col, key in ((2, "miou"), (3, "pixel_accuracy")):
+                figure.add_trace(go.Scatter(x=x, y=[e[key] for e in run.epochs], mode="lines+markers",
+                                            showlegend=not run.steps, **common), row=1, col=col)
+    figure.update_xaxes(title_text="step", range=[0, max_step], row=1, col=1)
+    figure.update_yaxes(rangemode="tozero", row=1, col=1)
+    for col in (2, 3):
+        figure.update_xaxes(title_text="epoch", range=[0.5, max_epoch + 0.5], dtick=1 if max_epoch <= 12 else None,
+                            row=1, col=col)
+        figure.update_yaxes(range=[0, 1], row=1, col=col)
+    figure.update_layout(height=380, margin=dict(l=10, r=10, t=90, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0, font=dict(size=11)))
+    return figure
 
 
 @st.fragment(run_every="1s")
 def live_view(group: str) -> None:
-    members = [r for r in list_runs(runs_dir()) if (r.config.get("group") or r.run_id) == group]
-    loss, miou, accuracy = go.Figure(), go.Figure(), go.Figure()
-    curves = {run.run_id: run.curves() for run in members}  # one read of each metrics file per refresh
-    for run in members:
-        strategy = run.config.get("strategy")
-        steps, epochs = curves[run.run_id]
-        name = plot_text(f"{STRATEGY_LABELS.get(strategy, strategy)} · {run.run_id}")
-        if steps:
-            line(loss, [s["step"] for s in steps], [s["loss"] for s in steps], name, strategy)
-        if epochs:
-            line(miou, [e["epoch"] for e in epochs], [e["miou"] for e in epochs], name, strategy)
-            line(accuracy, [e["epoch"] for e in epochs], [e["pixel_accuracy"] for e in epochs], name, strategy, "dot")
-    for figure, title, x_title in ((loss, "Training loss", "step"), (miou, "Validation mIoU", "epoch"),
-                                   (accuracy, "Validation pixel accuracy", "epoch")):
-        figure.update_layout(title=title, xaxis_title=x_title, height=300, margin=dict(l=10, r=10, t=40, b=10),
-                             legend=dict(orientation="h", y=-0.3), showlegend=figure is loss)
-    left, middle, right = st.columns(3)
-    left.plotly_chart(loss, key="loss_chart")
-    middle.plotly_chart(miou, key="miou_chart")
-    right.plotly_chart(accuracy, key="acc_chart")
-    st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels excluded.")
+    all_runs = list_runs(runs_dir())
+    members = [r for r in all_runs if (r.config.get("group") or r.run_id) == group]
+    curves = comparison_curves(members)
+    st.plotly_chart(training_figure(curves), key="training_curves")
+    st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
+               "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset).")
+    counts = queue_counts(all_runs)
+    st.caption(f"Queue: {counts['running']} training · {counts['queued']} waiting · {counts['done']} finished "
+               f"(at most {queue().max_running} at a time)")
+    if members and all(r.state not in ("queued", "running") for r in members) and \
+            sum(r.state == "done" for r in members) >= 2:
+        st.session_state["compare_group"] = group
+        st.page_link("views/compare.py", label="All runs of this comparison have finished — compare them →",
+                     icon="🔍")
 
-    for run in members:
-        progress = run_progress(run, curves[run.run_id])
+    for run, run_lines in zip(members, curves):
+        progress = run_progress(run, (run_lines.step_records, run_lines.epochs))
         icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}.get(progress["state"], "•")
         with st.container(border=True):
             c1, c2 = st.columns([5, 1])
@@ -64,7 +83,7 @@ def live_view(group: str) -> None:
                 detail += f" · about {progress['eta_s']:.0f}s left"
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
-            c1.markdown(f"{icon} **{md(run.run_id)}** — {md(STRATEGY_LABELS.get(progress['strategy'], ''))} · "
+            c1.markdown(f"{icon} **{md(run.run_id)}** — {md(run_lines.label.split(' · ')[0])} · "
                         f"*{md(progress['state'])}*")
             c1.progress(progress["fraction"], text=detail)
             if progress["state"] == "failed":
@@ -85,8 +104,7 @@ live_view(group)
 
 with st.expander("Queue", expanded=False):
     waiting = queue().queued()
-    running = queue().running()
-    st.write(f"{len(running)} training (at most {queue().max_running} at a time), {len(waiting)} waiting.")
+    st.write(f"{len(waiting)} waiting, first in, first out.")
     if waiting:
         st.dataframe([{"position": i + 1, "run": r.run_id, "strategy": r.config.get("strategy")}
                       for i, r in enumerate(waiting)], hide_index=True)
