@@ -25,15 +25,20 @@ def runs_dir() -> Path:
 
 @st.cache_resource
 def job_queue(path: str) -> JobQueue:
-    """One queue per server, with a scheduler thread that keeps it moving while no page is open."""
+    """One queue per server, with a scheduler thread that keeps it moving while no page is open.
+    A failed pump is logged and kept in queue.last_error for a page to show; the loop goes on."""
+    import logging
+
     queue = JobQueue(path)
+    log = logging.getLogger(__name__)
 
     def keep_pumping() -> None:
         while True:
             try:
                 queue.pump()
-            except Exception:  # a broken run folder must not stop the scheduler
-                pass
+            except Exception as exc:  # one broken run folder or a full disk must not stop the scheduler
+                log.exception("the job scheduler could not run the queue in %s", path)
+                queue.last_error = f"{time.strftime('%H:%M:%S')} the scheduler could not run the queue: {exc}"
             time.sleep(2.0)
 
     threading.Thread(target=keep_pumping, name="segcore-scheduler", daemon=True).start()
