@@ -375,8 +375,8 @@ def train(
                             "failed with an internal error:\n" + traceback.format_exc())
                 raise
             what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
-            reason = (f"{what} (writing {exc.filename or writer.path}): free space in {runs_dir} "
-                      "(delete old runs or exports) and resume the run")
+            reason = (f"{what}: free space in {runs_dir} (delete old runs or exports) and resume the run "
+                      f"(writing {exc.filename or writer.path} failed)")
             writer.fail(reason)
             raise TrainingFailed(reason) from None
         except BaseException as exc:
