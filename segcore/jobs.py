@@ -184,7 +184,9 @@ class JobQueue:
         return started
 
     def _report_problem(self, run: Run) -> None:
-        problem = run.problem
+        # only the files that decide whether a run can start: pump runs every 2 s, and reading every run's
+        # metrics and checkpoint header that often would load a shared server (pages show run.problem)
+        problem = run.config_problem() or run.recorded_status()[1]
         if problem and (run.run_id, problem) not in self._reported:
             self._reported.add((run.run_id, problem))
             logger.warning("damaged run folder %s: %s", run.path, problem)

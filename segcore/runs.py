@@ -11,6 +11,7 @@ in status.json, so a run whose machine went away or whose process froze stops bl
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -222,6 +223,11 @@ def _fits(value, hint) -> bool:
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
 
 
+@functools.cache
+def _config_hints(config_class) -> dict:
+    return typing.get_type_hints(config_class)
+
+
 def config_problem(payload) -> str | None:
     """What is wrong with a config.json's content, in words; None when TrainConfig can be built from it."""
     from .config import TrainConfig
@@ -231,7 +237,7 @@ def config_problem(payload) -> str | None:
     created = payload.get("created")
     if created is not None and _number(created) is None:
         return f"config.json: 'created' is {created!r}, not a time in seconds"
-    for name, hint in typing.get_type_hints(TrainConfig).items():
+    for name, hint in _config_hints(TrainConfig).items():
         if name in payload and not _fits(payload[name], hint):
             wanted = _TYPE_NAMES.get(hint, str(hint).replace("NoneType", "null"))
             return f"config.json: '{name}' is {payload[name]!r}, which is not {wanted}"
