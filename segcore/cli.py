@@ -183,14 +183,13 @@ def cmd_resume(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .data.dataset import load_dataset
     from .evaluate import evaluate_run
     from .predict import Predictor
+    from .run_data import RUN_OWN, load_run_dataset
 
     run = resolve_run(args.run, _runs_dir(args))
-    config = run.config
-    data = load_dataset(args.data or config["data"], ignore_index=args.ignore_index if args.ignore_index != -1 else config.get("ignore_index"),
-                        val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0))
+    data = load_run_dataset(run, args.split, source=args.data,
+                            ignore_index=RUN_OWN if args.ignore_index == -1 else args.ignore_index)
     result = evaluate_run(Predictor(run, device=args.device), data, args.split)
     print(f"{run.run_id} on {result['data']} [{result['split']}, {result['images']} images]")
     print(f"  mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   mean Dice {result['mean_dice']:.4f}")
@@ -240,12 +239,10 @@ def cmd_predict(args) -> int:
 
 def cmd_compare(args) -> int:
     from .comparison_image import save_comparison
-    from .data.dataset import load_dataset
+    from .run_data import load_run_dataset
 
     runs = [resolve_run(r, _runs_dir(args)) for r in args.runs]
-    config = runs[0].config
-    data = load_dataset(args.data or config["data"], ignore_index=config.get("ignore_index"),
-                        val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0))
+    data = load_run_dataset(runs[0], args.split, source=args.data)
     output = save_comparison([r.path for r in runs], data, args.out, split=args.split, count=args.count,
                              show_errors=args.errors)
     print(f"comparison written to {output}")

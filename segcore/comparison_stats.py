@@ -2,18 +2,70 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from .curves import run_curves, seconds_to_reach
 from .runs import Run
 
 
 def summary_row(run: Run) -> dict:
     summary, config = run.summary(), run.config
+    to_90 = seconds_to_reach(run_curves(run))
     return {
         "run": run.run_id, "strategy": config.get("strategy"), "backbone": config.get("backbone"),
         "mIoU": summary.get("miou"), "pixel accuracy": summary.get("pixel_accuracy"),
-        "training time (s)": summary.get("train_time_s"), "trainable parameters": summary.get("trainable_params"),
+        "training time (s)": summary.get("train_time_s"), "s to 90 % of best": to_90,
+        "trainable parameters": summary.get("trainable_params"),
         "training images": summary.get("train_images"), "epochs": summary.get("epochs", config.get("epochs")),
         "regulariser": config.get("regularizer"), "class weights": config.get("class_weights", "none"),
     }
+
+
+def dataset_name(source: str) -> str:
+    """A short name for a dataset source: 'shapes' for builtin:shapes, the folder or file name for a path."""
+    text = str(source)
+    if ":" in text and not Path(text).exists():
+        return text.split(":", 1)[1]
+    return Path(text.rstrip("/\\")).name or text
+
+
+def dataset_key(run: Run) -> tuple[str, tuple[str, ...]]:
+    """What a run was scored on: its dataset and the class list of that dataset."""
+    return str(run.config.get("data", "?")), tuple(run.summary().get("classes") or ())
+
+
+def dataset_title(run: Run) -> str:
+    summary = run.summary()
+    images = summary.get("train_images")
+    return dataset_name(run.config.get("data", "?")) + (f", {images} training images" if images else "")
+
+
+def mixing_problem(runs: list[Run]) -> str | None:
+    """Why these runs cannot share one grid, per-class chart or curve (None when they can)."""
+    keys = {dataset_key(r) for r in runs}
+    if len(keys) <= 1:
+        return None
+    sources = sorted({k[0] for k in keys})
+    if len(sources) > 1:
+        return ("these runs were trained on different datasets (" + ", ".join(dataset_name(s) for s in sources) +
+                "): their scores, classes and pictures do not compare — pick runs of one dataset")
+    return "these runs use different class lists for the same data: pick runs trained with the same classes"
+
+
+def default_selection(runs: list[Run], current_source: str | None, limit: int = 4) -> list[Run]:
+    """The latest finished run of each strategy on the current dataset (runs are oldest first); else the
+    latest comparison's runs."""
+    on_current = [r for r in runs if r.config.get("data") == current_source]
+    latest: dict[str, Run] = {}
+    for run in on_current:
+        latest[run.config.get("strategy")] = run
+    if latest:
+        return sorted(latest.values(), key=lambda r: r.created)[-limit:]
+    if not runs:
+        return []
+    group, data = runs[-1].config.get("group"), runs[-1].config.get("data")
+    return [r for r in runs if group and r.config.get("group") == group and r.config.get("data") == data][-limit:] \
+        or runs[-limit:]
 
 
 def per_class_iou_rows(runs: list[Run]) -> list[dict]:

@@ -72,10 +72,6 @@ def _check_train_size(value: float) -> str | None:
     return None
 
 
-def _check_weights_file(value: str) -> str | None:
-    return None if Path(value).is_file() else "no such file: give the path of a .safetensors or .pth weights file"
-
-
 def _check_decoder_channels(value: tuple) -> str | None:
     if not 1 <= len(value) <= 5:
         return "must list 1 to 5 widths, coarsest block first (e.g. 128 64 32 16)"
@@ -139,7 +135,7 @@ class TrainConfig:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N, mps", label="Device", check=_check_device)
     threads: int = setting(0, "CPU threads (0: one per core)", label="CPU threads", low=0, high=1024)
     weights_file: str | None = setting(None, "a local ImageNet weights file for the encoder (.safetensors/.pth)",
-                                       label="Weights file", check=_check_weights_file, optional=True, cli="--weights")
+                                       label="Weights file", optional=True, cli="--weights")
     source_run: str | None = setting(None, "structure transfer: the run (id or folder) to carry over",
                                      label="Source run", optional=True)
     run_name: str | None = setting(None, "run name (default: dataset-strategy-time)", label="Run name",
@@ -175,13 +171,17 @@ class TrainConfig:
 
         return STRATEGIES[self.strategy]
 
-    def validate(self) -> TrainConfig:
+    def validate(self, check_files: bool = True) -> TrainConfig:
         """Refuse an invalid config where a run is created, naming the setting, the value and what is allowed.
-        Returns self, so `TrainConfig(...).validate()` reads naturally."""
+        Returns self, so `TrainConfig(...).validate()` reads naturally. check_files=False judges the settings
+        alone (a finished run stays readable after its weights file is moved)."""
         for spec in fields(self):
             problem = _field_problem(spec, getattr(self, spec.name))
             if problem:
                 raise ConfigError(spec.name, getattr(self, spec.name), problem, cli_option(spec))
+        if check_files and self.weights_file and not Path(self.weights_file).is_file():
+            raise ConfigError("weights_file", self.weights_file, "no such file: give the path of a .safetensors or "
+                              ".pth weights file", "--weights")
         info = self.strategy_info
         if info.needs_source_run and not self.source_run:
             raise ConfigError("source_run", self.source_run,
@@ -198,6 +198,8 @@ class TrainConfig:
             raise ConfigError("config", payload, "a run's settings must be a JSON object")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in payload.items() if k in known}
+        if isinstance(values.get("train_size"), float) and values["train_size"] > 1 and values["train_size"].is_integer():
+            values["train_size"] = int(values["train_size"])
         if isinstance(values.get("decoder_channels"), list):  # JSON gives a list
             values["decoder_channels"] = tuple(values["decoder_channels"])
         return cls(**values)
@@ -260,6 +262,17 @@ def _field_problem(spec: Field, value: Any) -> str | None:
             return "must be one of " + ", ".join(allowed)
     if meta.get("check") is not None:
         return meta["check"](value)
+    return None
+
+
+def settings_problem(payload: object) -> str | None:
+    """What is wrong with a stored config (config.json's content), in words; None when it makes a valid TrainConfig."""
+    if not isinstance(payload, dict):
+        return "the settings are not a JSON object"
+    try:
+        TrainConfig.from_dict(payload).validate(check_files=False)
+    except ConfigError as exc:
+        return str(exc)
     return None
 
 

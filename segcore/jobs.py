@@ -3,27 +3,35 @@
 The queue *is* the runs folder: a queued run is a folder whose status says 'queued'. Anyone may call
 `pump()` (the app's scheduler thread, a finishing worker, the CLI); a file lock makes sure only one
 of them starts the next job. Workers run in their own process session, so they outlive a restart of
-the Streamlit server; a worker that died is seen as failed (see Run.status).
+the Streamlit server; a worker that died is seen as failed, one that stopped reporting as lost
+(see Run.status). Every run folder is untrusted: a damaged one is reported and skipped, never fatal.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
+import logging
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+from filelock import FileLock
+
 from .config import TrainConfig
 from .errors import RunError
-from .runs import Run, RunWriter, atomic_write_json, check_run_id, list_runs, new_run_id
+from .runs import (Run, RunWriter, atomic_write_json, check_run_id, list_runs, new_run_id, process_identity,
+                   process_start_time)
+
+logger = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
+RESUMABLE = ("failed", "cancelled", "lost")
 DEFAULT_MAX_RUNNING = int(os.environ.get("SEGCORE_MAX_JOBS", "1"))
 MAX_QUEUED = int(os.environ.get("SEGCORE_MAX_QUEUED", "64"))
 DUPLICATE_WINDOW_S = 30.0
@@ -36,37 +44,42 @@ def config_fingerprint(config: TrainConfig) -> str:
 
 class JobQueue:
     def __init__(self, runs_dir: str | Path = "runs", max_running: int = DEFAULT_MAX_RUNNING) -> None:
-        self.runs_dir = Path(runs_dir)
+        # absolute, so that workers (started in the package folder) and a later chdir find the same runs
+        self.runs_dir = Path(runs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.max_running = max_running
+        self.last_error: str | None = None  # the latest problem pump() met and survived, for a page to show
+        self._reported: set[tuple[str, str]] = set()  # (run, problem) pairs already logged, so a loop does not flood
 
     @contextmanager
     def _lock(self):
-        with open(self.runs_dir / ".queue.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # a fresh FileLock per use: threads of one server and other processes exclude each other alike
+        with FileLock(self.runs_dir / ".queue.lock"):
+            yield
+
+    def _note(self, message: str) -> None:
+        self.last_error = f"{time.strftime('%H:%M:%S')} {message}"
 
     # -- asking ---------------------------------------------------------------------------------
-    def submit(self, config: TrainConfig, group: str | None = None, start: bool = True) -> Run:
-        """Queue a run. The same settings submitted again while the first is still queued or running
-        (a double-click) return the first run instead of a second one. Invalid settings are refused here,
-        before anything is queued, not later inside a worker."""
+    def submit(self, config: TrainConfig, group: str | None = None, start: bool = True, owner: str | None = None) -> Run:
+        """Queue a run. The same settings submitted again by the same owner (a browser session) while the first
+        is still queued or running and under 30 s old (a double-click) return the first run; another owner's
+        identical settings are their own run. Invalid settings are refused here, before anything is queued,
+        not later inside a worker."""
         config.validate()
         fingerprint = config_fingerprint(config)
         with self._lock():
             active = [r for r in list_runs(self.runs_dir) if r.state in ACTIVE]
             for run in active:
-                if run.config.get("fingerprint") == fingerprint and time.time() - run.config.get("created", 0) < DUPLICATE_WINDOW_S:
+                if (run.config.get("fingerprint") == fingerprint and run.owner == owner
+                        and time.time() - run.created < DUPLICATE_WINDOW_S):
                     return run
             if sum(r.state == "queued" for r in active) >= MAX_QUEUED:
                 raise RunError(f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some")
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy)
             writer = RunWriter(self.runs_dir / run_id)
             writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id, "group": group,
-                                 "fingerprint": fingerprint})
+                                 "fingerprint": fingerprint, "owner": owner})
             atomic_write_json(writer.path / "status.json", {"state": "queued", "queued": time.time()})
             writer.log("queued")
             writer.close()
@@ -74,37 +87,56 @@ class JobQueue:
             self.pump()
         return Run(writer.path)
 
-    def cancel(self, run_id: str, grace_s: float = 8.0) -> str:
-        """Stop a run: a queued one never starts; a running one gets SIGTERM (it stops at the next step),
-        then SIGKILL if it has not stopped after grace_s. Returns the final state."""
+    def _check_owner(self, run: Run, owner: str | None, action: str) -> None:
+        """A session may only act on its own runs; runs without an owner (command line, older runs) are anyone's."""
+        if owner is not None and run.owner is not None and run.owner != owner:
+            raise RunError(f"run {run.run_id} belongs to another session: only the session that queued it can {action} it")
+
+    def cancel(self, run_id: str, grace_s: float = 8.0, owner: str | None = None) -> str:
+        """Stop a run: a queued one never starts; a running one is asked to stop (it stops at the next step),
+        then killed if it has not stopped after grace_s. Only a process proven to be the run's own (same pid and
+        start time, this machine) is ever signalled. Returns the final state."""
         run = Run.open(self.runs_dir, check_run_id(run_id))
+        self._check_owner(run, owner, "cancel")
         with self._lock():
             status = run.status
             if status["state"] == "queued":
                 atomic_write_json(run.path / "status.json", {**status, "state": "cancelled", "reason": "cancelled before it started"})
                 return "cancelled"
+            if status["state"] == "lost":
+                # a frozen local worker is killed (its pid and start time still match); another machine's never
+                if status.get("host") == socket.gethostname():
+                    _signal_if_same(status, "kill")
+                atomic_write_json(run.path / "status.json", {**status, "state": "cancelled",
+                                                             "reason": f"cancelled by the user after it was lost ({status.get('reason', '')})"})
+                return "cancelled"
         if status["state"] != "running":
             return status["state"]
-        pid = int(status["pid"])
-        _signal(pid, signal.SIGTERM)
+        if status.get("host") and status.get("host") != socket.gethostname():
+            raise RunError(f"run {run.run_id} is training on another machine ({status.get('host')}): cancel it there")
+        if not _signal_if_same(status, "terminate"):
+            return Run(run.path).settle().get("state", "failed")
         deadline = time.time() + grace_s
-        while time.time() < deadline:
-            if run.state != "running":
-                break
+        while time.time() < deadline and run.state == "running":
             time.sleep(0.1)
-        if run.state == "running" or run.state == "failed" and "ended without finishing" in run.status.get("reason", ""):
-            _signal(pid, signal.SIGKILL)
-            atomic_write_json(run.path / "status.json", {**run.status, "state": "cancelled", "reason": "cancelled by the user (stopped forcibly)"})
+        current = run.status
+        if current["state"] == "running" or current["state"] == "failed" and "ended without finishing" in current.get("reason", ""):
+            _signal_if_same(status, "kill")
+            atomic_write_json(run.path / "status.json", {**current, "state": "cancelled", "reason": "cancelled by the user (stopped forcibly)"})
         self.pump()
         return Run(run.path).state
 
-    def resume(self, run_id: str) -> Run:
-        """Queue a failed or cancelled run again; it continues from its last finished epoch."""
+    def resume(self, run_id: str, owner: str | None = None) -> Run:
+        """Queue a failed, cancelled or lost run again; it continues from its last finished epoch."""
         run = Run.open(self.runs_dir, check_run_id(run_id))
+        self._check_owner(run, owner, "resume")
+        problem = run.config_problem()
+        if problem:
+            raise RunError(f"run {run_id} cannot be resumed: {problem} — train it again as a new run")
         with self._lock():
             status = run.settle()
-            if status["state"] not in ("failed", "cancelled"):
-                raise RunError(f"run {run_id} is {status['state']}: only a failed or cancelled run can be resumed")
+            if status["state"] not in RESUMABLE:
+                raise RunError(f"run {run_id} is {status['state']}: only a failed, cancelled or lost run can be resumed")
             atomic_write_json(run.path / "status.json", {"state": "queued", "queued": time.time(), "resume": True,
                                                          "previous": status.get("reason", status["state"])})
         self.pump()
@@ -115,32 +147,55 @@ class JobQueue:
         return list_runs(self.runs_dir)
 
     def queued(self) -> list[Run]:
-        return sorted((r for r in self.runs() if r.state == "queued"), key=lambda r: r.status.get("queued", 0))
+        return sorted((r for r in self.runs() if r.state == "queued"), key=lambda r: r.status_record.queued or 0.0)
 
     def running(self) -> list[Run]:
         return [r for r in self.runs() if r.state == "running"]
 
     def pump(self) -> list[str]:
-        """Start queued runs, oldest first, while fewer than max_running are running. Settles dead runs."""
+        """Start queued runs, oldest first, while fewer than max_running are running. Settles dead runs, marks
+        queued runs that cannot start (damaged folder) failed with the reason, and never raises for one bad run."""
         started = []
         with self._lock():
             for run in self.runs():
-                run.settle()
+                try:
+                    self._report_problem(run)
+                    run.settle()
+                except Exception as exc:  # e.g. a folder we may not write: leave it, keep the queue moving
+                    logger.exception("run %s: could not settle its status", run.run_id)
+                    self._note(f"run {run.run_id}: could not settle its status ({exc})")
             running = len(self.running())
             for run in self.queued():
                 if running >= self.max_running:
                     break
-                waiting = self._waits_for_source(run)
-                if waiting:
+                try:
+                    if self._waits_for_source(run):
+                        continue
+                    self._start(run)
+                except Exception as exc:
+                    logger.exception("run %s: could not be started", run.run_id)
+                    self._note(f"run {run.run_id}: could not be started ({exc})")
+                    try:
+                        atomic_write_json(run.path / "status.json", {**run.status, "state": "failed",
+                                                                     "reason": f"the queue could not start it: {exc}"})
+                    except OSError:
+                        logger.exception("run %s: could not record that it failed to start", run.run_id)
                     continue
-                self._start(run)
                 started.append(run.run_id)
                 running += 1
         return started
 
+    def _report_problem(self, run: Run) -> None:
+        # only the files that decide whether a run can start: pump runs every 2 s, and reading every run's
+        # metrics and checkpoint header that often would load a shared server (pages show run.problem)
+        problem = run.config_problem() or run.recorded_status()[1]
+        if problem and (run.run_id, problem) not in self._reported:
+            self._reported.add((run.run_id, problem))
+            logger.warning("damaged run folder %s: %s", run.path, problem)
+
     def _waits_for_source(self, run: Run) -> bool:
         source = run.config.get("source_run")
-        if not source:
+        if not source or not isinstance(source, str):
             return False
         source_path = Path(source)
         if not (source_path / "config.json").is_file():
@@ -155,25 +210,41 @@ class JobQueue:
         return False
 
     def _start(self, run: Run) -> None:
-        log = open(run.path / "worker.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "segcore.worker", str(self.runs_dir), run.run_id, str(self.max_running)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the app's restart; gets its own signals
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        log.close()
-        import socket
-
-        atomic_write_json(run.path / "status.json", {**run.status, "state": "running", "pid": process.pid,
-                                                     "host": socket.gethostname(), "started": time.time()})
+        with open(run.path / "worker.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "segcore.worker", str(self.runs_dir), run.run_id, str(self.max_running)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=Path(__file__).resolve().parents[1], **_detached(),
+            )
+        now = time.time()
+        atomic_write_json(run.path / "status.json", {**run.recorded_status()[0], "state": "running", "pid": process.pid,
+                                                     "pid_started": process_start_time(process.pid),
+                                                     "host": socket.gethostname(), "started": now, "heartbeat": now})
 
 
-def _signal(pid: int, sig: int) -> None:
+def _detached() -> dict:
+    """Popen arguments that let a worker outlive the server and receive its own signals."""
+    if os.name == "posix":
+        return {"start_new_session": True}
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
+def _signal_if_same(status: dict, how: str) -> bool:
+    """terminate() or kill() the process status.json names, only if it is still that process (same pid and
+    start time): a pid reused by another program is never signalled. Returns whether it was signalled."""
+    pid = status.get("pid")
+    if process_identity(pid, status.get("pid_started")) != "alive":
+        logger.info("pid %s is not the run's training process any more; not signalled", pid)
+        return False
     try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+        getattr(psutil.Process(pid), how)()  # psutil itself refuses if the pid was reused since this lookup
+    except psutil.NoSuchProcess:
+        logger.info("pid %s ended before it could be signalled", pid)
+        return False
+    except psutil.AccessDenied:
+        logger.warning("pid %s belongs to another user; cannot %s it", pid, how)
+        return False
+    return True
 
 
 def wait_for(run: Run, timeout_s: float = 600, poll_s: float = 0.5) -> str:

@@ -72,12 +72,12 @@ def plan_train_images(plan: list[TrainConfig], data) -> list[int]:
     return counts
 
 
-def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str) -> list[Run]:
+def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str | None = None) -> list[Run]:
     runs, source_path = [], None
     for config in plan:
         if config.source_run == SOURCE_PLACEHOLDER:
             config = replace(config, source_run=source_path)
-        run = queue.submit(config, group=group)
+        run = queue.submit(config, group=group, owner=owner)
         if config.run_name == f"{group}-source":
             source_path = str(run.path)
         runs.append(run)
@@ -85,7 +85,7 @@ def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str) -> list[Run
 
 
 def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
-                         train_sizes=(None,), group: str | None = None) -> list[Run]:
+                         train_sizes=(None,), group: str | None = None, owner: str | None = None) -> list[Run]:
     """Queue a whole comparison (see comparison_plan)."""
     group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
-    return queue_plan(queue, comparison_plan(config, group, source_run, train_sizes), group)
+    return queue_plan(queue, comparison_plan(config, group, source_run, train_sizes), group, owner)

@@ -1,29 +1,31 @@
-"""A run's progress as the Training page shows it, read from its metrics file."""
+"""A run's progress as the Training page shows it, read from its metrics file (which may hold anything)."""
 
 from __future__ import annotations
 
 import time
 
-from .runs import Run
+from .runs import Run, _number
 
 
 def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) -> dict:
-    config, status = run.config, run.status
+    config, status = run.config, run.status_record
     steps, epochs = curves or run.curves()
     last = steps[-1] if steps else {}
-    total = last.get("total_steps") or 0
-    fraction = (last.get("step", 0) / total) if total else 0.0
-    if status.get("state") == "done":
+    step, total = _number(last.get("step")) or 0, _number(last.get("total_steps")) or 0
+    fraction = (step / total) if total > 0 else 0.0
+    if status.state == "done":
         fraction = 1.0
     eta = None
-    started = status.get("started")
-    if status.get("state") == "running" and started and fraction > 0.02:
-        elapsed = time.time() - started
+    if status.state == "running" and status.started and fraction > 0.02:
+        elapsed = time.time() - status.started
         eta = elapsed * (1 - fraction) / fraction
+    mious = [m for m in (_number(e.get("miou")) for e in epochs) if m is not None]
+    epochs_planned = last.get("epochs", config.get("epochs"))
     return {
-        "run": run.run_id, "strategy": config.get("strategy"), "state": status.get("state"),
-        "reason": status.get("reason", ""), "epoch": last.get("epoch", 0), "epochs": last.get("epochs", config.get("epochs")),
-        "step": last.get("step", 0), "total_steps": total, "fraction": min(1.0, fraction),
-        "images_per_s": last.get("images_per_s"), "eta_s": eta,
-        "best_miou": max((e["miou"] for e in epochs), default=None),
+        "run": run.run_id, "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
+        "state": status.state, "reason": status.reason, "epoch": int(_number(last.get("epoch")) or 0),
+        "epochs": int(epochs_planned) if _number(epochs_planned) is not None else None,
+        "step": int(step), "total_steps": int(total), "fraction": max(0.0, min(1.0, fraction)),
+        "images_per_s": _number(last.get("images_per_s")), "eta_s": eta,
+        "best_miou": max(mious, default=None),
     }

@@ -6,7 +6,7 @@ features.py. Failures become a 'failed' status with the reason; the last good ch
 
 from __future__ import annotations
 
-import io
+import errno
 import json
 import math
 import os
@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from . import resume as resume_points
+from .checkpoints import save_checkpoint
 from .config import TrainConfig
 from .data.dataset import ImageSet, SegmentationData, load_dataset
 from .data.transforms import Normalizer, augment_batch, make_augmentation
@@ -288,33 +288,32 @@ class Trainer:
 
     def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
         """Everything needed to continue after `epoch` as if never interrupted: weights, optimiser,
-        schedule, random state. Weights as safetensors; the rest loads with torch.load(weights_only=True)."""
-        save_checkpoint(self.model, self.writer.path / "last", {"epoch": epoch, "step": self.step})
+        schedule, random state — as one consistent point (resume.py: both pieces, then the manifest naming them)."""
+        weights = {key: value.detach().to("cpu").contiguous() for key, value in self.model.state_dict().items()}
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": torch.get_rng_state(), "epoch": epoch, "step": self.step, "best": best, "elapsed": elapsed}
+                 "rng": torch.get_rng_state(), "best": best, "elapsed": elapsed}
         if self.on_gpu:
             state["cuda_rng"] = torch.cuda.get_rng_state()
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.writer.path / "last_state.pt", buffer.getvalue())
+        resume_points.save_resume_point(self.writer.path, weights, state, epoch, self.step)
 
     def load_resume_point(self) -> tuple[int, dict, float]:
-        """(next epoch, best so far, time already spent) from the last resume point, if there is one."""
-        path = self.writer.path / "last_state.pt"
-        if not path.is_file() or not (self.writer.path / "last.safetensors").is_file():
-            self.writer.log("no resume point saved yet: starting from the beginning")
+        """(next epoch, best so far, time already spent) from the last resume point, if there is a whole one."""
+        point, why_not = resume_points.read_resume_point(self.writer.path)
+        if point is None:
+            self.writer.log(f"{why_not}: starting from the beginning")
+            if why_not != "no resume point saved yet":
+                resume_points.logger.warning("%s: resume point not used: %s", self.writer.path, why_not)
             return 1, {"miou": -1.0}, 0.0
-        weights, _ = load_checkpoint(self.writer.path / "last")
+        weights, state = resume_points.load_resume_point(point)
         self.model.load_state_dict(weights)
-        state = torch.load(path, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         if self.on_gpu and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
-        self.step = state["step"]
-        self.writer.log(f"resumed after epoch {state['epoch']} (step {self.step})")
-        return state["epoch"] + 1, state["best"], state["elapsed"]
+        self.step = point.step
+        self.writer.log(f"resumed after epoch {point.epoch} (step {self.step})")
+        return point.epoch + 1, state["best"], state["elapsed"]
 
     def fit(self, resume: bool = False) -> dict:
         config, writer = self.config, self.writer
@@ -362,21 +361,26 @@ class Trainer:
 
 def forget_after_resume_point(run_path: Path) -> None:
     """Drop metrics logged after the last resume point (the killed process's unfinished epoch),
-    so the resumed run's curves do not show those steps twice."""
-    state_path, metrics_path = run_path / "last_state.pt", run_path / "metrics.jsonl"
-    if not state_path.is_file() or not metrics_path.is_file():
-        if metrics_path.is_file():
-            atomic_write_bytes(metrics_path, b"")
+    so the resumed run's curves do not show those steps twice; all of them when there is no usable point."""
+
+    point, _ = resume_points.read_resume_point(run_path)
+    metrics_path = run_path / "metrics.jsonl"
+    if not metrics_path.is_file():
         return
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    if point is None:
+        atomic_write_bytes(metrics_path, b"")
+        return
     kept = []
-    for line in metrics_path.read_text().splitlines():
+    for line in metrics_path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if (record.get("kind") == "step" and record["step"] <= state["step"]) or (
-                record.get("kind") == "epoch" and record["epoch"] <= state["epoch"]):
+        if not isinstance(record, dict):
+            continue
+        step, epoch = record.get("step"), record.get("epoch")
+        if (record.get("kind") == "step" and isinstance(step, int) and step <= point.step) or (
+                record.get("kind") == "epoch" and isinstance(epoch, int) and epoch <= point.epoch):
             kept.append(line)
     atomic_write_bytes(metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())
 
@@ -391,44 +395,53 @@ def train(
     resume: bool = False,
 ) -> Run:
     """Train one run to the end. The run folder records success, failure (with its reason) or cancellation;
-    user-facing problems are raised as SegcoreError after being recorded. An invalid config is refused
-    (ConfigError) before any folder is made."""
+    user-facing problems are raised as SegcoreError after being recorded; RunBusy when another process
+    is training the same run (nothing is touched then). An invalid config is refused (ConfigError) before
+    any folder is made."""
     config.validate()
-    runs_dir = Path(runs_dir)
+    runs_dir = Path(runs_dir).resolve()  # a worker or page may change directory; the run folder must not move
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
-    if resume:
-        forget_after_resume_point(runs_dir / run_id)
-    writer = RunWriter(runs_dir / run_id, listener)
-    if not (writer.path / "config.json").exists():
-        writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
-    writer.set_status("running")
-    try:
-        configure_process(config, pick_device(config.device))
-        if data is None:
-            data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
-        trainer = Trainer.build(config, data, writer, should_stop)
-        summary = trainer.fit(resume=resume)
-        writer.write_summary(summary)
-        writer.set_status("done", miou=summary["miou"])
-        writer.log("done")
-        return Run(writer.path)
-    except Cancelled:
-        writer.log("cancelled by the user")
-        writer.set_status("cancelled", reason="cancelled by the user")
-        return Run(writer.path)
-    except torch.cuda.OutOfMemoryError:
-        reason = "out of GPU memory: choose a smaller batch size or image size and train again"
-        writer.log(reason)
-        writer.set_status("failed", reason=reason)
-        raise TrainingFailed(reason) from None
-    except SegcoreError as exc:
-        writer.log(f"failed: {exc}")
-        writer.set_status("failed", reason=str(exc))
-        raise
-    except BaseException as exc:
-        writer.log("failed with an internal error:\n" + traceback.format_exc())
-        writer.set_status("failed", reason=f"internal error: {type(exc).__name__}: {exc}")
-        raise
-    finally:
-        writer.close()
+    with resume_points.exclusive_training(runs_dir / run_id, run_id):  # RunBusy: another process trains it; touch nothing
+        if resume:
+            forget_after_resume_point(runs_dir / run_id)
+        writer = RunWriter(runs_dir / run_id, listener)
+        if not (writer.path / "config.json").exists():
+            writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id})
+        writer.set_status("running")
+        try:
+            configure_process(config, pick_device(config.device))
+            if data is None:
+                data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
+            trainer = Trainer.build(config, data, writer, should_stop)
+            summary = trainer.fit(resume=resume)
+            writer.write_summary(summary)
+            writer.set_status("done", miou=summary["miou"])
+            writer.log("done")
+            return Run(writer.path)
+        except Cancelled:
+            writer.log("cancelled by the user")
+            writer.set_status("cancelled", reason="cancelled by the user")
+            return Run(writer.path)
+        except torch.cuda.OutOfMemoryError:
+            reason = "out of GPU memory: choose a smaller batch size or image size and train again"
+            writer.fail(reason)
+            raise TrainingFailed(reason) from None
+        except SegcoreError as exc:
+            writer.fail(str(exc))
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                writer.fail(f"internal error: {type(exc).__name__}: {exc}",
+                            "failed with an internal error:\n" + traceback.format_exc())
+                raise
+            what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+            reason = (f"{what}: free space in {runs_dir} (delete old runs or exports) and resume the run "
+                      f"(writing {exc.filename or writer.path} failed)")
+            writer.fail(reason)
+            raise TrainingFailed(reason) from None
+        except BaseException as exc:
+            writer.fail(f"internal error: {type(exc).__name__}: {exc}", "failed with an internal error:\n" + traceback.format_exc())
+            raise
+        finally:
+            writer.close()

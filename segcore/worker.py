@@ -1,20 +1,28 @@
-"""The training process a queued job runs in: python -m segcore.worker RUNS_DIR RUN_ID [MAX_RUNNING]."""
+"""The training process a queued job runs in: python -m segcore.worker RUNS_DIR RUN_ID [MAX_RUNNING].
+
+Whatever stops it before or during training, the run's status.json gets the real reason (not a later
+"killed or crashed" guess), unless another live process owns the run; the next job is started either way.
+"""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from pathlib import Path
 
-from .config import TrainConfig
 from .errors import SegcoreError
 from .jobs import JobQueue
-from .runs import Run
+from .resume import RunBusy
+from .runs import Run, check_run_id, fail_unfinished_run
 from .training import train
+
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
-    runs_dir, run_id = Path(argv[0]), argv[1]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    runs_dir, run_id = Path(argv[0]).resolve(), argv[1]
     max_running = int(argv[2]) if len(argv) > 2 else 1
     stop = {"asked": False}
 
@@ -23,18 +31,37 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, ask_to_stop)
     signal.signal(signal.SIGINT, ask_to_stop)
-    run = Run.open(runs_dir, run_id)
-    resume = bool(run.status.get("resume"))
     code = 0
     try:
-        train(TrainConfig.from_dict(run.config), runs_dir, run_id=run_id, should_stop=lambda: stop["asked"], resume=resume)
-    except SegcoreError:
-        code = 1  # already recorded in the run's status with its reason
-    except Exception:
+        run = Run.open(runs_dir, run_id)
+        resume = run.status_record.resume
+        train(run.train_config, runs_dir, run_id=run_id, should_stop=lambda: stop["asked"], resume=resume)
+    except RunBusy as exc:  # the other trainer owns status.json; only our own launch record is replaced
         code = 1
+        logger.error("%s", exc)
+        _record(runs_dir, run_id, str(exc))
+    except SegcoreError as exc:
+        code = 1
+        logger.error("run %s failed: %s", run_id, exc)
+        _record(runs_dir, run_id, str(exc))  # no-op when training already recorded it
+    except BaseException as exc:
+        code = 1
+        logger.exception("run %s: the worker stopped with an internal error", run_id)
+        _record(runs_dir, run_id, f"the training process stopped with an internal error: {type(exc).__name__}: {exc}")
     finally:
-        JobQueue(runs_dir, max_running).pump()  # hand the device to the next job in line
+        try:
+            JobQueue(runs_dir, max_running).pump()  # hand the device to the next job in line
+        except Exception:
+            logger.exception("could not start the next queued job from %s", runs_dir)
     return code
+
+
+def _record(runs_dir: Path, run_id: str, reason: str) -> None:
+    try:
+        if fail_unfinished_run(runs_dir / check_run_id(run_id), reason):
+            logger.info("run %s marked failed: %s", run_id, reason)
+    except Exception:
+        logger.exception("run %s: could not record why it failed (%s)", run_id, reason)
 
 
 if __name__ == "__main__":

@@ -153,3 +153,107 @@ def test_a_full_queue_refuses_with_a_reason(tmp_path, train_dataset, monkeypatch
         queue.submit(TrainConfig(data=str(train_dataset), seed=seed), start=False)
     with pytest.raises(RunError, match="the queue is full \\(3 runs waiting\\)"):
         queue.submit(TrainConfig(data=str(train_dataset), seed=99), start=False)
+
+
+# -- resume points, concurrent trainers, a full disk ----------------------------------------------------
+import errno  # noqa: E402
+import logging  # noqa: E402
+
+from segcore import resume as resume_points  # noqa: E402
+from segcore.resume import RunBusy  # noqa: E402
+
+TINY = dict(epochs=2, min_steps=0, height=32, width=32, batch_size=4, augment="none")
+
+
+def tiny(data, **kw):
+    return TrainConfig(data=str(data), **{**TINY, **kw})
+
+
+@pytest.mark.slow
+def test_two_concurrent_resumes_train_the_run_once_and_the_second_fails_fast(tmp_path, train_dataset):
+    settings = tiny(train_dataset)
+    train(settings, tmp_path, run_id="shared")
+    first_busy, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold_the_run(record):  # the first resume pauses mid-training, holding the run
+        first_busy.set()
+        release.wait(60)
+
+    def first_resume():
+        outcome["first"] = train(settings, tmp_path, run_id="shared", resume=True, listener=hold_the_run).state
+
+    thread = threading.Thread(target=first_resume)
+    # a finished run's resume point leaves nothing to train: without it the resume starts over, with steps to pause in
+    (tmp_path / "shared" / "resume.json").unlink()
+    thread.start()
+    try:
+        assert first_busy.wait(60)
+        status_before = (tmp_path / "shared" / "status.json").read_bytes()
+        metrics_before = (tmp_path / "shared" / "metrics.jsonl").read_bytes()
+        began = time.time()
+        with pytest.raises(RunBusy, match="run shared is already being trained by another process"):
+            train(settings, tmp_path, run_id="shared", resume=True)
+        assert time.time() - began < 2  # fails fast, does not wait for the lock
+        assert (tmp_path / "shared" / "status.json").read_bytes() == status_before  # touched nothing
+        assert (tmp_path / "shared" / "metrics.jsonl").read_bytes() == metrics_before
+    finally:
+        release.set()
+        thread.join(120)
+    assert outcome["first"] == "done"
+    assert [e["epoch"] for e in Run.open(tmp_path, "shared").epochs()] == [1, 2]  # trained once, not twice
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage, message", [
+    (lambda run, m: (run / m["state"]["file"]).unlink(), "the state named by resume.json, is missing"),
+    (lambda run, m: (run / "resume.json").write_text(json.dumps({**m, "token": "e0001-s0000001-00000000"})),
+     "does not belong to the resume point"),
+    (lambda run, m: (run / m["weights"]["file"]).write_bytes((run / m["weights"]["file"]).read_bytes()[:-8]),
+     "bytes, resume.json recorded"),
+], ids=["missing state", "mismatched token", "truncated weights"])
+def test_a_resume_point_with_a_missing_or_mismatched_piece_is_not_used(tmp_path, train_dataset, caplog, damage, message):
+    settings = tiny(train_dataset)
+    train(settings, tmp_path, run_id="damaged")
+    run_path = tmp_path / "damaged"
+    damage(run_path, json.loads((run_path / "resume.json").read_text()))
+    assert resume_points.read_resume_point(run_path)[0] is None
+    with caplog.at_level(logging.WARNING, logger="segcore.resume"):
+        resumed = train(settings, tmp_path, run_id="damaged", resume=True)
+    assert message in caplog.text and "resume point not used" in caplog.text
+    assert f"{message}" in resumed.log_tail(40) and "starting from the beginning" in resumed.log_tail(40)
+    assert resumed.state == "done" and [e["epoch"] for e in resumed.epochs()] == [1, 2]  # started clean, shown once
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_pieces_and_the_manifest_keeps_the_previous_point_whole(tmp_path, train_dataset, monkeypatch):
+    writes = {"manifests": 0}
+    real_write_json = resume_points.atomic_write_json
+
+    def manifest_then_crash(path, payload):
+        writes["manifests"] += 1
+        if writes["manifests"] == 2:  # epoch 2's pieces are on disk; the process dies before naming them
+            raise KeyboardInterrupt("killed")
+        real_write_json(path, payload)
+
+    monkeypatch.setattr(resume_points, "atomic_write_json", manifest_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(train_dataset), tmp_path, run_id="interrupted")
+    point, why_not = resume_points.read_resume_point(tmp_path / "interrupted")
+    assert point is not None and point.epoch == 1, why_not
+    weights, state = resume_points.load_resume_point(point)
+    assert state["resume_token"] == point.token and state["step"] == point.step
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_training_fails_the_run_with_what_to_do(tmp_path, train_dataset, monkeypatch):
+    def disk_full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(resume_points, "atomic_write_bytes", disk_full)
+    with pytest.raises(TrainingFailed, match="the disk is full: free space in"):
+        train(tiny(train_dataset), tmp_path, run_id="full")
+    status = Run.open(tmp_path, "full").status
+    assert status["state"] == "failed"
+    assert status["reason"].startswith(f"the disk is full: free space in {tmp_path.resolve()}")
+    assert "and resume the run" in status["reason"] and "killed or crashed" not in status["reason"]

@@ -6,15 +6,17 @@ import html
 import os
 import re
 import threading
+import uuid
 import time
 from pathlib import Path
 
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
+from segcore.comparison_stats import dataset_title
 from segcore.config import describe
 from segcore.jobs import JobQueue
-from segcore.runs import Run, list_runs
+from segcore.runs import STATES, Run, list_runs
 
 STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
 STRATEGY_LABELS = {name: info.label for name, info in STRATEGIES.items()}
@@ -68,15 +70,20 @@ def runs_dir() -> Path:
 
 @st.cache_resource
 def job_queue(path: str) -> JobQueue:
-    """One queue per server, with a scheduler thread that keeps it moving while no page is open."""
+    """One queue per server, with a scheduler thread that keeps it moving while no page is open.
+    A failed pump is logged and kept in queue.last_error for a page to show; the loop goes on."""
+    import logging
+
     queue = JobQueue(path)
+    log = logging.getLogger(__name__)
 
     def keep_pumping() -> None:
         while True:
             try:
                 queue.pump()
-            except Exception:  # a broken run folder must not stop the scheduler
-                pass
+            except Exception as exc:  # one broken run folder or a full disk must not stop the scheduler
+                log.exception("the job scheduler could not run the queue in %s", path)
+                queue.last_error = f"{time.strftime('%H:%M:%S')} the scheduler could not run the queue: {exc}"
             time.sleep(2.0)
 
     threading.Thread(target=keep_pumping, name="segcore-scheduler", daemon=True).start()
@@ -120,9 +127,10 @@ def finished_runs() -> list[Run]:
 
 
 def run_label(run: Run) -> str:
+    """How a run is named in pickers: what it is, on which data, how well it did (widget options are plain text)."""
     summary = run.summary()
-    score = f" · mIoU {summary['miou']:.3f}" if summary.get("miou") is not None else ""
-    return f"{run.run_id} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')}{score})"
+    score = f" · mIoU {summary['miou']:.3f}" if isinstance(summary.get("miou"), (int, float)) else ""
+    return f"{run.run_id} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')} · {dataset_title(run)}{score})"
 
 
 @st.cache_data(ttl=30)
@@ -135,13 +143,23 @@ def device_line() -> str:
 def queue_counts(runs: list[Run]) -> dict[str, int]:
     """Runs by state, read once: the sidebar, the Training page and its queue box all show these numbers."""
     states = [r.state for r in runs]
-    return {state: states.count(state) for state in ("running", "queued", "done", "failed", "cancelled")}
+    return {state: states.count(state) for state in STATES}
 
 
 @st.fragment(run_every="2s")
 def run_counts() -> None:
     counts = queue_counts(list_runs(runs_dir()))
     st.caption(f"Runs: {counts['running']} training · {counts['queued']} queued · {counts['done']} finished")
+
+
+def session_owner() -> str:
+    """Who is asking, for the queue's per-session double-click guard and for Cancel/Resume: an id kept in the
+    page address, so a reload of the same tab keeps it and another browser gets its own."""
+    owner = st.query_params.get("session", "")
+    if not re.fullmatch(r"[a-f0-9]{16}", owner):
+        owner = uuid.uuid4().hex[:16]
+        st.query_params["session"] = owner
+    return owner
 
 
 def sidebar() -> None:
@@ -151,3 +169,5 @@ def sidebar() -> None:
         st.markdown(f"**{md(source)}**")
         run_counts()
         st.caption(f"Device: {device_line()}")
+        if queue().last_error:
+            st.warning(f"The scheduler hit a problem: {md(queue().last_error)}", icon="⚠️")

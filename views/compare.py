@@ -5,30 +5,45 @@ import io
 
 import plotly.graph_objects as go
 import streamlit as st
-from PIL import Image
 
-from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, error_text, finished_runs, html_text, md, plot_text,
-                           run_label)
-from segcore import Predictor, SegcoreError, load_dataset
+from pathlib import Path
+
+from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, dataset_settings, error_text, finished_runs, html_text,
+                           md, plot_text, run_label, runs_dir)
+from segcore import Predictor, SegcoreError
+from segcore.curves import comparison_curves
+from segcore.run_data import load_run_dataset
+from segcore.runs import Run, list_runs
 from segcore.comparison_image import comparison_tiles, render_comparison
-from segcore.comparison_stats import data_efficiency_points, differs_in_training_size, per_class_iou_rows, summary_row
+from segcore.comparison_stats import (data_efficiency_points, dataset_key, dataset_title, default_selection,
+                                     differs_in_training_size, mixing_problem, per_class_iou_rows, summary_row)
 from segcore.data.files import read_image
 
 st.title("🔍 Compare")
 
-runs = finished_runs()
+runs = [r for r in finished_runs() if not r.broken]
 if not runs:
-    st.info("No finished runs yet. Train some on the Model & strategy page, then come back.")
-    st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
+    busy = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+    if busy:
+        st.info(f"{len(busy)} run(s) are training or waiting; each appears here as soon as it finishes.")
+        st.page_link("views/training.py", label="Watch them on Training →", icon="📈")
+    else:
+        st.info("No finished runs yet. Train some on the Model & strategy page, then come back.")
+        st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
     st.stop()
 
-latest_group = runs[-1].config.get("group")
-default = [r for r in runs if latest_group and r.config.get("group") == latest_group
-           and r.config.get("data") == runs[-1].config.get("data")][-4:] or runs[-2:]
-chosen = st.multiselect("Runs to compare (2–4)", runs, default=default, max_selections=4, format_func=run_label,
-                        key="compare_runs")
+source, _, _ = dataset_settings()
+chosen = st.multiselect("Runs to compare (2–4, one dataset)", runs, default=default_selection(runs, source),
+                        max_selections=4, format_func=run_label, key="compare_runs")
 if not chosen:
     st.stop()
+problem = mixing_problem(chosen)
+if problem:
+    st.error(f"Not compared: {md(problem)}.")
+    for run in chosen:
+        st.caption(f"• {md(run.run_id)} — {md(dataset_title(run))}")
+    st.stop()
+st.caption(f"Dataset: **{md(dataset_title(chosen[0]))}**")
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -37,23 +52,41 @@ def predictor(path: str, mtime: float) -> Predictor:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the dataset…")
-def dataset_of(source: str, ignore_index, val_fraction: float, seed: int):
-    return load_dataset(source, ignore_index=ignore_index, val_fraction=val_fraction, seed=seed)
+def dataset_of(run_path: str):
+    return load_run_dataset(Run(Path(run_path)), "val")
 
 
 predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chosen]
 
 st.subheader("Summary")
 rows = [summary_row(r) for r in chosen]
-st.dataframe(rows, hide_index=True, column_config={
-    "mIoU": st.column_config.NumberColumn(format="%.3f"), "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
-    "training time (s)": st.column_config.NumberColumn(format="%.1f")})
+shown_columns = ["run", "strategy", "mIoU", "pixel accuracy", "training time (s)", "s to 90 % of best",
+                 "training images", "epochs", "class weights"]
+st.dataframe([{k: row[k] for k in shown_columns} for row in rows], hide_index=True, width="stretch",
+             column_config={
+                 "run": st.column_config.TextColumn(width="medium"),
+                 "mIoU": st.column_config.NumberColumn(format="%.3f"),
+                 "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
+                 "training time (s)": st.column_config.NumberColumn(format="%.0f"),
+                 "s to 90 % of best": st.column_config.NumberColumn(
+                     format="%.0f", help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best")})
 buffer = io.StringIO()
 writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
 writer.writeheader()
 writer.writerows(rows)
-st.download_button("Download table (CSV)", buffer.getvalue(), "comparison.csv", "text/csv")
+st.download_button("Download the full table (CSV)", buffer.getvalue(), "comparison.csv", "text/csv")
 st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels excluded.")
+
+time_chart = go.Figure()
+for lines in comparison_curves(chosen):
+    if lines.seconds:
+        time_chart.add_trace(go.Scatter(x=lines.seconds, y=[e["miou"] for e in lines.epochs], mode="lines+markers",
+                                        name=plot_text(lines.label), line=dict(color=lines.colour)))
+time_chart.update_layout(title="Time to accuracy: validation mIoU against wall-clock seconds", height=320,
+                         xaxis_title="seconds since the run started", yaxis=dict(title="mIoU", range=[0, 1]),
+                         xaxis=dict(rangemode="tozero"), margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)))
+st.plotly_chart(time_chart, key="time_to_accuracy")
 
 left, right = st.columns(2)
 with left:
@@ -66,7 +99,7 @@ with left:
                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     st.plotly_chart(figure, key="per_class")
 with right:
-    same_data = [r for r in runs if r.config.get("data") == chosen[0].config.get("data")]
+    same_data = [r for r in runs if dataset_key(r) == dataset_key(chosen[0])]
     pool = chosen if differs_in_training_size(chosen) else same_data
     if differs_in_training_size(pool):
         points = data_efficiency_points(pool)
@@ -84,9 +117,8 @@ with right:
                 "Queue one with *Data-efficiency sweep* on the Model & strategy page.")
 
 st.subheader("Side by side")
-config = chosen[0].config
 try:
-    data = dataset_of(config["data"], config.get("ignore_index"), config.get("val_fraction", 0.2), config.get("seed", 0))
+    data = dataset_of(str(chosen[0].path))
 except SegcoreError as exc:
     st.error(f"The dataset of {md(chosen[0].run_id)} cannot be read now: {error_text(exc)}")
     st.stop()

@@ -4,7 +4,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import streamlit as st
 
-from views._shared import md, plot_text, queue, queue_counts, runs_dir
+from segcore import SegcoreError
+from views._shared import error_text, md, session_owner, plot_text, queue, queue_counts, runs_dir
 from segcore.curves import RunCurves, comparison_curves
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
@@ -73,7 +74,8 @@ def live_view(group: str) -> None:
 
     for run, run_lines in zip(members, curves):
         progress = run_progress(run, (run_lines.step_records, run_lines.epochs))
-        icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}.get(progress["state"], "•")
+        icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️", "lost": "📡"}.get(
+            progress["state"], "•")
         with st.container(border=True):
             c1, c2 = st.columns([5, 1])
             detail = f"epoch {progress['epoch']}/{progress['epochs']} · step {progress['step']}/{progress['total_steps'] or '?'}"
@@ -86,16 +88,22 @@ def live_view(group: str) -> None:
             c1.markdown(f"{icon} **{md(run.run_id)}** — {md(run_lines.label.split(' · ')[0])} · "
                         f"*{md(progress['state'])}*")
             c1.progress(progress["fraction"], text=detail)
-            if progress["state"] == "failed":
+            if progress["state"] in ("failed", "lost"):
                 c1.error(md(progress["reason"]))
-            if progress["state"] in ("queued", "running"):
-                if c2.button("Cancel", key=f"cancel-{run.run_id}"):
-                    state = queue().cancel(run.run_id)
-                    st.toast(f"{md(run.run_id)}: {md(state)}")
-            elif progress["state"] in ("failed", "cancelled") and (run.path / "last_state.pt").exists():
-                if c2.button("Resume", key=f"resume-{run.run_id}", help="Continue from the last finished epoch"):
-                    queue().resume(run.run_id)
-                    st.toast(f"{md(run.run_id)}: queued to resume")
+            elif run.problem:
+                c1.warning(md(run.problem))
+            mine = run.owner in (None, session_owner())
+            try:
+                if progress["state"] in ("queued", "running") and mine:
+                    if c2.button("Cancel", key=f"cancel-{run.run_id}"):
+                        state = queue().cancel(run.run_id, owner=session_owner())
+                        st.toast(f"{md(run.run_id)}: {md(state)}")
+                elif progress["state"] in ("failed", "cancelled", "lost") and run.has_resume_point() and mine:
+                    if c2.button("Resume", key=f"resume-{run.run_id}", help="Continue from the last finished epoch"):
+                        queue().resume(run.run_id, owner=session_owner())
+                        st.toast(f"{md(run.run_id)}: queued to resume")
+            except SegcoreError as exc:
+                c1.error(error_text(exc))
             with c1.expander("Log"):
                 st.code(run.log_tail(15) or "(empty)", language=None)
 

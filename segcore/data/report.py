@@ -35,10 +35,10 @@ class DatasetReport:
             f"dataset      {self.source}",
             f"folder       {self.root}",
             f"layout       {self.layout}",
-            f"splits       " + ", ".join(f"{k}: {v} pairs" for k, v in self.pairs_per_split.items()) + f"  ({self.split_origin})",
-            f"image sizes  " + ", ".join(f"{k} ×{v}" for k, v in list(self.image_sizes.items())[:5]),
+            "splits       " + ", ".join(f"{k}: {v} pairs" for k, v in self.pairs_per_split.items()) + f"  ({self.split_origin})",
+            "image sizes  " + ", ".join(f"{k} ×{v}" for k, v in list(self.image_sizes.items())[:5]),
             f"masks        {self.mask_encoding}",
-            f"mask values  " + ", ".join(f"{k}→{v}" for k, v in list(self.value_to_class.items())[:32]),
+            "mask values  " + ", ".join(f"{k}→{v}" for k, v in list(self.value_to_class.items())[:32]),
             f"ignore index {self.ignore_index if self.ignore_index is not None else '— (none in these masks)'}",
             f"classes      {len(self.classes)} from {self.class_source}",
         ]
