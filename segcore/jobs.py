@@ -61,12 +61,16 @@ class JobQueue:
         self.last_error = f"{time.strftime('%H:%M:%S')} {message}"
 
     # -- asking ---------------------------------------------------------------------------------
-    def submit(self, config: TrainConfig, group: str | None = None, start: bool = True, owner: str | None = None) -> Run:
+    def submit(self, config: TrainConfig, group: str | None = None, start: bool = True, owner: str | None = None,
+               train_images: int | None = None) -> Run:
         """Queue a run. The same settings submitted again by the same owner (a browser session) while the first
         is still queued or running and under 30 s old (a double-click) return the first run; another owner's
         identical settings are their own run. Invalid settings are refused here, before anything is queued,
-        not later inside a worker."""
+        not later inside a worker. `train_images`, when the caller knows it, records the planned epochs and steps
+        so a queued run shows them from the start."""
         config.validate()
+        plan = ({"epochs": config.planned_epochs(train_images), "steps": config.planned_steps(train_images)}
+                if train_images else None)
         fingerprint = config_fingerprint(config)
         with self._lock():
             active = [r for r in list_runs(self.runs_dir) if r.state in ACTIVE]
@@ -79,7 +83,7 @@ class JobQueue:
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy)
             writer = RunWriter(self.runs_dir / run_id)
             writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id, "group": group,
-                                 "fingerprint": fingerprint, "owner": owner})
+                                 "fingerprint": fingerprint, "owner": owner, "plan": plan})
             atomic_write_json(writer.path / "status.json", {"state": "queued", "queued": time.time()})
             writer.log("queued")
             writer.close()

@@ -72,12 +72,13 @@ def plan_train_images(plan: list[TrainConfig], data) -> list[int]:
     return counts
 
 
-def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str | None = None) -> list[Run]:
+def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str | None = None,
+               train_images: list[int] | None = None) -> list[Run]:
     runs, source_path = [], None
-    for config in plan:
+    for config, images in zip(plan, train_images or [None] * len(plan)):
         if config.source_run == SOURCE_PLACEHOLDER:
             config = replace(config, source_run=source_path)
-        run = queue.submit(config, group=group, owner=owner)
+        run = queue.submit(config, group=group, owner=owner, train_images=images)
         if config.run_name == f"{group}-source":
             source_path = str(run.path)
         runs.append(run)
@@ -85,7 +86,10 @@ def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str 
 
 
 def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
-                         train_sizes=(None,), group: str | None = None, owner: str | None = None) -> list[Run]:
-    """Queue a whole comparison (see comparison_plan)."""
+                         train_sizes=(None,), group: str | None = None, owner: str | None = None,
+                         data=None) -> list[Run]:
+    """Queue a whole comparison (see comparison_plan); with the dataset at hand, each run records its planned
+    epochs and steps from the start."""
     group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
-    return queue_plan(queue, comparison_plan(config, group, source_run, train_sizes), group, owner)
+    plan = comparison_plan(config, group, source_run, train_sizes)
+    return queue_plan(queue, plan, group, owner, plan_train_images(plan, data) if data is not None else None)

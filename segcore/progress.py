@@ -11,7 +11,9 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
     config, status = run.config, run.status_record
     steps, epochs = curves or run.curves()
     last = steps[-1] if steps else {}
-    step, total = _number(last.get("step")) or 0, _number(last.get("total_steps")) or 0
+    plan = config.get("plan") if isinstance(config.get("plan"), dict) else {}  # recorded at submission
+    step = _number(last.get("step")) or 0
+    total = _number(last.get("total_steps")) or _number(plan.get("steps")) or 0
     fraction = (step / total) if total > 0 else 0.0
     if status.state == "done":
         fraction = 1.0
@@ -20,7 +22,7 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
         elapsed = time.time() - status.started
         eta = elapsed * (1 - fraction) / fraction
     mious = [m for m in (_number(e.get("miou")) for e in epochs) if m is not None]
-    epochs_planned = last.get("epochs", config.get("epochs"))
+    epochs_planned = last.get("epochs", plan.get("epochs", config.get("epochs")))
     return {
         "run": run.run_id, "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
         "state": status.state, "reason": status.reason, "epoch": int(_number(last.get("epoch")) or 0),

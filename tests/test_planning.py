@@ -53,3 +53,20 @@ def test_a_comparison_runs_the_cheapest_first_and_the_source_just_before_structu
     assert [c.run_name for c in existing][-1] == "g-structure" and "g-source" not in [c.run_name for c in existing]
     sweep = comparison_plan(TrainConfig(), "g", train_sizes=(0.1, 1.0))
     assert sum(c.run_name == "g-source" for c in sweep) == 1 and len(sweep) == 9
+
+
+def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tmp_path, train_dataset):
+    from segcore import load_dataset, train
+    from segcore.jobs import JobQueue
+    from segcore.progress import run_progress
+
+    config = TrainConfig(data=str(train_dataset), strategy="feature", epochs=1, min_steps=7, batch_size=4,
+                         height=64, width=64, augment="none")
+    images = len(load_dataset(str(train_dataset)).train_indices(None))
+    queue = JobQueue(tmp_path / "runs")
+    run = queue.submit(config, start=False, train_images=images)
+    queued = run_progress(run)
+    assert (queued["state"], queued["epochs"], queued["total_steps"]) == ("queued", 2, 8)  # 13 images: 4 steps/epoch
+    train(config, tmp_path / "runs", run_id=run.run_id)
+    trained = run_progress(run)
+    assert (trained["epochs"], trained["total_steps"], trained["step"]) == (2, 8, 8)

@@ -173,20 +173,21 @@ st.caption(f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s
 b1, b2, b3 = st.columns(3)
 try:
     if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
-        run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"), owner=session_owner())
+        run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"), owner=session_owner(),
+                             train_images=train_images)
         st.session_state["watch_group"] = run.config.get("group")
         st.success(f"Queued **{md(run.run_id)}**.")
         st.page_link("views/training.py", label="Watch it train →", icon="📈")
     if b2.button("▶▶ Train all strategies", width="stretch",
                  help="One run per strategy with identical settings (plus the source run structure transfer needs)."):
-        runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner())
+        runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data)
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success("Queued " + ", ".join(f"**{md(r.run_id)}**" for r in runs) + ".")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
     if b3.button("📉 Data-efficiency sweep", width="stretch",
                  help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images."):
         runs = queue_all_strategies(queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES,
-                                    owner=session_owner())
+                                    owner=session_owner(), data=data)
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success(f"Queued {len(runs)} runs.")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
