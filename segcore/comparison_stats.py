@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .curves import run_curves, seconds_to_reach
+from .naming import dataset_name
 from .runs import Run
 
 
@@ -19,14 +18,6 @@ def summary_row(run: Run) -> dict:
         "training images": summary.get("train_images"), "epochs": summary.get("epochs", config.get("epochs")),
         "regulariser": config.get("regularizer"), "class weights": config.get("class_weights", "none"),
     }
-
-
-def dataset_name(source: str) -> str:
-    """A short name for a dataset source: 'shapes' for builtin:shapes, the folder or file name for a path."""
-    text = str(source)
-    if ":" in text and not Path(text).exists():
-        return text.split(":", 1)[1]
-    return Path(text.rstrip("/\\")).name or text
 
 
 def dataset_key(run: Run) -> tuple[str, tuple[str, ...]]:

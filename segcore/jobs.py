@@ -80,7 +80,7 @@ class JobQueue:
                     return run
             if sum(r.state == "queued" for r in active) >= MAX_QUEUED:
                 raise RunError(f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some")
-            run_id = new_run_id(self.runs_dir, config.run_name, config.strategy)
+            run_id = new_run_id(self.runs_dir, config.run_name, config.strategy, config.data)
             writer = RunWriter(self.runs_dir / run_id)
             writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id, "group": group,
                                  "fingerprint": fingerprint, "owner": owner, "plan": plan})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import replace
 
 from .config import TrainConfig
 from .jobs import JobQueue
+from .naming import default_group_name
 from .runs import Run
 from .strategies import STRATEGIES
 
@@ -90,6 +90,6 @@ def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str |
                          data=None) -> list[Run]:
     """Queue a whole comparison (see comparison_plan); with the dataset at hand, each run records its planned
     epochs and steps from the start."""
-    group = group or time.strftime("cmp-%Y%m%d-%H%M%S")
+    group = group or default_group_name(config.data)
     plan = comparison_plan(config, group, source_run, train_sizes)
     return queue_plan(queue, plan, group, owner, plan_train_images(plan, data) if data is not None else None)

@@ -227,8 +227,11 @@ def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:100] or "run"
 
 
-def new_run_id(runs_dir: Path, name: str | None, strategy: str) -> str:
-    base = slugify(name) if name else f"{time.strftime('%Y%m%d-%H%M%S')}-{strategy}"
+def new_run_id(runs_dir: Path, name: str | None, strategy: str, data: object = "") -> str:
+    """The run's folder name: the given name, else what the run is (dataset-strategy-time); never an existing one."""
+    from .naming import default_run_name
+
+    base = slugify(name) if name else default_run_name(data, strategy)
     candidate, counter = base, 1
     while (runs_dir / candidate).exists():
         counter += 1

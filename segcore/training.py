@@ -401,7 +401,7 @@ def train(
     config.validate()
     runs_dir = Path(runs_dir).resolve()  # a worker or page may change directory; the run folder must not move
     runs_dir.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy)
+    run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy, config.data)
     with resume_points.exclusive_training(runs_dir / run_id, run_id):  # RunBusy: another process trains it; touch nothing
         if resume:
             forget_after_resume_point(runs_dir / run_id)

@@ -70,3 +70,16 @@ def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tm
     train(config, tmp_path / "runs", run_id=run.run_id)
     trained = run_progress(run)
     assert (trained["epochs"], trained["total_steps"], trained["step"]) == (2, 8, 8)
+
+
+def test_default_names_say_what_a_run_is(tmp_path, train_dataset):
+    from segcore.naming import dataset_name
+    from segcore.runs import new_run_id
+
+    assert dataset_name("builtin:shapes") == "shapes" and dataset_name("/data/camvid/") == "camvid"
+    run_id = new_run_id(tmp_path, None, "feature", "builtin:shapes")
+    assert run_id.startswith("shapes-feature-")
+    uploaded = tmp_path / "uploads" / "0123456789abcdef"
+    (uploaded / "My cells").mkdir(parents=True)
+    assert dataset_name(uploaded) == "My cells"
+    assert new_run_id(tmp_path, None, "scratch", uploaded).startswith("My-cells-scratch-")

@@ -1,6 +1,5 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
-import time
 
 import streamlit as st
 
@@ -13,6 +12,7 @@ from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.losses import CLASS_WEIGHTINGS
 from segcore.config import PRESETS
+from segcore.naming import default_group_name
 from segcore.estimate import estimate_plan, estimate_seconds
 from segcore.planning import (SWEEP_SIZES, comparison_plan, plan_train_images, queue_all_strategies,
                               smallest_training_share, training_ignore_index)
@@ -173,7 +173,7 @@ st.caption(f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s
 b1, b2, b3 = st.columns(3)
 try:
     if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
-        run = queue().submit(config, group=time.strftime("run-%Y%m%d-%H%M%S"), owner=session_owner(),
+        run = queue().submit(config, group=default_group_name(config.data), owner=session_owner(),
                              train_images=train_images)
         st.session_state["watch_group"] = run.config.get("group")
         st.success(f"Queued **{md(run.run_id)}**.")
