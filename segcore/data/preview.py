@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..predict import overlay, unpainted_classes
+from ..drawing import overlay, unpainted_classes
 from .dataset import SegmentationData
 from .transforms import augment_batch, make_augmentation
 
