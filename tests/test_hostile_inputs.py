@@ -57,7 +57,7 @@ def test_zip_bomb_by_size_is_refused_before_extraction(tmp_path, monkeypatch):
 
 
 def test_zip_bomb_by_file_count_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("segcore.data.files.MAX_ZIP_MEMBERS", 50)
+    monkeypatch.setattr("segcore.data.archives.MAX_ZIP_MEMBERS", 50)
     archive = tmp_path / "many.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for i in range(51):
