@@ -27,6 +27,7 @@ from .masks import IGNORE, MaskEncoding, infer_encoding
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _MAX_DISTINCT_HIGH_VALUES = 8  # values above 255 kept per mask: more than one (an ignore value) is refused anyway
 _MAX_DISTINCT_COLOURS = 256  # a class mask with more colours than classes can exist is not a class mask
+_COUNT_CHUNK = 1 << 22  # pixels counted at once when scanning a mask's values
 _SCAN_IMAGE_SIDE = 256  # images are decoded (to prove they are readable) at about this size in the scan
 
 
@@ -166,12 +167,19 @@ def _count_values(raw: np.ndarray, path: Path) -> Counter:
                 "save masks with one flat colour per class, as PNG (JPEG and smoothed edges add colours)",
             )
         return Counter({(int(c) >> 16 & 255, int(c) >> 8 & 255, int(c) & 255): int(n) for c, n in zip(colours, counts)})
-    in_byte = (raw >= 0) & (raw <= 255) if raw.dtype != np.uint8 else None
-    small = raw if in_byte is None else raw[in_byte]
-    histogram = np.bincount(small.ravel().astype(np.intp, copy=False), minlength=256)
+    flat = raw.ravel()
+    histogram = np.zeros(256, dtype=np.int64)
+    outside = 0
+    for start in range(0, flat.size, _COUNT_CHUNK):  # bincount widens to 8 bytes a pixel: a chunk at a time
+        chunk = flat[start : start + _COUNT_CHUNK]
+        if raw.dtype != np.uint8:
+            in_byte = (chunk >= 0) & (chunk <= 255)
+            outside += chunk.size - int(np.count_nonzero(in_byte))
+            chunk = chunk[in_byte]
+        histogram += np.bincount(chunk, minlength=256)
     counts = Counter({value: int(n) for value, n in enumerate(histogram) if n})
-    if in_byte is not None and not in_byte.all():
-        high, high_counts = np.unique(raw[~in_byte], return_counts=True)
+    if outside:
+        high, high_counts = np.unique(raw[(raw < 0) | (raw > 255)], return_counts=True)
         if len(high) > _MAX_DISTINCT_HIGH_VALUES:
             raise DatasetError(
                 path, f"the mask holds {len(high)} different values outside 0…255 (e.g. {[int(v) for v in high[:3]]})",

@@ -93,10 +93,17 @@ def image_size(path: Path) -> tuple[int, int]:
     return (height, width) if orientation in _EXIF_SWAPS_AXES else (width, height)
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """Turned as its EXIF orientation says, without the full copy exif_transpose makes of an upright image."""
+    if image.getexif().get(0x0112, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def read_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
     """An RGB image, rotated as its EXIF orientation says (phones store photos sideways); resized to
     size=(W, H) while decoding when given, so a huge photo never exists at full size."""
-    image = ImageOps.exif_transpose(_decode(path, size))
+    image = _upright(_decode(path, size))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         if size is not None:
             image = image.resize(size, Image.NEAREST)  # before widening to float: a 16-bit scan stays small
@@ -107,7 +114,8 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
-    image = image.convert("RGB")
+    if image.mode != "RGB":  # convert() to the same mode would still copy every pixel
+        image = image.convert("RGB")
     if size is not None and image.size != tuple(size):
         image = image.resize(size, Image.BILINEAR, reducing_gap=_REDUCING_GAP)
     return image
@@ -124,10 +132,10 @@ def read_mask(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarr
     """
     decoded = _decode(path)
     lossy = decoded.format in LOSSY_FORMATS
-    image = ImageOps.exif_transpose(decoded)
+    image = _upright(decoded)
     if image.mode == "LA":
         image = image.getchannel(0)
-    elif image.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+    elif image.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB"):
         image = image.convert("RGB")
     if size is not None and image.size != tuple(size):
         image = image.resize(size, Image.NEAREST)
