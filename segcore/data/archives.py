@@ -7,7 +7,7 @@ from __future__ import annotations
 import stat
 import zipfile
 import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ..errors import DatasetError
 from ..uploads import MAX_NAME_BYTES, write_error
@@ -25,18 +25,20 @@ def _entry_error(archive: Path, member: zipfile.ZipInfo, problem: str, hint: str
     return DatasetError(archive, f"the entry '{member.filename[:120]}' {problem}", hint)
 
 
-def _entry_path(archive: Path, member: zipfile.ZipInfo) -> PurePosixPath:
-    name = PurePosixPath(member.filename.replace("\\", "/"))
-    if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
+def _entry_parts(archive: Path, member: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The entry's path as parts, checked: relative, inside the archive folder, each part a legal file name."""
+    name = member.filename.replace("\\", "/")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
         raise _entry_error(archive, member, "points outside the archive folder", "zip the dataset folder with relative paths only")
-    too_long = [p for p in name.parts if len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES]
+    too_long = [p for p in parts if len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES]
     if too_long:
         raise _entry_error(archive, member, f"has a name part {len(too_long[0].encode('utf-8', 'surrogateescape'))} bytes "
                            f"long, over the limit of {MAX_NAME_BYTES}", "rename that file with a shorter name and zip again")
-    return name
+    return parts
 
 
-def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> None:
+def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> dict[str, tuple[str, ...]]:
     """Refuse, before writing anything, every archive we could not unpack completely and safely."""
     if len(members) > MAX_ZIP_MEMBERS:
         raise DatasetError(
@@ -51,10 +53,11 @@ def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> None:
             f"the archive would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB (a zip bomb?)",
             "upload the dataset as an ordinary zip of its images and masks",
         )
-    files: dict[PurePosixPath, zipfile.ZipInfo] = {}
-    folders: set[PurePosixPath] = set()
+    files: dict[tuple[str, ...], zipfile.ZipInfo] = {}
+    folders: set[tuple[str, ...]] = set()
+    checked: dict[str, tuple[str, ...]] = {}
     for member in members:
-        name = _entry_path(archive, member)
+        name = checked[member.filename] = _entry_parts(archive, member)
         if stat.S_ISLNK(member.external_attr >> 16):
             raise _entry_error(archive, member, "is a symbolic link", "zip real files, not links")
         if member.flag_bits & 0x1:
@@ -71,10 +74,11 @@ def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> None:
         if name in files:
             raise _entry_error(archive, member, "appears twice in the archive")
         files[name] = member
-        folders.update(name.parents)
+        folders.update(name[:depth] for depth in range(1, len(name)))
     clash = next((files[name] for name in files if name in folders), None)
     if clash is not None:
         raise _entry_error(archive, clash, "is both a file and a folder in the archive")
+    return checked
 
 
 def safe_extract_zip(archive: Path, destination: Path) -> Path:
@@ -87,19 +91,20 @@ def safe_extract_zip(archive: Path, destination: Path) -> Path:
         raise DatasetError(archive, f"the archive cannot be read ({exc})", "check the file and try again") from None
     with handle:
         members = handle.infolist()
-        check_members(archive, members)
+        parts_of = check_members(archive, members)
         destination.mkdir(parents=True, exist_ok=True)
-        root = destination.resolve()
+        made: set[Path] = set()
         for member in members:
-            target = (destination / member.filename.replace("\\", "/")).resolve()
-            if not target.is_relative_to(root):
-                raise _entry_error(archive, member, "points outside the archive folder", "")
+            # the parts are checked relative names and the destination is a fresh private folder holding no
+            # links, so joining them cannot leave it
+            target = destination.joinpath(*parts_of[member.filename])
             try:
-                if member.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _copy_entry(archive, handle, member, target)
+                folder = target if member.is_dir() else target.parent
+                if folder not in made:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    made.add(folder)
+                if not member.is_dir():
+                    _copy_entry(archive, handle, member, target)
             except OSError as exc:
                 raise write_error(f"{archive} → {member.filename[:120]}", exc) from None
     return destination

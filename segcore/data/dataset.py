@@ -18,7 +18,7 @@ from ..errors import DatasetError
 from ..paths import cache_dir
 from .archives import safe_extract_zip
 from .classes import VOC_CLASSES, check_class_count, default_palette, find_class_file
-from .files import _decode, image_size, read_image, read_mask, read_mask_raw
+from .files import check_readable, image_size, read_image, read_mask, read_mask_raw
 from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
@@ -28,7 +28,6 @@ _THREADS = max(1, min(4, os.cpu_count() or 1))
 _MAX_DISTINCT_HIGH_VALUES = 8  # values above 255 kept per mask: more than one (an ignore value) is refused anyway
 _MAX_DISTINCT_COLOURS = 256  # a class mask with more colours than classes can exist is not a class mask
 _COUNT_CHUNK = 1 << 22  # pixels counted at once when scanning a mask's values
-_SCAN_IMAGE_SIDE = 256  # images are decoded (to prove they are readable) at about this size in the scan
 
 
 @dataclass
@@ -196,8 +195,7 @@ def _packed(rgb: np.ndarray) -> np.ndarray:
 
 def _scan_pair(pair: Pair) -> tuple[Counter, bool, tuple[int, int], bool]:
     size = image_size(pair.image)
-    # decoded (small, where the format allows) only to prove the file is readable, then dropped
-    _decode(pair.image, (_SCAN_IMAGE_SIDE, _SCAN_IMAGE_SIDE)).close()
+    check_readable(pair.image)
     raw, lossy = read_mask(pair.mask)
     if (raw.shape[1], raw.shape[0]) != size:
         raise DatasetError(

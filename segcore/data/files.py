@@ -78,6 +78,19 @@ def _decode(path: Path, draft_size: tuple[int, int] | None = None) -> Image.Imag
     return image
 
 
+def check_readable(path: Path) -> None:
+    """Prove an image file can be read, cheaply: a PNG's chunk checksums are verified without inflating
+    its pixels; other formats are decoded, JPEG at its smallest DCT scale."""
+    image = open_header(path)
+    with _reading(path):
+        if image.format == "PNG":
+            image.verify()
+        else:
+            image.draft(image.mode, (64, 64))
+            image.load()
+    image.close()
+
+
 def _open(path: Path) -> Image.Image:
     """The whole image decoded at full resolution (after the pixel-limit check)."""
     return _decode(path)
