@@ -7,7 +7,8 @@ Inputs, generated into a temporary folder:
   pixel bomb   eight 9400×9400 PNG image/mask pairs in a ~3 MB zip (each under PIL's own pixel limit)
   class bomb   a 32-bit TIFF mask with one pixel of 2³¹−1; a 16-bit PNG mask with one pixel of 65535
   many files   a zip of 10,000 entries (5,000 small image/mask pairs)
-and, to show decoding stays bounded when an admin raises the limit, the pixel bomb with SEGCORE_MAX_PIXELS=100M.
+and, to show what decoding costs within the limits, eight 6000×6000 PNG pairs (36 megapixels, under the default
+40 M) and the pixel bomb with SEGCORE_MAX_PIXELS raised to 100 M.
 
 Paths: report = load_dataset + dataset_report; preview = + the Data page's sample overlays and augmentation
 preview; page = + data.load("train", (160, 160)), the decode training does.
@@ -40,8 +41,8 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def pixel_bomb(folder: Path) -> Path:
-    side = 9400  # 88.4 megapixels: just under PIL's 89.5 M warning limit
+def pixel_bomb(folder: Path, side: int = 9400) -> Path:
+    """side 9400: 88.4 megapixels, just under PIL's 89.5 M warning limit."""
     image = np.full((side, side, 3), 90, dtype=np.uint8)
     image[1000:3000, 1000:3000] = (230, 210, 40)
     image[:350, :350] = np.random.default_rng(0).integers(0, 256, (350, 350, 3))  # some texture: ~3 MB zipped
@@ -49,7 +50,7 @@ def pixel_bomb(folder: Path) -> Path:
     mask[1000:3000, 1000:3000] = 1
     image_png, mask_png = _png(image), _png(mask)
     del image, mask
-    archive = folder / "pixel-bomb.zip"
+    archive = folder / f"pixel-bomb-{side}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         for i in range(8):
             z.writestr(f"bomb/images/{i}.png", image_png)
@@ -152,7 +153,8 @@ def main() -> None:
             ("10,000-entry zip (5,000 pairs)", many_files(folder), {}),
         ]
         bomb = inputs[0][1]
-        raised = [("pixel bomb, SEGCORE_MAX_PIXELS=100M", bomb, {"SEGCORE_MAX_PIXELS": "100000000"})]
+        raised = [("8 × 6000² PNG pairs (under the limit)", pixel_bomb(folder, 6000), {}),
+                  ("pixel bomb, SEGCORE_MAX_PIXELS=100M", bomb, {"SEGCORE_MAX_PIXELS": "100000000"})]
         lines = [f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak RSS of a fresh process each",
                  "", f"{'input':<36} {'zip MiB':>7} {'path':<7} {'peak MiB':>8} {'wall s':>7}  {'ok':<3} result"]
         base = measure("import", "-")

@@ -18,7 +18,7 @@ from ..errors import DatasetError
 from ..paths import cache_dir
 from .archives import safe_extract_zip
 from .classes import VOC_CLASSES, check_class_count, default_palette, find_class_file
-from .files import check_readable, image_size, read_image, read_mask, read_mask_raw
+from .files import check_readable, image_size, mask_array, read_image, read_mask, read_mask_image, read_mask_raw
 from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
@@ -27,6 +27,7 @@ from .masks import IGNORE, MaskEncoding, infer_encoding
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _MAX_DISTINCT_HIGH_VALUES = 8  # values above 255 kept per mask: more than one (an ignore value) is refused anyway
 _MAX_DISTINCT_COLOURS = 256  # a class mask with more colours than classes can exist is not a class mask
+_LARGE_IMAGE_PIXELS = 8_000_000
 _COUNT_CHUNK = 1 << 22  # pixels counted at once when scanning a mask's values
 
 
@@ -107,9 +108,14 @@ class SegmentationData:
             images[index] = torch.from_numpy(image).permute(2, 0, 1)
             masks[index] = torch.from_numpy(mask)
 
-        with ThreadPoolExecutor(_THREADS) as pool:
+        with ThreadPoolExecutor(self._decode_threads()) as pool:
             list(pool.map(fill, range(len(pairs))))
         return ImageSet(images, masks, [pair.name for pair in pairs])
+
+    def _decode_threads(self) -> int:
+        """One decoder for huge images (each holds its full-size pixels while it works), more for small ones."""
+        largest = max((w * h for w, h in self.scan.image_sizes), default=0)
+        return 1 if largest > _LARGE_IMAGE_PIXELS else _THREADS
 
     def load_pair(self, pair: Pair) -> tuple[Image.Image, np.ndarray]:
         """One pair at its own size: RGB image and uint8 class map (IGNORE where ignored)."""
@@ -196,13 +202,16 @@ def _packed(rgb: np.ndarray) -> np.ndarray:
 def _scan_pair(pair: Pair) -> tuple[Counter, bool, tuple[int, int], bool]:
     size = image_size(pair.image)
     check_readable(pair.image)
-    raw, lossy = read_mask(pair.mask)
-    if (raw.shape[1], raw.shape[0]) != size:
+    mask, lossy = read_mask_image(pair.mask)
+    if mask.size != size:
         raise DatasetError(
             pair.mask,
-            f"the mask is {raw.shape[1]}×{raw.shape[0]} but its image is {size[0]}×{size[1]}",
+            f"the mask is {mask.width}×{mask.height} but its image is {size[0]}×{size[1]}",
             "masks must have exactly the size of their image",
         )
+    if mask.mode in ("L", "P"):  # PIL counts 8-bit values itself, without an array copy of the mask
+        return Counter({v: n for v, n in enumerate(mask.histogram()) if n}), False, size, lossy
+    raw = mask_array(mask, pair.mask)
     return _count_values(raw, pair.mask), raw.ndim == 3, size, lossy
 
 

@@ -134,6 +134,18 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
     return image
 
 
+def read_mask_image(path: Path) -> tuple[Image.Image, bool]:
+    """A mask decoded and turned upright, in a mode that holds its stored values; and whether it is lossy."""
+    decoded = _decode(path)
+    lossy = decoded.format in LOSSY_FORMATS
+    image = _upright(decoded)
+    if image.mode == "LA":
+        image = image.getchannel(0)
+    elif image.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB"):
+        image = image.convert("RGB")
+    return image, lossy
+
+
 def read_mask(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
     """The stored values of a mask in their own integer type — (H, W), or (H, W, 3) colours for a colour
     mask — and whether the file was saved in a lossy format. size=(W, H) picks pixels nearest-neighbour
@@ -143,26 +155,25 @@ def read_mask(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarr
     to a smaller type); an alpha channel is dropped; a colour mask whose three channels agree is read
     as grey values.
     """
-    decoded = _decode(path)
-    lossy = decoded.format in LOSSY_FORMATS
-    image = _upright(decoded)
-    if image.mode == "LA":
-        image = image.getchannel(0)
-    elif image.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB"):
-        image = image.convert("RGB")
+    image, lossy = read_mask_image(path)
     if size is not None and image.size != tuple(size):
         image = image.resize(size, Image.NEAREST)
+    return mask_array(image, path), lossy
+
+
+def mask_array(image: Image.Image, path: Path) -> np.ndarray:
+    """A mask image's stored values as an array (see read_mask)."""
     if image.mode == "F":
         array = np.asarray(image)
         if not np.all(array == np.round(array)):
             raise DatasetError(path, "the mask holds fractional values", "save masks as integer class indices")
-        return array.astype(np.int64), lossy
+        return array.astype(np.int64)
     if image.mode == "1":
-        return np.asarray(image, dtype=np.uint8), lossy
+        return np.asarray(image, dtype=np.uint8)
     array = np.asarray(image)
     if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]):
-        return array[..., 0].copy(), lossy
-    return array, lossy
+        return array[..., 0].copy()
+    return array
 
 
 def read_mask_raw(path: Path) -> np.ndarray:
