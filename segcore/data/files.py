@@ -100,7 +100,7 @@ def image_size(path: Path) -> tuple[int, int]:
     """(width, height) after EXIF rotation, read from the header only."""
     image = open_header(path)
     with _reading(path):
-        orientation = image.getexif().get(0x0112, 1)
+        orientation = _header_orientation(image)
     width, height = image.size
     image.close()
     return (height, width) if orientation in _EXIF_SWAPS_AXES else (width, height)
@@ -111,6 +111,17 @@ def _upright(image: Image.Image) -> Image.Image:
     if image.getexif().get(0x0112, 1) in (0, 1):
         return image
     return ImageOps.exif_transpose(image)
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, without decoding: PIL's getexif() on a PNG decodes every pixel to look for an
+    eXIf chunk after the image data, so a PNG's orientation is read only from chunks before it."""
+    if image.format == "PNG":
+        exif = Image.Exif()
+        if "exif" in image.info:
+            exif.load(image.info["exif"])
+        return exif.get(0x0112, 1)
+    return image.getexif().get(0x0112, 1)
 
 
 def read_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
