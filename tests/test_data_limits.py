@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 import errno
-import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -22,7 +22,6 @@ from PIL import Image
 from segcore import DatasetError, dataset_report, load_dataset
 from segcore.atomic_dir import build_folder_once
 from segcore.data import archives
-from segcore.data.masks import IGNORE
 from segcore.data.preview import augmentation_preview, sample_overlays
 from segcore.uploads import save_uploads
 
@@ -261,7 +260,7 @@ def race(count: int, *args: str, cache: Path) -> list[dict]:
     start_at = time.time() + 8  # every process is imported and waiting before the first one starts
     processes = [
         subprocess.Popen([sys.executable, "-c", script, str(start_at), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "SEGCORE_CACHE": str(cache)})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "SEGCORE_CACHE": str(cache)})
         for _ in range(count)
     ]
     results = []
