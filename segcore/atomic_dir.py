@@ -53,6 +53,9 @@ def _rename_into_place(staging: Path, target: Path) -> None:
 
 
 def _set_aside(stale: Path) -> None:
+    # Only folders without .complete get here, and this module only ever renames complete ones into place,
+    # so a stale folder comes from a crash or an older version. (If two processes both set one aside, the
+    # second may move the first one's fresh copy away; both then retry, and one complete copy ends in place.)
     trash = Path(tempfile.mkdtemp(prefix=f".{stale.name}.", suffix=".stale", dir=stale.parent))
     try:
         os.rename(stale, trash / "old")
