@@ -12,38 +12,9 @@ from PIL import Image
 from .checkpoints import build_from_checkpoint
 from .data.transforms import Normalizer
 from .device import pick_device
+# re-exported: pages and the CLI import the drawing helpers from here
+from .drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # noqa: F401
 from .runs import Run
-
-
-def colorize(class_map: np.ndarray, colours: list) -> np.ndarray:
-    """(H, W) class indices → (H, W, 3) uint8 colours; ignored pixels (255) stay black."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(colours)] = np.asarray(colours, dtype=np.uint8)
-    return palette[class_map]
-
-
-BACKGROUND_NAMES = {"background", "bg", "_background_", "void", "unlabelled", "unlabeled"}
-
-
-def unpainted_classes(class_names: list[str]) -> tuple[int, ...]:
-    """Classes left unpainted in overlays, so objects stand out: a class named 'background' (if first)."""
-    return (0,) if class_names and class_names[0].lower() in BACKGROUND_NAMES else ()
-
-
-def overlay(image: Image.Image | np.ndarray, class_map: np.ndarray, colours: list, alpha: float = 0.5,
-            errors: np.ndarray | None = None, unpainted: tuple[int, ...] = ()) -> np.ndarray:
-    """Blend class colours over the image (ignored and `unpainted` classes stay clear); optionally paint
-    wrong pixels red."""
-    base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
-    colour = colorize(class_map, colours).astype(np.float32)
-    labelled = (class_map != 255)
-    for index in unpainted:
-        labelled &= class_map != index
-    labelled = labelled[..., None]
-    blended = np.where(labelled, base * (1 - alpha) + colour * alpha, base)
-    if errors is not None:
-        blended[errors] = blended[errors] * 0.3 + np.array([255, 0, 0], dtype=np.float32) * 0.7
-    return blended.clip(0, 255).astype(np.uint8)
 
 
 class Predictor:

@@ -142,7 +142,7 @@ class Trainer:
     def build(cls, config: TrainConfig, data: SegmentationData, writer: RunWriter,
               should_stop: Callable[[], bool] | None = None) -> Trainer:
         device = pick_device(config.device)
-        train_set = data.load("train", config.size).subset(data.train_indices(config.train_size, config.seed))
+        train_set = data.load_subset("train", config.size, data.train_indices(config.train_size, config.seed))
         val_set = data.load("val", config.size)
         if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
             train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))

@@ -218,13 +218,16 @@ def test_duplicate_stems_are_refused(small_dataset):
         load_dataset(small_dataset)
 
 
-def test_zip_slip_is_refused_before_extraction(tmp_path):
+def test_zip_slip_is_refused_before_extraction(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"  # extraction happens under the cache: '../../' from there lands in tmp_path
+    monkeypatch.setenv("SEGCORE_CACHE", str(cache))
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("data/images/a.png", "written first, if anything were")
         z.writestr("../../escaped.txt", "gotcha")
-    with pytest.raises(DatasetError, match="points outside the archive folder"):
+    with pytest.raises(DatasetError, match="evil.zip: the entry '../../escaped.txt' points outside the archive folder"):
         load_dataset(archive)
-    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["cache", "evil.zip", "unzipped"]  # nothing written anywhere
 
 
 def test_non_zip_named_zip(tmp_path):

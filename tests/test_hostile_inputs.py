@@ -3,7 +3,6 @@ and none changes or loses existing runs."""
 
 from __future__ import annotations
 
-import io
 import stat
 import zipfile
 from pathlib import Path
@@ -12,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcore import DatasetError, RunError, load_dataset
+from segcore import DatasetError, RunError, dataset_report, load_dataset
+from segcore.data.masks import IGNORE
 from segcore.runs import Run, check_run_id
 from segcore.uploads import save_uploads
 
@@ -57,7 +57,7 @@ def test_zip_bomb_by_size_is_refused_before_extraction(tmp_path, monkeypatch):
 
 
 def test_zip_bomb_by_file_count_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("segcore.data.files.MAX_ZIP_MEMBERS", 50)
+    monkeypatch.setattr("segcore.data.archives.MAX_ZIP_MEMBERS", 50)
     archive = tmp_path / "many.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for i in range(51):
@@ -141,6 +141,22 @@ def test_rgba_and_sixteen_bit_masks(tmp_path):
     _, mask = data.load_pair(data.pairs("train")[0])
     assert set(np.unique(mask)) <= {0, 1, 2}
 
+    def sixteen_bit_with_void(mask):
+        wide = mask.astype(np.uint16)
+        wide[:4] = 65535  # void, as some annotation tools store it in 16-bit masks
+        return Image.fromarray(wide)
+
+    root = write_images_masks(tmp_path / "m16", count=4, mask_fn=sixteen_bit_with_void)
+    assert Image.open(root / "masks" / "img_000.png").mode.startswith("I;16")  # really a 16-bit file
+    with pytest.raises(DatasetError, match=r"img_00\d\.png: mask values \[65535\] are outside the classes.*"
+                                           r"set the ignore index to 65535"):
+        load_dataset(root)
+    data = load_dataset(root, ignore_index=65535)
+    _, mask = data.load_pair(data.pairs("train")[0])
+    assert (mask[:4] == IGNORE).all() and set(np.unique(mask[4:])) == {0, 1, 2}
+    assert dataset_report(data).value_to_class["65535"] == "ignored"
+    assert set(data.load("train", (32, 32)).masks[:, 4:].unique().tolist()) <= {0, 1, 2}
+
 
 def test_a_dataset_of_one_image_trains_on_it_and_says_so(tmp_path):
     root = write_images_masks(tmp_path / "one", count=1)
@@ -209,8 +225,11 @@ def test_bad_input_leaves_existing_runs_untouched(tmp_path, train_dataset):
     runs = tmp_path / "runs"
     run = train(TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, height=64, width=64, batch_size=4), runs, run_id="keep")
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
-    for bad in (tmp_path / "missing", io.BytesIO()):
-        with pytest.raises(Exception):
+    not_a_zip = tmp_path / "data.zip"
+    not_a_zip.write_text("not a zip")
+    for bad, problem in ((tmp_path / "missing", "missing: no such file or folder"),
+                         (not_a_zip, "data.zip: this file is not a valid zip archive")):
+        with pytest.raises(DatasetError, match=problem):
             train(TrainConfig(data=str(bad), epochs=1), runs, run_id="keep-2")
     assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
     assert Run.open(runs, "keep-2").state == "failed"

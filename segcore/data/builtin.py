@@ -8,13 +8,13 @@ work out of the box: train on the source, carry the network over to the target.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..atomic_dir import build_folder_once
 from ..errors import DatasetError
 from ..paths import cache_dir
 
@@ -122,10 +122,11 @@ def builtin_dataset_dir(name: str) -> Path:
         raise DatasetError(f"builtin:{name}", "no such built-in dataset", f"choose one of {sorted(BUILTINS)}")
     spec = BUILTINS[name]
     root = cache_dir() / "builtin" / f"{name}-v{GENERATOR_VERSION}"
-    if (root / ".complete").exists():
-        return root
-    staging = root.with_name(root.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    # several processes may generate into an empty cache at once: each renders privately, one copy wins
+    return build_folder_once(root, lambda staging: _render_into(spec, staging))
+
+
+def _render_into(spec: BuiltinSpec, staging: Path) -> None:
     rng = np.random.default_rng(spec.seed)
     for split, count in (("train", spec.train), ("val", spec.val)):
         (staging / "images" / split).mkdir(parents=True)
@@ -135,7 +136,3 @@ def builtin_dataset_dir(name: str) -> Path:
             Image.fromarray(image).save(staging / "images" / split / f"{index:04d}.png")
             Image.fromarray(mask).save(staging / "masks" / split / f"{index:04d}.png")
     (staging / "classes.txt").write_text("\n".join(spec.classes) + "\n")
-    (staging / ".complete").touch()
-    shutil.rmtree(root, ignore_errors=True)
-    staging.rename(root)  # another process may have won the race; both wrote the same data
-    return root

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DatasetError
+from .limits import MAX_INDEX_CLASSES
 
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -46,13 +47,21 @@ def read_classes_txt(path: Path) -> list[str]:
     names = [name for name in names if name and not name.startswith("#")]
     if not names:
         raise DatasetError(path, "the class file lists no class names", "write one class name per line")
+    check_class_count(path, len(names))
     return names
+
+
+def check_class_count(path, count: int) -> None:
+    if count > MAX_INDEX_CLASSES:
+        raise DatasetError(path, f"{count} classes are listed, more than the limit of {MAX_INDEX_CLASSES}",
+                           "merge or drop classes: a mask holds at most 255 classes (0…254, 255 marks ignored pixels)")
 
 
 def read_labelmap(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Parse `name:r,g,b:parts:actions` lines (the VOC export of CVAT and similar tools)."""
     names: list[str] = []
     colours: list[tuple[int, int, int]] = []
+    line_of: dict[tuple[int, int, int], tuple[int, str]] = {}  # colour → (line number, name) that claimed it
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -66,10 +75,19 @@ def read_labelmap(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
             raise DatasetError(
                 path, f"line {number} is not of the form 'name:r,g,b::'", "fix that line or remove labelmap.txt"
             ) from None
-        names.append(fields[0].strip())
+        name = fields[0].strip()
+        if rgb in line_of:  # one colour for two classes: a mask pixel could not say which it is
+            first_line, first_name = line_of[rgb]
+            raise DatasetError(
+                path, f"lines {first_line} ('{first_name}') and {number} ('{name}') both use the colour {','.join(map(str, rgb))}",
+                "give each class its own colour, or merge the two lines",
+            )
+        line_of[rgb] = (number, name)  # type: ignore[index]
+        names.append(name)
         colours.append(rgb)  # type: ignore[arg-type]
     if not names:
         raise DatasetError(path, "the labelmap lists no classes", "write one 'name:r,g,b::' line per class")
+    check_class_count(path, len(names))
     return names, colours
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,15 +13,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic_dir import build_folder_once
 from ..errors import DatasetError
 from ..paths import cache_dir
-from .classes import VOC_CLASSES, default_palette, find_class_file
-from .files import _open, read_image, read_mask_raw, safe_extract_zip
+from .archives import safe_extract_zip
+from .classes import VOC_CLASSES, check_class_count, default_palette, find_class_file
+from .files import check_readable, image_size, mask_array, read_image, read_mask, read_mask_image, read_mask_raw
 from .layouts import Pair, scan_layout
+from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
 
-_EXIF_SWAPS_AXES = {5, 6, 7, 8}
-_THREADS = 4
+# each worker holds one decoded file at a time: more threads than cores only multiplies peak memory
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_MAX_DISTINCT_HIGH_VALUES = 8  # values above 255 kept per mask: more than one (an ignore value) is refused anyway
+_MAX_DISTINCT_COLOURS = 256  # a class mask with more colours than classes can exist is not a class mask
+_LARGE_IMAGE_PIXELS = 8_000_000
+_COUNT_CHUNK = 1 << 22  # pixels counted at once when scanning a mask's values
 
 
 @dataclass
@@ -41,11 +49,14 @@ class ImageSet:
 
 @dataclass
 class MaskScan:
-    """What a pass over every mask found: the values present (with pixel counts) and their type."""
+    """What a streamed pass over every mask found: the values present (with pixel counts), their type,
+    a file holding each value (for messages), and the masks saved in a lossy format."""
 
     value_counts: Counter
     is_colour: bool
     image_sizes: Counter
+    where: dict = field(default_factory=dict)
+    lossy_masks: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -78,12 +89,43 @@ class SegmentationData:
         key = (split, tuple(size))
         if key not in self._cache:
             pairs = self.pairs(split)
-            with ThreadPoolExecutor(_THREADS) as pool:
-                decoded = list(pool.map(lambda pair: self._decode_pair(pair, size), pairs))
-            images = torch.from_numpy(np.stack([d[0] for d in decoded])).permute(0, 3, 1, 2).contiguous()
-            masks = torch.from_numpy(np.stack([d[1] for d in decoded]))
-            self._cache[key] = ImageSet(images, masks, [pair.name for pair in pairs])
+            check_decoded_memory(self.root, split, len(pairs), size)
+            self._cache[key] = self.decode_pairs(pairs, size)
         return self._cache[key]
+
+    def load_subset(self, split: str, size: tuple[int, int], indices: list[int]) -> ImageSet:
+        """Only these pairs of a split decoded (a 10 % training subset decodes 10 % of the images), unless the
+        whole split is in memory already."""
+        whole = self.loaded(split, size)
+        if whole is not None:
+            return whole.subset(indices)
+        pairs = self.pairs(split)
+        check_decoded_memory(self.root, split, len(indices), size)
+        return self.decode_pairs([pairs[i] for i in indices], size)
+
+    def loaded(self, split: str, size: tuple[int, int]) -> ImageSet | None:
+        """The split if it is already in memory at this size, else None (nothing is decoded)."""
+        return self._cache.get((split, tuple(size)))
+
+    def decode_pairs(self, pairs: list[Pair], size: tuple[int, int]) -> ImageSet:
+        """These pairs decoded straight to size=(H, W), written into preallocated tensors (no second copy)."""
+        height, width = size
+        images = torch.empty((len(pairs), 3, height, width), dtype=torch.uint8)
+        masks = torch.empty((len(pairs), height, width), dtype=torch.uint8)
+
+        def fill(index: int) -> None:
+            image, mask = self._decode_pair(pairs[index], size)
+            images[index] = torch.from_numpy(image).permute(2, 0, 1)
+            masks[index] = torch.from_numpy(mask)
+
+        with ThreadPoolExecutor(self._decode_threads()) as pool:
+            list(pool.map(fill, range(len(pairs))))
+        return ImageSet(images, masks, [pair.name for pair in pairs])
+
+    def _decode_threads(self) -> int:
+        """One decoder for huge images (each holds its full-size pixels while it works), more for small ones."""
+        largest = max((w * h for w, h in self.scan.image_sizes), default=0)
+        return 1 if largest > _LARGE_IMAGE_PIXELS else _THREADS
 
     def load_pair(self, pair: Pair) -> tuple[Image.Image, np.ndarray]:
         """One pair at its own size: RGB image and uint8 class map (IGNORE where ignored)."""
@@ -98,11 +140,12 @@ class SegmentationData:
         return image, mask
 
     def _decode_pair(self, pair: Pair, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        image, mask = self.load_pair(pair)
+        """Both files decoded and resized at once: the image smoothly, the mask nearest-neighbour before its
+        values become classes (the scan has already checked that the sizes agree)."""
         height, width = size
-        image = image.resize((width, height), Image.BILINEAR, reducing_gap=None)
-        mask_image = Image.fromarray(mask).resize((width, height), Image.NEAREST)
-        return np.asarray(image, dtype=np.uint8), np.asarray(mask_image, dtype=np.uint8)
+        image = read_image(pair.image, (width, height))
+        raw, _ = read_mask(pair.mask, (width, height))
+        return np.array(image, dtype=np.uint8), self.encoding.apply(raw, pair.mask)  # a writable copy for torch
 
     def train_indices(self, train_size: int | float | None, seed: int = 0) -> list[int]:
         """Indices of a seeded training subset: N images, or a fraction (0, 1]; nested as the size grows."""
@@ -116,28 +159,70 @@ class SegmentationData:
         return sorted(order[: min(count, total)])
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) after EXIF rotation, read from the header only."""
-    with _open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-    return (height, width) if orientation in _EXIF_SWAPS_AXES else (width, height)
+def check_decoded_memory(root: Path, split: str, count: int, size: tuple[int, int]) -> None:
+    """Refuse to decode a split whose tensors (uint8 RGB + class map) would pass the memory limit."""
+    height, width = size
+    needed, allowed = count * height * width * 4, limits().max_decoded_bytes
+    if needed > allowed:
+        raise DatasetError(
+            root,
+            f"decoding the {count} '{split}' pairs at {width}×{height} needs {needed / 1024**2:.0f} MiB, over the "
+            f"limit of {allowed / 1024**2:.0f} MiB (SEGCORE_MAX_DECODED_MB)",
+            "choose a smaller image size or fewer training images, or ask whoever runs the server to raise SEGCORE_MAX_DECODED_MB",
+        )
 
 
-def _scan_pair(pair: Pair) -> tuple[Counter, bool, tuple[int, int]]:
-    image_size = _image_size(pair.image)
-    raw = read_mask_raw(pair.mask)
-    if (raw.shape[1], raw.shape[0]) != image_size:
+def _count_values(raw: np.ndarray, path: Path) -> Counter:
+    """Pixel count per stored value, in memory bounded by 256 entries (never by the largest value)."""
+    if raw.ndim == 3:
+        colours, counts = np.unique(_packed(raw), return_counts=True)
+        if len(colours) > _MAX_DISTINCT_COLOURS:
+            raise DatasetError(
+                path, f"the colour mask holds {len(colours)} different colours, more than a class mask can have",
+                "save masks with one flat colour per class, as PNG (JPEG and smoothed edges add colours)",
+            )
+        return Counter({(int(c) >> 16 & 255, int(c) >> 8 & 255, int(c) & 255): int(n) for c, n in zip(colours, counts)})
+    flat = raw.ravel()
+    histogram = np.zeros(256, dtype=np.int64)
+    outside = 0
+    for start in range(0, flat.size, _COUNT_CHUNK):  # bincount widens to 8 bytes a pixel: a chunk at a time
+        chunk = flat[start : start + _COUNT_CHUNK]
+        if raw.dtype != np.uint8:
+            in_byte = (chunk >= 0) & (chunk <= 255)
+            outside += chunk.size - int(np.count_nonzero(in_byte))
+            chunk = chunk[in_byte]
+        histogram += np.bincount(chunk, minlength=256)
+    counts = Counter({value: int(n) for value, n in enumerate(histogram) if n})
+    if outside:
+        high, high_counts = np.unique(raw[(raw < 0) | (raw > 255)], return_counts=True)
+        if len(high) > _MAX_DISTINCT_HIGH_VALUES:
+            raise DatasetError(
+                path, f"the mask holds {len(high)} different values outside 0…255 (e.g. {[int(v) for v in high[:3]]})",
+                "index masks number their classes 0…254: renumber the classes and save the masks again",
+            )
+        counts.update({int(v): int(n) for v, n in zip(high, high_counts)})
+    return counts
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int32, copy=False)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _scan_pair(pair: Pair) -> tuple[Counter, bool, tuple[int, int], bool]:
+    size = image_size(pair.image)
+    check_readable(pair.image)
+    mask, lossy = read_mask_image(pair.mask)
+    if mask.size != size:
         raise DatasetError(
             pair.mask,
-            f"the mask is {raw.shape[1]}×{raw.shape[0]} but its image is {image_size[0]}×{image_size[1]}",
+            f"the mask is {mask.width}×{mask.height} but its image is {size[0]}×{size[1]}",
             "masks must have exactly the size of their image",
         )
-    if raw.ndim == 3:
-        colours, counts = np.unique(raw.reshape(-1, 3), axis=0, return_counts=True)
-        return Counter({tuple(int(v) for v in c): int(n) for c, n in zip(colours, counts)}), True, image_size
-    values, counts = np.unique(raw, return_counts=True)
-    return Counter({int(v): int(n) for v, n in zip(values, counts)}), False, image_size
+    if mask.mode in ("L", "P"):  # PIL counts 8-bit values itself, without an array copy of the mask
+        return Counter({v: n for v, n in enumerate(mask.histogram()) if n}), False, size, lossy
+    raw = mask_array(mask, pair.mask)
+    return _count_values(raw, pair.mask), raw.ndim == 3, size, lossy
 
 
 def _scan_pair_or_problem(pair: Pair):
@@ -148,27 +233,45 @@ def _scan_pair_or_problem(pair: Pair):
 
 
 def scan_masks(pairs: list[Pair], root: Path) -> MaskScan:
-    """One pass over every pair: every file is opened and checked, and all problems are reported together."""
+    """One streamed pass over every pair: every file is opened and checked, all problems are reported
+    together, and only a bounded count of values per mask is kept (the report is computed from it)."""
     value_counts: Counter = Counter()
     sizes: Counter = Counter()
+    where: dict = {}
+    lossy: list[Path] = []
     colour = False
     problems: list[DatasetError] = []
     with ThreadPoolExecutor(_THREADS) as pool:
-        for result in pool.map(_scan_pair_or_problem, pairs):
+        for pair, result in zip(pairs, pool.map(_scan_pair_or_problem, pairs)):
             if isinstance(result, DatasetError):
                 problems.append(result)
                 continue
-            counts, is_colour, size = result
+            counts, is_colour, size, is_lossy = result
             value_counts.update(counts)
+            for value in counts:
+                where.setdefault(value, pair.mask)
             sizes[size] += 1
             colour |= is_colour
+            if is_lossy:
+                lossy.append(pair.mask)
     if len(problems) == 1:
         raise problems[0]
     if problems:
         raise DatasetError(root, f"{len(problems)} files have problems", "fix or remove them, then load again", problems)
     if colour:  # a dataset mixing grey and colour masks: grey values become grey colours
-        value_counts = Counter({(k if isinstance(k, tuple) else (k, k, k)): n for k, n in value_counts.items()})
-    return MaskScan(value_counts, colour, sizes)
+        grey = lambda k: k if isinstance(k, tuple) else (k, k, k)  # noqa: E731
+        value_counts = Counter({grey(k): n for k, n in value_counts.items()})
+        where = {grey(k): p for k, p in where.items()}
+    return MaskScan(value_counts, colour, sizes, where, lossy)
+
+
+def check_image_count(root: Path, count: int) -> None:
+    allowed = limits().max_images
+    if count > allowed:
+        raise DatasetError(
+            root, f"the dataset holds {count} image/mask pairs, over the limit of {allowed} (SEGCORE_MAX_IMAGES)",
+            "use a subset of the images, or ask whoever runs the server to raise SEGCORE_MAX_IMAGES",
+        )
 
 
 def _split_off(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -200,12 +303,10 @@ def resolve_source(source: str | Path) -> Path:
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-        destination = cache_dir() / "unzipped" / digest.hexdigest()[:16]
-        marker = destination / ".complete"
-        if not marker.exists():
-            safe_extract_zip(path, destination)
-            marker.touch()
-        return destination
+        # unpacked privately and renamed into place: sessions opening the same zip at once never see
+        # each other's half-written files, and a failure leaves nothing behind
+        return build_folder_once(cache_dir() / "unzipped" / digest.hexdigest()[:16],
+                                 lambda staging: safe_extract_zip(path, staging))
     return path
 
 
@@ -235,15 +336,18 @@ def load_dataset(
             splits["train"], splits["val"] = _split_off(pool, val_fraction, seed)
         split_origin = f"a seeded split ({val_fraction:.0%} for validation, seed {seed})"
 
+    check_image_count(scan.root, len({p.image for p in all_pairs}))
     names, colours, class_source = find_class_file(scan.root)
     mask_scan = scan_masks(all_pairs, scan.root)
     if class_names:
+        check_class_count("the class names given", len(class_names))
         names, class_source = list(class_names), "given by the user"
     if names is None and scan.layout.startswith("Pascal VOC"):
         labelled = [v for v in mask_scan.value_counts if v != ignore_index]
         if labelled and max(labelled) < len(VOC_CLASSES):
             names, class_source = list(VOC_CLASSES), "Pascal VOC's 21 classes"
-    encoding = infer_encoding(set(mask_scan.value_counts), mask_scan.is_colour, names, colours, ignore_index)
+    encoding = infer_encoding(mask_scan.value_counts, mask_scan.is_colour, names, colours, ignore_index, mask_scan.where)
+    _check_lossy_masks(mask_scan, encoding, warnings)
     if names is None:
         names = ["background", "foreground"] if encoding.kind == "binary" else [
             f"class_{i}" for i in range(encoding.num_classes)
@@ -253,9 +357,9 @@ def load_dataset(
         colours = default_palette(len(names))
     bad = [v for v in mask_scan.value_counts if encoding.map_value(v) is None]
     if bad:
-        # name a file that holds the first bad value, so the user knows where to look
-        offender = next(p for p in all_pairs if _holds_value(p, bad[0]))
-        encoding.apply(read_mask_raw(offender.mask), offender.mask)
+        # name a file that holds the first bad value (the scan remembers one), so the user knows where to look
+        offender = mask_scan.where[bad[0]]
+        encoding.apply(read_mask_raw(offender), offender)
     return SegmentationData(
         source=str(source), root=scan.root, layout=scan.layout, splits=splits, split_origin=split_origin,
         class_names=names, class_colours=colours, class_source=class_source or "", encoding=encoding,
@@ -263,11 +367,24 @@ def load_dataset(
     )
 
 
-def _holds_value(pair: Pair, value) -> bool:
-    raw = read_mask_raw(pair.mask)
-    if isinstance(value, tuple):
-        return raw.ndim == 3 and bool((raw.reshape(-1, 3) == np.array(value)).all(axis=1).any())
-    return raw.ndim == 2 and bool((raw == value).any())
+def _check_lossy_masks(scan: MaskScan, encoding: MaskEncoding, warnings: list[str]) -> None:
+    """Binary masks with lossy or soft edges are snapped (and said so); lossy class masks are refused,
+    since JPEG changes class values along every edge and no rule can undo that."""
+    if encoding.kind == "binary" and encoding.snapped:
+        values = len(scan.value_counts)
+        warnings.insert(0, (
+            f"the masks look binary but hold {values} different values (lossy JPEG or soft edges): values below "
+            f"128 became class 0, the rest class 1 — save masks as PNG with exactly two values to avoid this"
+        ))
+        return
+    exact_binary = encoding.kind == "binary"
+    if scan.lossy_masks and not exact_binary:
+        raise DatasetError(
+            scan.lossy_masks[0],
+            f"this mask is saved as JPEG ({len(scan.lossy_masks)} masks are), whose lossy compression changes "
+            f"class values along every edge",
+            "save the masks as PNG (lossless) and load again",
+        )
 
 
 __all__ = ["IGNORE", "ImageSet", "SegmentationData", "load_dataset", "resolve_source"]

@@ -1,36 +1,39 @@
-"""Reading image and mask files, and unpacking zips safely: every failure names the file and the fix."""
+"""Reading image and mask files: every failure names the file and the fix.
+
+Decoding is bounded: the pixel limit is checked from the header before any pixel is decoded, JPEGs are
+decoded at the smallest DCT scale that still covers the requested size (Image.draft), and callers that
+want a small picture get it resized right after decoding, so full-resolution arrays are never kept.
+"""
 
 from __future__ import annotations
 
-import stat
 import warnings
-import zipfile
-from pathlib import Path, PurePosixPath
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DatasetError
+from .limits import limits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-
-# Limits for uploaded archives, checked before anything is written to disk.
-MAX_ZIP_MEMBERS = 20_000
-MAX_ZIP_UNCOMPRESSED_BYTES = 4 * 1024**3
-MAX_ZIP_RATIO = 200  # a real image dataset never compresses 200:1; a zip bomb does
+LOSSY_FORMATS = {"JPEG", "MPO"}  # formats whose compression changes pixel values
+_EXIF_SWAPS_AXES = {5, 6, 7, 8}
+_REDUCING_GAP = 3.0  # Image.reduce() by whole factors first, then a proper resample: fast and still smooth
 
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _open(path: Path) -> Image.Image:
+@contextmanager
+def _reading(path: Path):
+    """Turn PIL's many exceptions into one DatasetError naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            image.load()
-        return image
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DatasetError(
             path,
@@ -45,94 +48,145 @@ def _open(path: Path) -> Image.Image:
         ) from None
 
 
-def read_image(path: Path) -> Image.Image:
-    """An RGB image, rotated as its EXIF orientation says (phones store photos sideways)."""
-    image = ImageOps.exif_transpose(_open(path))
+def open_header(path: Path) -> Image.Image:
+    """Open a file without decoding its pixels, refusing it if it has more pixels than allowed."""
+    with _reading(path):
+        image = Image.open(path)
+    check_pixel_limit(path, image.size)
+    return image
+
+
+def check_pixel_limit(path: Path, size: tuple[int, int]) -> None:
+    max_pixels = limits().max_pixels
+    width, height = size
+    if width * height > max_pixels:
+        raise DatasetError(
+            path,
+            f"the image is {width}×{height} ({width * height / 1e6:.1f} megapixels): too large to decode safely "
+            f"on a shared server (limit {max_pixels / 1e6:.1f} megapixels, SEGCORE_MAX_PIXELS)",
+            "resize it to a few megapixels before uploading, or ask whoever runs the server to raise SEGCORE_MAX_PIXELS",
+        )
+
+
+def _decode(path: Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    image = open_header(path)
+    with _reading(path):
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
+            side = max(draft_size)  # EXIF may swap the axes after decoding: cover both
+            image.draft(image.mode, (side, side))
+        image.load()
+    return image
+
+
+def check_readable(path: Path) -> None:
+    """Prove an image file can be read, cheaply: a PNG's chunk checksums are verified without inflating
+    its pixels; other formats are decoded, JPEG at its smallest DCT scale."""
+    image = open_header(path)
+    with _reading(path):
+        if image.format == "PNG":
+            image.verify()
+        else:
+            image.draft(image.mode, (64, 64))
+            image.load()
+    image.close()
+
+
+def _open(path: Path) -> Image.Image:
+    """The whole image decoded at full resolution (after the pixel-limit check)."""
+    return _decode(path)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF rotation, read from the header only."""
+    image = open_header(path)
+    with _reading(path):
+        orientation = _header_orientation(image)
+    width, height = image.size
+    image.close()
+    return (height, width) if orientation in _EXIF_SWAPS_AXES else (width, height)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Turned as its EXIF orientation says, without the full copy exif_transpose makes of an upright image."""
+    if image.getexif().get(0x0112, 1) in (0, 1):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation, without decoding: PIL's getexif() on a PNG decodes every pixel to look for an
+    eXIf chunk after the image data, so a PNG's orientation is read only from chunks before it."""
+    if image.format == "PNG":
+        exif = Image.Exif()
+        if "exif" in image.info:
+            exif.load(image.info["exif"])
+        return exif.get(0x0112, 1)
+    return image.getexif().get(0x0112, 1)
+
+
+def read_image(path: Path, size: tuple[int, int] | None = None) -> Image.Image:
+    """An RGB image, rotated as its EXIF orientation says (phones store photos sideways); resized to
+    size=(W, H) while decoding when given, so a huge photo never exists at full size."""
+    image = _upright(_decode(path, size))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
+        if size is not None:
+            image = image.resize(size, Image.NEAREST)  # before widening to float: a 16-bit scan stays small
+        array = np.asarray(image, dtype=np.float32)
         top = array.max() or 1.0
         image = Image.fromarray((array * (255.0 / top)).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    if image.mode != "RGB":  # convert() to the same mode would still copy every pixel
+        image = image.convert("RGB")
+    if size is not None and image.size != tuple(size):
+        image = image.resize(size, Image.BILINEAR, reducing_gap=_REDUCING_GAP)
+    return image
 
 
-def read_mask_raw(path: Path) -> np.ndarray:
-    """The stored values of a mask: (H, W) integers, or (H, W, 3) colours for a colour mask.
+def read_mask_image(path: Path) -> tuple[Image.Image, bool]:
+    """A mask decoded and turned upright, in a mode that holds its stored values; and whether it is lossy."""
+    decoded = _decode(path)
+    lossy = decoded.format in LOSSY_FORMATS
+    image = _upright(decoded)
+    if image.mode == "LA":
+        image = image.getchannel(0)
+    elif image.mode not in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB"):
+        image = image.convert("RGB")
+    return image, lossy
 
-    Palette PNGs give their indices (not the colours); 16-bit masks keep their values;
-    an alpha channel is dropped; a colour mask whose three channels agree is read as grey values.
+
+def read_mask(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """The stored values of a mask in their own integer type — (H, W), or (H, W, 3) colours for a colour
+    mask — and whether the file was saved in a lossy format. size=(W, H) picks pixels nearest-neighbour
+    (never blending two class values) right after decoding.
+
+    Palette PNGs give their indices (not the colours); 16/32-bit masks keep their values (never cast
+    to a smaller type); an alpha channel is dropped; a colour mask whose three channels agree is read
+    as grey values.
     """
-    image = ImageOps.exif_transpose(_open(path))
-    if image.mode == "P":
-        return np.asarray(image, dtype=np.int32)
-    if image.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L"):
-        return np.asarray(image).astype(np.int32)
+    image, lossy = read_mask_image(path)
+    if size is not None and image.size != tuple(size):
+        image = image.resize(size, Image.NEAREST)
+    return mask_array(image, path), lossy
+
+
+def mask_array(image: Image.Image, path: Path) -> np.ndarray:
+    """A mask image's stored values as an array (see read_mask)."""
     if image.mode == "F":
         array = np.asarray(image)
         if not np.all(array == np.round(array)):
             raise DatasetError(path, "the mask holds fractional values", "save masks as integer class indices")
-        return array.astype(np.int32)
-    if image.mode == "LA":
-        return np.asarray(image.getchannel(0), dtype=np.int32)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.int32)
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-        return rgb[..., 0].copy()
-    return rgb
+        return array.astype(np.int64)
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8)
+    array = np.asarray(image)
+    if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]):
+        return array[..., 0].copy()
+    return array
 
 
-def safe_extract_zip(archive: Path, destination: Path) -> Path:
-    """Unpack a zip into destination, refusing path tricks, links and bombs before writing anything."""
-    try:
-        handle = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
-        raise DatasetError(archive, "this file is not a valid zip archive", "zip the dataset folder again and upload that") from None
-    except OSError as exc:
-        raise DatasetError(archive, f"the archive cannot be read ({exc})", "check the file and try again") from None
-    with handle:
-        members = handle.infolist()
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise DatasetError(
-                archive, f"the archive holds {len(members)} entries, more than the limit of {MAX_ZIP_MEMBERS}",
-                "upload a smaller dataset",
-            )
-        total = sum(m.file_size for m in members)
-        packed = sum(m.compress_size for m in members) or 1
-        if total > MAX_ZIP_UNCOMPRESSED_BYTES or total / packed > MAX_ZIP_RATIO and total > 50 * 1024**2:
-            raise DatasetError(
-                archive,
-                f"the archive would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB (a zip bomb?)",
-                "upload the dataset as an ordinary zip of its images and masks",
-            )
-        for member in members:
-            name = PurePosixPath(member.filename.replace("\\", "/"))
-            if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
-                raise DatasetError(
-                    archive, f"the entry '{member.filename}' points outside the archive folder",
-                    "zip the dataset folder with relative paths only",
-                )
-            mode = member.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise DatasetError(
-                    archive, f"the entry '{member.filename}' is a symbolic link", "zip real files, not links"
-                )
-        destination.mkdir(parents=True, exist_ok=True)
-        root = destination.resolve()
-        for member in members:
-            target = (destination / member.filename).resolve()
-            if not target.is_relative_to(root):
-                raise DatasetError(archive, f"the entry '{member.filename}' points outside the archive folder", "")
-            if member.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with handle.open(member) as source, open(target, "wb") as sink:
-                written = 0
-                while chunk := source.read(1 << 20):
-                    written += len(chunk)
-                    if written > member.file_size:  # the header lied about the size
-                        raise DatasetError(archive, f"the entry '{member.filename}' is larger than declared", "")
-                    sink.write(chunk)
-    return destination
+def read_mask_raw(path: Path) -> np.ndarray:
+    """A mask's stored values at full size (see read_mask)."""
+    return read_mask(path)[0]

@@ -5,29 +5,41 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..predict import overlay, unpainted_classes
-from .dataset import SegmentationData
+from ..drawing import overlay, unpainted_classes
+from .dataset import ImageSet, SegmentationData
 from .transforms import augment_batch, make_augmentation
+
+
+def _decoded(data: SegmentationData, split: str, indices: list[int], size: tuple[int, int]) -> ImageSet:
+    """Just these pairs at `size`: from the split already in memory at that size, else decoded alone —
+    showing 8 samples of a 10,000-image upload decodes 8 pairs, not 10,000."""
+    cached = data.loaded(split, size)
+    if cached is not None:
+        return cached.subset(indices)
+    pairs = data.pairs(split)
+    return data.decode_pairs([pairs[i] for i in indices], size)
 
 
 def sample_overlays(data: SegmentationData, split: str = "train", count: int = 8, alpha: float = 0.5,
                     size: tuple[int, int] = (160, 160)) -> list[tuple[str, np.ndarray]]:
-    images = data.load(split, size)
-    picks = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
+    total = len(data.pairs(split))
+    picks = np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
+    images = _decoded(data, split, picks, size)
+    unpainted = unpainted_classes(data.class_names)
     return [
-        (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours, alpha,
-                 unpainted=unpainted_classes(data.class_names)))
-        for i in picks
+        (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours,
+                                  alpha, unpainted=unpainted))
+        for i in range(len(images))
     ]
 
 
 def augmentation_preview(data: SegmentationData, kind: str = "full", count: int = 4, index: int = 0,
                          size: tuple[int, int] = (160, 160), seed: int = 0) -> list[np.ndarray]:
     """The same training image drawn through the augmentation `count` times, masks overlaid."""
-    images = data.load("train", size)
+    one = _decoded(data, "train", [index], size)
     transform = make_augmentation(kind, size)
     torch.manual_seed(seed)
-    image, mask = images.images[index : index + 1].repeat(count, 1, 1, 1), images.masks[index : index + 1].repeat(count, 1, 1)
+    image, mask = one.images.repeat(count, 1, 1, 1), one.masks.repeat(count, 1, 1)
     out_images, out_masks = augment_batch(transform, image, mask)
     unpainted = unpainted_classes(data.class_names)
     return [overlay(i.permute(1, 2, 0).numpy(), m.numpy(), data.class_colours, 0.5, unpainted=unpainted)
