@@ -20,12 +20,13 @@ from .lesson_archive import (DATASET_DIR, FORMAT, FORMAT_VERSION, LESSON_SUFFIXE
                              write_lesson_zip)
 from .paths import cache_dir, default_lessons_dir
 from .planning import SOURCE_PLACEHOLDER, SWEEP_SIZES, comparison_order, comparison_plan, queue_plan
-from .runs import Run, atomic_write_json, safetensors_problem, slugify
+from .runs import RUN_ID_PATTERN, Run, atomic_write_json, safetensors_problem, slugify
 from .strategies import STRATEGIES
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
+UNPACKED_SOURCE_DIR = "source"  # <unpacked lesson>/source/<run id>/: the embedded source run, ready to use
 MAX_TITLE_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 20_000
 # settings a lesson may not fix, and why: the lesson gives them itself, or they belong to one machine
@@ -260,13 +261,28 @@ def _field(path: Path, manifest: dict, key: str, kinds, default=...):
     return value
 
 
-def _mark_source_run_done(lesson_file: Path):
+def _settle_source_run(lesson_file: Path):
+    """Make the unpacked source_run/ a finished run folder the queue and structure transfer accept: recorded as done,
+    and moved to source/<its run id>/, so that pages and summaries name it as the teacher did ("source run X")."""
     def finish(folder: Path) -> None:
         run = folder / SOURCE_RUN_DIR
-        if run.is_dir():  # a run folder the queue and structure transfer accept as a finished source run
-            atomic_write_json(run / "status.json", {"state": "done", "updated": time.time(),
-                                                    "reason": f"carried in the lesson {lesson_file.name}"})
+        if not run.is_dir():
+            return
+        atomic_write_json(run / "status.json", {"state": "done", "updated": time.time(),
+                                                "reason": f"carried in the lesson {lesson_file.name}"})
+        run_id = Run(run).config.get("run_id")
+        name = run_id if isinstance(run_id, str) and RUN_ID_PATTERN.match(run_id) and ".." not in run_id else "source"
+        (folder / UNPACKED_SOURCE_DIR).mkdir()
+        run.rename(folder / UNPACKED_SOURCE_DIR / name)
     return finish
+
+
+def _unpacked_source_run(folder: Path) -> Path:
+    runs = [p for p in (folder / UNPACKED_SOURCE_DIR).iterdir() if p.is_dir()]
+    if len(runs) != 1:
+        raise LessonError(folder, "the unpacked lesson does not hold exactly one source run",
+                          f"delete {folder} and open the lesson again")
+    return runs[0]
 
 
 def open_lesson(path: str | Path, workdir: str | Path | None = None) -> Lesson:
@@ -304,11 +320,11 @@ def open_lesson(path: str | Path, workdir: str | Path | None = None) -> Lesson:
             raise LessonError(path, problem)
     if parts:
         folder = unpack_lesson_zip(path, Path(workdir) if workdir else cache_dir() / "lessons",
-                                   _mark_source_run_done(path))
+                                   _settle_source_run(path))
         if dataset == EMBEDDED:
             lesson.data_source = str(folder / DATASET_DIR)
         if source_ref == EMBEDDED:
-            lesson.source_run = str(folder / SOURCE_RUN_DIR)
+            lesson.source_run = str(_unpacked_source_run(folder))
     return lesson.check()
 
 
