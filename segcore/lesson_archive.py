@@ -200,7 +200,8 @@ def unpack_lesson_zip(path: Path, root: Path, finish: Callable[[Path], None] = l
         safe_extract_zip(path, staging)  # its own link, path and size checks run again as it writes
         finish(staging)
         (staging / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)  # an earlier unpack that never completed
+        if target.exists() and not (target / ".complete").is_file():  # damaged by hand; never a complete one
+            shutil.rmtree(target, ignore_errors=True)
         try:
             staging.rename(target)
         except OSError:
