@@ -258,6 +258,134 @@ def cmd_export(args) -> int:
     return 0
 
 
+# -- lessons ------------------------------------------------------------------------------------------------------
+def parse_setting(text: str) -> tuple[str, object]:
+    """'lr=0.001' → ('lr', 0.001): the value read as JSON where it is JSON (numbers, true, null, [64, 32]), else text."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE (e.g. lr=0.001)")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return name.strip().replace("-", "_"), parsed
+
+
+def _lesson_data_reference(source: str) -> str:
+    """builtin:/download: as given; a path made absolute, so the lesson does not depend on where it is opened from."""
+    return source if source.partition(":")[0] in ("builtin", "download") else str(Path(source).expanduser().resolve())
+
+
+def cmd_lesson_create(args) -> int:
+    from .config import PRESETS
+    from .data.dataset import resolve_source
+    from .lessons import Lesson, save_lesson
+    from .planning import comparison_order
+
+    try:
+        instructions = Path(args.instructions).read_text(encoding="utf-8") if args.instructions else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: the instructions file {args.instructions} cannot be read ({exc})", file=sys.stderr)
+        return 2
+    if args.embed_data and args.data.startswith("builtin:"):
+        print(f"error: {args.data} is built into every workbench: refer to it instead of embedding it "
+              "(leave out --embed-data)", file=sys.stderr)
+        return 2
+    settings = {**(PRESETS[args.preset].settings if args.preset else {}), **dict(args.set or [])}
+    source = resolve_run(args.source_run, _runs_dir(args)).path if args.source_run else None
+    lesson = Lesson(title=args.title, instructions=instructions, data_source=_lesson_data_reference(args.data),
+                    settings=settings, strategies=args.strategies or comparison_order(), sweep=args.sweep,
+                    preset=args.preset)
+    dataset_folder = resolve_source(args.data) if args.embed_data else None
+    path = save_lesson(lesson, args.out, dataset_folder=dataset_folder, source_run_folder=source)
+    print(f"lesson written to {path} ({path.stat().st_size / 1024**2:.1f} MiB)")
+    return 0
+
+
+def cmd_lesson_show(args) -> int:
+    from .lessons import resolve_lesson
+
+    lesson = resolve_lesson(args.lesson)
+    plan = lesson.plan("lesson")
+    print(f"{lesson.title}  ({lesson.origin})")
+    print(f"  dataset     {lesson.data_source}")
+    print(f"  strategies  {', '.join(lesson.ordered_strategies())}" + ("  × training images 10/25/50/100 %" if lesson.sweep else ""))
+    print(f"  preset      {lesson.preset or '—'}")
+    print(f"  settings    {json.dumps(lesson.settings) if lesson.settings else 'the defaults'}")
+    print(f"  source run  {lesson.source_run or ('trained first, on the source task' if any(c.run_name == 'lesson-source' for c in plan) else '—')}")
+    print(f"  runs        {len(plan)}: {', '.join(c.run_name for c in plan)}")
+    print()
+    print(lesson.instructions)
+    return 0
+
+
+def cmd_lesson_run(args) -> int:
+    from dataclasses import replace
+
+    from .jobs import JobQueue, wait_for
+    from .lessons import queue_lesson, resolve_lesson
+
+    lesson = resolve_lesson(args.lesson)
+    if args.set:  # this run's overrides (e.g. max_steps=3 for a smoke test), not the lesson's own settings
+        lesson = replace(lesson, settings={**lesson.settings, **dict(args.set)})
+    runs = queue_lesson(JobQueue(_runs_dir(args)), lesson)
+    for run in runs:
+        print(run.run_id)
+    if not args.wait:
+        return 0
+    states = [wait_for(run, timeout_s=args.timeout) for run in runs]
+    for run, state in zip(runs, states):
+        print(f"{run.run_id}: {state}", file=sys.stderr)
+    return 0 if all(state == "done" for state in states) else 1
+
+
+def cmd_lesson_list(args) -> int:
+    from .lessons import BUILTIN_LESSONS, list_lessons
+    from .paths import default_lessons_dir
+
+    for key, lesson in BUILTIN_LESSONS.items():
+        print(f"builtin:{key:<18} {lesson.title}")
+    folder = Path(args.folder) if args.folder else default_lessons_dir(_runs_dir(args))
+    for path, lesson in list_lessons(folder):
+        print(f"{path}  {lesson.title}" if not isinstance(lesson, Exception) else f"{path}  cannot be used: {lesson}")
+    return 0
+
+
+def add_lesson_parsers(sub) -> None:
+    from .config import PRESETS
+    from .strategies import STRATEGIES
+
+    lessons = sub.add_parser("lesson", help="lessons a teacher hands out: create, show, run, list").add_subparsers(
+        dest="lesson_command", required=True)
+    p = lessons.add_parser("create", help="write a lesson file (.lesson.zip)")
+    p.add_argument("--title", required=True)
+    p.add_argument("--instructions", help="a Markdown file with a few lines for the students")
+    p.add_argument("--data", required=True, help="builtin:NAME, download:pet|voc, a folder, or a .zip")
+    p.add_argument("--embed-data", action="store_true", help="put the dataset itself in the lesson file")
+    p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), help="default: those of Train all")
+    p.add_argument("--preset", choices=list(PRESETS), help="start the settings from a preset")
+    p.add_argument("--set", type=parse_setting, action="append", metavar="NAME=VALUE",
+                   help="fix a setting (TrainConfig name), e.g. --set lr=0.001 --set epochs=4")
+    p.add_argument("--sweep", action="store_true", help="the data-efficiency sweep: each strategy on 10/25/50/100 %%")
+    p.add_argument("--source-run", help="a finished run (id in --runs-dir or folder) to embed for structure transfer")
+    p.add_argument("--out", required=True, help="the lesson file to write (.lesson.zip or .segl)")
+    p.set_defaults(func=cmd_lesson_create)
+    p = lessons.add_parser("show", help="what a lesson holds and the runs it will queue")
+    p.add_argument("lesson", help="a lesson file, or builtin:KEY (see 'lesson list')")
+    p.set_defaults(func=cmd_lesson_show)
+    p = lessons.add_parser("run", help="queue a lesson's runs and print their ids")
+    p.add_argument("lesson", help="a lesson file, or builtin:KEY")
+    p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="folder for the runs (default: the global --runs-dir)")
+    p.add_argument("--set", type=parse_setting, action="append", metavar="NAME=VALUE",
+                   help="override a setting for these runs only, e.g. --set max_steps=3")
+    p.add_argument("--wait", action="store_true", help="wait until every run has ended; exit 1 unless all are done")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait per run with --wait")
+    p.set_defaults(func=cmd_lesson_run)
+    p = lessons.add_parser("list", help="the built-in lessons and the lesson files in a folder")
+    p.add_argument("--folder", help="default: $SEGCORE_LESSONS, else lessons/ beside the runs folder")
+    p.set_defaults(func=cmd_lesson_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segcore", description="Transfer learning for semantic segmentation.")
     parser.add_argument("--runs-dir", default=str(default_runs_dir()),
@@ -315,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="export")
     p.add_argument("--no-onnx", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    add_lesson_parsers(sub)
     return parser
 
 

@@ -44,3 +44,11 @@ class ConfigError(SegcoreError, ValueError):
         self.setting, self.value, self.problem = setting, value, problem
         named = f"{setting} ({flag})" if flag else setting
         super().__init__(f"setting {named} = {value!r}: {problem}")
+
+
+class LessonError(SegcoreError):
+    """A lesson file that cannot be used: which file (and entry), what is wrong, what to do about it."""
+
+    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self.path, self.problem, self.hint = str(path), problem, hint
+        super().__init__(f"lesson {self.path}: {problem}" + (f" — {hint}" if hint else ""))

@@ -14,3 +14,10 @@ def cache_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get("SEGCORE_RUNS", "runs"))
+
+
+def default_lessons_dir(runs_dir: str | Path | None = None) -> Path:
+    """Where teachers' lesson files are listed from: $SEGCORE_LESSONS, else a 'lessons' folder beside the runs folder."""
+    if os.environ.get("SEGCORE_LESSONS"):
+        return Path(os.environ["SEGCORE_LESSONS"])
+    return Path(runs_dir or default_runs_dir()).resolve().parent / "lessons"

@@ -35,21 +35,22 @@ def source_config(config: TrainConfig, group: str) -> TrainConfig:
                    ignore_index=255, run_name=f"{group}-source")
 
 
-def comparison_order() -> list[str]:
-    """The strategies "Train all" queues, cheapest first so that a class sees a finished run early
-    (feature transfer is done in a fraction of the time); those that need the source run go last."""
-    names = [name for name, info in STRATEGIES.items() if info.in_train_all]
+def comparison_order(strategies=None) -> list[str]:
+    """The strategies "Train all" queues (or the given ones: a lesson's), cheapest first so that a class sees a
+    finished run early (feature transfer is done in a fraction of the time); those that need the source run go last."""
+    names = list(strategies) if strategies is not None else [n for n, info in STRATEGIES.items() if info.in_train_all]
     return sorted(names, key=lambda n: (STRATEGIES[n].needs_source_run, -STRATEGIES[n].reference_images_per_s))
 
 
 def comparison_plan(config: TrainConfig, group: str, source_run: str | None = None,
-                    train_sizes=(None,)) -> list[TrainConfig]:
+                    train_sizes=(None,), strategies=None) -> list[TrainConfig]:
     """The runs of a comparison, in queue order: one per strategy (× training-set size) with identical settings;
-    the source run, when one is needed, just before the first run that carries it over."""
+    the source run, when one is needed, just before the first run that carries it over.
+    strategies: the names to compare (default: those of "Train all")."""
     plan = []
     for size in train_sizes:
         suffix = "" if size is None else f"-n{size:g}"
-        for strategy in comparison_order():
+        for strategy in comparison_order(strategies):
             info = STRATEGIES[strategy]
             if info.needs_source_run and not source_run:
                 plan.append(source_config(config, group))
