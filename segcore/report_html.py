@@ -212,17 +212,16 @@ def _charts(runs, letters, colours) -> str:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
+    """Round tick values covering [low, high] (1, 2, 2.5 or 5 times a power of ten apart)."""
     if not high > low:
         high = low + 1.0
     raw = (high - low) / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     start = math.floor(low / step) * step
-    ticks, value = [], start
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 10))
-        value += step
+    ticks = [round(start, 10)]
+    while ticks[-1] < high - step * 1e-9:  # the last tick is at or past high, so every point is inside the axis
+        ticks.append(round(start + len(ticks) * step, 10))
     return ticks
 
 

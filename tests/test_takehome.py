@@ -253,7 +253,7 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def hostile_dataset(tmp_path_factory) -> Path:
     """Three classes, one named like an HTML injection, in a folder whose name holds markup too."""
-    root = write_images_masks(tmp_path_factory.mktemp("takehome") / "<b>data&co</b>", count=12, class_file=False)
+    root = write_images_masks(tmp_path_factory.mktemp("takehome") / "data&<u>co", count=12, class_file=False)
     (root / "classes.txt").write_text(f"background\n{HOSTILE_CLASS}\ndisc\n")
     return root
 
@@ -277,10 +277,9 @@ def test_imported_runs_show_the_same_numbers_and_predict_the_same_pixels(two_run
     for original, copy in zip(two_runs, imported):
         assert copy.summary() == original.summary()
         assert summary_row(copy) == summary_row(original)  # Compare's table, s to 90 % included
-        assert np.array_equal(Predictor(copy, device="cpu").predict(image), Predictor(original, device="cpu").predict(image))
-        logits_a = Predictor(copy, device="cpu").logits([image])
-        logits_b = Predictor(original, device="cpu").logits([image])
-        assert torch.equal(logits_a, logits_b)  # bit for bit, not just the same argmax
+        imported_model, original_model = Predictor(copy, device="cpu"), Predictor(original, device="cpu")
+        assert np.array_equal(imported_model.predict(image), original_model.predict(image))
+        assert torch.equal(imported_model.logits([image]), original_model.logits([image]))  # bit for bit, not just argmax
 
 
 class _Collector(HTMLParser):
@@ -302,20 +301,22 @@ def test_the_html_report_is_self_contained_inert_and_complete(two_runs, hostile_
     from segcore.report_html import comparison_report
 
     data = load_dataset(str(hostile_dataset))
-    report = comparison_report(two_runs, data, count=3)
+    rows = len(data.pairs("val"))
+    assert rows >= 2
+    report = comparison_report(two_runs, data, count=rows + 5)  # asking for more images than there are
     parser = _Collector()
     parser.feed(report)
     parser.close()
     grid = [i for i in parser.images if i["src"].startswith("data:image/png;base64,")]
-    assert len(grid) == len(parser.images) == 3 * (2 + len(two_runs))
-    assert report.count('<img src="data:image/png;base64,') == 3 * (2 + len(two_runs))
+    assert len(grid) == len(parser.images) == rows * (2 + len(two_runs))
+    assert report.count('<img src="data:image/png;base64,') == rows * (2 + len(two_runs))
     for run in two_runs:
         assert f"{run.summary()['miou']:.3f}" in report
         assert f"{run.summary()['pixel_accuracy']:.3f}" in report
     assert "http://" not in report and "https://" not in report
     assert "<script" not in report.lower()
     assert HOSTILE_CLASS not in report and "&lt;img src=x onerror=alert(1)&gt;" in report
-    assert "<b>data&co</b>" not in report and "&lt;b&gt;data&amp;co&lt;/b&gt;" in report
+    assert "data&<u>co" not in report and "data&amp;&lt;u&gt;co" in report  # title, heading, settings
     assert HOSTILE_CLASS in "".join(parser.text)  # shown to the reader as text
     assert parser.tags.count("svg") == 3 and parser.tags.count("polyline") >= 3
     assert "s to 90 % of best" in report and "IoU per class" in report and "Settings" in report
@@ -405,3 +406,17 @@ def test_a_class_absent_from_every_image_gives_no_worst_images(two_runs, hostile
     assert worst_images_for_class(predictors, data, 1, count=2)  # the same call finds a present class
     with pytest.raises(RunError, match="does not exist"):
         worst_images_for_class(predictors, data, 99)
+
+
+@pytest.mark.parametrize("xs, ys", [([1, 12], [1.3, 0.2]), ([0, 45.3], [0.1, 0.7]), ([3, 3], [0.5, 0.5])])
+def test_every_curve_point_is_drawn_inside_the_chart(xs, ys):
+    from segcore.report_html import svg_chart
+
+    svg = svg_chart("t", "x", "y", [("<A>", "#123456", list(zip(map(float, xs), map(float, ys))))])
+    frame = re.search(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', svg)
+    left, top, width, height = map(float, frame.groups())
+    points = re.search(r'points="([^"]+)"', svg).group(1).split()
+    for point in points:
+        x, y = map(float, point.split(","))
+        assert left <= x <= left + width and top <= y <= top + height, point
+    assert "&lt;A&gt;" in svg and "<A>" not in svg
