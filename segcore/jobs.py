@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 from filelock import FileLock
 
+from .classroom import fair_order, waiting_limit_problem
 from .config import TrainConfig
 from .errors import RunError
 from .runs import (Run, RunWriter, atomic_write_json, check_run_id, list_runs, new_run_id, process_identity,
@@ -80,6 +81,9 @@ class JobQueue:
                     return run
             if sum(r.state == "queued" for r in active) >= MAX_QUEUED:
                 raise RunError(f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some")
+            limit = waiting_limit_problem(owner, [r for r in active if r.state == "queued"], 1, self.runs_dir)
+            if limit:
+                raise RunError(limit)
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy, config.data)
             writer = RunWriter(self.runs_dir / run_id)
             writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id, "group": group,
@@ -151,7 +155,9 @@ class JobQueue:
         return list_runs(self.runs_dir)
 
     def queued(self) -> list[Run]:
-        return sorted((r for r in self.runs() if r.state == "queued"), key=lambda r: r.status_record.queued or 0.0)
+        """Waiting runs in the order they will start: fair between students (classroom.fair_order)."""
+        runs = self.runs()
+        return fair_order([r for r in runs if r.state == "queued"], [r for r in runs if r.state == "running"])
 
     def running(self) -> list[Run]:
         return [r for r in self.runs() if r.state == "running"]
