@@ -28,6 +28,7 @@ def shown(markdown: str) -> str:
 
 def open_page(page: str) -> AppTest:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params["student"] = "Tester"
     app.run()
     app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
@@ -111,3 +112,31 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     assert compare.multiselect(key="compare_runs").value[0].run_id == run.run_id
     assert compare.slider(key="cmp_alpha") and compare.toggle(key="cmp_errors")
     assert len(compare.get("image")) == 3 * 4  # image, ground truth, prediction for 4 validation images
+
+
+def test_a_first_visit_asks_for_a_name_and_then_keeps_it(runs_dir):
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.run()
+    assert "Welcome" in app.title[0].value and not app.exception
+    app.text_input[0].set_value("<b>x</b>")
+    app.button[0].click().run()
+    assert app.error and "student" not in app.query_params  # refused with the reason
+    app.text_input[0].set_value("Ada  Lovelace")
+    app.button[0].click().run()
+    assert app.session_state["student"] == "Ada Lovelace"
+    app.switch_page("views/model.py").run()
+    assert not app.exception and any("Ada Lovelace" in shown(m.value) for m in app.sidebar.markdown)
+
+
+def test_the_chosen_dataset_is_kept_in_the_workspace_across_sessions(runs_dir, tmp_path):
+    from tests.conftest import write_images_masks
+
+    folder = write_images_masks(tmp_path / "cells", count=8)
+    app = open_page("data")
+    app.radio(key="data_origin").set_value("Folder on this server").run()
+    app.text_input[0].set_value(str(folder)).run()
+    assert not app.exception
+    again = open_page("model")  # a reload: a new session of the same student
+    assert any("cells" in shown(m.value) for m in again.sidebar.markdown)
+    data_page = open_page("data")
+    assert data_page.radio(key="data_origin").value == "Folder on this server"  # not reset to Built-in

@@ -6,13 +6,13 @@ import html
 import os
 import re
 import threading
-import uuid
 import time
 from pathlib import Path
 
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
+from segcore.classroom import WorkspaceError, WorkspaceRecord, workspace_id
 from segcore.comparison_stats import dataset_title
 from segcore.config import describe
 from segcore.jobs import JobQueue
@@ -101,11 +101,45 @@ def state_default(key: str, value):
 
 
 def dataset_settings() -> tuple[str, int | None, tuple[str, ...] | None]:
-    return (
-        state_default("dataset_source", DEFAULT_DATASET),
-        state_default("ignore_index", 255),
-        state_default("class_names", None),
-    )
+    """The dataset this student works on. Kept in the workspace on disk, so it stays chosen across pages,
+    reloads and server restarts until the student picks another."""
+    if "dataset_source" not in st.session_state:
+        record = workspace()
+        st.session_state.update(dataset_source=record.dataset or DEFAULT_DATASET, ignore_index=record.ignore_index,
+                                class_names=None)
+    return st.session_state["dataset_source"], st.session_state["ignore_index"], st.session_state["class_names"]
+
+
+def choose_dataset(source: str, ignore_index: int | None, class_names: tuple[str, ...] | None,
+                   uploaded_name: str | None = None) -> None:
+    """Make `source` this student's dataset, here and in the workspace record."""
+    st.session_state.update(dataset_source=source, ignore_index=ignore_index, class_names=class_names)
+    record = workspace()
+    record.dataset, record.ignore_index = source, ignore_index
+    if uploaded_name:
+        record.remember_upload(uploaded_name, source)
+    record.save(runs_dir())
+
+
+def data_roots() -> list[str]:
+    """Folders whose datasets students may open by path (SEGCORE_DATA_ROOTS, separated by the OS path separator);
+    unset on a personal laptop, where any folder may be opened."""
+    return [r for r in os.environ.get("SEGCORE_DATA_ROOTS", "").split(os.pathsep) if r.strip()]
+
+
+def folder_allowed(path: str) -> bool:
+    roots = data_roots()
+    if not roots:
+        return True
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
+
+
+def dataset_display_name(source: str) -> str:
+    """An uploaded dataset by the name it had on the student's computer; others by their short name."""
+    from segcore.naming import dataset_name
+
+    return workspace().upload_name(source) or dataset_name(source)
 
 
 @st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
@@ -122,8 +156,14 @@ def current_dataset():
         return None, error_text(exc)
 
 
-def finished_runs() -> list[Run]:
-    return [r for r in list_runs(runs_dir()) if r.state == "done" and r.has_checkpoint()]
+def visible_runs(include_class: bool = False) -> list[Run]:
+    """This student's runs; with include_class, the class's too (read-only: actions check the owner)."""
+    me = session_owner()
+    return [r for r in list_runs(runs_dir()) if include_class or r.owner in (me, None)]
+
+
+def finished_runs(include_class: bool = False) -> list[Run]:
+    return [r for r in visible_runs(include_class) if r.state == "done" and r.has_checkpoint()]
 
 
 def run_label(run: Run) -> str:
@@ -148,26 +188,89 @@ def queue_counts(runs: list[Run]) -> dict[str, int]:
 
 @st.fragment(run_every="2s")
 def run_counts() -> None:
-    counts = queue_counts(list_runs(runs_dir()))
-    st.caption(f"Runs: {counts['running']} training · {counts['queued']} queued · {counts['done']} finished")
+    everyone = list_runs(runs_dir())
+    mine = queue_counts([r for r in everyone if r.owner == session_owner()])
+    st.caption(f"Your runs: {mine['running']} training · {mine['queued']} queued · {mine['done']} finished")
+    waiting = queue_counts(everyone)
+    st.caption(f"Class queue: {waiting['running']} training · {waiting['queued']} waiting")
+
+
+def class_names_offered() -> list[str]:
+    """SEGCORE_CLASSES="5A,5B" on a server that hosts several classes; empty for one class."""
+    return [c.strip() for c in os.environ.get("SEGCORE_CLASSES", "").split(",") if c.strip()]
 
 
 def session_owner() -> str:
-    """Who is asking, for the queue's per-session double-click guard and for Cancel/Resume: an id kept in the
-    page address, so a reload of the same tab keeps it and another browser gets its own."""
-    owner = st.query_params.get("session", "")
-    if not re.fullmatch(r"[a-f0-9]{16}", owner):
-        owner = uuid.uuid4().hex[:16]
-        st.query_params["session"] = owner
-    return owner
+    """The student's workspace ('class/student'), kept in the page address: a reload keeps it, a bookmark
+    brings the student back to their own runs, another browser signs in as itself."""
+    return workspace_id(st.session_state["student"], st.session_state.get("student_class") or None)
+
+
+def _keep_identity() -> None:
+    """The address carries the identity across reloads; the session carries it across pages (Streamlit drops
+    query parameters when the page changes), and each run writes it back into the address."""
+    params = st.query_params
+    if "student" in params:
+        st.session_state["student"], st.session_state["student_class"] = params["student"], params.get("class")
+    elif "student" in st.session_state:
+        params["student"] = st.session_state["student"]
+        if st.session_state.get("student_class"):
+            params["class"] = st.session_state["student_class"]
+
+
+def workspace() -> WorkspaceRecord:
+    return WorkspaceRecord.load(runs_dir(), session_owner())
+
+
+def signed_in() -> bool:
+    _keep_identity()
+    try:
+        session_owner()
+        return True
+    except (KeyError, WorkspaceError):
+        return False
+
+
+def workspace_gate() -> None:
+    """On a first visit, ask for a name (and the class on a server with several), then carry on to the page."""
+    if signed_in():
+        return
+    st.title("👋 Welcome to the Segmentation Transfer Workbench")
+    st.write("Give your name so that your runs and uploads are kept apart from your classmates'. "
+             "Nothing leaves this computer.")
+    with st.form("sign_in"):
+        name = st.text_input("Your name", max_chars=40)
+        classes = class_names_offered()
+        class_name = st.selectbox("Your class", classes) if classes else None
+        if st.form_submit_button("Start", type="primary"):
+            try:
+                workspace_id(name, class_name)
+            except WorkspaceError as exc:
+                st.error(md(exc))
+            else:
+                st.query_params["student"] = " ".join(name.split())
+                if class_name:
+                    st.query_params["class"] = class_name
+                st.rerun()
+    st.stop()
 
 
 def sidebar() -> None:
+    workspace_gate()
     source, _, _ = dataset_settings()
     with st.sidebar:
+        me = session_owner()
+        st.caption("Signed in as")
+        st.markdown(f"**{md(me.replace('/', ' · '))}**")
+        if st.button("Switch student", key="switch_student", type="tertiary"):
+            st.query_params.clear()
+            st.session_state.clear()
+            st.rerun()
         st.caption("Current dataset")
-        st.markdown(f"**{md(source)}**")
+        st.markdown(f"**{md(dataset_display_name(source))}**")
         run_counts()
         st.caption(f"Device: {device_line()}")
+        st.caption("🔒 Offline: your images, runs and models stay on this server; nothing is sent anywhere "
+                   "(only *Download* datasets need the internet).")
         if queue().last_error:
             st.warning(f"The scheduler hit a problem: {md(queue().last_error)}", icon="⚠️")

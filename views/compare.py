@@ -9,11 +9,11 @@ import streamlit as st
 from pathlib import Path
 
 from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, dataset_settings, error_text, finished_runs, html_text,
-                           md, plot_text, run_label, runs_dir)
+                           md, plot_text, run_label, visible_runs)
 from segcore import Predictor, SegcoreError
 from segcore.curves import comparison_curves
 from segcore.run_data import load_run_dataset
-from segcore.runs import Run, list_runs
+from segcore.runs import Run
 from segcore.comparison_image import comparison_tiles, render_comparison
 from segcore.comparison_stats import (data_efficiency_points, dataset_key, dataset_title, default_selection,
                                      differs_in_training_size, mixing_problem, per_class_iou_rows, summary_row)
@@ -21,9 +21,10 @@ from segcore.data.files import read_image
 
 st.title("🔍 Compare")
 
-runs = [r for r in finished_runs() if not r.broken]
+show_class = st.toggle("Include my class's runs (read-only)", key="compare_class_runs")
+runs = [r for r in finished_runs(include_class=show_class) if not r.broken]
 if not runs:
-    busy = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+    busy = [r for r in visible_runs() if r.state in ("queued", "running")]
     if busy:
         st.info(f"{len(busy)} run(s) are training or waiting; each appears here as soon as it finishes.")
         st.page_link("views/training.py", label="Watch them on Training →", icon="📈")

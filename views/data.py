@@ -3,7 +3,10 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from views._shared import current_dataset, dataset_settings, error_text, html_text, md, plot_text
+from pathlib import Path
+
+from views._shared import (choose_dataset, current_dataset, data_roots, dataset_display_name, dataset_settings,
+                           error_text, folder_allowed, html_text, md, plot_text, workspace)
 from segcore import SegcoreError, dataset_report
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
@@ -15,10 +18,18 @@ st.title("🖼️ Data")
 st.caption("Pick the images and masks to learn from. Everything stays on this machine.")
 
 source, ignore_index, class_names = dataset_settings()
-choice = st.radio("Where is the data?", ["Built-in", "Upload", "Folder on this server", "Download (needs internet)"],
-                  horizontal=True, key="data_origin")
+record = workspace()
+ORIGINS = ["Built-in", "Upload", "Folder on this server", "Download (needs internet)"]
+if source.startswith("builtin:"):
+    current_origin = 0
+elif record.upload_name(source) or "uploads" in Path(source).parts:
+    current_origin = 1
+else:
+    current_origin = 3 if source.startswith("download:") else 2
+# the radio starts from where the current dataset came from, so coming back to this page never changes it
+choice = st.radio("Where is the data?", ORIGINS, index=current_origin, horizontal=True, key="data_origin")
 
-new_source = None
+new_source, uploaded_name = None, None
 if choice == "Built-in":
     names = list(BUILTINS)
     current = source.split(":", 1)[1] if source.startswith("builtin:") and source.split(":", 1)[1] in names else names[0]
@@ -26,6 +37,13 @@ if choice == "Built-in":
                         format_func=lambda n: f"{n} — {BUILTINS[n].description}")
     new_source = f"builtin:{name}"
 elif choice == "Upload":
+    earlier = [u for u in record.uploads or [] if Path(u["source"]).exists()]
+    if earlier:
+        sources = [u["source"] for u in earlier]
+        picked = st.selectbox("Your uploads", sources, index=sources.index(source) if source in sources else None,
+                              format_func=lambda s: record.upload_name(s) or s, placeholder="Use one you uploaded before",
+                              key="earlier_upload")
+        new_source = picked
     left, right = st.columns(2)
     archive = left.file_uploader("A .zip of the dataset folder", type=["zip"], key="upload_zip")
     folder = right.file_uploader("…or a whole folder", accept_multiple_files="directory", key="upload_folder")
@@ -33,15 +51,20 @@ elif choice == "Upload":
     if files:
         try:
             new_source = str(save_uploads(files))
+            uploaded_name = archive.name if archive else files[0][0].replace("\\", "/").split("/")[0]
         except SegcoreError as exc:
             st.error(error_text(exc))
-    else:
+    elif not earlier:
         st.info("Layouts understood: `images/` + `masks/` (paired by file name), SegNet/CamVid "
                 "(`train/` + `trainannot/`…), Pascal VOC (`JPEGImages/` + `SegmentationClass/`).")
 elif choice == "Folder on this server":
     path = st.text_input("Folder path", value="" if source.startswith(("builtin:", "download:")) else source,
                          placeholder="/data/camvid")
     new_source = path.strip() or None
+    if new_source and not folder_allowed(new_source):
+        st.error(f"{md(new_source)} is outside the dataset folders this server shares "
+                 f"({md(', '.join(data_roots()))}): ask the teacher to put the dataset there, or upload it.")
+        new_source = None
 else:
     name = st.selectbox("Dataset to download", list(DOWNLOADS), format_func=lambda n: f"{n} — {DOWNLOADS[n]}")
     if st.button("Download and use it"):
@@ -62,7 +85,7 @@ except ValueError:
 new_names = tuple(n.strip() for n in names_text.splitlines() if n.strip()) or None
 
 if new_source and (new_source, new_ignore, new_names) != (source, ignore_index, class_names):
-    st.session_state.update(dataset_source=new_source, ignore_index=new_ignore, class_names=new_names)
+    choose_dataset(new_source, new_ignore, new_names, uploaded_name)
     st.rerun()
 
 data, problem = current_dataset()
@@ -71,7 +94,7 @@ if problem:
     st.stop()
 
 report = dataset_report(data)
-st.success(f"Using **{md(data.source)}** — {md(report.layout)}")
+st.success(f"Using **{md(dataset_display_name(data.source))}** — {md(report.layout)}")
 cols = st.columns(4)
 cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
 cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))

@@ -137,7 +137,7 @@ if info.transfers_encoder:
     settings["train_bn"] = st.toggle(describe("train_bn")["label"], value=DEFAULTS.train_bn, key="train_bn",
                                      help=describe("train_bn")["help"])
 if info.needs_source_run:
-    sources = [r for r in finished_runs() if r.config.get("backbone") == backbone]
+    sources = [r for r in finished_runs(include_class=True) if r.config.get("backbone") == backbone]
     if sources:
         picked = st.selectbox(describe("source_run")["label"] + " to carry over", sources, format_func=run_label,
                               key="source_run")

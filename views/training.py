@@ -5,7 +5,7 @@ from plotly.subplots import make_subplots
 import streamlit as st
 
 from segcore import SegcoreError
-from views._shared import error_text, md, session_owner, plot_text, queue, queue_counts, runs_dir
+from views._shared import error_text, md, plot_text, queue, queue_counts, runs_dir, session_owner, visible_runs
 from segcore.curves import RunCurves, comparison_curves
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
@@ -13,7 +13,8 @@ from segcore.runs import list_runs
 
 st.title("📈 Training")
 
-runs = list_runs(runs_dir())
+show_class = st.toggle("Show my class's runs too (read-only)", key="training_class_runs")
+runs = visible_runs(include_class=show_class)
 if not runs:
     st.info("Nothing has been trained yet. Queue a run on the Model & strategy page.")
     st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
@@ -58,7 +59,8 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
 @st.fragment(run_every="1s")
 def live_view(group: str) -> None:
     all_runs = list_runs(runs_dir())
-    members = [r for r in all_runs if (r.config.get("group") or r.run_id) == group]
+    members = [r for r in all_runs if (r.config.get("group") or r.run_id) == group
+               and (show_class or r.owner in (session_owner(), None))]
     curves = comparison_curves(members)
     st.plotly_chart(training_figure(curves), key="training_curves")
     st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
