@@ -13,7 +13,8 @@ navigation = st.navigation(
         st.Page("views/training.py", title="Training", icon="📈"),
         st.Page("views/compare.py", title="Compare", icon="🔍"),
         st.Page("views/learn.py", title="Learn", icon="🎓"),
+        st.Page("views/teacher.py", title="Teacher", icon="🧑‍🏫"),
     ]
 )
-sidebar()
+sidebar(signed_in_page=navigation.url_path != "teacher")
 navigation.run()

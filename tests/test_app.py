@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["data", "model", "training", "compare", "learn"]
+PAGES = ["data", "model", "training", "compare", "learn", "teacher"]
 
 
 @pytest.fixture
@@ -140,3 +140,28 @@ def test_the_chosen_dataset_is_kept_in_the_workspace_across_sessions(runs_dir, t
     assert any("cells" in shown(m.value) for m in again.sidebar.markdown)
     data_page = open_page("data")
     assert data_page.radio(key="data_origin").value == "Folder on this server"  # not reset to Built-in
+
+
+def test_the_teacher_page_needs_the_pin_then_shows_and_stops_any_students_run(runs_dir, monkeypatch, train_dataset):
+    from segcore import TrainConfig
+    from segcore.jobs import JobQueue
+
+    monkeypatch.setenv("SEGCORE_TEACHER_PIN", "2468")
+    queue = JobQueue(runs_dir, max_running=0)  # nothing starts: the runs wait in the queue
+    tiny = dict(data=str(train_dataset), epochs=1, min_steps=0, height=64, width=64)
+    alice = queue.submit(TrainConfig(**tiny), owner="Alice", start=False)
+    queue.submit(TrainConfig(**tiny), owner="Bob", start=False)
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.run()
+    app.switch_page("views/teacher.py").run()
+    assert not app.dataframe, "nothing is shown before the PIN"
+    app.text_input[0].set_value("1111")
+    app.button[0].click().run()
+    assert app.error and not app.dataframe
+    app.text_input[0].set_value("2468")
+    app.button[0].click().run()
+    table = app.dataframe[0].value
+    assert set(table["student"]) == {"Alice", "Bob"}
+    app.selectbox(key="teacher_cancel_pick").set_value(alice).run()
+    app.button(key="teacher_cancel").click().run()
+    assert alice.state == "cancelled" and not app.exception

@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
-from segcore.classroom import WorkspaceError, WorkspaceRecord, workspace_id
+from segcore.classroom import WorkspaceError, WorkspaceRecord, teacher_pin, workspace_id
 from segcore.comparison_stats import dataset_title
 from segcore.config import describe
 from segcore.jobs import JobQueue
@@ -255,7 +255,17 @@ def workspace_gate() -> None:
     st.stop()
 
 
-def sidebar() -> None:
+@st.cache_resource
+def announce_teacher_pin() -> None:
+    """Once per server: make (and print to the console) the teacher's PIN unless SEGCORE_TEACHER_PIN sets it."""
+    teacher_pin()
+
+
+def sidebar(signed_in_page: bool = True) -> None:
+    """Every page's sidebar; student pages first ask who is there (the teacher's page asks for its PIN instead)."""
+    announce_teacher_pin()
+    if not signed_in_page:
+        return
     workspace_gate()
     source, _, _ = dataset_settings()
     with st.sidebar:
