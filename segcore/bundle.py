@@ -118,10 +118,11 @@ def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 # -- import -----------------------------------------------------------------------------------------
-def import_comparison(zip_path: str | Path, runs_dir: str | Path) -> list[Run]:
+def import_comparison(zip_path: str | Path, runs_dir: str | Path, owner: str | None = None) -> list[Run]:
     """Import a bundle's runs into runs_dir and return them (in the bundle's order). A run id already there
     gets a new one (`<id>-imported`, `<id>-imported-2`, …) and structure-transfer references between the
-    imported runs follow. Imported runs read as done, with `imported: true` in status.json.
+    imported runs follow. Imported runs read as done, with `imported: true` in status.json, and belong to
+    `owner` (the student who imported them), whoever made them.
     BundleError (a RunError) naming the entry when the zip is not a sound bundle; nothing is written then."""
     zip_path, runs_dir = Path(zip_path), Path(runs_dir)
     try:
@@ -143,7 +144,7 @@ def import_comparison(zip_path: str | Path, runs_dir: str | Path) -> list[Run]:
                 staged.append((run_id, _stage_run(zip_path, archive, members, manifest, run_id, runs_dir)))
             if manifest.get("sheet"):
                 _verified_bytes(zip_path, archive, members[SHEET], manifest["files"][SHEET])
-            return _move_into_place(staged, runs_dir, zip_path)
+            return _move_into_place(staged, runs_dir, zip_path, owner)
         finally:
             for _, folder in staged:
                 shutil.rmtree(folder, ignore_errors=True)  # gone already unless something failed
@@ -319,14 +320,14 @@ def _check_content(zip_path: Path, entry: str, name: str, data: bytes) -> None:
             raise BundleError(zip_path, entry, problem, "this run's settings cannot be used; leave it out of the bundle")
 
 
-def _move_into_place(staged: list[tuple[str, Path]], runs_dir: Path, zip_path: Path) -> list[Run]:
+def _move_into_place(staged: list[tuple[str, Path]], runs_dir: Path, zip_path: Path, owner: str | None) -> list[Run]:
     """Reserve every new name first, so source-run references can point at them before any run appears."""
     targets: dict[str, Path] = {}
     try:
         for run_id, _ in staged:
             targets[run_id] = _reserve_folder(runs_dir, run_id)
         for run_id, folder in staged:
-            _finish_run(folder, run_id, targets, zip_path)
+            _finish_run(folder, run_id, targets, zip_path, owner)
             _rename_over_reserved(folder, targets[run_id])
     except BaseException:
         for target in targets.values():
@@ -350,7 +351,7 @@ def _reserve_folder(runs_dir: Path, run_id: str) -> Path:
     raise RunError(f"{runs_dir}: no free name for the imported run {run_id}: remove some imported copies first")
 
 
-def _finish_run(folder: Path, run_id: str, targets: dict[str, Path], zip_path: Path) -> None:
+def _finish_run(folder: Path, run_id: str, targets: dict[str, Path], zip_path: Path, owner: str | None) -> None:
     """The staged run made a finished, imported run under its new name (no process: done, imported: true);
     the original start time stays, so time-to-accuracy curves read as they did."""
     target = targets[run_id]
@@ -370,6 +371,7 @@ def _finish_run(folder: Path, run_id: str, targets: dict[str, Path], zip_path: P
         config["run_id"] = target.name
     if "source_run" in config:
         config["source_run"] = _redirected_source(config["source_run"], targets)
+    config["owner"] = owner
     atomic_write_json(folder / "config.json", config)
     os.chmod(folder, stat.S_IMODE(target.stat().st_mode))  # mkdtemp made it private; now as this folder makes runs
 

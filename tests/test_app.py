@@ -111,7 +111,8 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     compare = open_page("compare")
     assert compare.multiselect(key="compare_runs").value[0].run_id == run.run_id
     assert compare.slider(key="cmp_alpha") and compare.toggle(key="cmp_errors")
-    assert len(compare.get("image")) == 3 * 4  # image, ground truth, prediction for 4 validation images
+    # image, ground truth, prediction for 4 validation images; then the 3 hardest images for the first class
+    assert len(compare.get("image")) == 3 * 4 + 3 * 3
 
 
 def test_a_first_visit_asks_for_a_name_and_then_keeps_it(runs_dir):

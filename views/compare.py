@@ -2,6 +2,7 @@
 
 import csv
 import io
+import tempfile
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -9,7 +10,10 @@ import streamlit as st
 from pathlib import Path
 
 from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, dataset_settings, error_text, finished_runs, html_text,
-                           md, plot_text, run_label, visible_runs)
+                           md, plot_text, run_label, runs_dir, session_owner, visible_runs)
+from segcore.bundle import export_comparison, import_comparison
+from segcore.report_html import comparison_report
+from segcore.worst_images import worst_images_for_class
 from segcore import Predictor, SegcoreError
 from segcore.curves import comparison_curves
 from segcore.run_data import load_run_dataset
@@ -96,9 +100,13 @@ with left:
         points = [p for p in per_class_iou_rows([run])]
         figure.add_trace(go.Bar(x=[plot_text(p["class"]) for p in points], y=[p["IoU"] for p in points], name=run.run_id,
                                 marker_color=STRATEGY_COLOURS.get(run.config.get("strategy"), "#888")))
-    figure.update_layout(barmode="group", title="IoU per class", yaxis_range=[0, 1], height=340,
-                         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
-    st.plotly_chart(figure, key="per_class")
+    figure.update_layout(barmode="group", title="IoU per class (click a bar to see where it goes wrong)",
+                         yaxis_range=[0, 1], height=340, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.25))
+    clicked = st.plotly_chart(figure, key="per_class", on_select="rerun", selection_mode="points")
+    picked = [p.get("point_index") for p in (clicked.selection.points if clicked else [])]
+    if picked and picked[0] is not None:
+        st.session_state["worst_class"] = int(picked[0])
 with right:
     same_data = [r for r in runs if dataset_key(r) == dataset_key(chosen[0])]
     pool = chosen if differs_in_training_size(chosen) else same_data
@@ -136,19 +144,70 @@ for row in comparison_tiles(predictors, data, "val", int(count), alpha, show_err
     for column, tile in zip(st.columns(2 + len(predictors)), row):
         column.image(tile, width="stretch")
 
-if st.button("Prepare the comparison as PNG"):
+st.subheader("Where does it go wrong?")
+classes = predictors[0].classes
+class_index = st.selectbox("Class", range(len(classes)), format_func=lambda i: classes[i], key="worst_class",
+                           help="The validation images where this class fares worst across the chosen runs.")
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the hardest images…")
+def worst(run_paths: tuple[str, ...], mtimes: tuple[float, ...], class_index: int, count: int, alpha: float):
+    return worst_images_for_class([predictor(p, m) for p, m in zip(run_paths, mtimes)], dataset_of(run_paths[0]),
+                                  class_index, "val", count, alpha)
+
+
+entries = worst(tuple(str(r.path) for r in chosen), tuple(r.checkpoint.stat().st_mtime for r in chosen),
+                int(class_index), 3, alpha)
+if not entries:
+    st.info(f"No validation image holds {md(classes[class_index])} and no run predicts it.")
+for entry in entries:
+    scores = " · ".join(f"{md(run.run_id)}: {'—' if v is None else f'{v:.3f}'}" for run, v in zip(chosen, entry["iou"]))
+    st.caption(f"{md(entry['name'])} — IoU of {md(classes[class_index])}: {scores}")
+    for column, tile, title in zip(st.columns(len(entry["tiles"])), entry["tiles"], entry["titles"]):
+        column.image(tile, caption=md(title), width="stretch")
+
+st.subheader("Take it home")
+c1, c2, c3 = st.columns(3)
+if c1.button("Prepare the comparison as PNG"):
     sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
-    st.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
+    c1.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
+if c2.button("Prepare a report (one HTML file)", help="Curves, the side-by-side grid, per-class table and settings; "
+             "opens in any browser, offline."):
+    report = comparison_report(chosen, data, count=int(count), predictors=predictors, alpha=alpha,
+                               show_errors=show_errors)
+    c2.download_button("Download report (HTML)", report, "comparison.html", "text/html")
+if c3.button("Prepare a bundle (zip)", help="The runs (settings, curves, best models) and the comparison picture, to "
+             "import on another machine."):
+    sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            bundle = export_comparison(chosen, Path(folder) / "comparison-bundle.zip", sheet_png=buffer.getvalue())
+            c3.download_button("Download bundle (zip)", bundle.read_bytes(), "comparison-bundle.zip", "application/zip")
+        except SegcoreError as exc:
+            st.error(error_text(exc))
+imported = st.file_uploader("Import a comparison bundle (zip)", type=["zip"], key="import_bundle")
+if imported and st.session_state.get("imported_bundle") != imported.file_id:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bundle.zip"
+        path.write_bytes(imported.getvalue())
+        try:
+            new_runs = import_comparison(path, runs_dir(), owner=session_owner())
+        except SegcoreError as exc:
+            st.error(error_text(exc))
+        else:
+            st.session_state["imported_bundle"] = imported.file_id
+            st.session_state["compare_runs"] = new_runs
+            st.success("Imported " + ", ".join(md(r.run_id) for r in new_runs) + ".")
+            st.rerun()
 
 st.subheader("Try your own image")
 upload = st.file_uploader("An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"],
                           key="own_image")
 if upload:
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(upload.name).name
         path.write_bytes(upload.getvalue())
