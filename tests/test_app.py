@@ -166,3 +166,42 @@ def test_the_teacher_page_needs_the_pin_then_shows_and_stops_any_students_run(ru
     app.selectbox(key="teacher_cancel_pick").set_value(alice).run()
     app.button(key="teacher_cancel").click().run()
     assert alice.state == "cancelled" and not app.exception
+
+
+def test_a_lesson_made_in_the_app_sets_the_model_page_exactly_in_a_fresh_session(runs_dir, monkeypatch):
+    monkeypatch.setenv("SEGCORE_TEACHER_PIN", "2468")
+    teacher = open_page("model")
+    teacher.session_state["teacher"] = True  # unlocked on the Teacher page
+    teacher.select_slider(key="size").set_value(96)
+    teacher.number_input(key="epochs").set_value(2)
+    teacher.number_input(key="lr").set_value(0.002)
+    teacher.radio(key="strategy").set_value("Parameter transfer (fine-tune)").run()
+    teacher.number_input(key="freeze_epochs").set_value(1)
+    teacher.text_input(key="lesson_title").set_value("Frozen warm-up")
+    teacher.text_area(key="lesson_instructions").set_value("Watch the loss after epoch 1.")
+    teacher.run()
+    teacher.button(key="make_lesson").click().run()
+    assert not teacher.exception and any("Saved for the class" in s.value for s in teacher.success)
+    student = open_page("data")  # another student, another session
+    student.selectbox(key="lesson_pick").set_value(
+        next(o for o in student.selectbox(key="lesson_pick").options if "Frozen warm-up" in o))
+    student.button(key="open_lesson").click().run()
+    student.switch_page("views/model.py").run()
+    assert not student.exception
+    assert student.select_slider(key="size").value == 96 and student.number_input(key="epochs").value == 2
+    assert student.number_input(key="lr").value == pytest.approx(0.002)
+    assert student.radio(key="strategy").value == "feature"  # the cheapest first
+    student.radio(key="strategy").set_value("Parameter transfer (fine-tune)").run()
+    assert student.number_input(key="freeze_epochs").value == 1
+    assert any("Frozen warm-up" in shown(m.value) for m in student.markdown)
+
+
+def test_a_built_in_lesson_opens_with_its_preset(runs_dir):
+    app = open_page("data")
+    app.selectbox(key="lesson_pick").set_value(
+        next(o for o in app.selectbox(key="lesson_pick").options if "Why transfer learning" in o))
+    app.button(key="open_lesson").click().run()
+    app.switch_page("views/model.py").run()
+    assert not app.exception
+    assert app.select_slider(key="size").value == 128 and app.number_input(key="epochs").value == 3
+    assert app.button(key="start_lesson")

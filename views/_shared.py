@@ -55,11 +55,25 @@ def duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
+def teacher_markdown(text: str) -> str:
+    """A teacher's Markdown (lesson instructions) as formatting only: no HTML (Streamlit's default), and links and
+    images reduced to their text, so a student's browser never fetches anything from elsewhere."""
+    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", str(text))
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    return re.sub(r"<[^>]*>", "", text)
+
+
+def initial(key: str, argument: str, value) -> dict:
+    """A widget's starting value, unless a preset or lesson has already put one in its key (Streamlit warns when a
+    widget gets both)."""
+    return {} if key in st.session_state else {argument: value}
+
+
 def setting_input(container, name: str, key: str, value=None, **overrides):
     """A number input for a TrainConfig setting: label, help and range from its one declaration."""
     spec = describe(name)
     options = {"label": spec["label"], "help": spec["help"], "min_value": spec["low"], "max_value": spec["high"],
-               "value": spec["default"] if value is None else value, "key": key}
+               "key": key, **initial(key, "value", spec["default"] if value is None else value)}
     options.update(overrides)
     return container.number_input(**options)
 

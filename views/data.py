@@ -6,16 +6,50 @@ import streamlit as st
 from pathlib import Path
 
 from views._shared import (choose_dataset, current_dataset, data_roots, dataset_display_name, dataset_settings,
-                           error_text, folder_allowed, html_text, md, plot_text, workspace)
+                           error_text, folder_allowed, html_text, md, plot_text, runs_dir, workspace)
 from segcore import SegcoreError, dataset_report
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
 from segcore.data.preview import augmentation_preview, sample_overlays
 from segcore.data.transforms import AUGMENTATIONS
+from segcore.lessons import BUILTIN_LESSONS, list_lessons, open_lesson
+from segcore.paths import default_lessons_dir
 from segcore.uploads import save_uploads
 
 st.title("🖼️ Data")
 st.caption("Pick the images and masks to learn from. Everything stays on this machine.")
+
+@st.cache_data(ttl=10, show_spinner=False)
+def teachers_lessons(folder: str, stamp: tuple) -> list:
+    return list_lessons(folder)
+
+
+def open_the_lesson(lesson) -> None:
+    choose_dataset(lesson.data_source, lesson.settings.get("ignore_index", 255), None)
+    st.session_state.update(lesson=lesson, lesson_pending=True)
+    st.switch_page("views/model.py")
+
+
+with st.expander("📚 Lessons from your teacher", expanded=False):
+    folder = default_lessons_dir(runs_dir())
+    files = sorted(folder.glob("*")) if folder.is_dir() else []
+    listed = teachers_lessons(str(folder), tuple((f.name, f.stat().st_mtime) for f in files))
+    offered = [*BUILTIN_LESSONS.values(), *[item for _, item in listed if not isinstance(item, Exception)]]
+    for path, item in listed:
+        if isinstance(item, Exception):
+            st.warning(f"{md(path.name)} cannot be opened: {error_text(item)}")
+    c1, c2 = st.columns([3, 1])
+    chosen_lesson = c1.selectbox("Lesson", offered, format_func=lambda l: f"{l.title}  ({Path(l.origin).name})",
+                                 key="lesson_pick")
+    if c2.button("Open", key="open_lesson", type="primary", width="stretch"):
+        open_the_lesson(chosen_lesson)
+    lesson_file = st.file_uploader("…or open a lesson file (.lesson.zip)", type=["zip", "segl"], key="lesson_file")
+    if lesson_file and st.button("Open this file", key="open_lesson_file"):
+        try:
+            saved = save_uploads([(lesson_file.name, lesson_file.getvalue())])
+            open_the_lesson(open_lesson(saved))
+        except SegcoreError as exc:
+            st.error(error_text(exc))
 
 source, ignore_index, class_names = dataset_settings()
 record = workspace()

@@ -1,10 +1,15 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
+import shutil
+import tempfile
 
 import streamlit as st
 
 from segcore.runs import list_runs
-from views._shared import current_dataset, duration, error_text, finished_runs, md, queue, run_label, runs_dir, session_owner, setting_input
+from pathlib import Path
+
+from segcore.runs import Run
+from views._shared import initial, current_dataset, duration, teacher_markdown, error_text, finished_runs, md, queue, run_label, runs_dir, session_owner, setting_input
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
 from segcore.config import describe
 from segcore.strategies import trainable_parameters
@@ -12,18 +17,62 @@ from segcore.data.transforms import AUGMENTATIONS
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.losses import CLASS_WEIGHTINGS
 from segcore.config import PRESETS
+from segcore.lessons import Lesson, queue_lesson, save_lesson
+from segcore.naming import slug
+from segcore.paths import default_lessons_dir
 from segcore.naming import default_group_name
 from segcore.estimate import estimate_plan, estimate_seconds
-from segcore.planning import (SWEEP_SIZES, comparison_plan, plan_train_images, queue_all_strategies,
+from segcore.planning import (SWEEP_SIZES, comparison_order, comparison_plan, plan_train_images, queue_all_strategies,
                               smallest_training_share, training_ignore_index)
 
 st.title("🧠 Model & strategy")
 DEFAULTS = TrainConfig()
+SIZES = [64, 96, 128, 160, 192, 224, 256, 320]
 
 data, problem = current_dataset()
 if problem:
     st.error(f"Choose a usable dataset on the Data page first.\n\n{problem}")
     st.stop()
+
+
+WIDGET_SETTINGS = {"height": "size", "epochs": "epochs", "min_steps": "min_steps", "batch_size": "batch_size",
+                   "lr": "lr", "regularizer": "regularizer", "weight_decay": "lambda", "seed": "seed",
+                   "class_weights": "class_weights", "encoder_lr_factor": "enc_factor", "freeze_epochs": "freeze_epochs",
+                   "train_bn": "train_bn", "backbone": "backbone"}
+
+
+def apply_lesson(lesson) -> None:
+    """Put a lesson's settings into this page's widgets (once, when it has just been opened)."""
+    config = lesson.to_config()
+    values = {key: getattr(config, name) for name, key in WIDGET_SETTINGS.items()}
+    values.update(strategy=lesson.ordered_strategies()[0], augment=config.resolved_augment(),
+                  preset=lesson.preset if lesson.preset in PRESETS else None,
+                  train_pct=100 if config.train_size is None else round(config.train_size * 100))
+    if values["size"] not in SIZES:
+        values.pop("size")
+    st.session_state.update(values)
+
+
+lesson = st.session_state.get("lesson")
+if lesson is not None:
+    if st.session_state.pop("lesson_pending", False):
+        apply_lesson(lesson)
+    with st.container(border=True):
+        st.markdown(f"**📚 Lesson: {md(lesson.title)}**")
+        st.markdown(teacher_markdown(lesson.instructions))
+        b1, b2 = st.columns(2)
+        if b1.button("▶ Start the lesson", type="primary", key="start_lesson",
+                     help="Queues exactly the runs the teacher planned, with the teacher's settings."):
+            try:
+                lesson_runs = queue_lesson(queue(), lesson, owner=session_owner())
+                st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
+                st.success(f"Queued {len(lesson_runs)} runs.")
+                st.page_link("views/training.py", label="Watch them train →", icon="📈")
+            except SegcoreError as exc:
+                st.error(error_text(exc))
+        if b2.button("Close the lesson", key="close_lesson"):
+            del st.session_state["lesson"]
+            st.rerun()
 
 
 @st.cache_data(show_spinner="Looking up backbones…")
@@ -46,7 +95,7 @@ for row in table:
     if not row["usable"]:
         st.warning(f"{md(row['name'])} cannot be used here: {md(row['problem'][:200])}")
 backbone = st.selectbox(
-    "Backbone", [row["name"] for row in usable], index=0, key="backbone",
+    "Backbone", [row["name"] for row in usable], **initial("backbone", "index", 0), key="backbone",
     format_func=lambda n: next(f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
                                for r in usable if r["name"] == n))
 with st.expander("All backbones", expanded=False):
@@ -57,7 +106,8 @@ weights = next(r["weights"] for r in usable if r["name"] == backbone)
 
 st.subheader("2 · Strategy")
 strategy = st.radio(describe("strategy")["label"], list(STRATEGIES), key="strategy", horizontal=True,
-                    index=list(STRATEGIES).index(DEFAULTS.strategy), format_func=lambda s: STRATEGIES[s].title)
+                    **initial("strategy", "index", list(STRATEGIES).index(DEFAULTS.strategy)),
+                    format_func=lambda s: STRATEGIES[s].title)
 info = STRATEGIES[strategy]
 st.info(info.explanation.replace("\n", " ") + f"  \n**Pays off when:** {info.lesson}.")
 START_COLOURS = {"random": "#e2e8f0", "ImageNet": "#bfdbfe", "source run": "#fde68a", "random (new classes)": "#e2e8f0"}
@@ -86,13 +136,16 @@ def apply_preset() -> None:
     st.session_state.update(size=values["height"], epochs=values["epochs"], min_steps=values["min_steps"])
 
 
-st.segmented_control("Preset", list(PRESETS), default="standard", key="preset", on_change=apply_preset,
+st.segmented_control("Preset", list(PRESETS), **initial("preset", "default", "standard"), key="preset",
+                     on_change=apply_preset,
                      format_func=lambda p: PRESETS[p].title,
                      help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()))
 settings: dict = {"data": data.source, "backbone": backbone, "strategy": strategy,
                   "ignore_index": training_ignore_index(data)}
+if lesson is not None:  # what the lesson fixes that has no widget here (decoder widths, warm-up, …)
+    settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
 c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
-size = c1.select_slider("Image size", [64, 96, 128, 160, 192, 224, 256, 320], value=DEFAULTS.height, key="size",
+size = c1.select_slider("Image size", SIZES, **initial("size", "value", DEFAULTS.height), key="size",
                         help=describe("height")["help"] + " and width (square)")
 settings["height"] = settings["width"] = size
 settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
@@ -106,7 +159,10 @@ settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", for
 total_train = len(data.pairs("train"))
 if total_train > 1:
     low = smallest_training_share(total_train)
-    train_pct = c3.slider("Training images used (%)", low, 100, 100, 5, key="train_pct",
+    if st.session_state.get("train_pct", 100) < low:
+        st.session_state["train_pct"] = low
+    train_pct = c3.slider("Training images used (%)", low, 100, step=5, **initial("train_pct", "value", 100),
+                          key="train_pct",
                           help="Fewer images show where transfer pays off (the data-efficiency experiment). "
                                f"This dataset has {total_train} training images, so at least {low} % keeps one.")
 else:
@@ -117,10 +173,11 @@ settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
 st.caption(REGULARIZERS[settings["regularizer"]])
 c1, c2 = st.columns(2)
 settings["augment"] = c1.segmented_control(
-    describe("augment")["label"], list(AUGMENTATIONS), default="flip", key="augment",
+    describe("augment")["label"], list(AUGMENTATIONS), **initial("augment", "default", "flip"), key="augment",
     help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
 settings["class_weights"] = c2.segmented_control(
-    describe("class_weights")["label"], list(CLASS_WEIGHTINGS), default=DEFAULTS.class_weights, key="class_weights",
+    describe("class_weights")["label"], list(CLASS_WEIGHTINGS),
+    **initial("class_weights", "default", DEFAULTS.class_weights), key="class_weights",
     help=describe("class_weights")["help"]) or DEFAULTS.class_weights
 if info.caches_features and settings["augment"] == "full":
     st.caption("With *full* augmentation every input differs, so feature transfer cannot cache its features: "
@@ -134,10 +191,13 @@ if info.tunes_encoder_rate or info.frozen_warmup:
     if info.frozen_warmup:
         settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
 if info.transfers_encoder:
-    settings["train_bn"] = st.toggle(describe("train_bn")["label"], value=DEFAULTS.train_bn, key="train_bn",
+    settings["train_bn"] = st.toggle(describe("train_bn")["label"], **initial("train_bn", "value", DEFAULTS.train_bn),
+                                     key="train_bn",
                                      help=describe("train_bn")["help"])
 if info.needs_source_run:
-    sources = [r for r in finished_runs(include_class=True) if r.config.get("backbone") == backbone]
+    lesson = st.session_state.get("lesson")
+    lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
+    sources = [r for r in lesson_source + finished_runs(include_class=True) if r.config.get("backbone") == backbone]
     if sources:
         picked = st.selectbox(describe("source_run")["label"] + " to carry over", sources, format_func=run_label,
                               key="source_run")
@@ -193,3 +253,37 @@ try:
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
 except SegcoreError as exc:
     st.error(error_text(exc))
+
+with st.expander("📚 Save these settings as a lesson", expanded=False):
+    st.caption("A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
+               "to compare and your instructions. Students open it from the Data page and land here with "
+               "everything set.")
+    title = st.text_input("Title", max_chars=80, key="lesson_title")
+    instructions = st.text_area("Instructions for students (Markdown)", key="lesson_instructions", height=120)
+    c1, c2 = st.columns(2)
+    lesson_strategies = c1.multiselect("Strategies to compare", list(STRATEGIES), default=comparison_order(),
+                                       format_func=lambda s: STRATEGIES[s].title, key="lesson_strategies")
+    sweep = c2.checkbox("A data-efficiency sweep (every training-set size)", key="lesson_sweep")
+    embed = c2.checkbox("Put the dataset inside the lesson file", value=not data.source.startswith("builtin:"),
+                        disabled=data.source.startswith("builtin:"), key="lesson_embed",
+                        help="Needed when students' machines do not have this dataset; built-in data needs nothing.")
+    if st.button("Make the lesson file", key="make_lesson", disabled=not title.strip() or not lesson_strategies):
+        fixed = {name: getattr(config, name) for name in WIDGET_SETTINGS if name != "backbone"}
+        fixed.update(backbone=config.backbone, width=config.width, augment=config.augment,
+                     ignore_index=config.ignore_index, **({} if sweep else {"train_size": config.train_size}))
+        new_lesson = Lesson(title=title.strip(), instructions=instructions, data_source=data.source, settings=fixed,
+                            strategies=lesson_strategies, sweep=sweep, preset=st.session_state.get("preset"))
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{slug(title.strip().lower())}.lesson.zip"
+            try:
+                save_lesson(new_lesson, path, dataset_folder=data.root if embed else None)
+                st.download_button("Download the lesson file", path.read_bytes(), path.name, "application/zip")
+                if st.session_state.get("teacher"):  # only the teacher publishes to the class's list
+                    shared = default_lessons_dir(runs_dir())
+                    shared.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, shared / path.name)
+                    st.success(f"Saved for the class as {md(path.name)}: students find it on the Data page.")
+                else:
+                    st.caption("Open the Teacher page with the PIN to publish lessons to the whole class.")
+            except SegcoreError as exc:
+                st.error(error_text(exc))
