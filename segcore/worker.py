@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         _record(runs_dir, run_id, f"the training process stopped with an internal error: {type(exc).__name__}: {exc}")
     finally:
         try:
-            JobQueue(runs_dir, max_running).pump()  # hand the device to the next job in line
+            JobQueue(runs_dir, max_running, check_backend=False).pump()  # hand the device to the next job in line
         except Exception:
             logger.exception("could not start the next queued job from %s", runs_dir)
     return code
