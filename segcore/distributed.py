@@ -194,6 +194,14 @@ class Distributed:
         on_gpu = next(module.parameters()).device.type == "cuda"
         return nn.parallel.DistributedDataParallel(module, device_ids=[self.local_rank] if on_gpu else None)
 
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Rank 0's BatchNorm running statistics on every rank: each rank updated its own in its last training
+        step, and the model every rank scores must be the one rank 0 saves."""
+        if not self.active:
+            return
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer.data, src=0)
+
     def record_checksum(self, model: nn.Module, step: int) -> None:
         """Tests only (SEGCORE_DDP_CHECKSUMS): prove that every rank holds the same parameters after each step."""
         folder = os.environ.get(CHECKSUM_ENV)

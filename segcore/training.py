@@ -275,6 +275,7 @@ class Trainer:
     def evaluate(self, images: ImageSet | None = None) -> dict:
         images = images or self.val_set
         self.model.eval()
+        self.dist.sync_buffers(self.model)
         matrix = ConfusionMatrix(self.data.num_classes)
         batch = max(self.config.batch_size, 16)
         share = self.dist.eval_range(len(images))  # every image once over all processes
