@@ -169,5 +169,6 @@ def sidebar() -> None:
         st.markdown(f"**{md(source)}**")
         run_counts()
         st.caption(f"Device: {device_line()}")
+        st.caption(f"Training backend: {md(queue().backend_description())}")
         if queue().last_error:
             st.warning(f"The scheduler hit a problem: {md(queue().last_error)}", icon="⚠️")
