@@ -142,12 +142,19 @@ def config_from_args(args) -> TrainConfig:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
+    from .distributed import Distributed, check_devices, needs_relaunch, run_under_torchrun
     from .training import train
 
     config = config_from_args(args)
     if config.source_run:
         config.source_run = str(resolve_run(config.source_run, _runs_dir(args)).path)
     config.validate()
+    if needs_relaunch(config.gpus):  # N processes, one per GPU: torchrun starts this same command N times
+        check_devices(config.gpus)
+        return run_under_torchrun(config.gpus, ["segcore", *args.argv])
+    if not Distributed.from_env().is_main:
+        train(config, _runs_dir(args))  # rank 0 shows progress and writes the run
+        return 0
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, disable=args.quiet, file=sys.stderr)
 
     def show(record: dict) -> None:
@@ -451,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --gpus N` runs itself again under torchrun
     try:
         return args.func(args)
     except SegcoreError as exc:

@@ -134,6 +134,11 @@ class TrainConfig:
                                    low=0.0, high=1000.0)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N, mps", label="Device", check=_check_device)
     threads: int = setting(0, "CPU threads (0: one per core)", label="CPU threads", low=0, high=1024)
+    # 1 is kept apart from 0 so that the Ray backend can reserve a GPU explicitly; 2+ starts torchrun (distributed.py)
+    gpus: int = setting(
+        0, "GPUs for this one run: 0 = one process on the best device (auto); 1 = one process on one GPU; "
+        "N ≥ 2 = N processes, one GPU each, training together (data-parallel, via torchrun)",
+        label="GPUs", low=0, high=64)
     weights_file: str | None = setting(None, "a local ImageNet weights file for the encoder (.safetensors/.pth)",
                                        label="Weights file", optional=True, cli="--weights")
     source_run: str | None = setting(None, "structure transfer: the run (id or folder) to carry over",

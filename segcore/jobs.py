@@ -5,6 +5,8 @@ The queue *is* the runs folder: a queued run is a folder whose status says 'queu
 of them starts the next job. Workers run in their own process session, so they outlive a restart of
 the Streamlit server; a worker that died is seen as failed, one that stopped reporting as lost
 (see Run.status). Every run folder is untrusted: a damaged one is reported and skipped, never fatal.
+What starts, stops and checks a run's process is a launcher (launchers.py): local processes by default, or
+Ray Jobs on a cluster (SEGCORE_BACKEND=ray:http://HEAD:8265).
 """
 
 from __future__ import annotations
@@ -14,26 +16,22 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 from filelock import FileLock
 
 from .classroom import fair_order, waiting_limit_problem
 from .config import TrainConfig
 from .errors import RunError
-from .runs import (Run, RunWriter, atomic_write_json, check_run_id, list_runs, new_run_id, process_identity,
-                   process_start_time)
+from .launchers import Launcher, launcher_from_env
+from .runs import Run, RunWriter, atomic_write_json, check_run_id, list_runs, new_run_id
 
 logger = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "running")
 RESUMABLE = ("failed", "cancelled", "lost")
-DEFAULT_MAX_RUNNING = int(os.environ.get("SEGCORE_MAX_JOBS", "1"))
 MAX_QUEUED = int(os.environ.get("SEGCORE_MAX_QUEUED", "64"))
 DUPLICATE_WINDOW_S = 30.0
 
@@ -44,11 +42,18 @@ def config_fingerprint(config: TrainConfig) -> str:
 
 
 class JobQueue:
-    def __init__(self, runs_dir: str | Path = "runs", max_running: int = DEFAULT_MAX_RUNNING) -> None:
+    def __init__(self, runs_dir: str | Path = "runs", max_running: int | None = None, launcher: Launcher | None = None,
+                 check_backend: bool = True) -> None:
+        """max_running: default SEGCORE_MAX_JOBS, else 1 locally and one per GPU (or CPU) on a Ray cluster.
+        check_backend: make sure the launcher can run this queue's runs (Ray: every node sees the runs folder at
+        the same path) before anything is queued; a worker, already placed by the launcher, skips it."""
         # absolute, so that workers (started in the package folder) and a later chdir find the same runs
         self.runs_dir = Path(runs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.max_running = max_running
+        self.launcher = launcher or launcher_from_env()
+        if check_backend:
+            self.launcher.check_ready(self.runs_dir)
+        self.max_running = max_running or self.launcher.default_slots()
         self.last_error: str | None = None  # the latest problem pump() met and survived, for a page to show
         self._reported: set[tuple[str, str]] = set()  # (run, problem) pairs already logged, so a loop does not flood
 
@@ -112,24 +117,29 @@ class JobQueue:
                 atomic_write_json(run.path / "status.json", {**status, "state": "cancelled", "reason": "cancelled before it started"})
                 return "cancelled"
             if status["state"] == "lost":
-                # a frozen local worker is killed (its pid and start time still match); another machine's never
-                if status.get("host") == socket.gethostname():
-                    _signal_if_same(status, "kill")
+                # a frozen worker is stopped by its launcher (locally only if its pid and start time still match)
+                launcher = self._launcher_of(status)
+                if launcher is not None:
+                    launcher.stop(status, force=True)
                 atomic_write_json(run.path / "status.json", {**status, "state": "cancelled",
                                                              "reason": f"cancelled by the user after it was lost ({status.get('reason', '')})"})
                 return "cancelled"
         if status["state"] != "running":
             return status["state"]
-        if status.get("host") and status.get("host") != socket.gethostname():
+        launcher = self._launcher_of(status)
+        if launcher is None:
+            raise RunError(f"run {run.run_id} was started by the {status.get('launcher')} backend, not this queue's "
+                           f"({self.launcher.name}): cancel it with SEGCORE_BACKEND set as when it started")
+        if launcher.name == "local" and status.get("host") and status.get("host") != socket.gethostname():
             raise RunError(f"run {run.run_id} is training on another machine ({status.get('host')}): cancel it there")
-        if not _signal_if_same(status, "terminate"):
+        if not launcher.stop(status, force=False):
             return Run(run.path).settle().get("state", "failed")
         deadline = time.time() + grace_s
         while time.time() < deadline and run.state == "running":
             time.sleep(0.1)
         current = run.status
         if current["state"] == "running" or current["state"] == "failed" and "ended without finishing" in current.get("reason", ""):
-            _signal_if_same(status, "kill")
+            launcher.stop(current, force=True)
             atomic_write_json(run.path / "status.json", {**current, "state": "cancelled", "reason": "cancelled by the user (stopped forcibly)"})
         self.pump()
         return Run(run.path).state
@@ -146,7 +156,8 @@ class JobQueue:
             if status["state"] not in RESUMABLE:
                 raise RunError(f"run {run_id} is {status['state']}: only a failed, cancelled or lost run can be resumed")
             atomic_write_json(run.path / "status.json", {"state": "queued", "queued": time.time(), "resume": True,
-                                                         "previous": status.get("reason", status["state"])})
+                                                         "previous": status.get("reason", status["state"]),
+                                                         "attempt": status.get("attempt", 0)})  # Ray job ids stay unique
         self.pump()
         return run
 
@@ -170,6 +181,7 @@ class JobQueue:
             for run in self.runs():
                 try:
                     self._report_problem(run)
+                    self._ask_launcher(run)
                     run.settle()
                 except Exception as exc:  # e.g. a folder we may not write: leave it, keep the queue moving
                     logger.exception("run %s: could not settle its status", run.run_id)
@@ -203,6 +215,32 @@ class JobQueue:
             self._reported.add((run.run_id, problem))
             logger.warning("damaged run folder %s: %s", run.path, problem)
 
+    def _launcher_of(self, status: dict) -> Launcher | None:
+        """This queue's launcher if it started the run (runs from before launchers existed were local), else None."""
+        return self.launcher if status.get("launcher", "local") == self.launcher.name else None
+
+    def _ask_launcher(self, run: Run) -> None:
+        """Record what the launcher knows and the run folder cannot (Ray: the job failed, with Ray's reason)."""
+        recorded, problem = run.recorded_status()
+        if problem or recorded.get("state") not in ("running", "lost") or self._launcher_of(recorded) is None:
+            return
+        verdict = self.launcher.verdict(recorded)
+        if verdict is None:
+            return
+        state, reason = verdict
+        current, _ = run.recorded_status()  # the worker may have recorded its own ending meanwhile: that one wins
+        if current.get("state") == recorded.get("state") and current.get("ray_job") == recorded.get("ray_job"):
+            atomic_write_json(run.path / "status.json", {**current, "state": state, "reason": reason, "updated": time.time()})
+            logger.warning("run %s: %s", run.run_id, reason)
+
+    def job_log(self, run: Run, lines: int = 20) -> str:
+        """The end of the run's process output as its launcher keeps it (worker.log locally, the Ray job's log)."""
+        launcher = self._launcher_of(run.recorded_status()[0])
+        return launcher.job_log(run, lines) if launcher else ""
+
+    def backend_description(self) -> str:
+        return self.launcher.describe()
+
     def _waits_for_source(self, run: Run) -> bool:
         source = run.config.get("source_run")
         if not source or not isinstance(source, str):
@@ -220,41 +258,8 @@ class JobQueue:
         return False
 
     def _start(self, run: Run) -> None:
-        with open(run.path / "worker.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "segcore.worker", str(self.runs_dir), run.run_id, str(self.max_running)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=Path(__file__).resolve().parents[1], **_detached(),
-            )
-        now = time.time()
-        atomic_write_json(run.path / "status.json", {**run.recorded_status()[0], "state": "running", "pid": process.pid,
-                                                     "pid_started": process_start_time(process.pid),
-                                                     "host": socket.gethostname(), "started": now, "heartbeat": now})
-
-
-def _detached() -> dict:
-    """Popen arguments that let a worker outlive the server and receive its own signals."""
-    if os.name == "posix":
-        return {"start_new_session": True}
-    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-
-
-def _signal_if_same(status: dict, how: str) -> bool:
-    """terminate() or kill() the process status.json names, only if it is still that process (same pid and
-    start time): a pid reused by another program is never signalled. Returns whether it was signalled."""
-    pid = status.get("pid")
-    if process_identity(pid, status.get("pid_started")) != "alive":
-        logger.info("pid %s is not the run's training process any more; not signalled", pid)
-        return False
-    try:
-        getattr(psutil.Process(pid), how)()  # psutil itself refuses if the pid was reused since this lookup
-    except psutil.NoSuchProcess:
-        logger.info("pid %s ended before it could be signalled", pid)
-        return False
-    except psutil.AccessDenied:
-        logger.warning("pid %s belongs to another user; cannot %s it", pid, how)
-        return False
-    return True
+        launched = self.launcher.start(self.runs_dir, run, self.max_running)
+        atomic_write_json(run.path / "status.json", {**run.recorded_status()[0], "state": "running", **launched})
 
 
 def wait_for(run: Run, timeout_s: float = 600, poll_s: float = 0.5) -> str:

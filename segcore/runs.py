@@ -120,15 +120,15 @@ def judge_running(status: dict, now: float | None = None) -> tuple[str, str | No
     limit = heartbeat_limit_s()
     host = status.get("host") if isinstance(status.get("host"), str) else None
     heartbeat = _number(status.get("heartbeat"))
+    if status.get("launcher") == "ray":
+        # a Ray job's pid means nothing here, wherever it runs: Ray's job status (asked by the queue, jobs.py) and
+        # the heartbeat decide. Before the worker reports (no pid yet) Ray is still placing it: no heartbeat to miss.
+        if _positive_int(status.get("pid")) is None:
+            return "running", None
+        return _judge_by_heartbeat(status, f"{host or 'a Ray node'} (Ray job {status.get('ray_job')})", now, limit)
     if host and host != socket.gethostname():
         # another machine's pid means nothing here: never look it up or signal it, judge by its heartbeat only
-        reports = [t for t in (heartbeat, _number(status.get("updated")), _number(status.get("started"))) if t is not None]
-        last = max(reports, default=None)
-        if last is None or now - last > limit:
-            since = "at an unknown time" if last is None else f"{_age(now - last)} ago"
-            return "lost", (f"it was training on {host}, and its machine stopped reporting {since} (limit {limit:.0f} s, "
-                            "SEGCORE_HEARTBEAT_LIMIT_S): resume it here or train it again")
-        return "running", None
+        return _judge_by_heartbeat(status, host, now, limit)
     pid = _positive_int(status.get("pid"))
     if pid is None:
         return "failed", "status.json says 'running' but names no training process (no valid pid): resume it or train it again"
@@ -141,6 +141,16 @@ def judge_running(status: dict, now: float | None = None) -> tuple[str, str | No
     if heartbeat is not None and now - heartbeat > limit:
         return "lost", (f"the training process (pid {pid}) has not reported for {_age(now - heartbeat)} (limit {limit:.0f} s, "
                         "SEGCORE_HEARTBEAT_LIMIT_S): it is frozen or hung — cancel it, then resume")
+    return "running", None
+
+
+def _judge_by_heartbeat(status: dict, where: str, now: float, limit: float) -> tuple[str, str | None]:
+    reports = [_number(status.get(key)) for key in ("heartbeat", "updated", "started")]
+    last = max((t for t in reports if t is not None), default=None)
+    if last is None or now - last > limit:
+        since = "at an unknown time" if last is None else f"{_age(now - last)} ago"
+        return "lost", (f"it was training on {where}, and its machine stopped reporting {since} (limit {limit:.0f} s, "
+                        "SEGCORE_HEARTBEAT_LIMIT_S): resume it here or train it again")
     return "running", None
 
 

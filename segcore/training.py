@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import math
-import os
 import random
 import time
 import traceback
@@ -28,6 +27,7 @@ from .config import TrainConfig
 from .data.dataset import ImageSet, SegmentationData, load_dataset
 from .data.transforms import Normalizer, augment_batch, make_augmentation
 from .device import describe_device, pick_device
+from .distributed import DecodeFeatures, Distributed, QuietWriter
 from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
 from .losses import class_weights_for, segmentation_loss
@@ -72,7 +72,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 def configure_process(config: TrainConfig, device: torch.device) -> None:
     """Process-wide settings, made once by the entry point that owns the process (train(), the worker, the CLI):
     CPU threads, the seed, and the GPU's fast-math switches."""
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.set_num_threads(config.threads or Distributed.from_env().cpu_threads())
     seed_everything(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -106,9 +106,9 @@ class CachedBatches:
     def prepare(self) -> None:
         self.cache.ensure(self.images, flips=self.flips, batch_size=self.batch_size)
 
-    def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, decode: DecodeFeatures, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         features, masks = self.cache.batch(self.images, indices, flip=self.flips)
-        return model.decode(features, masks.shape[-2:]), masks
+        return decode(features, masks.shape[-2:]), masks
 
 
 @dataclass
@@ -135,27 +135,31 @@ class Trainer:
     epochs: int
     total_steps: int
     trainable: int
+    dist: Distributed
+    net: torch.nn.Module  # what a training step calls: the model, or decoder + head on cached features; DDP-wrapped
     should_stop: Callable[[], bool] = lambda: False
     step: int = 0
 
     @classmethod
     def build(cls, config: TrainConfig, data: SegmentationData, writer: RunWriter,
               should_stop: Callable[[], bool] | None = None) -> Trainer:
-        device = pick_device(config.device)
+        dist = Distributed.from_env()
+        device = dist.device(pick_device(config.device))
         train_set = data.load_subset("train", config.size, data.train_indices(config.train_size, config.seed))
         val_set = data.load("val", config.size)
         if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
             train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
         prepared: PreparedModel = prepare(config, data.num_classes)
-        model = prepared.model.to(device)
+        model = dist.prepare_model(prepared.model, device).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         for note in prepared.notes:
             writer.log(note)
         optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
-        steps_per_epoch = config.steps_per_epoch(len(train_set))
-        epochs = config.planned_epochs(len(train_set))
-        total_steps = config.planned_steps(len(train_set))
+        images_per_process = dist.shard_size(len(train_set))  # each of N processes steps through its shard
+        steps_per_epoch = config.steps_per_epoch(images_per_process)
+        epochs = config.planned_epochs(images_per_process)
+        total_steps = config.planned_steps(images_per_process)
         warmup = min(total_steps // 2, round(config.warmup_epochs * steps_per_epoch))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, max(1, warmup)))
         class_weights = class_weights_for(config.class_weights, train_set.masks, data.num_classes)
@@ -180,8 +184,8 @@ class Trainer:
                                                                 config.weight_decay),
                    normalize=normalize, batches=batches, cache=cache, class_weights=class_weights,
                    steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
-                   trainable=count_parameters(model, trainable_only=True),
-                   should_stop=should_stop or (lambda: False))
+                   trainable=count_parameters(model, trainable_only=True), dist=dist,
+                   net=dist.wrap(DecodeFeatures(model) if cache else model), should_stop=should_stop or (lambda: False))
 
     @property
     def on_gpu(self) -> bool:
@@ -216,6 +220,10 @@ class Trainer:
         elif epoch > config.freeze_epochs and model.encoder_frozen:
             model.unfreeze_encoder()
             self.writer.log(f"epoch {epoch}: encoder unfrozen")
+        else:
+            return
+        if self.dist.active:  # DDP reduces the gradients of the parameters that learned when it was built
+            self.net = self.dist.wrap(model)
 
     def _optimise(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -235,22 +243,26 @@ class Trainer:
         self.model.train()
         if isinstance(self.batches, CachedBatches):
             self.batches.prepare()
-        order = torch.randperm(len(self.train_set)).tolist()
+        if self.dist.active:
+            order = self.dist.shard(len(self.train_set), config.seed, epoch)
+        else:
+            order = torch.randperm(len(self.train_set)).tolist()
         losses, seen, started = [], 0, time.perf_counter()
         for batch_start in range(0, len(order), config.batch_size):
-            if self.should_stop():
+            if self.dist.any(self.should_stop()):
                 raise Cancelled()
             if config.max_steps and self.step >= config.max_steps:
                 break
             indices = order[batch_start : batch_start + config.batch_size]
             with self.autocast():
-                logits, masks = self.batches.forward(self.model, indices)
+                logits, masks = self.batches.forward(self.net, indices)
                 loss = segmentation_loss(logits, masks, config.dice_weight, self.class_weights)
-            value = float(loss.detach())  # the one host sync of a step
+            value = self.dist.mean(float(loss.detach()))  # the one host sync of a step
             self._check_loss(value, epoch)
             self._optimise(loss)
             self.step += 1
-            seen += len(indices)
+            self.dist.record_checksum(self.model, self.step)
+            seen += len(indices) * self.dist.world
             losses.append(value)
             self.writer.log_metrics({
                 "kind": "step", "epoch": epoch, "epochs": self.epochs, "step": self.step, "total_steps": self.total_steps,
@@ -263,17 +275,21 @@ class Trainer:
     def evaluate(self, images: ImageSet | None = None) -> dict:
         images = images or self.val_set
         self.model.eval()
+        self.dist.sync_buffers(self.model)
         matrix = ConfusionMatrix(self.data.num_classes)
         batch = max(self.config.batch_size, 16)
-        for start in range(0, len(images), batch):
-            masks = images.masks[start : start + batch]
+        share = self.dist.eval_range(len(images))  # every image once over all processes
+        for start in range(share.start, share.stop, batch):
+            stop = min(start + batch, share.stop)
+            masks = images.masks[start:stop]
             with self.autocast():
                 if self.cache is not None and images is self.val_set:
-                    features, _ = self.cache.batch(images, range(start, min(start + batch, len(images))), flip=False)
+                    features, _ = self.cache.batch(images, range(start, stop), flip=False)
                     logits = self.model.decode(features, masks.shape[-2:])
                 else:
-                    logits = self.model(self.normalize(images.images[start : start + batch].to(self.device)))
+                    logits = self.model(self.normalize(images.images[start:stop].to(self.device)))
             matrix.update(masks, logits.argmax(1))
+        matrix.matrix = self.dist.sum_counts(matrix.matrix)
         return matrix.compute()
 
     # -- the whole run ------------------------------------------------------------------------
@@ -289,6 +305,8 @@ class Trainer:
     def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
         """Everything needed to continue after `epoch` as if never interrupted: weights, optimiser,
         schedule, random state — as one consistent point (resume.py: both pieces, then the manifest naming them)."""
+        if not self.dist.is_main:
+            return
         weights = {key: value.detach().to("cpu").contiguous() for key, value in self.model.state_dict().items()}
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "rng": torch.get_rng_state(), "best": best, "elapsed": elapsed}
@@ -318,7 +336,8 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         config, writer = self.config, self.writer
         started = time.time()
-        writer.log(f"device: {describe_device(self.device)}; encoder: {self.origin}")
+        processes = f" × {self.dist.world} processes (DDP)" if self.dist.active else ""
+        writer.log(f"device: {describe_device(self.device)}{processes}; encoder: {self.origin}")
         writer.log(f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
                    f"{self.trainable:,} trainable parameters, augmentation: {config.resolved_augment()}")
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
@@ -344,7 +363,8 @@ class Trainer:
                        f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s")
             if metrics["miou"] > best["miou"]:
                 best = {**metrics, "epoch": epoch}
-                save_checkpoint(self.model, writer.path / "best", self.checkpoint_meta(epoch, metrics))
+                if self.dist.is_main:
+                    save_checkpoint(self.model, writer.path / "best", self.checkpoint_meta(epoch, metrics))
             self.save_resume_point(epoch, best, time.time() - started)
             if config.max_steps and self.step >= config.max_steps:
                 break
@@ -355,7 +375,7 @@ class Trainer:
             "classes": self.data.class_names, "train_time_s": time.time() - started,
             "trainable_params": self.trainable, "total_params": count_parameters(self.model),
             "train_images": len(self.train_set), "val_images": len(self.val_set), "device": str(self.device),
-            "encoder_origin": self.origin, "miou_note": MIOU_NOTE,
+            "encoder_origin": self.origin, "miou_note": MIOU_NOTE, "processes": self.dist.world,
         }
 
 
@@ -401,7 +421,28 @@ def train(
     config.validate()
     runs_dir = Path(runs_dir).resolve()  # a worker or page may change directory; the run folder must not move
     runs_dir.mkdir(parents=True, exist_ok=True)
-    run_id = run_id or new_run_id(runs_dir, config.run_name, config.strategy, config.data)
+    dist = Distributed.from_env()
+    with dist.process_group(dist.device(pick_device(config.device))):  # under torchrun only (gpus ≥ 2)
+        run_id = dist.agree(run_id or new_run_id(runs_dir, config.run_name, config.strategy, config.data))
+        if not dist.is_main:
+            return _train_beside_rank_zero(config, runs_dir / run_id, should_stop, data, resume)
+        return _train_run(config, runs_dir, run_id, should_stop, data, listener, resume)
+
+
+def _train_beside_rank_zero(config: TrainConfig, run_path: Path, should_stop, data, resume: bool) -> Run:
+    """Ranks 1..N-1: the same steps as rank 0 on their own shards; rank 0 alone writes the run folder and records
+    failures (an error here ends this process, and torchrun then stops the others)."""
+    configure_process(config, pick_device(config.device))
+    if data is None:
+        data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
+    try:
+        Trainer.build(config, data, QuietWriter(run_path), should_stop).fit(resume=resume)
+    except Cancelled:
+        pass
+    return Run(run_path)
+
+
+def _train_run(config: TrainConfig, runs_dir: Path, run_id: str, should_stop, data, listener, resume: bool) -> Run:
     with resume_points.exclusive_training(runs_dir / run_id, run_id):  # RunBusy: another process trains it; touch nothing
         if resume:
             forget_after_resume_point(runs_dir / run_id)

@@ -2,6 +2,8 @@
 
 Whatever stops it before or during training, the run's status.json gets the real reason (not a later
 "killed or crashed" guess), unless another live process owns the run; the next job is started either way.
+A run with gpus ≥ 2 replaces this process by torchrun, which starts one worker per GPU (distributed.py);
+rank 0 speaks for the run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .distributed import Distributed, check_devices, exec_under_torchrun, needs_relaunch
 from .errors import SegcoreError
 from .jobs import JobQueue
 from .resume import RunBusy
@@ -34,8 +37,12 @@ def main(argv: list[str]) -> int:
     code = 0
     try:
         run = Run.open(runs_dir, run_id)
+        config = run.train_config
+        if needs_relaunch(config.gpus):
+            check_devices(config.gpus)
+            exec_under_torchrun(config.gpus, ["segcore.worker", *argv])  # does not return
         resume = run.status_record.resume
-        train(run.train_config, runs_dir, run_id=run_id, should_stop=lambda: stop["asked"], resume=resume)
+        train(config, runs_dir, run_id=run_id, should_stop=lambda: stop["asked"], resume=resume)
     except RunBusy as exc:  # the other trainer owns status.json; only our own launch record is replaced
         code = 1
         logger.error("%s", exc)
@@ -49,14 +56,18 @@ def main(argv: list[str]) -> int:
         logger.exception("run %s: the worker stopped with an internal error", run_id)
         _record(runs_dir, run_id, f"the training process stopped with an internal error: {type(exc).__name__}: {exc}")
     finally:
+        if not Distributed.from_env().is_main:
+            return code  # rank 0 records the outcome and starts the next job
         try:
-            JobQueue(runs_dir, max_running).pump()  # hand the device to the next job in line
+            JobQueue(runs_dir, max_running, check_backend=False).pump()  # hand the device to the next job in line
         except Exception:
             logger.exception("could not start the next queued job from %s", runs_dir)
     return code
 
 
 def _record(runs_dir: Path, run_id: str, reason: str) -> None:
+    if not Distributed.from_env().is_main:
+        return
     try:
         if fail_unfinished_run(runs_dir / check_run_id(run_id), reason):
             logger.info("run %s marked failed: %s", run_id, reason)

@@ -294,6 +294,7 @@ def sidebar(signed_in_page: bool = True) -> None:
         st.markdown(f"**{md(dataset_display_name(source))}**")
         run_counts()
         st.caption(f"Device: {device_line()}")
+        st.caption(f"Training backend: {md(queue().backend_description())}")
         st.caption("🔒 Offline: your images, runs and models stay on this server; nothing is sent anywhere "
                    "(only *Download* datasets need the internet).")
         if queue().last_error:

@@ -108,6 +108,7 @@ def live_view(group: str) -> None:
                 c1.error(error_text(exc))
             with c1.expander("Log"):
                 st.code(run.log_tail(15) or "(empty)", language=None)
+                st.code(queue().job_log(run, 15) or "(no output from the training process)", language=None)
 
 
 live_view(group)
