@@ -18,6 +18,8 @@ from PIL import Image
 from segcore import Predictor, Run
 from segcore.runs import atomic_write_json
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI in its own process or trains through it
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,13 @@ from segcore import Run, RunError, TrainConfig, TrainingFailed, train
 from segcore.jobs import JobQueue, wait_for
 
 from .conftest import wait_until
+import errno
+import logging
+from segcore import resume as resume_points
+from segcore.resume import RunBusy
+
+
+pytestmark = pytest.mark.slow  # every test here kills, restarts or floods worker processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,11 +163,8 @@ def test_a_full_queue_refuses_with_a_reason(tmp_path, train_dataset, monkeypatch
 
 
 # -- resume points, concurrent trainers, a full disk ----------------------------------------------------
-import errno  # noqa: E402
-import logging  # noqa: E402
 
-from segcore import resume as resume_points  # noqa: E402
-from segcore.resume import RunBusy  # noqa: E402
+
 
 TINY = dict(epochs=2, min_steps=0, height=32, width=32, batch_size=4, augment="none")
 

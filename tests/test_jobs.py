@@ -13,6 +13,16 @@ from segcore.jobs import JobQueue, wait_for
 from segcore.planning import queue_all_strategies
 
 from .conftest import wait_until
+import json
+import socket
+import subprocess
+import sys
+import psutil
+from segcore import RunError
+from segcore.runs import Run
+
+
+pytestmark = pytest.mark.slow  # every test here starts worker processes
 
 TINY = dict(epochs=1, min_steps=0, height=64, width=64, batch_size=4, augment="none")
 
@@ -95,15 +105,9 @@ def test_train_all_strategies_runs_the_source_task_before_structure_transfer(tmp
 
 
 # -- a shared classroom server ------------------------------------------------------------------------
-import json  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 
-import psutil  # noqa: E402
 
-from segcore import RunError  # noqa: E402
-from segcore.runs import Run  # noqa: E402
+
 
 
 def running_status(run_path, **fields):

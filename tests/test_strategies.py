@@ -27,6 +27,7 @@ def source_run(runs, source_dataset):
     return _train(source_dataset, runs, "scratch", run_name="source-task", epochs=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_each_strategy_trains_two_epochs_and_its_loss_falls(strategy, train_dataset, runs, source_run):
     extra = {"source_run": str(source_run.path)} if STRATEGIES[strategy].needs_source_run else {}
@@ -122,6 +123,7 @@ def test_structure_transfer_refuses_a_different_backbone(source_run):
         prepare(TrainConfig(strategy="structure", backbone="resnet18", source_run=str(source_run.path)), 3)
 
 
+@pytest.mark.slow
 def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
     distances = {}
     for regularizer in ("l2", "l2sp"):
