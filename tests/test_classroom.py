@@ -81,3 +81,20 @@ def test_leaderboard_and_class_comparison_take_each_students_best(tmp_path):
     assert [(r["strategy"], r["student"], r["mIoU"]) for r in board] == [("feature", "Alice", 0.7), ("scratch", "Bob", 0.3)]
     assert {(r["student"], r["strategy"], r["mIoU"]) for r in best_per_student(runs, "builtin:shapes")} == {
         ("Alice", "feature", 0.7), ("Bob", "feature", 0.65), ("Bob", "scratch", 0.3)}
+
+
+def test_delete_my_work_removes_only_my_finished_runs(tmp_path, train_dataset):
+    from segcore.classroom import WorkspaceRecord, delete_workspace
+    from segcore.runs import list_runs
+
+    runs = tmp_path / "runs"
+    queue = JobQueue(runs, max_running=1)
+    mine = queue.submit(config(train_dataset), owner="Alice", start=False)
+    waiting = queue.submit(config(train_dataset, seed=3), owner="Alice", start=False)
+    theirs = queue.submit(config(train_dataset), owner="Bob", start=False)
+    atomic_write_json(mine.path / "status.json", {"state": "done"})
+    record = WorkspaceRecord("Alice", dataset="builtin:shapes", uploads=[])
+    record.save(runs)
+    assert delete_workspace(runs, "Alice", list_runs(runs)) == [mine.run_id]
+    assert {r.run_id for r in list_runs(runs)} == {waiting.run_id, theirs.run_id}
+    assert WorkspaceRecord.load(runs, "Alice").dataset is None

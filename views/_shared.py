@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
-from segcore.classroom import WorkspaceError, WorkspaceRecord, teacher_pin, workspace_id
+from segcore.classroom import WorkspaceError, WorkspaceRecord, delete_workspace, teacher_pin, workspace_id
 from segcore.comparison_stats import dataset_title
 from segcore.config import describe
 from segcore.jobs import JobQueue
@@ -290,6 +290,15 @@ def sidebar(signed_in_page: bool = True) -> None:
             st.query_params.clear()
             st.session_state.clear()
             st.rerun()
+        with st.expander("Delete my work"):
+            st.caption("Removes your finished, failed and cancelled runs and what this workspace remembers. "
+                       "Runs still training are kept: cancel them first.")
+            sure = st.checkbox("Yes, delete my runs", key="confirm_delete")
+            if st.button("Delete", key="delete_work", disabled=not sure):
+                removed = delete_workspace(runs_dir(), me, list_runs(runs_dir()))
+                for key in ("dataset_source", "confirm_delete", "compare_runs"):
+                    st.session_state.pop(key, None)
+                st.toast(f"Deleted {len(removed)} run(s).")
         st.caption("Current dataset")
         st.markdown(f"**{md(dataset_display_name(source))}**")
         run_counts()
