@@ -205,3 +205,21 @@ def test_a_built_in_lesson_opens_with_its_preset(runs_dir):
     assert not app.exception
     assert app.select_slider(key="size").value == 128 and app.number_input(key="epochs").value == 3
     assert app.button(key="start_lesson")
+
+
+@pytest.mark.parametrize("count", [2, 6])
+def test_tiny_datasets_adapt_the_model_and_learn_pages_instead_of_crashing(runs_dir, tmp_path, count):
+    from tests.conftest import write_images_masks
+
+    folder = write_images_masks(tmp_path / f"tiny{count}", count=count)
+    app = open_page("data")
+    app.radio(key="data_origin").set_value("Folder on this server").run()
+    app.text_input[0].set_value(str(folder)).run()
+    assert not app.exception
+    for page in ("model", "learn"):
+        app.switch_page(f"views/{page}.py").run()
+        assert not app.exception, (page, [e.value for e in app.exception])
+        assert not app.error, (page, [e.value for e in app.error])
+    app.switch_page("views/model.py").run()
+    if count > 2:  # the share slider starts where one image is kept
+        assert app.slider(key="train_pct").min >= 20

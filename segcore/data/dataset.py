@@ -152,7 +152,8 @@ class SegmentationData:
         total = len(self.pairs("train"))
         if train_size is None:
             return list(range(total))
-        count = round(train_size * total) if isinstance(train_size, float) and train_size <= 1 else int(train_size)
+        # a share of a small split keeps at least one image: 10 % of 6 images is 1 image, not none
+        count = max(1, round(train_size * total)) if isinstance(train_size, float) and train_size <= 1 else int(train_size)
         if count < 1:
             raise DatasetError(self.root, f"a training-set size of {train_size} leaves no image", "ask for at least 1")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
