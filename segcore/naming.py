@@ -32,3 +32,47 @@ def default_run_name(data: object, strategy: str) -> str:
 
 def default_group_name(data: object) -> str:
     return f"{slug(dataset_name(data))}-{time.strftime('%m%d-%H%M%S')}"
+
+
+class Titles:
+    """Names people give runs and comparisons, kept beside the runs (runs/.titles.json) rather than in the run
+    folders: renaming never moves a folder, so structure transfer's source-run references stay valid."""
+
+    LIMIT = 80
+
+    def __init__(self, runs_dir) -> None:
+        self.path = Path(runs_dir) / ".titles.json"
+
+    def _read(self) -> dict:
+        import json
+
+        try:
+            payload = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {"runs": {}, "comparisons": {}}
+        if not isinstance(payload, dict):
+            return {"runs": {}, "comparisons": {}}
+        return {kind: {k: v for k, v in (payload.get(kind) or {}).items() if isinstance(v, str)}
+                for kind in ("runs", "comparisons")}
+
+    def get(self, kind: str, key: str) -> str | None:
+        return self._read()[kind].get(key)
+
+    def set(self, kind: str, key: str, title: str) -> str:
+        from filelock import FileLock
+
+        from .errors import SegcoreError
+        from .runs import atomic_write_json
+
+        title = " ".join(str(title).split())
+        if len(title) > self.LIMIT:
+            raise SegcoreError(f"a name may have at most {self.LIMIT} characters; this one has {len(title)}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):  # two students renaming at once must not lose either name
+            payload = self._read()
+            if title:
+                payload[kind][key] = title
+            else:
+                payload[kind].pop(key, None)  # an empty name goes back to the default
+            atomic_write_json(self.path, payload)
+        return title

@@ -83,3 +83,21 @@ def test_default_names_say_what_a_run_is(tmp_path, train_dataset):
     (uploaded / "My cells").mkdir(parents=True)
     assert dataset_name(uploaded) == "My cells"
     assert new_run_id(tmp_path, None, "scratch", uploaded).startswith("My-cells-scratch-")
+
+
+def test_names_given_to_runs_and_comparisons_are_kept_and_limited(tmp_path):
+    from segcore.errors import SegcoreError
+    from segcore.naming import Titles
+
+    titles = Titles(tmp_path)
+    titles.set("runs", "shapes-feature-1125-231102", "  my   first run ")
+    titles.set("comparisons", "shapes-1125-231100", "Monday's lesson")
+    again = Titles(tmp_path)
+    assert again.get("runs", "shapes-feature-1125-231102") == "my first run"
+    assert again.get("comparisons", "shapes-1125-231100") == "Monday's lesson"
+    titles.set("runs", "shapes-feature-1125-231102", "")  # back to the default name
+    assert again.get("runs", "shapes-feature-1125-231102") is None
+    with pytest.raises(SegcoreError, match="at most 80 characters"):
+        titles.set("runs", "x", "y" * 81)
+    (tmp_path / ".titles.json").write_text("[broken")
+    assert Titles(tmp_path).get("runs", "x") is None

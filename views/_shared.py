@@ -15,6 +15,7 @@ from segcore import STRATEGIES, SegcoreError, load_dataset
 from segcore.classroom import WorkspaceError, WorkspaceRecord, delete_workspace, teacher_pin, workspace_id
 from segcore.comparison_stats import dataset_title
 from segcore.config import describe
+from segcore.naming import Titles
 from segcore.jobs import JobQueue
 from segcore.runs import STATES, Run, list_runs
 
@@ -180,11 +181,20 @@ def finished_runs(include_class: bool = False) -> list[Run]:
     return [r for r in visible_runs(include_class) if r.state == "done" and r.has_checkpoint()]
 
 
+def titles() -> Titles:
+    return Titles(runs_dir())
+
+
+def run_title(run: Run) -> str:
+    """The name the student gave the run, else its id (which already says dataset-strategy-time)."""
+    return titles().get("runs", run.run_id) or run.run_id
+
+
 def run_label(run: Run) -> str:
     """How a run is named in pickers: what it is, on which data, how well it did (widget options are plain text)."""
     summary = run.summary()
     score = f" · mIoU {summary['miou']:.3f}" if isinstance(summary.get("miou"), (int, float)) else ""
-    return f"{run.run_id} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')} · {dataset_title(run)}{score})"
+    return f"{run_title(run)} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')} · {dataset_title(run)}{score})"
 
 
 @st.cache_data(ttl=30)

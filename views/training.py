@@ -5,7 +5,8 @@ from plotly.subplots import make_subplots
 import streamlit as st
 
 from segcore import SegcoreError
-from views._shared import error_text, md, plot_text, queue, queue_counts, runs_dir, session_owner, visible_runs
+from views._shared import (error_text, md, plot_text, queue, queue_counts, run_title, runs_dir, session_owner, titles,
+                           visible_runs)
 from segcore.curves import RunCurves, comparison_curves
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
@@ -23,7 +24,23 @@ if not runs:
 groups = list(dict.fromkeys(r.config.get("group") or r.run_id for r in reversed(runs)))
 watched = st.session_state.get("watch_group")
 group = st.selectbox("Comparison", groups, index=groups.index(watched) if watched in groups else 0, key="group_pick",
+                     format_func=lambda g: titles().get("comparisons", g) or g,
                      help="Runs queued together (one click of Train / Train all strategies) form a comparison.")
+with st.popover("✏️ Rename"):  # outside the live view, which redraws every second
+    new_name = st.text_input("Name of this comparison", value=titles().get("comparisons", group) or "", max_chars=80,
+                             key=f"rename-group-{group}")
+    own = [r for r in runs if (r.config.get("group") or r.run_id) == group and r.owner in (None, session_owner())]
+    renamed = st.selectbox("A run of it", own, format_func=run_title, key=f"rename-run-pick-{group}") if own else None
+    run_name = st.text_input("Name of that run", value=run_title(renamed) if renamed else "", max_chars=80,
+                             key=f"rename-run-{group}-{renamed.run_id if renamed else ''}")
+    if st.button("Save the names", key="rename_save"):
+        try:
+            titles().set("comparisons", group, new_name)
+            if renamed:
+                titles().set("runs", renamed.run_id, "" if run_name == renamed.run_id else run_name)
+            st.rerun()
+        except SegcoreError as exc:
+            st.error(error_text(exc))
 st.caption(f"Device: {describe_device(pick_device())}")
 
 
@@ -87,7 +104,7 @@ def live_view(group: str) -> None:
                 detail += f" · about {progress['eta_s']:.0f}s left"
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
-            c1.markdown(f"{icon} **{md(run.run_id)}** — {md(run_lines.label.split(' · ')[0])} · "
+            c1.markdown(f"{icon} **{md(run_title(run))}** — {md(run_lines.label.split(' · ')[0])} · "
                         f"*{md(progress['state'])}*")
             c1.progress(progress["fraction"], text=detail)
             if progress["state"] in ("failed", "lost"):
