@@ -69,3 +69,16 @@ def test_page_text_is_inert_in_markdown_and_html(hostile):
     for escaped in (md(hostile), html_text(hostile)):
         assert not re.search(r"(?<!\\)[<\[\]()*_:$`]", escaped.replace("&lt;", "").replace("&gt;", "")
                              .replace("&#x27;", "").replace("&quot;", "").replace("&amp;", ""))
+
+
+def test_sample_captions_are_in_the_order_people_count(tmp_path):
+    from segcore.data.preview import sample_overlays
+    from tests.conftest import write_images_masks
+
+    folder = write_images_masks(tmp_path / "d", count=30)
+    for path in sorted((folder / "images").iterdir()):  # names 0 … 29 without zero padding
+        number = int(path.stem.split("_")[1])
+        path.rename(path.with_name(f"{number}{path.suffix}"))
+        (folder / "masks" / f"{path.stem}.png").rename(folder / "masks" / f"{number}.png")
+    names = [name for name, _ in sample_overlays(load_dataset(str(folder)), "train", count=8)]
+    assert [int(n) for n in names] == sorted(int(n) for n in names)

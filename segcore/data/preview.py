@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
@@ -26,11 +28,17 @@ def sample_overlays(data: SegmentationData, split: str = "train", count: int = 8
     picks = np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
     images = _decoded(data, split, picks, size)
     unpainted = unpainted_classes(data.class_names)
+    shown = sorted(range(len(images)), key=lambda i: natural_key(images.names[i]))  # 2 before 11, as people count
     return [
         (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours,
                                   alpha, unpainted=unpainted))
-        for i in range(len(images))
+        for i in shown
     ]
+
+
+def natural_key(name: str) -> list:
+    """'img_11' after 'img_2': digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def augmentation_preview(data: SegmentationData, kind: str = "full", count: int = 4, index: int = 0,
