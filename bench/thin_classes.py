@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from common import CAMVID, print_table, write_results
 from PIL import Image
 
-from common import CAMVID, print_table, write_results
 from segcore import load_dataset
 from segcore.data.derived import protocol_view
 from segcore.data.files import read_mask_raw

@@ -8,8 +8,8 @@ from contextlib import nullcontext
 import torch
 
 from .data.dataset import SegmentationData
-from .data.limits import limits
 from .data.files import read_mask_raw
+from .data.limits import limits
 from .errors import RunError
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .predict import Predictor, native_class_map
