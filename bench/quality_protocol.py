@@ -304,8 +304,8 @@ def tables(rows: list[dict], args) -> str:
         return [r for r in ok if r["task"] == task and r["config"] == config and r["fraction"] == fraction
                 and signature(args, r["settings"], r["height"], r["width"]) == wanted]
 
-    scored = "the tuning split (20 % of CamVid train, seeded; val untouched)" if args.split == "tune" else \
-        "CamVid val (the report split)"
+    scored = ("the tuning split (20 % of each task's training images, seeded; val untouched)" if args.split == "tune"
+              else "the report split (CamVid val; membrane: its seeded 6-image val)")
     lines.append(f"Quality protocol — {scored}; {args.height}×{args.width} training size, batch {args.batch}, "
                  f"{args.steps} optimiser steps at every fraction (membrane: {args.membrane_steps}); scored once at the "
                  f"end of training; mean ± sd over seeds {args.seeds} — {machine()}")
@@ -441,6 +441,7 @@ def main() -> None:
     parser.add_argument("--data-pack", default="", help="read CamVid and membrane from this travel copy "
                         "(bench/protocol_data.py) instead of ../shared/data")
     parser.add_argument("--budget-s", type=float, default=0, help="start no run after this many seconds (0: no limit)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (runs and optimiser steps) and stop")
     parser.add_argument("--out", default="", help="results path without extension (default bench/results/quality-protocol-<split>)")
     args = parser.parse_args()
     args.height, args.width = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
@@ -454,6 +455,14 @@ def main() -> None:
     print(f"{len(specs)} runs; budget: {args.steps} optimiser steps per CamVid run at every fraction "
           f"({args.membrane_steps} on membrane), batch {args.batch}; split: {args.split}; {args.workers} worker(s) × "
           f"{args.worker_threads} threads; {machine()}", flush=True)
+    if args.dry_run:
+        from collections import Counter
+
+        counts = Counter((s["section"], s["height"], s["width"], s["steps"]) for s in specs)
+        for (section, height, width, steps), n in counts.items():
+            print(f"  {section:<10} {n:>3} runs × {steps} steps at {height}×{width}")
+        print(f"  total {sum(s['steps'] for s in specs)} optimiser steps (structure adds one source run per seed)")
+        return
     rows, started = [], time.time()
     public = {k: v for k, v in vars(args).items() if k not in ("deadline",)}
 
