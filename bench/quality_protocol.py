@@ -53,6 +53,8 @@ CANDIDATES = {
     "wide-decoder": {"decoder_channels": (256, 128, 64, 32)},
     "288x384": {"height": 288, "width": 384},
     "quality": {"height": 288, "width": 384, "class_weights": "balanced"},
+    "2x-steps": {"steps_factor": 2},  # rare classes may simply be learned late: twice the optimiser steps
+    "balanced-2x-steps": {"class_weights": "balanced", "steps_factor": 2},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")
@@ -271,7 +273,9 @@ def plan(args) -> list[dict]:
     if "candidates" in args.sections:
         for seed in args.seeds:
             for name in args.candidates:
-                add("candidates", "camvid", args.candidate_strategy, 1.0, seed, args.steps, size, CANDIDATES[name], name)
+                settings = dict(CANDIDATES[name])
+                steps = args.steps * settings.pop("steps_factor", 1)
+                add("candidates", "camvid", args.candidate_strategy, 1.0, seed, steps, size, settings, name)
     confirm = [c for c in configs if c != "structure"]
     if "binary" in args.sections:
         for seed in args.seeds:
@@ -299,10 +303,12 @@ def tables(rows: list[dict], args) -> str:
     lines = []
 
     def pick(task="camvid", config=None, fraction=1.0, settings=None):
-        """Scored runs of one cell; settings=None: the defaults at the protocol's size."""
-        wanted = signature(args, settings or {})
+        """Scored runs of one cell; settings=None: the defaults at the protocol's size and step budget."""
+        settings = dict(settings or {})
+        steps = (args.membrane_steps if task == "membrane" else args.steps) * settings.pop("steps_factor", 1)
+        wanted = signature(args, settings)
         return [r for r in ok if r["task"] == task and r["config"] == config and r["fraction"] == fraction
-                and signature(args, r["settings"], r["height"], r["width"]) == wanted]
+                and r["steps"] == steps and signature(args, r["settings"], r["height"], r["width"]) == wanted]
 
     scored = ("the tuning split (20 % of each task's training images, seeded; val untouched)" if args.split == "tune"
               else "the report split (CamVid val; membrane: its seeded 6-image val)")
@@ -362,11 +368,12 @@ def tables(rows: list[dict], args) -> str:
         if classes:
             lines += _table(["config", *classes], body)
     if "candidates" in args.sections:
-        head = ["candidate", "settings", "mIoU", "native mIoU", *THIN, "train s/run"]
+        head = ["candidate", "settings", "steps", "mIoU", "native mIoU", *THIN, "train s/run"]
         body = []
         for name in args.candidates:
             got = pick(config=args.candidate_strategy, settings=CANDIDATES[name])
-            cells = [name, _describe(CANDIDATES[name]) or "(defaults)", fmt([r["miou"] for r in got]),
+            cells = [name, _describe(CANDIDATES[name]) or "(defaults)",
+                     str(args.steps * CANDIDATES[name].get("steps_factor", 1)), fmt([r["miou"] for r in got]),
                      fmt([r["native_miou"] for r in got if "native_miou" in r])]
             for c in THIN:
                 v = [r["per_class_iou"].get(c) or 0.0 for r in got]
