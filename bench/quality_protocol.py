@@ -281,10 +281,18 @@ def plan(args) -> list[dict]:
         for seed in args.seeds:
             for config in confirm:
                 add("binary", f"camvid-{args.binary}", config, 1.0, seed, args.steps, size)
+            for name in args.confirm_candidates:  # a candidate default must not hurt the other tasks
+                settings = dict(CANDIDATES[name])
+                steps = args.steps * settings.pop("steps_factor", 1)
+                add("binary", f"camvid-{args.binary}", args.candidate_strategy, 1.0, seed, steps, size, settings, name)
     if "membrane" in args.sections:
         for seed in args.seeds:
             for config in confirm:
                 add("membrane", "membrane", config, 1.0, seed, args.membrane_steps, (256, 256))
+            for name in args.confirm_candidates:
+                settings = {k: v for k, v in CANDIDATES[name].items() if k not in ("height", "width")}
+                steps = args.membrane_steps * settings.pop("steps_factor", 1)
+                add("membrane", "membrane", args.candidate_strategy, 1.0, seed, steps, (256, 256), settings, name)
     for spec in specs:
         spec["deadline"] = args.deadline
     return specs
@@ -388,10 +396,15 @@ def tables(rows: list[dict], args) -> str:
         if section not in args.sections:
             continue
         body = []
-        for config in [c for c in configs if c != "structure"]:
-            got = pick(task=task, config=config, settings={"height": 256, "width": 256} if task == "membrane" else None)
+        size = {"height": 256, "width": 256} if task == "membrane" else {}
+        cells = [(c, c, size) for c in configs if c != "structure"]
+        cells += [(f"{args.candidate_strategy} [{name}]", args.candidate_strategy,
+                   {**{k: v for k, v in CANDIDATES[name].items() if not (size and k in ("height", "width"))}, **size})
+                  for name in args.confirm_candidates]
+        for label, config, settings in cells:
+            got = pick(task=task, config=config, settings=settings)
             positive = [r["per_class_iou"].get(list(r["per_class_iou"])[1]) or 0.0 for r in got]
-            body.append([config, fmt([r["miou"] for r in got]), fmt([r["native_miou"] for r in got if "native_miou" in r]),
+            body.append([label, fmt([r["miou"] for r in got]), fmt([r["native_miou"] for r in got if "native_miou" in r]),
                          fmt(positive), "/".join(sorted({str(r["train_images"]) for r in got})) or "—"])
         lines += ["", f"{title}: confirmation at 100 %", *_table(["config", "mIoU", "native mIoU", "class-1 IoU",
                                                                   "train images"], body)]
@@ -431,6 +444,8 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=["smp-full", "smp-frozen", "smp-scratch"])
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--candidate-strategy", default="parameter")
+    parser.add_argument("--confirm-candidates", nargs="*", default=["balanced"], choices=list(CANDIDATES),
+                        help="candidates also run on the binary and membrane tasks (a default must not hurt them)")
     parser.add_argument("--binary", default="car", choices=list(BINARY_TASKS))
     parser.add_argument("--steps", type=int, default=276,
                         help="optimiser steps per run at every fraction (276 = 6 epochs of CamVid's 367 at batch 8)")
