@@ -442,7 +442,9 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="*", default=[1.0, 0.1])
     parser.add_argument("--strategies", nargs="*", default=["scratch", "parameter", "feature", "structure"])
     parser.add_argument("--peers", nargs="*", default=["smp-full", "smp-frozen", "smp-scratch"])
-    parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES))
+    # 288x384 / quality need a travel copy made with 288x384 too (too large to travel beside the 192×256 one)
+    parser.add_argument("--candidates", nargs="*", choices=list(CANDIDATES),
+                        default=["default", "balanced", "wide-decoder", "2x-steps", "balanced-2x-steps"])
     parser.add_argument("--candidate-strategy", default="parameter")
     parser.add_argument("--confirm-candidates", nargs="*", default=["balanced"], choices=list(CANDIDATES),
                         help="candidates also run on the binary and membrane tasks (a default must not hurt them)")
@@ -456,8 +458,8 @@ def main() -> None:
     parser.add_argument("--peer-lr", type=float, default=1e-3, help="smp's reference learning rate")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads in all (0: one per core)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="runs in parallel processes (GPU: 4 keeps one H200 busy with these small networks)")
+    parser.add_argument("--workers", type=int, default=0, help="runs in parallel processes (0: 4 on a GPU, whose "
+                        "small-network steps are launch-bound and overlap well; 1 on a CPU)")
     parser.add_argument("--max-val", type=int, default=0, help="smoke tests: score only the first N images (0: all)")
     parser.add_argument("--no-native", action="store_true")
     parser.add_argument("--data-pack", default="", help="read CamVid and membrane from this travel copy "
@@ -468,6 +470,8 @@ def main() -> None:
     args = parser.parse_args()
     args.height, args.width = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
     args.threads = args.threads or os.cpu_count() or 1
+    if not args.workers:
+        args.workers = 4 if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else 1
     args.worker_threads = max(1, args.threads // max(1, args.workers))
     args.deadline = time.time() + args.budget_s if args.budget_s else float("inf")
     args.runs = tempfile.mkdtemp(prefix="quality-protocol-")
