@@ -4,7 +4,7 @@
     python bench/quality_protocol.py --device cuda --threads 16 --workers 4 --seeds 0 1 2 --split report \
         --out bench/results/quality-protocol-gpu
     # choosing defaults: the same on the tuning split (20 % of CamVid train, seeded; val never read)
-    python bench/quality_protocol.py --split tune --sections candidates --candidate-strategy feature --steps 150
+    python bench/quality_protocol.py --split tune --sections candidates --candidate-strategies feature --steps 150
 
 Sections (run in this order; each run is independent, a failed run is recorded and the rest go on):
   camvid      every strategy and smp peer at each fraction (default 100 % and 10 %), every seed, the SAME number
@@ -55,6 +55,7 @@ CANDIDATES = {
     "quality": {"height": 288, "width": 384, "class_weights": "balanced"},
     "2x-steps": {"steps_factor": 2},  # rare classes may simply be learned late: twice the optimiser steps
     "balanced-2x-steps": {"class_weights": "balanced", "steps_factor": 2},
+    "wide-decoder-2x-steps": {"decoder_channels": (256, 128, 64, 32), "steps_factor": 2},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")
@@ -270,12 +271,17 @@ def plan(args) -> list[dict]:
             for seed in args.seeds:
                 for config in configs:
                     add("camvid", "camvid", config, fraction, seed, args.steps, size)
-    if "candidates" in args.sections:
+    def candidates(longer: bool) -> None:
         for seed in args.seeds:
-            for name in args.candidates:
-                settings = dict(CANDIDATES[name])
-                steps = args.steps * settings.pop("steps_factor", 1)
-                add("candidates", "camvid", args.candidate_strategy, 1.0, seed, steps, size, settings, name)
+            for strategy in args.candidate_strategies:
+                for name in args.candidates:
+                    settings = dict(CANDIDATES[name])
+                    factor = settings.pop("steps_factor", 1)
+                    if (factor > 1) == longer:
+                        add("candidates", "camvid", strategy, 1.0, seed, args.steps * factor, size, settings, name)
+
+    if "candidates" in args.sections:
+        candidates(longer=False)
     confirm = [c for c in configs if c != "structure"]
     if "binary" in args.sections:
         for seed in args.seeds:
@@ -284,7 +290,7 @@ def plan(args) -> list[dict]:
             for name in args.confirm_candidates:  # a candidate default must not hurt the other tasks
                 settings = dict(CANDIDATES[name])
                 steps = args.steps * settings.pop("steps_factor", 1)
-                add("binary", f"camvid-{args.binary}", args.candidate_strategy, 1.0, seed, steps, size, settings, name)
+                add("binary", f"camvid-{args.binary}", args.candidate_strategies[0], 1.0, seed, steps, size, settings, name)
     if "membrane" in args.sections:
         for seed in args.seeds:
             for config in confirm:
@@ -292,7 +298,9 @@ def plan(args) -> list[dict]:
             for name in args.confirm_candidates:
                 settings = {k: v for k, v in CANDIDATES[name].items() if k not in ("height", "width")}
                 steps = args.membrane_steps * settings.pop("steps_factor", 1)
-                add("membrane", "membrane", args.candidate_strategy, 1.0, seed, steps, (256, 256), settings, name)
+                add("membrane", "membrane", args.candidate_strategies[0], 1.0, seed, steps, (256, 256), settings, name)
+    if "candidates" in args.sections:  # the longest runs last: a short budget loses them, not the confirmations
+        candidates(longer=True)
     for spec in specs:
         spec["deadline"] = args.deadline
     return specs
@@ -375,11 +383,11 @@ def tables(rows: list[dict], args) -> str:
             body.append(cells)
         if classes:
             lines += _table(["config", *classes], body)
-    if "candidates" in args.sections:
+    for strategy in args.candidate_strategies if "candidates" in args.sections else []:
         head = ["candidate", "settings", "steps", "mIoU", "native mIoU", *THIN, "train s/run"]
         body = []
         for name in args.candidates:
-            got = pick(config=args.candidate_strategy, settings=CANDIDATES[name])
+            got = pick(config=strategy, settings=CANDIDATES[name])
             cells = [name, _describe(CANDIDATES[name]) or "(defaults)",
                      str(args.steps * CANDIDATES[name].get("steps_factor", 1)), fmt([r["miou"] for r in got]),
                      fmt([r["native_miou"] for r in got if "native_miou" in r])]
@@ -388,8 +396,7 @@ def tables(rows: list[dict], args) -> str:
                 cells.append(f"{sum(v) / len(v):.3f}" if v else "—")
             cells.append(f"{sum(r['train_time_s'] for r in got) / len(got):.1f}" if got else "—")
             body.append(cells)
-        title = (f"Thin and rare classes: candidates on {args.candidate_strategy} at 100 %, {args.steps} steps "
-                 "(IoU at the training size)")
+        title = f"Thin and rare classes: candidates on {strategy} at 100 % (IoU at the training size)"
         lines += ["", title, *_table(head, body)]
     for section, task, title in (("binary", f"camvid-{args.binary}", f"CamVid {args.binary} vs rest (binary)"),
                                  ("membrane", "membrane", "membrane (EM, binary)")):
@@ -398,7 +405,7 @@ def tables(rows: list[dict], args) -> str:
         body = []
         size = {"height": 256, "width": 256} if task == "membrane" else {}
         cells = [(c, c, size) for c in configs if c != "structure"]
-        cells += [(f"{args.candidate_strategy} [{name}]", args.candidate_strategy,
+        cells += [(f"{args.candidate_strategies[0]} [{name}]", args.candidate_strategies[0],
                    {**{k: v for k, v in CANDIDATES[name].items() if not (size and k in ("height", "width"))}, **size})
                   for name in args.confirm_candidates]
         for label, config, settings in cells:
@@ -444,9 +451,10 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=["smp-full", "smp-frozen", "smp-scratch"])
     # 288x384 / quality need a travel copy made with 288x384 too (too large to travel beside the 192×256 one)
     parser.add_argument("--candidates", nargs="*", choices=list(CANDIDATES),
-                        default=["default", "balanced", "wide-decoder", "2x-steps", "balanced-2x-steps"])
-    parser.add_argument("--candidate-strategy", default="parameter")
-    parser.add_argument("--confirm-candidates", nargs="*", default=["balanced"], choices=list(CANDIDATES),
+                        default=["default", "balanced", "wide-decoder", "2x-steps", "wide-decoder-2x-steps"])
+    parser.add_argument("--candidate-strategies", nargs="*", default=["parameter", "feature"],
+                        help="strategies the candidates run on; the first also runs --confirm-candidates")
+    parser.add_argument("--confirm-candidates", nargs="*", default=["balanced", "wide-decoder"], choices=list(CANDIDATES),
                         help="candidates also run on the binary and membrane tasks (a default must not hurt them)")
     parser.add_argument("--binary", default="car", choices=list(BINARY_TASKS))
     parser.add_argument("--steps", type=int, default=276,
