@@ -197,8 +197,8 @@ def cmd_eval(args) -> int:
     run = resolve_run(args.run, _runs_dir(args))
     data = load_run_dataset(run, args.split, source=args.data,
                             ignore_index=RUN_OWN if args.ignore_index == -1 else args.ignore_index)
-    result = evaluate_run(Predictor(run, device=args.device), data, args.split)
-    print(f"{run.run_id} on {result['data']} [{result['split']}, {result['images']} images]")
+    result = evaluate_run(Predictor(run, device=args.device), data, args.split, native=args.native)
+    print(f"{run.run_id} on {result['data']} [{result['split']}, {result['images']} images, {result['resolution']}]")
     print(f"  mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   mean Dice {result['mean_dice']:.4f}")
     for name, iou in result["per_class_iou"].items():
         print(f"  {name:<20} IoU {'—' if iou is None else f'{iou:.4f}'}")
@@ -426,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-index", type=int, default=-1, help="default: the run's own")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--native", action="store_true",
+                   help="score at each image's original size (logits upsampled before argmax), as published results are")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="segment images with a finished run")

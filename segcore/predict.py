@@ -17,6 +17,15 @@ from .drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # n
 from .runs import Run
 
 
+def native_class_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One image's logits (C, h, w) → its class map (H, W) at size=(H, W): logits upsampled bilinearly, then
+    argmax (never argmax first: upsampling a class map turns thin structures into blocks). Prediction for
+    export and overlays and `evaluate_run(native=True)` both go through here, so they cannot disagree."""
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return logits.argmax(0).to(torch.uint8)
+
+
 class Predictor:
     """A run's best model, ready to segment PIL images at the size it was trained for."""
 
@@ -41,15 +50,14 @@ class Predictor:
         return self.model(self.normalize(self.to_tensor(images)))
 
     @torch.no_grad()
-    def predict(self, image: Image.Image | list[Image.Image]) -> np.ndarray | list[np.ndarray]:
-        """Class maps at each input image's own size."""
+    def predict(self, image: Image.Image | list[Image.Image], native: bool = True) -> np.ndarray | list[np.ndarray]:
+        """Class maps at each input image's own size (native, the default and what export and overlays use),
+        or at the training size (native=False: the grid the training-size mIoU is scored on)."""
         single = isinstance(image, Image.Image)
         images = [image] if single else list(image)
         logits = self.logits(images)
-        maps = []
-        for im, logit in zip(images, logits):
-            resized = F.interpolate(logit[None], size=(im.height, im.width), mode="bilinear", align_corners=False)
-            maps.append(resized[0].argmax(0).to(torch.uint8).cpu().numpy())
+        maps = [native_class_map(logit, (im.height, im.width) if native else self.size).cpu().numpy()
+                for im, logit in zip(images, logits)]
         return maps[0] if single else maps
 
     def overlay(self, image: Image.Image, alpha: float = 0.5, class_map: np.ndarray | None = None,
