@@ -20,7 +20,8 @@ def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: flo
     no pixels anyway); weights are capped so one rare class cannot swamp the loss.
     """
     labels = masks.reshape(-1)
-    counts = torch.bincount(labels[labels != IGNORE].long(), minlength=num_classes)[:num_classes].double()
+    # counted where the masks live (on a GPU, training keeps them there), weighed on the CPU: a few numbers
+    counts = torch.bincount(labels[labels != IGNORE].long(), minlength=num_classes)[:num_classes].double().cpu()
     present = counts > 0
     if not present.any():
         return torch.ones(num_classes)

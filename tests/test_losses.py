@@ -48,3 +48,10 @@ def test_an_unknown_class_weighting_is_refused_with_the_choices():
     assert class_weights_for("none", masks, 2) is None
     with pytest.raises(TrainingFailed, match="choose one of none, balanced, sqrt"):
         class_weights_for("inverse", masks, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: masks kept on the device")
+def test_class_weights_from_masks_kept_on_the_gpu():
+    masks = torch.tensor([[0, 0, 1, 2]], dtype=torch.uint8, device="cuda")
+    assert torch.equal(class_balance_weights(masks, 3), class_balance_weights(masks.cpu(), 3))
+
