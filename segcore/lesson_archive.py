@@ -18,7 +18,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from .data.files import IMAGE_SUFFIXES, MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, safe_extract_zip
+from .data.archives import MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, safe_extract_zip
+from .data.files import IMAGE_SUFFIXES
 from .errors import LessonError
 
 FORMAT = "segcore-lesson"
