@@ -1,0 +1,114 @@
+"""When does structure transfer win? Each strategy's validation mIoU over several seeds on two built-in pairs, trained
+exactly as the built-in lessons plan them (the quick preset, the source run trained first with the same seed):
+
+- when-structure: 256 outlined images (shapes-outlines) → 8 labelled images of the same kind (shapes-few)
+- why-transfer: ellipses/rings/crosses in warm colours (shapes-source) → circles/squares/triangles (shapes)
+
+    python bench/structure_lesson.py --seeds 0 1 2 --out bench/results/structure_lesson.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from dataclasses import replace
+
+from common import machine, print_table, write_results
+
+from segcore import TrainConfig, train
+from segcore.lessons import BUILTIN_LESSONS
+from segcore.planning import SOURCE_PLACEHOLDER
+
+LESSONS = ("when-structure", "why-transfer")
+
+
+def run_lesson(key: str, seed: int, runs_dir: str) -> list[dict]:
+    """Train one lesson's whole plan with this seed, in queue order; one row per run."""
+    lesson = BUILTIN_LESSONS[key]
+    rows, source_path = [], None
+    for config in lesson.plan(f"{key}-s{seed}", TrainConfig(seed=seed)):
+        if config.source_run == SOURCE_PLACEHOLDER:
+            config = replace(config, source_run=source_path)
+        started = time.time()
+        run = train(config, runs_dir=runs_dir)
+        is_source = config.run_name.endswith("-source")
+        if is_source:
+            source_path = str(run.path)
+        summary = run.summary()
+        rows.append({"lesson": key, "seed": seed, "data": config.data, "strategy": "source" if is_source else
+                     config.strategy, "miou": summary.get("miou"), "train_s": summary.get("train_time_s"),
+                     "wall_s": time.time() - started})
+        print(f"  {key} seed {seed} {rows[-1]['strategy']:<9} mIoU {rows[-1]['miou']:.3f}  "
+              f"{rows[-1]['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Mean ± sd per lesson and strategy, and structure − parameter per lesson (its sd taken over the seeds'
+    paired differences, the spread that decides whether the gap is more than seed noise)."""
+    table, verdicts = [], []
+    for key in [k for k in LESSONS if any(r["lesson"] == k for r in rows)]:
+        mine = [r for r in rows if r["lesson"] == key]
+        by_strategy: dict[str, list[dict]] = {}
+        for row in mine:
+            by_strategy.setdefault(row["strategy"], []).append(row)
+        for strategy, runs in by_strategy.items():
+            scores = [r["miou"] for r in runs]
+            table.append({"lesson": key, "target": runs[0]["data"], "strategy": strategy,
+                          "mIoU mean ± sd": f"{statistics.mean(scores):.3f} ± {spread(scores):.3f}",
+                          "per seed": " ".join(f"{s:.3f}" for s in scores),
+                          "train s (mean)": statistics.mean(r["train_s"] for r in runs)})
+        seeds = sorted({r["seed"] for r in mine})
+        score = {(r["strategy"], r["seed"]): r["miou"] for r in mine}
+        gaps = [score["structure", s] - score["parameter", s] for s in seeds]
+        sds = {n: spread([score[n, s] for s in seeds]) for n in ("structure", "parameter")}
+        margin = statistics.mean(gaps)
+        noise = max(spread(gaps), *sds.values())
+        verdicts.append({"lesson": key, "structure − parameter": f"{margin:+.3f}", "per seed": " ".join(
+            f"{g:+.3f}" for g in gaps), "largest seed sd": f"{noise:.3f}",
+            "structure wins beyond the spread": "yes" if margin > noise else "no"})
+    return table, verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=LESSONS)
+    parser.add_argument("--out", help="also write the printed tables to this file")
+    args = parser.parse_args()
+    runs_dir = tempfile.mkdtemp(prefix="structure-lesson-runs-")
+    started = time.time()
+    rows = []
+    for key in args.lessons:  # lesson by lesson: an interrupted run still has every seed of the first lesson
+        for seed in args.seeds:
+            rows += run_lesson(key, seed, runs_dir)
+            write_results("structure_lesson", {"machine": machine(), "seeds": args.seeds, "rows": rows,
+                                               "partial": True})
+    table, verdicts = summarise(rows)
+    text = io.StringIO()
+    with redirect_stdout(text):
+        print(f"Structure lesson: {len(args.seeds)} seeds × the built-in lessons' plans (quick preset: 128×128, "
+              f"3 epochs, ≥ 50 steps) — {machine()}; total {time.time() - started:.0f} s (shared CPU: times are noisy)")
+        print_table(table, ["lesson", "target", "strategy", "mIoU mean ± sd", "per seed", "train s (mean)"])
+        print()
+        print_table(verdicts, ["lesson", "structure − parameter", "per seed", "largest seed sd",
+                               "structure wins beyond the spread"])
+    print(text.getvalue(), end="")
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text.getvalue())
+    write_results("structure_lesson", {"machine": machine(), "seeds": args.seeds, "rows": rows,
+                                       "table": table, "verdicts": verdicts})
+
+
+if __name__ == "__main__":
+    main()
