@@ -4,13 +4,23 @@ exactly as the built-in lessons plan them (the quick preset, the source run trai
 - when-structure: 256 outlined images (shapes-outlines) → 8 labelled images of the same kind (shapes-few)
 - why-transfer: ellipses/rings/crosses in warm colours (shapes-source) → circles/squares/triangles (shapes)
 
-    python bench/structure_lesson.py --seeds 0 1 2 --out bench/results/structure_lesson.txt
+    python bench/structure_lesson.py --seeds 0 1 2 --threads 1 --out bench/results/structure_lesson.txt
+
+On a shared CPU the lessons can train in two processes and be summarised afterwards:
+
+    python bench/structure_lesson.py --lessons when-structure --threads 1 &
+    python bench/structure_lesson.py --lessons why-transfer --threads 1 &
+    wait; python bench/structure_lesson.py --summarise --out bench/results/structure_lesson.txt
+
+--threads only sets the CPU threads per training process (1 is several times faster than 2 when other processes
+already hold the cores); every learning setting is the lesson's.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import statistics
 import sys
 import tempfile
@@ -18,7 +28,7 @@ import time
 from contextlib import redirect_stdout
 from dataclasses import replace
 
-from common import machine, print_table, write_results
+from common import RESULTS, machine, print_table, write_results
 
 from segcore import TrainConfig, train
 from segcore.lessons import BUILTIN_LESSONS
@@ -27,11 +37,11 @@ from segcore.planning import SOURCE_PLACEHOLDER
 LESSONS = ("when-structure", "why-transfer")
 
 
-def run_lesson(key: str, seed: int, runs_dir: str) -> list[dict]:
+def run_lesson(key: str, seed: int, runs_dir: str, threads: int = 0) -> list[dict]:
     """Train one lesson's whole plan with this seed, in queue order; one row per run."""
     lesson = BUILTIN_LESSONS[key]
     rows, source_path = [], None
-    for config in lesson.plan(f"{key}-s{seed}", TrainConfig(seed=seed)):
+    for config in lesson.plan(f"{key}-s{seed}", TrainConfig(seed=seed, threads=threads)):
         if config.source_run == SOURCE_PLACEHOLDER:
             config = replace(config, source_run=source_path)
         started = time.time()
@@ -83,21 +93,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=LESSONS)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: one per core)")
+    parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
-    runs_dir = tempfile.mkdtemp(prefix="structure-lesson-runs-")
     started = time.time()
-    rows = []
-    for key in args.lessons:  # lesson by lesson: an interrupted run still has every seed of the first lesson
-        for seed in args.seeds:
-            rows += run_lesson(key, seed, runs_dir)
-            write_results("structure_lesson", {"machine": machine(), "seeds": args.seeds, "rows": rows,
-                                               "partial": True})
+    if args.summarise:
+        rows = [row for key in LESSONS for row in saved_rows(key)]
+    else:
+        runs_dir = tempfile.mkdtemp(prefix="structure-lesson-runs-")
+        rows = []
+        for key in args.lessons:  # lesson by lesson: an interrupted run still has every seed of the first lesson
+            mine = []
+            for seed in args.seeds:
+                mine += run_lesson(key, seed, runs_dir, args.threads)
+                write_results(f"structure_lesson-{key}", {"machine": machine(), "threads": args.threads,
+                                                          "seeds": args.seeds, "rows": mine})
+            rows += mine
     table, verdicts = summarise(rows)
     text = io.StringIO()
     with redirect_stdout(text):
-        print(f"Structure lesson: {len(args.seeds)} seeds × the built-in lessons' plans (quick preset: 128×128, "
-              f"3 epochs, ≥ 50 steps) — {machine()}; total {time.time() - started:.0f} s (shared CPU: times are noisy)")
+        seeds = sorted({r["seed"] for r in rows})
+        print(f"Structure lesson: seeds {seeds} × the built-in lessons' plans (quick preset: 128×128, 3 epochs, "
+              f"≥ 50 steps) — {machine()}; shared CPU: the seconds are noisy")
         print_table(table, ["lesson", "target", "strategy", "mIoU mean ± sd", "per seed", "train s (mean)"])
         print()
         print_table(verdicts, ["lesson", "structure − parameter", "per seed", "largest seed sd",
@@ -106,8 +124,12 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text.getvalue())
-    write_results("structure_lesson", {"machine": machine(), "seeds": args.seeds, "rows": rows,
-                                       "table": table, "verdicts": verdicts})
+    write_results("structure_lesson", {"machine": machine(), "rows": rows, "table": table, "verdicts": verdicts})
+
+
+def saved_rows(key: str) -> list[dict]:
+    path = RESULTS / f"structure_lesson-{key}.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
 
 
 if __name__ == "__main__":

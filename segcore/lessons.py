@@ -411,13 +411,15 @@ BUILTIN_LESSONS = {
         title="When does structure transfer win?",
         instructions=(
             "1. Click **Start the lesson**: it queues one run per strategy on *shapes-few* — only **16 labelled "
-            "images** of circles, squares and triangles — plus a source run on *shapes-outlines*: 256 images "
-            "of the same kind where every object is outlined but not named (cheap labels). About 3 minutes.\n"
+            "images** of circles, squares and triangles — plus a source run on *shapes-more*: 256 labelled images "
+            "of the same kind with six shapes, these three among them (think of a large public dataset of street "
+            "scenes before your own small one). About 5 minutes.\n"
             "2. On **Compare**, rank the strategies by validation mIoU. Where does structure transfer stand?\n"
             "3. Compare with the *Why transfer learning?* lesson, whose source task (ellipses, rings, crosses in "
-            "warm colours) is further from its target: structure transfer did not win there.\n"
-            "4. Answer: what did the source run already know that ImageNet did not? When would you spend an "
-            "afternoon outlining objects roughly rather than labelling a few more images in full?"),
+            "warm colours) shares neither the classes nor the look of its target: structure transfer did not win "
+            "there.\n"
+            "4. Answer: what did the source run know that ImageNet did not? When is it worth looking for a "
+            "labelled dataset of your kind of images, even with other classes, before labelling more of your own?"),
         data_source="builtin:shapes-few", settings=dict(PRESETS["quick"].settings), preset="quick",
-        strategies=comparison_order(), sweep=False, origin="built-in", source_task="builtin:shapes-outlines"),
+        strategies=comparison_order(), sweep=False, origin="built-in", source_task="builtin:shapes-more"),
 }
