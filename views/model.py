@@ -193,3 +193,9 @@ try:
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
 except SegcoreError as exc:
     st.error(error_text(exc))
+
+# --- teaching: suggested strategy (issue 15) — one call; the block lives in views/_teaching.py ---
+from views._teaching import suggested_strategy_box  # noqa: E402
+
+suggested_strategy_box(data, config, train_images, source_run)
+# --- end teaching ---
