@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=LESSONS)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: one per core)")
+    parser.add_argument("--part", default="", help="suffix of this process's rows file, so that seeds can train in "
+                        "parallel processes (--summarise reads every part)")
     parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
@@ -107,7 +109,7 @@ def main() -> None:
             mine = []
             for seed in args.seeds:
                 mine += run_lesson(key, seed, runs_dir, args.threads)
-                write_results(f"structure_lesson-{key}", {"machine": machine(), "threads": args.threads,
+                write_results(f"structure_lesson-{key}{args.part}", {"machine": machine(), "threads": args.threads,
                                                           "seeds": args.seeds, "rows": mine})
             rows += mine
     table, verdicts = summarise(rows)
@@ -128,8 +130,13 @@ def main() -> None:
 
 
 def saved_rows(key: str) -> list[dict]:
-    path = RESULTS / f"structure_lesson-{key}.json"
-    return json.loads(path.read_text())["rows"] if path.is_file() else []
+    """Every saved row of a lesson, from all parts, one per (seed, run): a seed trained twice counts once."""
+    rows = {}
+    for path in sorted(RESULTS.glob(f"structure_lesson-{key}*.json")):
+        for row in json.loads(path.read_text())["rows"]:
+            if row["lesson"] == key and row["data"] in {c.data for c in BUILTIN_LESSONS[key].plan("g")}:
+                rows[row["seed"], row["strategy"]] = row
+    return sorted(rows.values(), key=lambda r: (r["seed"], r["strategy"]))
 
 
 if __name__ == "__main__":
