@@ -411,8 +411,8 @@ BUILTIN_LESSONS = {
         title="When does structure transfer win?",
         instructions=(
             "1. Click **Start the lesson**: it queues one run per strategy on *shapes-few* — only **16 labelled "
-            "images** of circles, squares and triangles — plus a source run on *shapes-more*: 256 labelled images "
-            "of the same kind with six shapes, these three among them (think of a large public dataset of street "
+            "images** of circles, squares and triangles — plus a source run on *shapes-more*: 320 labelled images "
+            "of the same kind with four shapes, these three among them (think of a large public dataset of street "
             "scenes before your own small one). About 5 minutes.\n"
             "2. On **Compare**, rank the strategies by validation mIoU. Where does structure transfer stand?\n"
             "3. Compare with the *Why transfer learning?* lesson, whose source task (ellipses, rings, crosses in "

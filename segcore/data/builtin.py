@@ -7,7 +7,7 @@ work out of the box: train on the source, carry the network over to the target.
 
 `shapes-more` → `shapes-few` is the pair where structure transfer should win, for a real reason, the way a
 large public dataset of street scenes helps a small one: the same generator and palette on both sides, many
-labelled images on the source (six kinds of object, the target's three among them) and a handful on the target.
+labelled images on the source (four kinds of object, the target's three among them) and a handful on the target.
 The source network already finds and names these objects in this kind of image; only the classifier is new.
 """
 
@@ -55,10 +55,11 @@ BUILTINS = {
         ("background", "circle", "square", "triangle"), train=16, val=48, size=128, seed=3, warm=False,
         source_task="shapes-more",
     ),
+    # the target's three shapes and one more: six shapes were too many to learn in the lesson's 96 source steps
+    # (source mIoU 0.35, structure then only tied parameter transfer: bench/README.md)
     "shapes-more": BuiltinSpec(
-        "source task for shapes-few: 256 images of the same kind with six shapes labelled (7 classes)",
-        ("background", "circle", "square", "triangle", "ellipse", "ring", "cross"), train=256, val=32, size=128,
-        seed=4, warm=False,
+        "source task for shapes-few: 320 images of the same kind, its three shapes and crosses labelled (5 classes)",
+        ("background", "circle", "square", "triangle", "cross"), train=320, val=32, size=128, seed=4, warm=False,
     ),
 }
 
