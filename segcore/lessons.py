@@ -405,8 +405,8 @@ BUILTIN_LESSONS = {
             "with 10 %? What does that mean for a project where labelling costs a day per image?"),
         data_source="builtin:shapes", settings=dict(PRESETS["quick"].settings), preset="quick",
         strategies=["scratch", "parameter", "feature"], sweep=True, origin="built-in"),
-    # measured in bench/structure_lesson.py (bench/README.md): here structure transfer beats parameter transfer over
-    # 3 seeds, while on the first lesson's pair (another palette, unrelated classes) it does not
+    # measured in bench/structure_lesson.py (bench/README.md): here structure transfer beats parameter transfer on each
+    # of 3 seeds, while on the first lesson's pair (another palette, unrelated classes) it loses on each
     "when-structure": Lesson(
         title="When does structure transfer win?",
         instructions=(
