@@ -101,7 +101,6 @@ def main() -> None:
     parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
-    started = time.time()
     if args.summarise:
         rows = [row for key in LESSONS for row in saved_rows(key)]
     else:

@@ -5,8 +5,17 @@ import pytest
 import torch
 
 from segcore import load_dataset
-from segcore.domain import (MICROSCOPY, SHAPES, STREET, DomainDistance, dataset_value, domain_distance,
-                            frechet_to_anchor, last_batchnorm, pretrained_encoder)
+from segcore.domain import (
+    MICROSCOPY,
+    SHAPES,
+    STREET,
+    DomainDistance,
+    dataset_value,
+    domain_distance,
+    frechet_to_anchor,
+    last_batchnorm,
+    pretrained_encoder,
+)
 from tests.conftest import CAMVID, MEMBRANE, needs_camvid, needs_membrane
 
 
