@@ -11,7 +11,7 @@ from .naming import default_group_name
 from .runs import Run
 from .strategies import STRATEGIES
 
-SOURCE_TASK = "builtin:shapes-source"
+SOURCE_TASK = "builtin:shapes-source"  # the source task of a dataset that declares no matching one of its own
 SWEEP_SIZES = (0.1, 0.25, 0.5, 1.0)
 
 
@@ -29,9 +29,19 @@ def smallest_training_share(train_images: int, step: int = 5) -> int:
 SOURCE_PLACEHOLDER = "<the source run queued with this comparison>"
 
 
-def source_config(config: TrainConfig, group: str) -> TrainConfig:
+def matching_source_task(data_source: str) -> str:
+    """The source task whose network structure transfer should carry over to `data_source`: the one a built-in
+    target declares (BuiltinSpec.source_task: same kind of images, related classes), else SOURCE_TASK."""
+    from .data.builtin import BUILTINS
+
+    kind, _, name = data_source.partition(":")
+    spec = BUILTINS.get(name) if kind == "builtin" else None
+    return f"builtin:{spec.source_task}" if spec is not None and spec.source_task else SOURCE_TASK
+
+
+def source_config(config: TrainConfig, group: str, source_task: str = SOURCE_TASK) -> TrainConfig:
     """The source-task run that structure transfer carries over: same backbone, a different task."""
-    return replace(config, data=SOURCE_TASK, strategy="parameter", source_run=None, train_size=None,
+    return replace(config, data=source_task, strategy="parameter", source_run=None, train_size=None,
                    ignore_index=255, run_name=f"{group}-source")
 
 
@@ -43,17 +53,19 @@ def comparison_order(strategies=None) -> list[str]:
 
 
 def comparison_plan(config: TrainConfig, group: str, source_run: str | None = None,
-                    train_sizes=(None,), strategies=None) -> list[TrainConfig]:
+                    train_sizes=(None,), strategies=None, source_task: str | None = None) -> list[TrainConfig]:
     """The runs of a comparison, in queue order: one per strategy (× training-set size) with identical settings;
     the source run, when one is needed, just before the first run that carries it over.
-    strategies: the names to compare (default: those of "Train all")."""
+    strategies: the names to compare (default: those of "Train all"); source_task: the dataset the source run
+    trains on (default: the one matching config.data, see matching_source_task)."""
+    source_task = source_task or matching_source_task(config.data)
     plan = []
     for size in train_sizes:
         suffix = "" if size is None else f"-n{size:g}"
         for strategy in comparison_order(strategies):
             info = STRATEGIES[strategy]
             if info.needs_source_run and not source_run:
-                plan.append(source_config(config, group))
+                plan.append(source_config(config, group, source_task))
                 source_run = SOURCE_PLACEHOLDER
             plan.append(replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
                                 source_run=source_run if info.needs_source_run else None))
@@ -61,13 +73,14 @@ def comparison_plan(config: TrainConfig, group: str, source_run: str | None = No
 
 
 def plan_train_images(plan: list[TrainConfig], data) -> list[int]:
-    """How many training images each planned run will use (the built-in source task has its own count)."""
+    """How many training images each planned run will use (a built-in source task has its own count)."""
     from .data.builtin import BUILTINS
 
     counts = []
     for config in plan:
-        if config.data == SOURCE_TASK and config.data != data.source:
-            counts.append(BUILTINS[SOURCE_TASK.split(":", 1)[1]].train)
+        kind, _, name = config.data.partition(":")
+        if config.data != data.source and kind == "builtin" and name in BUILTINS:
+            counts.append(BUILTINS[name].train)
         else:
             counts.append(len(data.train_indices(config.train_size, config.seed)))
     return counts
@@ -88,9 +101,9 @@ def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str 
 
 def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
                          train_sizes=(None,), group: str | None = None, owner: str | None = None,
-                         data=None) -> list[Run]:
+                         data=None, strategies=None, source_task: str | None = None) -> list[Run]:
     """Queue a whole comparison (see comparison_plan); with the dataset at hand, each run records its planned
     epochs and steps from the start."""
     group = group or default_group_name(config.data)
-    plan = comparison_plan(config, group, source_run, train_sizes)
+    plan = comparison_plan(config, group, source_run, train_sizes, strategies, source_task)
     return queue_plan(queue, plan, group, owner, plan_train_images(plan, data) if data is not None else None)

@@ -162,6 +162,12 @@ with right:
     st.plotly_chart(figure, key="pixel_share")
     st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
 
+# --- teaching: domain distance (issue 15) — one call; the block lives in views/_teaching.py ---
+from views._teaching import domain_block  # noqa: E402
+
+domain_block(data, st.session_state.get("backbone") or "tf_efficientnet_lite0")
+# --- end teaching ---
+
 st.subheader("Samples")
 alpha = st.slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="sample_alpha")
 samples = sample_overlays(data, "train", count=8, alpha=alpha)

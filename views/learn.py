@@ -3,6 +3,7 @@
 import streamlit as st
 
 from views._shared import current_dataset, finished_runs, run_label
+from views._teaching import reference_scale_block, structure_evidence_block
 from segcore.explain import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
 
 st.title("🎓 Learn: transfer learning for segmentation")
@@ -39,6 +40,33 @@ st.page_link("views/data.py", label="1 · Choose data", icon="🖼️")
 st.page_link("views/model.py", label="2 · Choose a backbone and strategy", icon="🧠")
 st.page_link("views/training.py", label="3 · Watch the curves", icon="📈")
 st.page_link("views/compare.py", label="4 · Compare the segmentations", icon="🔍")
+
+st.header("When does each strategy win?")
+st.markdown("""
+**Structure transfer** carries over a whole segmentation network — encoder *and* decoder — from a source task. It
+wins when that source task is **close**: the same kind of images, related classes, many labels there and very few
+here. The lesson *When does structure transfer win?* builds exactly that: a source of 320 labelled images with four
+shapes, and a target with 16 labelled images of three of them. The network already finds and names these objects;
+only the classifier is new.
+
+It does **not** win when the source task is far: in *Why transfer learning?* the source (ellipses, rings, crosses in
+warm colours) shares neither the classes nor the look of the target, so what its decoder learnt is of little use and
+ImageNet's encoder with a fresh decoder (parameter transfer) does better. Closeness is not enough on its own either:
+in our measurements a source that only outlined the objects without naming them did worse than parameter transfer,
+and one with six shapes, too many to learn in the lesson's short source run, only tied it. What the source network
+has *learnt* is what is carried over.
+""")
+structure_evidence_block()
+st.markdown("""
+**Why a far domain gains less.** The ImageNet encoder's last layer normalises its input with statistics it measured on
+ImageNet photos. Feeding it your images shows how far they pull that layer from what it expects: the *domain
+distance* (0 = looks like ImageNet). Street scenes stay close — cars, roads and buildings are ImageNet's world;
+electron-microscopy membranes are far — grey, textured, nothing like a photo. The further the images, the less the
+transferred features fit, the less a frozen encoder (feature transfer) can do and the more the encoder must adapt
+(parameter transfer) — or, with plenty of data and a GPU, training from scratch becomes competitive.
+The *Model & strategy* page turns this into a suggested strategy with its reasons.
+""")
+reference_scale_block()
 
 st.header("Why it works: what the encoder sees")
 st.markdown("Each picture colours the pixels by the first three principal components of the encoder's features. "

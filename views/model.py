@@ -254,6 +254,12 @@ try:
 except SegcoreError as exc:
     st.error(error_text(exc))
 
+# --- teaching: suggested strategy (issue 15) — one call; the block lives in views/_teaching.py ---
+from views._teaching import suggested_strategy_box  # noqa: E402
+
+suggested_strategy_box(data, config, train_images, source_run)
+# --- end teaching ---
+
 with st.expander("📚 Save these settings as a lesson", expanded=False):
     st.caption("A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
                "to compare and your instructions. Students open it from the Data page and land here with "
