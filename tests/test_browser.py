@@ -1,46 +1,58 @@
 """End to end in a real browser: a real `streamlit run app.py` server driven by Playwright in Debian's Chromium.
-Pick the built-in dataset and a strategy, train a tiny run, watch the curve update, compare the result.
-Screenshots of every page land in test-artifacts/."""
+
+Most runs are trained in this process with tiny settings and moved into the server's runs folder finished; only
+what a test is about goes through the UI. Screenshots of every page land in test-artifacts/ (browser-*.png)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+from .conftest import write_images_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
+PIN = "2468"
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "<style>body{display:none}</style>", "<b>bold</b>"]
+TINY = dict(epochs=1, min_steps=0, max_steps=2, height=64, width=64, batch_size=4, augment="none")
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (requirements-dev.txt)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")]
 
 
+# -- servers, pages, runs ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("browser-runs")
+@contextmanager
+def streamlit_server(runs: Path, **env_extra):
     port = free_port()
-    env = {**os.environ, "SEGCORE_RUNS": str(runs)}
+    env = {**os.environ, "SEGCORE_RUNS": str(runs), "SEGCORE_TEACHER_PIN": PIN, **env_extra}
+    log = open(runs.parent / f"server-{port}.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -48,82 +60,182 @@ def server(tmp_path_factory):
                 break
         except OSError:
             time.sleep(0.3)
-    yield url, runs
-    process.terminate()
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    runs.mkdir()
+    with streamlit_server(runs) as url:
+        yield url, runs
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, **context_options):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True, **context_options)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.dialogs = []  # any alert() an injected name manages to run lands here
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    return page
 
 
 def settle(page, timeout_ms=120_000):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
 
 
+def visit(page, url, path="", student="Tester"):
+    """Open a page as a student: the address carries who it is (a fresh load has no session yet)."""
+    page.goto(f"{url}/{path}?student={quote(student)}")
+    settle(page)
+    page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+    settle(page)
+
+
+def via_sidebar(page, title):
+    page.locator("[data-testid='stSidebarNav'] a").filter(has_text=title).first.click()
+    page.wait_for_timeout(300)
+    settle(page)
+
+
 def shoot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
 
 
-def test_pick_data_and_strategy_train_watch_and_compare(server):
+def main_text(page) -> str:
+    return page.locator("[data-testid='stMain']").inner_text()
+
+
+def sidebar_text(page) -> str:
+    return page.locator("[data-testid='stSidebar']").inner_text()
+
+
+def set_tiny_model_settings(page, epochs=1):
+    """Model page: the smallest image size, few epochs, no minimum step count."""
+    size = page.locator("[data-testid='stSlider']").filter(has_text="Image size").get_by_role("slider")
+    size.focus()
+    size.press("Home")
+    settle(page)
+    for label, value in (("Epochs", epochs), ("At least N steps", 0)):
+        box = page.get_by_role("spinbutton", name=label)
+        box.fill(str(value))
+        box.press("Enter")
+        settle(page)
+    assert size.get_attribute("aria-valuetext") in ("64", None) or "64" in size.inner_text()
+
+
+def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", **settings) -> "Run":
+    """Train a tiny run in this process in a staging folder, then move it finished into the server's runs
+    folder (the server's scheduler would start a queued run itself)."""
+    from segcore import TrainConfig, train
+    from segcore.jobs import JobQueue
+    from segcore.runs import Run
+
+    staging = runs.parent / "staging"
+    config = TrainConfig(data=str(data), strategy=strategy, **{**TINY, **settings})
+    queued = JobQueue(staging).submit(config, group=group, owner=owner, start=False)
+    done = train(config, staging, run_id=queued.run_id)
+    assert done.state == "done" and done.owner == owner
+    target = runs / queued.run_id
+    shutil.move(str(done.path), str(target))
+    return Run(target)
+
+
+def cancel_active(runs: Path, owners):
+    from segcore.jobs import JobQueue
+    from segcore.runs import list_runs
+
+    queue = JobQueue(runs)
+    for run in list_runs(runs):
+        if run.owner in owners and run.state in ("queued", "running"):
+            queue.cancel(run.run_id, grace_s=3)
+
+
+def dataset(tmp_path_factory, name, seed=0, names=None) -> Path:
+    root = write_images_masks(tmp_path_factory.mktemp("data") / name, count=12, seed=seed)
+    if names:
+        (root / "classes.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def pick_in_multiselect(page, key_text, option_text):
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=key_text)
+    box.locator("input").click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def multiselect_options(page, key_text) -> list[str]:
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=key_text)
+    box.locator("input").click()
+    page.get_by_role("option").first.wait_for()
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return options
+
+
+# -- the walk-through -------------------------------------------------------------------------------
+def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     url, runs = server
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
-        page.set_default_timeout(120_000)
+    page = new_page(browser)
+    visit(page, url)  # the Data page is the default page, served at /
+    page.get_by_text("Built-in", exact=True).click()
+    settle(page)
+    page.get_by_text("Training pairs").wait_for()
+    page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
+    shoot(page, "1-data")
 
-        page.goto(url)  # the Data page is the default page, served at /
-        settle(page)
-        page.get_by_text("Built-in", exact=True).click()
-        settle(page)
-        page.get_by_text("Training pairs").wait_for()
-        page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
-        shoot(page, "1-data")
+    visit(page, url, "model")
+    page.get_by_test_id("stRadioGroup").get_by_text("Feature transfer (frozen encoder)").click()
+    settle(page)
+    set_tiny_model_settings(page, epochs=3)
+    shoot(page, "2-model")
+    page.get_by_role("button", name="▶ Train", exact=True).click()
+    settle(page)
+    page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
 
-        page.goto(f"{url}/model")
-        settle(page)
-        page.get_by_text("Feature transfer (frozen encoder)").click()
-        settle(page)
-        epochs = page.get_by_label("Epochs")
-        epochs.fill("3")
-        epochs.press("Enter")
-        min_steps = page.get_by_role("spinbutton", name="At least N steps")
-        min_steps.fill("0")
-        min_steps.press("Enter")
-        settle(page)
-        shoot(page, "2-model")
-        page.get_by_role("button", name="▶ Train", exact=True).click()
-        settle(page)
-        page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+    visit(page, url, "training")
+    page.locator("[data-testid='stProgress']").first.wait_for()
+    loss_curves = set()  # the SVG path of the loss curve, as the page redraws it
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        text = main_text(page)
+        lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
+        if lines.count():
+            loss_curves.add(lines.first.get_attribute("d"))
+        if "best mIoU" in text and "done" in text and "epoch 3/3" in text:
+            break
+        time.sleep(0.5)
+    assert "done" in main_text(page), "the run did not finish in the browser"
+    assert len(loss_curves - {None, ""}) >= 2, "the loss curve never grew while the page was open"
+    shoot(page, "3-training")
 
-        page.goto(f"{url}/training")
-        settle(page)
-        progress = page.locator("[data-testid='stProgress']").first
-        progress.wait_for()
-        loss_curves = set()  # the SVG path of the loss curve, as the page redraws it
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            text = page.locator("[data-testid='stMain']").inner_text()
-            lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
-            if lines.count():
-                loss_curves.add(lines.first.get_attribute("d"))
-            if "best mIoU" in text and "done" in text and "epoch 3/3" in text:
-                break
-            time.sleep(0.5)
-        assert "done" in page.locator("[data-testid='stMain']").inner_text(), "the run did not finish in the browser"
-        assert len(loss_curves - {None, ""}) >= 2, "the loss curve never grew while the page was open"
-        shoot(page, "3-training")
+    visit(page, url, "compare")
+    page.get_by_text("Side by side").wait_for()
+    # image, ground truth and the run's prediction for each of 4 validation images
+    page.locator("[data-testid='stImage']").nth(11).wait_for()
+    shoot(page, "4-compare")
 
-        page.goto(f"{url}/compare")
-        settle(page)
-        page.get_by_text("Side by side").wait_for()
-        # image, ground truth and the run's prediction for each of 4 validation images
-        page.locator("[data-testid='stImage']").nth(11).wait_for()
-        shoot(page, "4-compare")
-
-        page.goto(f"{url}/learn")
-        settle(page)
-        page.get_by_text("what the encoder sees").wait_for()
-        page.locator("[data-testid='stImage']").nth(2).wait_for()
-        shoot(page, "5-learn")
-        browser.close()
+    visit(page, url, "learn")
+    page.get_by_text("what the encoder sees").wait_for()
+    page.locator("[data-testid='stImage']").nth(2).wait_for()
+    shoot(page, "5-learn")
+    page.context.close()
