@@ -206,7 +206,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     visit(page, url, "model")
     page.get_by_test_id("stRadioGroup").get_by_text("Feature transfer (frozen encoder)").click()
     settle(page)
-    set_tiny_model_settings(page, epochs=3)
+    set_tiny_model_settings(page, epochs=2)
     shoot(page, "2-model")
     page.get_by_role("button", name="▶ Train", exact=True).click()
     settle(page)
@@ -221,7 +221,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
         lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
         if lines.count():
             loss_curves.add(lines.first.get_attribute("d"))
-        if "best mIoU" in text and "done" in text and "epoch 3/3" in text:
+        if "best mIoU" in text and "done" in text and "epoch 2/2" in text:
             break
         time.sleep(0.5)
     assert "done" in main_text(page), "the run did not finish in the browser"
@@ -239,3 +239,182 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     page.locator("[data-testid='stImage']").nth(2).wait_for()
     shoot(page, "5-learn")
     page.context.close()
+
+
+# -- issue 9: markup in class names stays text --------------------------------------------------------
+def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, tmp_path_factory):
+    url, runs = server
+    hostile = dataset(tmp_path_factory, "hostile", names=HOSTILE_NAMES)
+    make_run(runs, hostile, owner="Hana", group="hostile")
+
+    def check(page, where):
+        assert page.evaluate("getComputedStyle(document.body).display") != "none", where
+        assert page.locator("body").is_visible(), where
+        injected = page.evaluate("""Array.from(document.querySelectorAll('style'))
+            .filter(s => s.textContent.includes('body{display:none}')).length""")
+        assert injected == 0, f"{where}: a <style> from a class name reached the page"
+        assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0, where
+        assert page.locator("[data-testid='stMain'] b").filter(has_text="bold").count() == 0, where
+        assert not page.dialogs, f"{where}: {page.dialogs}"
+
+    # the owner opens the dataset on Data: the chips and the chart show the names as written
+    owner = new_page(browser)
+    visit(owner, url, student="Hana")
+    owner.get_by_text("Folder on this server", exact=True).click()
+    settle(owner)
+    path = owner.get_by_label("Folder path")
+    path.fill(str(hostile))
+    path.press("Enter")
+    settle(owner)
+    owner.get_by_text("Training pairs").wait_for()
+    text = main_text(owner)
+    for i, name in enumerate(HOSTILE_NAMES):
+        assert f"{i}: {name}" in text, f"chip {i} not shown literally"
+        owner.get_by_text(f"{i}: {name}", exact=True).wait_for()
+    ticks = owner.locator(".js-plotly-plot .xtick text").all_inner_texts()
+    assert ticks == HOSTILE_NAMES, ticks
+    check(owner, "Data")
+    shoot(owner, "9-data-hostile-names")
+
+    # a classmate with the class toggle on opens Compare on Hana's run
+    other = new_page(browser)
+    visit(other, url, "compare", student="Ivan")
+    other.get_by_text("Include my class's runs (read-only)").click()
+    settle(other)
+    other.get_by_text("Side by side").wait_for()
+    other.locator("[data-testid='stImage']").nth(5).wait_for()
+    text = main_text(other)
+    assert HOSTILE_NAMES[0] in text  # the class picker of "Where does it go wrong?" starts on class 0
+    ticks = other.locator(".js-plotly-plot .xtick text").all_inner_texts()
+    for name in HOSTILE_NAMES:
+        assert name in ticks, ticks
+    check(other, "Compare")
+    shoot(other, "9-compare-hostile-names")
+    owner.context.close()
+    other.context.close()
+
+
+# -- issue 11: one dataset, kept everywhere; never mixed; counters agree ---------------------------------
+def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(server, browser, tmp_path_factory):
+    url, runs = server
+    folder = dataset(tmp_path_factory, "petri", seed=3)
+    archive = folder.parent / "my-petri-dishes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                z.write(file, f"petri/{file.relative_to(folder)}")
+    page = new_page(browser)
+    visit(page, url, student="Zoe")
+    page.get_by_text("Upload", exact=True).click()
+    settle(page)
+    uploader = page.locator("[data-testid='stFileUploader']").filter(has_text="A .zip of the dataset folder")
+    with page.expect_file_chooser() as chooser:
+        uploader.locator("[data-testid='stFileUploaderDropzone']").click()
+    chooser.value.set_files(str(archive))
+    page.get_by_text("Training pairs").wait_for()
+    settle(page)
+    assert "my-petri-dishes.zip" in main_text(page)
+    assert "my-petri-dishes.zip" in sidebar_text(page)
+    for title in ("Model", "Training", "Compare", "Learn", "Data"):
+        via_sidebar(page, title)
+        assert "my-petri-dishes.zip" in sidebar_text(page), f"{title}: {sidebar_text(page)}"
+        assert "student=Zoe" in page.url, page.url
+    page.reload()
+    settle(page)
+    page.get_by_text("Training pairs").wait_for()
+    assert "my-petri-dishes.zip" in sidebar_text(page)
+    assert "Using my-petri-dishes.zip" in main_text(page)
+    shoot(page, "11-data-after-reload")
+
+    via_sidebar(page, "Model")
+    set_tiny_model_settings(page)
+    page.get_by_role("button", name="▶ Train", exact=True).click()
+    settle(page)
+    page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+    from segcore.classroom import WorkspaceRecord
+    from segcore.runs import list_runs
+
+    try:
+        (run,) = [r for r in list_runs(runs) if r.owner == "Zoe"]
+        assert WorkspaceRecord.load(runs, "Zoe").upload_name(run.config["data"]) == "my-petri-dishes.zip"
+        assert run.config["data"].endswith("my-petri-dishes.zip") and run.config["height"] == 64
+    finally:
+        cancel_active(runs, {"Zoe"})
+    page.context.close()
+
+
+def test_compare_refuses_runs_of_two_datasets(server, browser, tmp_path_factory):
+    url, runs = server
+    first = make_run(runs, dataset(tmp_path_factory, "apples", seed=1), owner="Mia", group="apples")
+    second = make_run(runs, dataset(tmp_path_factory, "pears", seed=2), owner="Mia", group="pears")
+    page = new_page(browser)
+    visit(page, url, "compare", student="Mia")
+    for run in (first, second):
+        if run.run_id not in " ".join(page.locator("[data-testid='stMultiSelect']").first.all_inner_texts()):
+            pick_in_multiselect(page, "Runs to compare", run.run_id)
+    alert = page.locator("[data-testid='stAlert']").filter(has_text="different datasets")
+    alert.wait_for()
+    assert "apples" in alert.inner_text() and "pears" in alert.inner_text()
+    text = main_text(page)
+    assert "Side by side" not in text and "IoU per class" not in text
+    assert page.locator("[data-testid='stImage']").count() == 0
+    assert page.locator(".js-plotly-plot").count() == 0
+    shoot(page, "11-compare-mixed")
+    page.context.close()
+
+
+COUNTS = re.compile(r"Your runs: (\d+) training · (\d+) queued · (\d+) finished")
+QUEUE = re.compile(r"Queue: (\d+) training · (\d+) waiting · (\d+) finished")
+
+
+def test_run_counters_agree_while_a_comparison_trains(browser, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("counters") / "runs"
+    runs.mkdir()
+    data = dataset(tmp_path_factory, "cells", seed=5)
+    with streamlit_server(runs) as url:
+        page = new_page(browser)
+        visit(page, url, student="Cora")
+        page.get_by_text("Folder on this server", exact=True).click()
+        settle(page)
+        path = page.get_by_label("Folder path")
+        path.fill(str(data))
+        path.press("Enter")
+        settle(page)
+        page.get_by_text("Training pairs").wait_for()
+        via_sidebar(page, "Model")
+        set_tiny_model_settings(page)
+        page.get_by_role("button", name="▶▶ Train all strategies").click()
+        settle(page)
+        page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+        via_sidebar(page, "Training")
+
+        def snapshot():
+            mine = COUNTS.search(sidebar_text(page))
+            everyone = QUEUE.search(main_text(page))
+            cards = page.locator("[data-testid='stVerticalBlockBorderWrapper']").filter(
+                has=page.locator("[data-testid='stProgress']"))
+            states = [cards.nth(i).locator("em").first.inner_text() for i in range(cards.count())]
+            return ((tuple(map(int, mine.groups())) if mine else None),
+                    (tuple(map(int, everyone.groups())) if everyone else None), states)
+
+        seen, deadline = set(), time.time() + 420
+        while time.time() < deadline:
+            for _ in range(10):  # the sidebar and the run cards refresh on their own clocks (2 s, 1 s)
+                mine, everyone, states = snapshot()
+                by_cards = (states.count("running"), states.count("queued"), states.count("done"))
+                if mine == by_cards and everyone == by_cards and len(states) == 5:
+                    break
+                time.sleep(0.7)
+            else:
+                shoot(page, "11-counters-disagree")
+                pytest.fail(f"sidebar {mine}, queue caption {everyone}, cards {states}")
+            phase = "done" if by_cards[2] == 5 else "running" if by_cards[0] else "queued"
+            if phase not in seen:
+                shoot(page, f"11-counters-{phase}")
+            seen.add(phase)
+            if phase == "done" or set(states) - {"queued", "running", "done"}:
+                break
+            time.sleep(1.5)
+        assert set(states) == {"done"}, states
+        assert {"running", "done"} <= seen, seen
+        page.context.close()
