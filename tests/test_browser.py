@@ -120,11 +120,11 @@ def shoot(page, name):
 
 
 def main_text(page) -> str:
-    return page.locator("[data-testid='stMain']").inner_text()
+    return page.locator("[data-testid='stMain']").inner_text().replace("\xa0", " ")
 
 
 def sidebar_text(page) -> str:
-    return page.locator("[data-testid='stSidebar']").inner_text()
+    return page.locator("[data-testid='stSidebar']").inner_text().replace("\xa0", " ")
 
 
 def set_tiny_model_settings(page, epochs=1):
@@ -197,7 +197,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     url, runs = server
     page = new_page(browser)
     visit(page, url)  # the Data page is the default page, served at /
-    page.get_by_text("Built-in", exact=True).click()
+    page.get_by_test_id("stRadioGroup").get_by_text("Built-in", exact=True).click()
     settle(page)
     page.get_by_text("Training pairs").wait_for()
     page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
@@ -249,7 +249,8 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, 
 
     def check(page, where):
         assert page.evaluate("getComputedStyle(document.body).display") != "none", where
-        assert page.locator("body").is_visible(), where
+        assert page.evaluate("getComputedStyle(document.body).visibility") == "visible", where
+        assert page.locator("[data-testid='stMain']").is_visible(), where  # (body itself has no height here)
         injected = page.evaluate("""Array.from(document.querySelectorAll('style'))
             .filter(s => s.textContent.includes('body{display:none}')).length""")
         assert injected == 0, f"{where}: a <style> from a class name reached the page"
@@ -260,18 +261,21 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, 
     # the owner opens the dataset on Data: the chips and the chart show the names as written
     owner = new_page(browser)
     visit(owner, url, student="Hana")
-    owner.get_by_text("Folder on this server", exact=True).click()
+    owner.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
     settle(owner)
     path = owner.get_by_label("Folder path")
     path.fill(str(hostile))
     path.press("Enter")
     settle(owner)
     owner.get_by_text("Training pairs").wait_for()
+    owner.get_by_text("Mask values → classes").wait_for()
+    settle(owner)
+    shoot(owner, "9-data-hostile-names")
     text = main_text(owner)
     for i, name in enumerate(HOSTILE_NAMES):
         assert f"{i}: {name}" in text, f"chip {i} not shown literally"
         owner.get_by_text(f"{i}: {name}", exact=True).wait_for()
-    ticks = owner.locator(".js-plotly-plot .xtick text").all_inner_texts()
+    ticks = owner.locator(".js-plotly-plot .xtick text").all_text_contents()
     assert ticks == HOSTILE_NAMES, ticks
     check(owner, "Data")
     shoot(owner, "9-data-hostile-names")
@@ -285,7 +289,7 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, 
     other.locator("[data-testid='stImage']").nth(5).wait_for()
     text = main_text(other)
     assert HOSTILE_NAMES[0] in text  # the class picker of "Where does it go wrong?" starts on class 0
-    ticks = other.locator(".js-plotly-plot .xtick text").all_inner_texts()
+    ticks = other.locator(".js-plotly-plot .xtick text").all_text_contents()
     for name in HOSTILE_NAMES:
         assert name in ticks, ticks
     check(other, "Compare")
@@ -305,7 +309,7 @@ def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(se
                 z.write(file, f"petri/{file.relative_to(folder)}")
     page = new_page(browser)
     visit(page, url, student="Zoe")
-    page.get_by_text("Upload", exact=True).click()
+    page.get_by_test_id("stRadioGroup").get_by_text("Upload", exact=True).click()
     settle(page)
     uploader = page.locator("[data-testid='stFileUploader']").filter(has_text="A .zip of the dataset folder")
     with page.expect_file_chooser() as chooser:
@@ -374,7 +378,7 @@ def test_run_counters_agree_while_a_comparison_trains(browser, tmp_path_factory)
     with streamlit_server(runs) as url:
         page = new_page(browser)
         visit(page, url, student="Cora")
-        page.get_by_text("Folder on this server", exact=True).click()
+        page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
         settle(page)
         path = page.get_by_label("Folder path")
         path.fill(str(data))
