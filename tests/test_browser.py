@@ -482,7 +482,9 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
             assert all(other not in g for g in groups) and clicked[other].run_id not in main_text(page)
             assert finished[other].config["group"] not in groups, groups
             visit(page, url, "compare", student=me)
-            options = multiselect_options(page, "Runs to compare")
+            # what is chosen (the chips) and what can be added (the open list)
+            options = multiselect_options(page, "Runs to compare") + [
+                page.locator("[data-testid='stMultiSelect']").first.inner_text()]
             assert any(finished[me].run_id in o for o in options) and not any(finished[other].run_id in o for o in options)
         shoot(alice, "12-training-alice")
 
@@ -641,7 +643,7 @@ def test_time_to_accuracy_on_training_and_compare(server, browser, toms_runs):
     shoot(page, "15-training")
     visit(page, url, "compare", student="Tom")
     page.get_by_text("Time to accuracy: validation mIoU against wall-clock seconds").wait_for()
-    page.get_by_text("s to 90 % of best").first.wait_for()
+    page.locator("[data-testid='stDataFrame'] th").filter(has_text="s to 90 % of best").first.wait_for(state="attached")
     assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").count() == 2
     shoot(page, "15-compare")
     page.context.close()
