@@ -1,47 +1,58 @@
 """End to end in a real browser: a real `streamlit run app.py` server driven by Playwright in Debian's Chromium.
-Pick the built-in dataset and a strategy, train a tiny run, watch the curve update, compare the result.
-Screenshots of every page land in test-artifacts/."""
+
+Most runs are trained in this process with tiny settings and moved into the server's runs folder finished; only
+what a test is about goes through the UI. Screenshots of every page land in test-artifacts/ (browser-*.png)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+
+from .conftest import write_images_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
+PIN = "2468"
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "<style>body{display:none}</style>", "<b>bold</b>"]
+TINY = dict(epochs=1, min_steps=0, max_steps=2, height=64, width=64, batch_size=4, augment="none")
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (requirements-dev.txt)")
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")]
 
 
+# -- servers, pages, runs ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("browser-runs")
+@contextmanager
+def streamlit_server(runs: Path, **env_extra):
     port = free_port()
-    env = {**os.environ, "SEGCORE_RUNS": str(runs)}
+    env = {**os.environ, "SEGCORE_RUNS": str(runs), "SEGCORE_TEACHER_PIN": PIN, **env_extra}
+    log = open(runs.parent / f"server-{port}.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -49,82 +60,599 @@ def server(tmp_path_factory):
                 break
         except OSError:
             time.sleep(0.3)
-    yield url, runs
-    process.terminate()
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    runs.mkdir()
+    with streamlit_server(runs) as url:
+        yield url, runs
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def new_page(browser, **context_options):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True, **context_options)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.dialogs = []  # any alert() an injected name manages to run lands here
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    return page
 
 
 def settle(page, timeout_ms=120_000):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
 
 
+def visit(page, url, path="", student="Tester"):
+    """Open a page as a student: the address carries who it is (a fresh load has no session yet)."""
+    page.goto(f"{url}/{path}?student={quote(student)}")
+    settle(page)
+    page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+    settle(page)
+
+
+PAGES = {"Data": ("", "Data"), "Model": ("model", "Model & strategy"), "Training": ("training", "Training"),
+         "Compare": ("compare", "Compare"), "Learn": ("learn", "Learn"), "Teacher": ("teacher", "Teacher")}
+
+
+def via_sidebar(page, title):
+    """Change page the way a student does, by the sidebar's navigation (the session, not the address, knows
+    who it is then)."""
+    path, heading = PAGES[title]
+    for _ in range(3):
+        page.locator("[data-testid='stSidebarNav'] a").filter(has_text=title).first.click()
+        try:
+            page.wait_for_url(re.compile(rf"127\.0\.0\.1:\d+/{path}(\?|$)"), timeout=15_000)
+            break
+        except playwright.TimeoutError:
+            continue  # a click during a rerun can be lost
+    page.locator("h1").filter(has_text=heading).first.wait_for()
+    settle(page)
+
+
 def shoot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
 
 
-def test_pick_data_and_strategy_train_watch_and_compare(server):
-    url, runs = server
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 2400})
-        page.set_default_timeout(120_000)
+def main_text(page) -> str:
+    return page.locator("[data-testid='stMain']").inner_text().replace("\xa0", " ")
 
-        page.goto(url)  # the Data page is the default page, served at /
+
+def sidebar_text(page) -> str:
+    return page.locator("[data-testid='stSidebar']").inner_text().replace("\xa0", " ")
+
+
+CARD = re.compile(r"^\S+ (\S+) — .* · (queued|running|done|failed|cancelled|lost)$")
+
+
+def run_cards(page) -> list[tuple[str, str]]:
+    """(run id, state) of each run card on the Training page, top to bottom."""
+    lines = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] p").all_inner_texts()
+    return [m.groups() for m in (CARD.match(line.replace("\xa0", " ").strip()) for line in lines) if m]
+
+
+def card_of(page, run_id):
+    """The bordered box of one run card (its heading's column's block's parent block)."""
+    heading = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] p").filter(has_text=run_id).first
+    return heading.locator("xpath=ancestor::div[@data-testid='stVerticalBlock'][2]")
+
+
+def set_tiny_model_settings(page, epochs=1):
+    """Model page: the smallest image size, few epochs, no minimum step count."""
+    size = page.locator("[data-testid='stSlider']").filter(has_text="Image size").get_by_role("slider")
+    size.focus()
+    size.press("Home")
+    settle(page)
+    for label, value in (("Epochs", epochs), ("At least N steps", 0)):
+        box = page.get_by_role("spinbutton", name=label)
+        box.fill(str(value))
+        box.press("Enter")
         settle(page)
-        page.get_by_text("Built-in", exact=True).click()
+    assert size.get_attribute("aria-valuetext") in ("64", None) or "64" in size.inner_text()
+
+
+def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", **settings) -> "Run":
+    """Train a tiny run in this process in a staging folder, then move it finished into the server's runs
+    folder (the server's scheduler would start a queued run itself)."""
+    from segcore import TrainConfig, train
+    from segcore.jobs import JobQueue
+    from segcore.runs import Run
+
+    staging = runs.parent / "staging"
+    config = TrainConfig(data=str(data), strategy=strategy, **{**TINY, **settings})
+    queued = JobQueue(staging).submit(config, group=group, owner=owner, start=False)
+    done = train(config, staging, run_id=queued.run_id)
+    assert done.state == "done" and done.owner == owner
+    target = runs / queued.run_id
+    shutil.move(str(done.path), str(target))
+    return Run(target)
+
+
+def cancel_active(runs: Path, owners):
+    from segcore.jobs import JobQueue
+    from segcore.runs import list_runs
+
+    queue = JobQueue(runs)
+    for run in list_runs(runs):
+        if run.owner in owners and run.state in ("queued", "running"):
+            queue.cancel(run.run_id, grace_s=3)
+
+
+def dataset(tmp_path_factory, name, seed=0, names=None) -> Path:
+    root = write_images_masks(tmp_path_factory.mktemp("data") / name, count=12, seed=seed)
+    if names:
+        (root / "classes.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def pick_in_multiselect(page, key_text, option_text):
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=key_text)
+    box.locator("input").click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def multiselect_options(page, key_text) -> list[str]:
+    box = page.locator("[data-testid='stMultiSelect']").filter(has_text=key_text)
+    box.locator("input").click()
+    page.get_by_role("option").first.wait_for()
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return options
+
+
+# -- the walk-through -------------------------------------------------------------------------------
+def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
+    url, runs = server
+    page = new_page(browser)
+    visit(page, url)  # the Data page is the default page, served at /
+    page.get_by_test_id("stRadioGroup").get_by_text("Built-in", exact=True).click()
+    settle(page)
+    page.get_by_text("Training pairs").wait_for()
+    page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
+    shoot(page, "1-data")
+
+    visit(page, url, "model")
+    page.get_by_test_id("stRadioGroup").get_by_text("Feature transfer (frozen encoder)").click()
+    settle(page)
+    set_tiny_model_settings(page, epochs=2)
+    shoot(page, "2-model")
+    page.get_by_role("button", name="▶ Train", exact=True).click()
+    settle(page)
+    page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+
+    visit(page, url, "training")
+    page.locator("[data-testid='stProgress']").first.wait_for()
+    loss_curves = set()  # the SVG path of the loss curve, as the page redraws it
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        text = main_text(page)
+        lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
+        if lines.count():
+            loss_curves.add(lines.first.get_attribute("d"))
+        if "best mIoU" in text and "done" in text and "epoch 2/2" in text:
+            break
+        time.sleep(0.5)
+    assert "done" in main_text(page), "the run did not finish in the browser"
+    assert len(loss_curves - {None, ""}) >= 2, "the loss curve never grew while the page was open"
+    shoot(page, "3-training")
+
+    visit(page, url, "compare")
+    page.get_by_text("Side by side").wait_for()
+    # image, ground truth and the run's prediction for each of 4 validation images
+    page.locator("[data-testid='stImage']").nth(11).wait_for()
+    shoot(page, "4-compare")
+
+    visit(page, url, "learn")
+    page.get_by_text("what the encoder sees").wait_for()
+    page.locator("[data-testid='stImage']").nth(2).wait_for()
+    shoot(page, "5-learn")
+    page.context.close()
+
+
+# -- issue 9: markup in class names stays text --------------------------------------------------------
+def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, tmp_path_factory):
+    url, runs = server
+    hostile = dataset(tmp_path_factory, "hostile", names=HOSTILE_NAMES)
+    make_run(runs, hostile, owner="Hana", group="hostile")
+
+    def check(page, where):
+        assert page.evaluate("getComputedStyle(document.body).display") != "none", where
+        assert page.evaluate("getComputedStyle(document.body).visibility") == "visible", where
+        assert page.locator("[data-testid='stMain']").is_visible(), where  # (body itself has no height here)
+        injected = page.evaluate("""Array.from(document.querySelectorAll('style'))
+            .filter(s => s.textContent.includes('body{display:none}')).length""")
+        assert injected == 0, f"{where}: a <style> from a class name reached the page"
+        assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0, where
+        assert page.locator("[data-testid='stMain'] b").filter(has_text="bold").count() == 0, where
+        assert not page.dialogs, f"{where}: {page.dialogs}"
+
+    # the owner opens the dataset on Data: the chips and the chart show the names as written
+    owner = new_page(browser)
+    visit(owner, url, student="Hana")
+    owner.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+    settle(owner)
+    path = owner.get_by_label("Folder path")
+    path.fill(str(hostile))
+    path.press("Enter")
+    settle(owner)
+    owner.get_by_text("Training pairs").wait_for()
+    owner.get_by_text("Mask values → classes").wait_for()
+    settle(owner)
+    shoot(owner, "9-data-hostile-names")
+    text = main_text(owner)
+    for i, name in enumerate(HOSTILE_NAMES):
+        assert f"{i}: {name}" in text, f"chip {i} not shown literally"
+        owner.get_by_text(f"{i}: {name}", exact=True).wait_for()
+    ticks = owner.locator(".js-plotly-plot .xtick text").all_text_contents()
+    assert ticks == HOSTILE_NAMES, ticks
+    check(owner, "Data")
+    shoot(owner, "9-data-hostile-names")
+
+    # a classmate with the class toggle on opens Compare on Hana's run
+    other = new_page(browser)
+    # Ivan works on the same dataset (Compare's default choice follows the student's dataset: without this, another
+    # test's newer run on the built-in data would be chosen instead of Hana's)
+    visit(other, url, student="Ivan")
+    other.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+    settle(other)
+    other.get_by_label("Folder path").fill(str(hostile))
+    other.get_by_label("Folder path").press("Enter")
+    settle(other)
+    other.get_by_text("Training pairs").wait_for()
+    via_sidebar(other, "Compare")
+    other.get_by_text("Include my class's runs (read-only)").click()
+    settle(other)
+    other.get_by_text("Side by side").wait_for()
+    other.locator("[data-testid='stImage']").nth(5).wait_for()
+    text = main_text(other)
+    assert HOSTILE_NAMES[0] in text  # the class picker of "Where does it go wrong?" starts on class 0
+    ticks = other.locator(".js-plotly-plot .xtick text").all_text_contents()
+    for name in HOSTILE_NAMES:
+        assert name in ticks, ticks
+    check(other, "Compare")
+    shoot(other, "9-compare-hostile-names")
+    owner.context.close()
+    other.context.close()
+
+
+# -- issue 11: one dataset, kept everywhere; never mixed; counters agree ---------------------------------
+def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(server, browser, tmp_path_factory):
+    url, runs = server
+    folder = dataset(tmp_path_factory, "petri", seed=3)
+    archive = folder.parent / "my-petri-dishes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                z.write(file, f"petri/{file.relative_to(folder)}")
+    page = new_page(browser)
+    visit(page, url, student="Zoe")
+    page.get_by_test_id("stRadioGroup").get_by_text("Upload", exact=True).click()
+    settle(page)
+    uploader = page.locator("[data-testid='stFileUploader']").filter(has_text="A .zip of the dataset folder")
+    with page.expect_file_chooser() as chooser:
+        uploader.locator("[data-testid='stFileUploaderDropzone']").click()
+    chooser.value.set_files(str(archive))
+    page.get_by_text("Training pairs").wait_for()
+    settle(page)
+    assert "my-petri-dishes.zip" in main_text(page)
+    assert "my-petri-dishes.zip" in sidebar_text(page)
+    for title in ("Model", "Training", "Compare", "Learn", "Data"):
+        via_sidebar(page, title)
+        assert "my-petri-dishes.zip" in sidebar_text(page), f"{title}: {sidebar_text(page)}"
+        assert "student=Zoe" in page.url, page.url
+    page.reload()
+    settle(page)
+    page.get_by_text("Training pairs").wait_for()
+    assert "my-petri-dishes.zip" in sidebar_text(page)
+    assert "Using my-petri-dishes.zip" in main_text(page)
+    shoot(page, "11-data-after-reload")
+
+    via_sidebar(page, "Model")
+    set_tiny_model_settings(page)
+    page.get_by_role("button", name="▶ Train", exact=True).click()
+    settle(page)
+    page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+    from segcore.classroom import WorkspaceRecord
+    from segcore.runs import list_runs
+
+    try:
+        (run,) = [r for r in list_runs(runs) if r.owner == "Zoe"]
+        assert WorkspaceRecord.load(runs, "Zoe").upload_name(run.config["data"]) == "my-petri-dishes.zip"
+        assert run.config["data"].endswith("my-petri-dishes.zip") and run.config["height"] == 64
+    finally:
+        cancel_active(runs, {"Zoe"})
+    page.context.close()
+
+
+def test_compare_refuses_runs_of_two_datasets(server, browser, tmp_path_factory):
+    url, runs = server
+    first = make_run(runs, dataset(tmp_path_factory, "apples", seed=1), owner="Mia", group="apples")
+    second = make_run(runs, dataset(tmp_path_factory, "pears", seed=2), owner="Mia", group="pears")
+    page = new_page(browser)
+    visit(page, url, "compare", student="Mia")
+    for run in (first, second):
+        if run.run_id not in " ".join(page.locator("[data-testid='stMultiSelect']").first.all_inner_texts()):
+            pick_in_multiselect(page, "Runs to compare", run.run_id)
+    alert = page.locator("[data-testid='stAlert']").filter(has_text="different datasets")
+    alert.wait_for()
+    assert "apples" in alert.inner_text() and "pears" in alert.inner_text()
+    text = main_text(page)
+    assert "Side by side" not in text and "IoU per class" not in text
+    assert page.locator("[data-testid='stImage']").count() == 0
+    assert page.locator(".js-plotly-plot").count() == 0
+    shoot(page, "11-compare-mixed")
+    page.context.close()
+
+
+COUNTS = re.compile(r"Your runs: (\d+) training · (\d+) queued · (\d+) finished")
+QUEUE = re.compile(r"Queue: (\d+) training · (\d+) waiting · (\d+) finished")
+
+
+def test_run_counters_agree_while_a_comparison_trains(browser, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("counters") / "runs"
+    runs.mkdir()
+    data = dataset(tmp_path_factory, "cells", seed=5)
+    with streamlit_server(runs) as url:
+        page = new_page(browser)
+        visit(page, url, student="Cora")
+        page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+        settle(page)
+        path = page.get_by_label("Folder path")
+        path.fill(str(data))
+        path.press("Enter")
         settle(page)
         page.get_by_text("Training pairs").wait_for()
-        page.locator("[data-testid='stImage']").nth(7).wait_for()  # the sample grid
-        shoot(page, "1-data")
-
-        page.goto(f"{url}/model")
-        settle(page)
-        page.get_by_text("Feature transfer (frozen encoder)").click()
-        settle(page)
-        epochs = page.get_by_label("Epochs")
-        epochs.fill("3")
-        epochs.press("Enter")
-        min_steps = page.get_by_role("spinbutton", name="At least N steps")
-        min_steps.fill("0")
-        min_steps.press("Enter")
-        settle(page)
-        shoot(page, "2-model")
-        page.get_by_role("button", name="▶ Train", exact=True).click()
+        via_sidebar(page, "Model")
+        set_tiny_model_settings(page)
+        page.get_by_role("button", name="▶▶ Train all strategies").click()
         settle(page)
         page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+        via_sidebar(page, "Training")
 
-        page.goto(f"{url}/training")
-        settle(page)
-        progress = page.locator("[data-testid='stProgress']").first
-        progress.wait_for()
-        loss_curves = set()  # the SVG path of the loss curve, as the page redraws it
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            text = page.locator("[data-testid='stMain']").inner_text()
-            lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
-            if lines.count():
-                loss_curves.add(lines.first.get_attribute("d"))
-            if "best mIoU" in text and "done" in text and "epoch 3/3" in text:
-                break
-            time.sleep(0.5)
-        assert "done" in page.locator("[data-testid='stMain']").inner_text(), "the run did not finish in the browser"
-        assert len(loss_curves - {None, ""}) >= 2, "the loss curve never grew while the page was open"
-        shoot(page, "3-training")
+        def snapshot():
+            mine = COUNTS.search(sidebar_text(page))
+            everyone = QUEUE.search(main_text(page))
+            states = [state for _, state in run_cards(page)]
+            return ((tuple(map(int, mine.groups())) if mine else None),
+                    (tuple(map(int, everyone.groups())) if everyone else None), states)
 
-        page.goto(f"{url}/compare")
+        # every state is checked as it comes: runs waiting, one training, the first finished (waiting for all five
+        # would take minutes on a small machine: the rest are cancelled once all three states have been seen)
+        seen, deadline = set(), time.time() + 300
+        try:
+            while time.time() < deadline and seen != {"queued", "running", "done"}:
+                for _ in range(10):  # the sidebar and the run cards refresh on their own clocks (2 s, 1 s)
+                    mine, everyone, states = snapshot()
+                    by_cards = (states.count("running"), states.count("queued"), states.count("done"))
+                    if mine == by_cards and everyone == by_cards and len(states) == 5:
+                        break
+                    time.sleep(0.7)
+                else:
+                    shoot(page, "11-counters-disagree")
+                    pytest.fail(f"sidebar {mine}, queue caption {everyone}, cards {states}")
+                assert not set(states) - {"queued", "running", "done"}, states
+                for state, count in zip(("running", "queued", "done"), by_cards):
+                    if count and state not in seen:
+                        shoot(page, f"11-counters-{state}")
+                        seen.add(state)
+                time.sleep(1.0)
+            assert seen == {"queued", "running", "done"}, seen
+        finally:
+            cancel_active(runs, {"Cora"})
+        page.context.close()
+
+
+# -- issue 12: students apart, the teacher over all --------------------------------------------------------
+def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, browser, tmp_path_factory):
+    url, runs = server
+    data = dataset(tmp_path_factory, "leaves", seed=7)
+    finished = {who: make_run(runs, data, owner=who, group=f"leaves-{who}") for who in ("Alice", "Bob")}
+    alice, bob = new_page(browser), new_page(browser)
+    try:
+        for page in (alice, bob):
+            visit(page, url, "model", student=page_name(page, alice))
+        # the same (default, slow) settings, clicked at about the same time: one run each
+        alice.get_by_role("button", name="▶ Train", exact=True).click()
+        bob.get_by_role("button", name="▶ Train", exact=True).click()
+        for page in (alice, bob):
+            settle(page)
+            page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+        from segcore.runs import list_runs
+
+        clicked = {r.owner: r for r in list_runs(runs) if r.owner in ("Alice", "Bob") and r.state in ("queued", "running")}
+        assert set(clicked) == {"Alice", "Bob"}
+        assert clicked["Alice"].config["fingerprint"] == clicked["Bob"].config["fingerprint"]
+        assert clicked["Alice"].run_id != clicked["Bob"].run_id
+
+        for page, me, other in ((alice, "Alice", "Bob"), (bob, "Bob", "Alice")):
+            visit(page, url, "training", student=me)
+            page.locator("[data-testid='stProgress']").first.wait_for()
+            groups = multiselect_or_select_options(page, "Comparison")
+            assert all(other not in g for g in groups) and clicked[other].run_id not in main_text(page)
+            assert finished[other].config["group"] not in groups, groups
+            visit(page, url, "compare", student=me)
+            # what is chosen (the chips) and what can be added (the open list)
+            options = multiselect_options(page, "Runs to compare") + [
+                page.locator("[data-testid='stMultiSelect']").first.inner_text()]
+            assert any(finished[me].run_id in o for o in options) and not any(finished[other].run_id in o for o in options)
+        shoot(alice, "12-training-alice")
+
+        # Bob with the class toggle on sees Alice's active run, without a Cancel button; his own has one
+        visit(bob, url, "training", student="Bob")
+        bob.get_by_text("Show my class's runs too (read-only)").click()
+        settle(bob)
+        pick_select(bob, "Comparison", clicked["Alice"].config["group"])
+        card_of(bob, clicked["Alice"].run_id).wait_for()
+        assert card_of(bob, clicked["Alice"].run_id).get_by_role("button", name="Cancel").count() == 0
+        assert card_of(bob, clicked["Bob"].run_id).get_by_role("button", name="Cancel").count() == 1
+        shoot(bob, "12-training-bob-class-view")
+    finally:
+        cancel_active(runs, {"Alice", "Bob"})
+        alice.context.close()
+        bob.context.close()
+
+
+def page_name(page, alice_page):
+    return "Alice" if page is alice_page else "Bob"
+
+
+def multiselect_or_select_options(page, label) -> list[str]:
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label)
+    box.locator("input").first.click()
+    page.get_by_role("option").first.wait_for()
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return options
+
+
+def pick_select(page, label, option_text):
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text=label)
+    box.locator("input").first.click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    settle(page)
+
+
+def test_teacher_page_needs_the_pin_lists_everyone_and_cancels_a_run(server, browser, tmp_path_factory):
+    from segcore import TrainConfig
+    from segcore.jobs import JobQueue
+
+    url, runs = server
+    data = dataset(tmp_path_factory, "stones", seed=9)
+    queue = JobQueue(runs)
+    slow = TrainConfig(data=str(data), epochs=50, height=160, width=160)  # stays queued or training while we look
+    carol = queue.submit(slow, group="stones", owner="Carol", start=False)
+    dan = queue.submit(slow, group="stones", owner="Dan", start=False)
+    page = new_page(browser)
+    try:
+        page.goto(f"{url}/teacher")
         settle(page)
+        page.get_by_label("Teacher PIN").fill("1111")
+        page.get_by_role("button", name="Open").click()
+        settle(page)
+        page.get_by_text("That is not the PIN.").wait_for()
+        assert page.locator("[data-testid='stDataFrame']").count() == 0
+        assert "Carol" not in main_text(page) and "Leaderboard" not in main_text(page)
+        shoot(page, "12-teacher-wrong-pin")
+        page.get_by_label("Teacher PIN").fill(PIN)
+        page.get_by_role("button", name="Open").click()
+        settle(page)
+        page.get_by_text("The class's runs").wait_for()
+        page.locator("[data-testid='stDataFrame']").first.wait_for()
+        # the table is drawn on a canvas: its rows are read from the "Stop a run" picker and the CSV-less text
+        options = multiselect_or_select_options(page, "Stop a run")
+        assert any(o.startswith("Carol · ") for o in options) and any(o.startswith("Dan · ") for o in options), options
+        pick_select(page, "Stop a run", dan.run_id)
+        page.get_by_role("button", name="Cancel it").click()
+        settle(page)
+        assert dan.state == "cancelled", dan.status
+        assert carol.state in ("queued", "running")
+        shoot(page, "12-teacher")
+    finally:
+        cancel_active(runs, {"Carol", "Dan"})
+        page.context.close()
+
+
+# -- take home and time to accuracy -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def toms_runs(server, tmp_path_factory):
+    url, runs = server
+    data = dataset(tmp_path_factory, "beans", seed=11)
+    settings = dict(max_steps=0, epochs=2)  # two epochs: curves with two points
+    return [make_run(runs, data, owner="Tom", strategy=s, group="beans", **settings) for s in ("scratch", "parameter")]
+
+
+MIOU = re.compile(r"mIoU (\d\.\d{3})")
+
+
+def test_a_bundle_and_a_report_taken_home(server, browser, toms_runs, tmp_path):
+    url, runs = server
+    page = new_page(browser)
+    visit(page, url, "compare", student="Tom")
+    page.get_by_text("Side by side").wait_for()
+    chips = page.locator("[data-testid='stMultiSelect']").first.inner_text()
+    here = sorted(MIOU.findall(chips))
+    assert len(here) == 2, chips
+    page.get_by_role("button", name="Prepare a bundle (zip)").click()
+    settle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download bundle (zip)").click()
+    bundle = tmp_path / "bundle.zip"
+    download.value.save_as(bundle)
+    settle(page)
+    page.get_by_role("button", name="Prepare a report (one HTML file)").click()
+    settle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download report (HTML)").click()
+    report = ARTIFACTS / "browser-report.html"
+    ARTIFACTS.mkdir(exist_ok=True)
+    download.value.save_as(report)
+    page.context.close()
+
+    # at home: an empty runs folder, the bundle imported, the same numbers on Compare
+    from segcore.bundle import import_comparison
+
+    home = tmp_path / "home-runs"
+    home.mkdir()
+    imported = import_comparison(bundle, home, owner="Tom")
+    assert sorted(r.run_id for r in imported) == sorted(r.run_id for r in toms_runs)
+    with streamlit_server(home) as home_url:
+        page = new_page(browser)
+        visit(page, home_url, "compare", student="Tom")
         page.get_by_text("Side by side").wait_for()
-        # image, ground truth and the run's prediction for each of 4 validation images
-        page.locator("[data-testid='stImage']").nth(11).wait_for()
-        shoot(page, "4-compare")
+        chips = page.locator("[data-testid='stMultiSelect']").first.inner_text()
+        assert sorted(MIOU.findall(chips)) == here, chips
+        shoot(page, "12-compare-at-home")
+        page.context.close()
 
-        page.goto(f"{url}/learn")
-        settle(page)
-        page.get_by_text("what the encoder sees").wait_for()
-        page.locator("[data-testid='stImage']").nth(2).wait_for()
-        shoot(page, "5-learn")
-        browser.close()
+    # the report offline: every picture decodes, the curves are drawn
+    offline = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+    requested = []
+    offline.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:"))
+                  else (requested.append(r.request.url), r.abort()))
+    sheet = offline.new_page()
+    dialogs = []
+    sheet.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sheet.goto(report.as_uri())
+    sheet.wait_for_load_state("load")
+    widths = sheet.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+    curves = sheet.eval_on_selector_all("svg polyline", "lines => lines.length")
+    sheet.screenshot(path=str(ARTIFACTS / "browser-report.png"), full_page=True)
+    offline.close()
+    assert widths and all(w > 0 for w in widths), widths
+    assert curves >= 2 and not requested and not dialogs
+
+
+def test_time_to_accuracy_on_training_and_compare(server, browser, toms_runs):
+    url, runs = server
+    page = new_page(browser)
+    visit(page, url, "training", student="Tom")
+    pick_select(page, "Comparison", "beans")
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert "best mIoU" in main_text(page)
+    shoot(page, "15-training")
+    visit(page, url, "compare", student="Tom")
+    page.get_by_text("Time to accuracy: validation mIoU against wall-clock seconds").wait_for()
+    page.locator("[data-testid='stDataFrame'] th").filter(has_text="s to 90 % of best").first.wait_for(state="attached")
+    assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").count() == 2
+    shoot(page, "15-compare")
+    page.context.close()

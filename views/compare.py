@@ -89,7 +89,7 @@ for lines in comparison_curves(chosen):
                                         name=plot_text(lines.label), line=dict(color=lines.colour)))
 time_chart.update_layout(title="Time to accuracy: validation mIoU against wall-clock seconds", height=320,
                          xaxis_title="seconds since the run started", yaxis=dict(title="mIoU", range=[0, 1]),
-                         xaxis=dict(rangemode="tozero"), margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis=dict(rangemode="tozero"), margin=dict(l=10, r=10, t=80, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)))
 st.plotly_chart(time_chart, key="time_to_accuracy")
 
