@@ -9,6 +9,8 @@ network loads in case a browser is ever handed something unescaped.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import base64
 import html
 import io
@@ -20,6 +22,7 @@ from PIL import Image
 
 from .comparison_image import comparison_tiles
 from .comparison_stats import dataset_name, mixing_problem, summary_row
+from .config import TrainConfig
 from .curves import comparison_curves
 from .data.dataset import SegmentationData
 from .errors import RunError
@@ -30,7 +33,6 @@ from .strategies import STRATEGIES
 
 # Okabe–Ito: distinguishable with common colour-vision deficiencies; used when two runs share a strategy colour
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-HIDDEN_SETTINGS = ("created", "run_id", "owner")  # bookkeeping, not settings a reader compares
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 STYLE = """
@@ -161,7 +163,8 @@ def _per_class_table(runs, letters) -> str:
 
 def _settings_table(runs, letters) -> str:
     configs = [run.config for run in runs]
-    keys = list(dict.fromkeys(k for config in configs for k in config if k not in HIDDEN_SETTINGS))
+    settings = {f.name for f in fields(TrainConfig)}  # the training settings, not the queue's bookkeeping
+    keys = [k for k in dict.fromkeys(k for config in configs for k in config) if k in settings]
     rows, marks = [], []
     for key in keys:
         values = [_setting_text(config.get(key)) for config in configs]

@@ -25,6 +25,26 @@ from segcore.data.files import read_image
 
 st.title("🔍 Compare")
 
+
+def import_bundle_box() -> None:
+    """Bring a comparison exported elsewhere into this student's workspace (also into an empty one)."""
+    imported = st.file_uploader("Import a comparison bundle (zip)", type=["zip"], key="import_bundle")
+    if imported and st.session_state.get("imported_bundle") != imported.file_id:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "bundle.zip"
+            path.write_bytes(imported.getvalue())
+            try:
+                new_runs = import_comparison(path, runs_dir(), owner=session_owner())
+            except SegcoreError as exc:
+                st.error(error_text(exc))
+            else:
+                st.session_state["imported_bundle"] = imported.file_id
+                st.session_state["compare_runs"] = new_runs
+                st.success("Imported " + ", ".join(md(r.run_id) for r in new_runs) + ".")
+                st.rerun()
+
+
+
 show_class = st.toggle("Include my class's runs (read-only)", key="compare_class_runs")
 runs = [r for r in finished_runs(include_class=show_class) if not r.broken]
 if not runs:
@@ -33,8 +53,10 @@ if not runs:
         st.info(f"{len(busy)} run(s) are training or waiting; each appears here as soon as it finishes.")
         st.page_link("views/training.py", label="Watch them on Training →", icon="📈")
     else:
-        st.info("No finished runs yet. Train some on the Model & strategy page, then come back.")
+        st.info("No finished runs yet. Train some on the Model & strategy page, then come back — or import a "
+                "comparison you took home.")
         st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
+    import_bundle_box()
     st.stop()
 
 source, _, _ = dataset_settings()
@@ -189,20 +211,7 @@ if c3.button("Prepare a bundle (zip)", help="The runs (settings, curves, best mo
             c3.download_button("Download bundle (zip)", bundle.read_bytes(), "comparison-bundle.zip", "application/zip")
         except SegcoreError as exc:
             st.error(error_text(exc))
-imported = st.file_uploader("Import a comparison bundle (zip)", type=["zip"], key="import_bundle")
-if imported and st.session_state.get("imported_bundle") != imported.file_id:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "bundle.zip"
-        path.write_bytes(imported.getvalue())
-        try:
-            new_runs = import_comparison(path, runs_dir(), owner=session_owner())
-        except SegcoreError as exc:
-            st.error(error_text(exc))
-        else:
-            st.session_state["imported_bundle"] = imported.file_id
-            st.session_state["compare_runs"] = new_runs
-            st.success("Imported " + ", ".join(md(r.run_id) for r in new_runs) + ".")
-            st.rerun()
+import_bundle_box()
 
 st.subheader("Try your own image")
 upload = st.file_uploader("An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"],

@@ -45,8 +45,8 @@ def class_runs() -> None:
         rows.append({"student": student_of(run.owner), "run": run.run_id,
                      "strategy": STRATEGY_LABELS.get(progress["strategy"], progress["strategy"]),
                      "dataset": dataset_name(run.config.get("data", "?")), "state": progress["state"],
-                     "queue place": waiting.get(run.run_id), "progress": progress["fraction"],
-                     "best mIoU": progress["best_miou"]})
+                     "queue place": str(waiting.get(run.run_id, "")), "progress": progress["fraction"],
+                     "best mIoU": progress["best_miou"] if progress["best_miou"] is not None else float("nan")})
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
         "best mIoU": st.column_config.NumberColumn(format="%.3f")})

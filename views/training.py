@@ -44,6 +44,21 @@ with st.popover("✏️ Rename"):  # outside the live view, which redraws every 
 st.caption(f"Device: {describe_device(pick_device())}")
 
 
+def time_to_accuracy_figure(curves: list[RunCurves]) -> go.Figure:
+    """Validation mIoU against wall-clock seconds: how soon each strategy is good, not only how good."""
+    figure = go.Figure()
+    for run in curves:
+        if run.seconds:
+            figure.add_trace(go.Scatter(x=run.seconds, y=[e["miou"] for e in run.epochs], mode="lines+markers",
+                                        name=plot_text(run.label), line=dict(color=run.colour,
+                                                                              dash="dash" if run.is_source else None)))
+    figure.update_layout(title="Time to accuracy: validation mIoU against wall-clock seconds", height=300,
+                         xaxis=dict(title="seconds since the run started", rangemode="tozero"),
+                         yaxis=dict(title="mIoU", range=[0, 1]), showlegend=False,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
 def training_figure(curves: list[RunCurves]) -> go.Figure:
     """Loss, mIoU and pixel accuracy side by side, one legend above all three (a click hides a run everywhere)."""
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
@@ -80,6 +95,7 @@ def live_view(group: str) -> None:
                and (show_class or r.owner in (session_owner(), None))]
     curves = comparison_curves(members)
     st.plotly_chart(training_figure(curves), key="training_curves")
+    st.plotly_chart(time_to_accuracy_figure(curves), key="time_curves")
     st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
                "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset).")
     counts = queue_counts(all_runs)
