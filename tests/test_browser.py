@@ -100,6 +100,13 @@ def settle(page, timeout_ms=120_000):
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
 
 
+def click_button(page, name: str) -> None:
+    """Click the one button of that name, once a rerun's stale copy of the page has been cleared away."""
+    button = page.get_by_role("button", name=name, exact=True)
+    playwright.expect(button).to_have_count(1, timeout=60_000)
+    button.click()
+
+
 def visit(page, url, path="", student="Tester"):
     """Open a page as a student: the address carries who it is (a fresh load has no session yet)."""
     page.goto(f"{url}/{path}?student={quote(student)}")
@@ -236,7 +243,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     settle(page)
     set_tiny_model_settings(page, epochs=2)
     shoot(page, "2-model")
-    page.get_by_role("button", name="▶ Train", exact=True).click()
+    click_button(page, "▶ Train")
     settle(page)
     page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
 
@@ -369,7 +376,7 @@ def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(se
 
     via_sidebar(page, "Model")
     set_tiny_model_settings(page)
-    page.get_by_role("button", name="▶ Train", exact=True).click()
+    click_button(page, "▶ Train")
     settle(page)
     page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
     from segcore.classroom import WorkspaceRecord
@@ -472,8 +479,8 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
         for page in (alice, bob):
             visit(page, url, "model", student=page_name(page, alice))
         # the same (default, slow) settings, clicked at about the same time: one run each
-        alice.get_by_role("button", name="▶ Train", exact=True).click()
-        bob.get_by_role("button", name="▶ Train", exact=True).click()
+        click_button(alice, "▶ Train")
+        click_button(bob, "▶ Train")
         for page in (alice, bob):
             settle(page)
             page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
