@@ -100,11 +100,11 @@ class LiveBatches:
 class CachedBatches:
     """Training batches from the frozen encoder's cached features: only decoder and head run."""
 
-    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool, batch_size: int) -> None:
-        self.cache, self.images, self.flips, self.batch_size = cache, images, flips, batch_size
+    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool) -> None:
+        self.cache, self.images, self.flips = cache, images, flips
 
     def prepare(self) -> None:
-        self.cache.ensure(self.images, flips=self.flips, batch_size=self.batch_size)
+        self.cache.ensure(self.images, flips=self.flips)  # read from disk, or one encoder pass at a throughput batch
 
     def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         features, masks = self.cache.batch(self.images, indices, flip=self.flips)
@@ -172,8 +172,8 @@ class Trainer:
             if config.train_bn or augment_kind == "full":
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
-                cache = FeatureCache(model, normalize, device, autocast_for(device))
-                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip", batch_size=config.batch_size * 4)
+                cache = FeatureCache(model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log)
+                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
         return cls(config=config, writer=writer, data=data, device=device, train_set=train_set, val_set=val_set,
                    model=model, origin=prepared.origin, groups=prepared.param_groups, optimizer=optimizer,
                    scheduler=scheduler, regularizer=Regularizer(model, prepared.param_groups, prepared.reference,
@@ -324,7 +324,7 @@ class Trainer:
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
         if self.cache is not None:
-            self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4, exact=True)
+            self.cache.ensure(self.val_set, flips=False, exact=True)
         if self.epochs > config.epochs:
             writer.log(f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
                        f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)")
