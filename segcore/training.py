@@ -59,6 +59,28 @@ def autocast_for(device: torch.device) -> Callable:
     return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
 
 
+def optimizer_options(device: torch.device) -> dict:
+    """AdamW's single fused kernel over all parameters where this torch has one (CPU and CUDA), instead of a
+    Python loop over ~200 tensors each step (bench/README.md, 'Step speed')."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+
+
+def compiles(config: TrainConfig, device: torch.device) -> bool:
+    """Whether this run compiles its network (TrainConfig.compile; auto: on CUDA only, see bench/README.md)."""
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
+
+
+def compile_network(model: SegmentationModel) -> None:
+    """torch.compile (inductor) each part in place: the state_dict keys stay as they are (checkpoints, resume),
+    and cached-feature runs, which call the decoder and head alone, compile those. A part inductor cannot
+    compile runs eager instead of failing the run."""
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    for part in (model.encoder, model.decoder, model.head):
+        part.compile(dynamic=False)
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -85,7 +107,7 @@ class LiveBatches:
 
     def __init__(self, images: ImageSet, augmentation, normalize: Normalizer, device: torch.device) -> None:
         self.images, self.augmentation, self.normalize, self.device = images, augmentation, normalize, device
-        self.channels_last = device.type == "cuda"
+        self.channels_last = True  # CPU too: the depthwise convolutions run faster (bench/README.md, 'Step speed')
 
     def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.images.images[indices].to(self.device, non_blocking=True)
@@ -147,12 +169,11 @@ class Trainer:
         if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
             train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
         prepared: PreparedModel = prepare(config, data.num_classes)
-        model = prepared.model.to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = prepared.model.to(device).to(memory_format=torch.channels_last)
         for note in prepared.notes:
             writer.log(note)
-        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
+        # λR(w) is applied by Regularizer
+        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0, **optimizer_options(device))
         steps_per_epoch = config.steps_per_epoch(len(train_set))
         epochs = config.planned_epochs(len(train_set))
         total_steps = config.planned_steps(len(train_set))
@@ -174,6 +195,9 @@ class Trainer:
             else:
                 cache = FeatureCache(model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log)
                 batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
+        if compiles(config, device):
+            compile_network(model)
+            writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
         return cls(config=config, writer=writer, data=data, device=device, train_set=train_set, val_set=val_set,
                    model=model, origin=prepared.origin, groups=prepared.param_groups, optimizer=optimizer,
                    scheduler=scheduler, regularizer=Regularizer(model, prepared.param_groups, prepared.reference,
@@ -259,7 +283,7 @@ class Trainer:
             })
         return float(np.mean(losses)) if losses else float("nan")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, images: ImageSet | None = None) -> dict:
         images = images or self.val_set
         self.model.eval()
