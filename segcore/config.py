@@ -151,8 +151,8 @@ class TrainConfig:
                              label="Step limit", low=0, high=10**9)
     # off: on this CPU inductor did not pay back within a run (bench/README.md, 'What a compiler buys')
     compile: str = setting(
-        "off", "torch.compile (inductor) the network: on compiles it (minutes on a CPU, paid back only over long "
-        "runs); auto compiles on a CUDA GPU only; off runs eager", label="Compile the network", choices=_compile_modes)
+        "off", "torch.compile (inductor) the network: on compiles it (36 s to minutes on a CPU, where no training "
+        "speed-up was measured); auto compiles on a CUDA GPU only; off runs eager", label="Compile the network", choices=_compile_modes)
 
     @property
     def size(self) -> tuple[int, int]:
