@@ -2,8 +2,13 @@
 
     python bench/speed.py                      # CamVid 192×256, batch 8, threads = cores
     python bench/speed.py --epochs 1 --rounds 1
+    python bench/speed.py --device cuda --only parameter smp-full feature feature-warm smp-frozen
+    python bench/speed.py --train-images 96          # a loaded machine: fewer images per epoch
 
 Each configuration runs in its own process (so peak memory is its own), ours and the peer interleaved.
+`feature` starts from an empty feature cache (its first epoch builds it); `feature-warm` runs right after it
+with the cache the `feature` run left on disk (a second student's run of the same data, backbone and size).
+run_s estimates a whole run of --run-epochs epochs: the first epoch + (run-epochs − 1) × the last one.
 Prints a table and the ratios ours/peer, and writes bench/results/speed-<device>.json.
 """
 
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 
 from common import CAMVID, ROOT, machine, peak_rss_gib, peer_model, print_table, write_results
 
-OURS = ("scratch", "parameter", "feature", "structure")
+OURS = ("scratch", "parameter", "feature", "feature-warm", "structure")
 PEERS = ("smp-full", "smp-frozen")
 
 
@@ -50,11 +55,11 @@ def measure_ours(strategy: str, args) -> dict:
     from segcore.training import Trainer, configure_process
 
     runs = tempfile.mkdtemp()
-    source = source_checkpoint(runs, args) if STRATEGIES[strategy].needs_source_run else None
+    source = source_checkpoint(runs, args) if STRATEGIES[strategy.removesuffix("-warm")].needs_source_run else None
     data = load_dataset(args.data, ignore_index=11)
-    config = TrainConfig(data=args.data, strategy=strategy, epochs=args.epochs, batch_size=args.batch,
-                         height=args.height, width=args.width, ignore_index=11, device=args.device,
-                         threads=args.threads, source_run=source)
+    config = TrainConfig(data=args.data, strategy=strategy.removesuffix("-warm"), epochs=args.epochs,
+                         batch_size=args.batch, height=args.height, width=args.width, ignore_index=11,
+                         device=args.device, threads=args.threads, source_run=source, train_size=args.train_images)
     writer = RunWriter(__import__("pathlib").Path(runs) / strategy)
     from segcore.device import pick_device
 
@@ -71,8 +76,10 @@ def measure_ours(strategy: str, args) -> dict:
     model = trainer.model.eval()
     inference = measure_inference(lambda x: model(trainer.normalize(x)), trainer.train_set.images, args, trainer.autocast)
     writer.close()
-    return {"config": strategy, "images_per_s": steady_rate(step_times, args.batch),
+    return {"config": strategy, "images_per_s": steady_rate(step_times, args.batch), "train_images": len(trainer.train_set),
             "first_epoch_s": epoch_times[0], "epoch_s": epoch_times[-1], "inference_images_per_s": inference,
+            "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
+            "cache_built": trainer.cache.built if trainer.cache else None,
             "peak_rss_gib": peak_rss_gib(), "trainable_params": trainer.trainable,
             "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if trainer.on_gpu else None}
 
@@ -104,7 +111,7 @@ def measure_peer(name: str, args) -> dict:
     torch.manual_seed(0)
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     data = load_dataset(args.data, ignore_index=11)
-    images = data.load("train", (args.height, args.width))
+    images = data.load_subset("train", (args.height, args.width), data.train_indices(args.train_images, 0))
     model = peer_model(data.num_classes, frozen=name == "smp-frozen").to(device)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
@@ -130,16 +137,19 @@ def measure_peer(name: str, args) -> dict:
         epoch_times.append(time.perf_counter() - started)
     inference = measure_inference(lambda x: model.eval()(normalize(x)), images.images, args, autocast)
     return {"config": name, "images_per_s": steady_rate(step_times, args.batch), "first_epoch_s": epoch_times[0],
-            "epoch_s": epoch_times[-1], "inference_images_per_s": inference, "peak_rss_gib": peak_rss_gib(),
+            "epoch_s": epoch_times[-1], "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
+            "train_images": len(images), "inference_images_per_s": inference, "peak_rss_gib": peak_rss_gib(),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if device.type == "cuda" else None}
 
 
-def run_one(name: str, args) -> dict:
+def run_one(name: str, args, cache: str) -> dict:
     command = [sys.executable, __file__, "--one", name, "--data", args.data, "--size", f"{args.height}x{args.width}",
                "--batch", str(args.batch), "--epochs", str(args.epochs), "--threads", str(args.threads),
-               "--device", args.device]
-    output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+               "--device", args.device, "--run-epochs", str(args.run_epochs)]
+    if args.train_images:
+        command += ["--train-images", str(args.train_images)]
+    output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEGCORE_CACHE": cache})
     if output.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{output.stderr[-3000:]}")
     return json.loads(output.stdout.strip().splitlines()[-1])
@@ -155,6 +165,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the interleaved sequence and keep the best")
     parser.add_argument("--only", nargs="*", help="measure just these configurations")
+    parser.add_argument("--train-images", type=int, help="train on this many images (seeded subset; default all)")
+    parser.add_argument("--run-epochs", type=int, default=6, help="epochs of the whole run that run_s estimates")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.height, args.width = (int(v) for v in args.size.lower().split("x"))
@@ -162,18 +174,21 @@ def main() -> None:
         result = measure_ours(args.one, args) if args.one in OURS else measure_peer(args.one, args)
         print(json.dumps(result))
         return
-    order = args.only or ["scratch", "smp-full", "parameter", "smp-frozen", "feature", "structure"]
+    order = args.only or ["scratch", "smp-full", "parameter", "smp-frozen", "feature", "feature-warm", "structure"]
     best: dict[str, dict] = {}
+    import tempfile
+
     for _ in range(args.rounds):
+        cold = tempfile.mkdtemp(prefix="speed-cache-")  # the feature cache starts empty each round
         for name in order:
-            result = run_one(name, args)
+            result = run_one(name, args, cold)
             print(f"  measured {name}: {result['images_per_s']:.1f} images/s, epoch {result['epoch_s']:.1f}s", flush=True)
             if name not in best or result["images_per_s"] > best[name]["images_per_s"]:
                 best[name] = result
     rows = [best[n] for n in order if n in best]
     print(f"\nTraining speed, {args.size}, batch {args.batch}, {args.threads} threads — {machine()}")
-    print_table(rows, ["config", "images_per_s", "first_epoch_s", "epoch_s", "inference_images_per_s",
-                       "peak_rss_gib", "gpu_peak_gib", "trainable_params"])
+    print_table(rows, ["config", "images_per_s", "first_epoch_s", "epoch_s", "run_s", "inference_images_per_s",
+                       "peak_rss_gib", "gpu_peak_gib", "trainable_params", "cache_built"])
     ratios = {}
     if "smp-full" in best:
         for name in ("scratch", "parameter", "structure"):
@@ -184,11 +199,18 @@ def main() -> None:
                                                           / best["smp-full"]["inference_images_per_s"])
     if "smp-frozen" in best and "feature" in best:
         ratios["smp-frozen epoch / feature epoch"] = best["smp-frozen"]["epoch_s"] / best["feature"]["epoch_s"]
+        ratios[f"smp-frozen / feature, {args.run_epochs}-epoch run incl. cache build"] = (
+            best["smp-frozen"]["run_s"] / best["feature"]["run_s"])
+    if "smp-frozen" in best and "feature-warm" in best:
+        ratios[f"smp-frozen / feature-warm, {args.run_epochs}-epoch run (cache on disk)"] = (
+            best["smp-frozen"]["run_s"] / best["feature-warm"]["run_s"])
+        ratios["feature-warm first epoch / its later epochs"] = (
+            best["feature-warm"]["first_epoch_s"] / best["feature-warm"]["epoch_s"])
     if "parameter" in best and "feature" in best:
         ratios["parameter epoch / feature epoch"] = best["parameter"]["epoch_s"] / best["feature"]["epoch_s"]
     print("\nRatios (> 1 means ours is faster)")
     for key, value in ratios.items():
-        print(f"  {key:<36} {value:5.2f}×")
+        print(f"  {key:<58} {value:5.2f}×")
     device = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     path = write_results(f"speed-{device}", {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"},
                                              "rows": rows, "ratios": ratios})

@@ -56,6 +56,10 @@ def _class_weighting_names() -> list[str]:
     return list(CLASS_WEIGHTINGS)
 
 
+def _compile_modes() -> list[str]:
+    return ["off", "auto", "on"]
+
+
 def _check_image_side(value: int) -> str | None:
     return None if value % 32 == 0 else "must be a multiple of 32 (the encoder halves the image five times)"
 
@@ -150,6 +154,10 @@ class TrainConfig:
         label="Decoder widths", check=_check_decoder_channels)
     max_steps: int = setting(0, "stop after this many optimiser steps in total (0: no limit); for smoke tests",
                              label="Step limit", low=0, high=10**9)
+    # off: on this CPU inductor did not pay back within a run (bench/README.md, 'What a compiler buys')
+    compile: str = setting(
+        "off", "torch.compile (inductor) the network: on compiles it (36 s to minutes on a CPU, where no training "
+        "speed-up was measured); auto compiles on a CUDA GPU only; off runs eager", label="Compile the network", choices=_compile_modes)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -59,6 +59,28 @@ def autocast_for(device: torch.device) -> Callable:
     return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
 
 
+def optimizer_options(device: torch.device) -> dict:
+    """AdamW's single fused kernel over all parameters where this torch has one (CPU and CUDA), instead of a
+    Python loop over ~200 tensors each step (bench/README.md, 'Step speed')."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+
+
+def compiles(config: TrainConfig, device: torch.device) -> bool:
+    """Whether this run compiles its network (TrainConfig.compile; auto: on CUDA only, see bench/README.md)."""
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
+
+
+def compile_network(model: SegmentationModel) -> None:
+    """torch.compile (inductor) each part in place: the state_dict keys stay as they are (checkpoints, resume),
+    and cached-feature runs, which call the decoder and head alone, compile those. A part inductor cannot
+    compile runs eager instead of failing the run."""
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    for part in (model.encoder, model.decoder, model.head):
+        part.compile(dynamic=False)
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -85,7 +107,7 @@ class LiveBatches:
 
     def __init__(self, images: ImageSet, augmentation, normalize: Normalizer, device: torch.device) -> None:
         self.images, self.augmentation, self.normalize, self.device = images, augmentation, normalize, device
-        self.channels_last = device.type == "cuda"
+        self.channels_last = True  # CPU too: the depthwise convolutions run faster (bench/README.md, 'Step speed')
 
     def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.images.images[indices].to(self.device, non_blocking=True)
@@ -100,11 +122,11 @@ class LiveBatches:
 class CachedBatches:
     """Training batches from the frozen encoder's cached features: only decoder and head run."""
 
-    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool, batch_size: int) -> None:
-        self.cache, self.images, self.flips, self.batch_size = cache, images, flips, batch_size
+    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool) -> None:
+        self.cache, self.images, self.flips = cache, images, flips
 
     def prepare(self) -> None:
-        self.cache.ensure(self.images, flips=self.flips, batch_size=self.batch_size)
+        self.cache.ensure(self.images, flips=self.flips)  # read from disk, or one encoder pass at a throughput batch
 
     def forward(self, decode: DecodeFeatures, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         features, masks = self.cache.batch(self.images, indices, flip=self.flips)
@@ -150,12 +172,12 @@ class Trainer:
         if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
             train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
         prepared: PreparedModel = prepare(config, data.num_classes)
-        model = dist.prepare_model(prepared.model, device).to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        # channels_last before any DDP wrapper is made, so its gradient buckets see the final parameter layout
+        model = dist.prepare_model(prepared.model.to(device, memory_format=torch.channels_last), device)
         for note in prepared.notes:
             writer.log(note)
-        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0)  # λR(w) is applied by Regularizer
+        # λR(w) is applied by Regularizer
+        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0, **optimizer_options(device))
         images_per_process = dist.shard_size(len(train_set))  # each of N processes steps through its shard
         steps_per_epoch = config.steps_per_epoch(images_per_process)
         epochs = config.planned_epochs(images_per_process)
@@ -176,8 +198,11 @@ class Trainer:
             if config.train_bn or augment_kind == "full":
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
-                cache = FeatureCache(model, normalize, device, autocast_for(device))
-                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip", batch_size=config.batch_size * 4)
+                cache = FeatureCache(model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log)
+                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
+        if compiles(config, device):
+            compile_network(model)
+            writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
         return cls(config=config, writer=writer, data=data, device=device, train_set=train_set, val_set=val_set,
                    model=model, origin=prepared.origin, groups=prepared.param_groups, optimizer=optimizer,
                    scheduler=scheduler, regularizer=Regularizer(model, prepared.param_groups, prepared.reference,
@@ -271,7 +296,7 @@ class Trainer:
             })
         return float(np.mean(losses)) if losses else float("nan")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, images: ImageSet | None = None) -> dict:
         images = images or self.val_set
         self.model.eval()
@@ -343,7 +368,7 @@ class Trainer:
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
         if self.cache is not None:
-            self.cache.ensure(self.val_set, flips=False, batch_size=config.batch_size * 4, exact=True)
+            self.cache.ensure(self.val_set, flips=False, exact=True)
         if self.epochs > config.epochs:
             writer.log(f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
                        f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)")
