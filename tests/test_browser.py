@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from .conftest import write_images_masks
+from .conftest import wait_until, write_images_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -277,118 +277,121 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
 
 
 # -- issue 9: markup in class names stays text --------------------------------------------------------
-def test_html_in_class_names_shows_as_text_on_data_and_compare(server, browser, tmp_path_factory):
-    url, runs = server
-    hostile = dataset(tmp_path_factory, "hostile", names=HOSTILE_NAMES)
-    make_run(runs, hostile, owner="Hana", group="hostile")
+def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path_factory):
+    # its own server and runs folder: the module's other tests leave newer runs that Compare would pick first
+    runs = tmp_path_factory.mktemp("hostile-server") / "runs"
+    runs.mkdir()
+    with streamlit_server(runs) as url:
+        hostile = dataset(tmp_path_factory, "hostile", names=HOSTILE_NAMES)
+        make_run(runs, hostile, owner="Hana", group="hostile")
 
-    def check(page, where):
-        assert page.evaluate("getComputedStyle(document.body).display") != "none", where
-        assert page.evaluate("getComputedStyle(document.body).visibility") == "visible", where
-        assert page.locator("[data-testid='stMain']").is_visible(), where  # (body itself has no height here)
-        injected = page.evaluate("""Array.from(document.querySelectorAll('style'))
-            .filter(s => s.textContent.includes('body{display:none}')).length""")
-        assert injected == 0, f"{where}: a <style> from a class name reached the page"
-        assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0, where
-        assert page.locator("[data-testid='stMain'] b").filter(has_text="bold").count() == 0, where
-        assert not page.dialogs, f"{where}: {page.dialogs}"
+        def check(page, where):
+            assert page.evaluate("getComputedStyle(document.body).display") != "none", where
+            assert page.evaluate("getComputedStyle(document.body).visibility") == "visible", where
+            assert page.locator("[data-testid='stMain']").is_visible(), where  # (body itself has no height here)
+            injected = page.evaluate("""Array.from(document.querySelectorAll('style'))
+                .filter(s => s.textContent.includes('body{display:none}')).length""")
+            assert injected == 0, f"{where}: a <style> from a class name reached the page"
+            assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0, where
+            assert page.locator("[data-testid='stMain'] b").filter(has_text="bold").count() == 0, where
+            assert not page.dialogs, f"{where}: {page.dialogs}"
 
-    # the owner opens the dataset on Data: the chips and the chart show the names as written
-    owner = new_page(browser)
-    visit(owner, url, student="Hana")
-    owner.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-    settle(owner)
-    path = owner.get_by_label("Folder path")
-    path.fill(str(hostile))
-    path.press("Enter")
-    settle(owner)
-    owner.get_by_text("Training pairs").wait_for()
-    owner.get_by_text("Mask values → classes").wait_for()
-    settle(owner)
-    shoot(owner, "9-data-hostile-names")
-    text = main_text(owner)
-    for i, name in enumerate(HOSTILE_NAMES):
-        assert f"{i}: {name}" in text, f"chip {i} not shown literally"
-        owner.get_by_text(f"{i}: {name}", exact=True).wait_for()
-    ticks = owner.locator(".js-plotly-plot .xtick text").all_text_contents()
-    assert ticks == HOSTILE_NAMES, ticks
-    check(owner, "Data")
-    shoot(owner, "9-data-hostile-names")
+        # the owner opens the dataset on Data: the chips and the chart show the names as written
+        owner = new_page(browser)
+        visit(owner, url, student="Hana")
+        owner.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+        settle(owner)
+        path = owner.get_by_label("Folder path")
+        path.fill(str(hostile))
+        path.press("Enter")
+        settle(owner)
+        owner.get_by_text("Training pairs").wait_for()
+        owner.get_by_text("Mask values → classes").wait_for()
+        settle(owner)
+        shoot(owner, "9-data-hostile-names")
+        text = main_text(owner)
+        for i, name in enumerate(HOSTILE_NAMES):
+            assert f"{i}: {name}" in text, f"chip {i} not shown literally"
+            owner.get_by_text(f"{i}: {name}", exact=True).wait_for()
+        ticks = owner.locator(".js-plotly-plot .xtick text").all_text_contents()
+        assert ticks == HOSTILE_NAMES, ticks
+        check(owner, "Data")
+        shoot(owner, "9-data-hostile-names")
 
-    # a classmate with the class toggle on opens Compare on Hana's run
-    other = new_page(browser)
-    # Ivan works on the same dataset (Compare's default choice follows the student's dataset: without this, another
-    # test's newer run on the built-in data would be chosen instead of Hana's)
-    visit(other, url, student="Ivan")
-    other.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-    settle(other)
-    other.get_by_label("Folder path").fill(str(hostile))
-    other.get_by_label("Folder path").press("Enter")
-    settle(other)
-    other.get_by_text("Training pairs").wait_for()
-    via_sidebar(other, "Compare")
-    other.get_by_text("Include my class's runs (read-only)").click()
-    settle(other)
-    other.get_by_text("Side by side").wait_for()
-    other.locator("[data-testid='stImage']").nth(5).wait_for()
-    text = main_text(other)
-    assert HOSTILE_NAMES[0] in text  # the class picker of "Where does it go wrong?" starts on class 0
-    ticks = other.locator(".js-plotly-plot .xtick text").all_text_contents()
-    for name in HOSTILE_NAMES:
-        assert name in ticks, ticks
-    check(other, "Compare")
-    shoot(other, "9-compare-hostile-names")
-    owner.context.close()
-    other.context.close()
+        # a classmate with the class toggle on opens Compare on Hana's run
+        other = new_page(browser)
+        # Ivan works on the same dataset (Compare's default choice follows the student's dataset: without this, another
+        # test's newer run on the built-in data would be chosen instead of Hana's)
+        visit(other, url, student="Ivan")
+        other.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+        settle(other)
+        other.get_by_label("Folder path").fill(str(hostile))
+        other.get_by_label("Folder path").press("Enter")
+        settle(other)
+        other.get_by_text("Training pairs").wait_for()
+        via_sidebar(other, "Compare")
+        other.get_by_text("Include my class's runs (read-only)").click()
+        settle(other)
+        other.get_by_text("Side by side").wait_for()
+        other.locator("[data-testid='stImage']").nth(5).wait_for()
+        text = main_text(other)
+        assert HOSTILE_NAMES[0] in text  # the class picker of "Where does it go wrong?" starts on class 0
+        ticks = other.locator(".js-plotly-plot .xtick text").all_text_contents()
+        for name in HOSTILE_NAMES:
+            assert name in ticks, ticks
+        check(other, "Compare")
+        shoot(other, "9-compare-hostile-names")
+        owner.context.close()
+        other.context.close()
 
 
-# -- issue 11: one dataset, kept everywhere; never mixed; counters agree ---------------------------------
-def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(server, browser, tmp_path_factory):
-    url, runs = server
-    folder = dataset(tmp_path_factory, "petri", seed=3)
-    archive = folder.parent / "my-petri-dishes.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for file in sorted(folder.rglob("*")):
-            if file.is_file():
-                z.write(file, f"petri/{file.relative_to(folder)}")
-    page = new_page(browser)
-    visit(page, url, student="Zoe")
-    page.get_by_test_id("stRadioGroup").get_by_text("Upload", exact=True).click()
-    settle(page)
-    uploader = page.locator("[data-testid='stFileUploader']").filter(has_text="A .zip of the dataset folder")
-    with page.expect_file_chooser() as chooser:
-        uploader.locator("[data-testid='stFileUploaderDropzone']").click()
-    chooser.value.set_files(str(archive))
-    page.get_by_text("Training pairs").wait_for()
-    settle(page)
-    assert "my-petri-dishes.zip" in main_text(page)
-    assert "my-petri-dishes.zip" in sidebar_text(page)
-    for title in ("Model", "Training", "Compare", "Learn", "Data"):
-        via_sidebar(page, title)
-        assert "my-petri-dishes.zip" in sidebar_text(page), f"{title}: {sidebar_text(page)}"
-        assert "student=Zoe" in page.url, page.url
-    page.reload()
-    settle(page)
-    page.get_by_text("Training pairs").wait_for()
-    assert "my-petri-dishes.zip" in sidebar_text(page)
-    assert "Using my-petri-dishes.zip" in main_text(page)
-    shoot(page, "11-data-after-reload")
+    # -- issue 11: one dataset, kept everywhere; never mixed; counters agree ---------------------------------
+    def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(server, browser, tmp_path_factory):
+        url, runs = server
+        folder = dataset(tmp_path_factory, "petri", seed=3)
+        archive = folder.parent / "my-petri-dishes.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for file in sorted(folder.rglob("*")):
+                if file.is_file():
+                    z.write(file, f"petri/{file.relative_to(folder)}")
+        page = new_page(browser)
+        visit(page, url, student="Zoe")
+        page.get_by_test_id("stRadioGroup").get_by_text("Upload", exact=True).click()
+        settle(page)
+        uploader = page.locator("[data-testid='stFileUploader']").filter(has_text="A .zip of the dataset folder")
+        with page.expect_file_chooser() as chooser:
+            uploader.locator("[data-testid='stFileUploaderDropzone']").click()
+        chooser.value.set_files(str(archive))
+        page.get_by_text("Training pairs").wait_for()
+        settle(page)
+        assert "my-petri-dishes.zip" in main_text(page)
+        assert "my-petri-dishes.zip" in sidebar_text(page)
+        for title in ("Model", "Training", "Compare", "Learn", "Data"):
+            via_sidebar(page, title)
+            assert "my-petri-dishes.zip" in sidebar_text(page), f"{title}: {sidebar_text(page)}"
+            assert "student=Zoe" in page.url, page.url
+        page.reload()
+        settle(page)
+        page.get_by_text("Training pairs").wait_for()
+        assert "my-petri-dishes.zip" in sidebar_text(page)
+        assert "Using my-petri-dishes.zip" in main_text(page)
+        shoot(page, "11-data-after-reload")
 
-    via_sidebar(page, "Model")
-    set_tiny_model_settings(page)
-    click_button(page, "▶ Train")
-    settle(page)
-    page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
-    from segcore.classroom import WorkspaceRecord
-    from segcore.runs import list_runs
+        via_sidebar(page, "Model")
+        set_tiny_model_settings(page)
+        click_button(page, "▶ Train")
+        settle(page)
+        page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
+        from segcore.classroom import WorkspaceRecord
+        from segcore.runs import list_runs
 
-    try:
-        (run,) = [r for r in list_runs(runs) if r.owner == "Zoe"]
-        assert WorkspaceRecord.load(runs, "Zoe").upload_name(run.config["data"]) == "my-petri-dishes.zip"
-        assert run.config["data"].endswith("my-petri-dishes.zip") and run.config["height"] == 64
-    finally:
-        cancel_active(runs, {"Zoe"})
-    page.context.close()
+        try:
+            (run,) = [r for r in list_runs(runs) if r.owner == "Zoe"]
+            assert WorkspaceRecord.load(runs, "Zoe").upload_name(run.config["data"]) == "my-petri-dishes.zip"
+            assert run.config["data"].endswith("my-petri-dishes.zip") and run.config["height"] == 64
+        finally:
+            cancel_active(runs, {"Zoe"})
+        page.context.close()
 
 
 def test_compare_refuses_runs_of_two_datasets(server, browser, tmp_path_factory):
@@ -568,10 +571,15 @@ def test_teacher_page_needs_the_pin_lists_everyone_and_cancels_a_run(server, bro
         # the table is drawn on a canvas: its rows are read from the "Stop a run" picker and the CSV-less text
         options = multiselect_or_select_options(page, "Stop a run")
         assert any(o.startswith("Carol · ") for o in options) and any(o.startswith("Dan · ") for o in options), options
-        pick_select(page, "Stop a run", dan.run_id)
+        box = page.locator("[data-testid='stSelectbox']").filter(has_text="Stop a run")
+        box.locator("input").first.click()
+        # exactly Dan's: Carol's run id is a prefix of his ("…" and "…-2"), so a substring match could pick hers
+        page.get_by_role("option", name=f"Dan · {dan.run_id}", exact=True).click()
+        settle(page)
         page.get_by_role("button", name="Cancel it").click()
         settle(page)
-        assert dan.state == "cancelled", dan.status
+        assert wait_until(lambda: dan.state == "cancelled", 20), (dan.status, main_text(page)[-1500:])
+        shoot(page, "12-teacher-after-cancel")
         assert carol.state in ("queued", "running")
         shoot(page, "12-teacher")
     finally:

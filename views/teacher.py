@@ -50,21 +50,24 @@ def class_runs() -> None:
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
         "best mIoU": st.column_config.NumberColumn(format="%.3f")})
-    active = [r for r in runs if r.state in ("queued", "running")]
-    if active:
-        c1, c2 = st.columns([3, 1])
-        target = c1.selectbox("Stop a run", active, format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}",
-                              key="teacher_cancel_pick")
-        if c2.button("Cancel it", key="teacher_cancel"):
-            try:
-                state = queue().cancel(target.run_id)  # no owner: the teacher may stop anyone's run
-                st.toast(f"{md(target.run_id)}: {md(state)}")
-            except SegcoreError as exc:
-                st.error(error_text(exc))
 
 
 st.subheader("The class's runs")
 class_runs()
+
+# outside the live table, which redraws every 2 s: a pick or a click there must never be lost to a refresh
+active = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+if active:
+    c1, c2 = st.columns([3, 1])
+    target = c1.selectbox("Stop a run", active, format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}",
+                          key="teacher_cancel_pick")
+    if c2.button("Cancel it", key="teacher_cancel"):
+        try:
+            state = queue().cancel(target.run_id)  # no owner: the teacher may stop anyone's run
+            st.toast(f"{md(target.run_id)}: {md(state)}")
+            st.rerun()
+        except SegcoreError as exc:
+            st.error(error_text(exc))
 
 runs = list_runs(runs_dir())
 st.subheader("Leaderboard")
