@@ -129,7 +129,8 @@ def test_ray_backend_trains_a_run_to_done_and_cancel_stops_its_job(ray_queue, ra
     assert done.state == "done", done.status
     steps, epochs = done.curves()
     assert [s["step"] for s in steps] == [1, 2, 3] and len(epochs) == 1 and "miou" in epochs[0]
-    assert ray_job_status(ray_address, "short-attempt1") == "SUCCEEDED"
+    # the worker records "done" before its process exits: Ray's verdict follows a moment later
+    assert wait_until(lambda: ray_job_status(ray_address, "short-attempt1") == "SUCCEEDED", 60)
     assert "segcore.worker" in ray_queue.job_log(done, 200)  # the Training page's log box reads Ray's job log
 
 
