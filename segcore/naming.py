@@ -31,7 +31,11 @@ def default_run_name(data: object, strategy: str) -> str:
 
 
 def default_group_name(data: object) -> str:
-    return f"{slug(dataset_name(data))}-{time.strftime('%m%d-%H%M%S')}"
+    """A comparison's id: dataset and time, plus a short random tail, so two students who click in the same
+    second never share a comparison."""
+    import secrets
+
+    return f"{slug(dataset_name(data))}-{time.strftime('%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 class Titles:

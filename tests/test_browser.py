@@ -10,7 +10,9 @@ import os
 import re
 import shutil
 import socket
+import secrets
 import subprocess
+import tempfile
 import sys
 import time
 import zipfile
@@ -183,12 +185,16 @@ def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", 
     from segcore.jobs import JobQueue
     from segcore.runs import Run
 
-    staging = runs.parent / "staging"
+    staging = Path(tempfile.mkdtemp(dir=runs.parent, prefix="staging-"))  # its own: ids are picked per folder
+    # an id of its own (not a prefix of another's), whatever second it is made in
+    settings.setdefault("run_name", f"{group}-{owner}-{strategy}-{secrets.token_hex(2)}")
     config = TrainConfig(data=str(data), strategy=strategy, **{**TINY, **settings})
     queued = JobQueue(staging).submit(config, group=group, owner=owner, start=False)
     done = train(config, staging, run_id=queued.run_id)
     assert done.state == "done" and done.owner == owner
     target = runs / queued.run_id
+    while target.exists():  # two runs made in the same second get the same default id: never move into another
+        target = target.with_name(target.name + "-b")
     shutil.move(str(done.path), str(target))
     return Run(target)
 
@@ -497,7 +503,10 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
         for page, me, other in ((alice, "Alice", "Bob"), (bob, "Bob", "Alice")):
             visit(page, url, "training", student=me)
             page.locator("[data-testid='stProgress']").first.wait_for()
+            page.locator("[data-testid='stSidebar']").get_by_text(me, exact=True).wait_for()  # this student's page
+            settle(page)
             groups = multiselect_or_select_options(page, "Comparison")
+            shoot(page, f"12-training-{me}-own")
             assert all(other not in g for g in groups) and clicked[other].run_id not in main_text(page)
             assert finished[other].config["group"] not in groups, groups
             visit(page, url, "compare", student=me)
@@ -511,10 +520,16 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
         visit(bob, url, "training", student="Bob")
         bob.get_by_text("Show my class's runs too (read-only)").click()
         settle(bob)
+        assert clicked["Alice"].config["group"] != clicked["Bob"].config["group"]  # same second, two comparisons
         pick_select(bob, "Comparison", clicked["Alice"].config["group"])
         card_of(bob, clicked["Alice"].run_id).wait_for()
         assert card_of(bob, clicked["Alice"].run_id).get_by_role("button", name="Cancel").count() == 0
-        assert card_of(bob, clicked["Bob"].run_id).get_by_role("button", name="Cancel").count() == 1
+        if clicked["Bob"].state in ("queued", "running"):  # a tiny run may be over already: then nobody may cancel
+            pick_select(bob, "Comparison", clicked["Bob"].config["group"])
+            card_of(bob, clicked["Bob"].run_id).wait_for()
+            cancels = card_of(bob, clicked["Bob"].run_id).get_by_role("button", name="Cancel").count()
+            if clicked["Bob"].state in ("queued", "running"):  # active before and after the page drew it
+                assert cancels == 1
         shoot(bob, "12-training-bob-class-view")
     finally:
         cancel_active(runs, {"Alice", "Bob"})
