@@ -39,9 +39,17 @@ def time_preset(preset: str) -> dict:
     rows = []
     for run in list_runs(runs):
         summary, status = run.summary(), run.status
-        rows.append({"preset": preset, "run": run.run_id.rsplit("-", 3)[0], "strategy": run.config["strategy"],
-                     "state": run.state, "miou": summary.get("miou"), "train_time_s": summary.get("train_time_s"),
-                     "process_s": (status.get("updated") or 0) - (status.get("started") or 0)})
+        rows.append(
+            {
+                "preset": preset,
+                "run": run.run_id.rsplit("-", 3)[0],
+                "strategy": run.config["strategy"],
+                "state": run.state,
+                "miou": summary.get("miou"),
+                "train_time_s": summary.get("train_time_s"),
+                "process_s": (status.get("updated") or 0) - (status.get("started") or 0),
+            }
+        )
     return {"preset": preset, "total_s": total, "rows": rows}
 
 
@@ -51,8 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     results = [time_preset(preset) for preset in args.presets]
     print(f"Classroom: cold start → 4-strategy comparison on builtin:shapes, per preset — {machine()}")
-    print_table([row for result in results for row in result["rows"]],
-                ["preset", "run", "strategy", "state", "miou", "train_time_s", "process_s"])
+    print_table(
+        [row for result in results for row in result["rows"]],
+        ["preset", "run", "strategy", "state", "miou", "train_time_s", "process_s"],
+    )
     print()
     for result in results:
         print(f"{result['preset']:>10}: total wall time {result['total_s']:.0f}s ({result['total_s'] / 60:.1f} min)")

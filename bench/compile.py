@@ -47,8 +47,9 @@ def measure(strategy: str, mode: str, compiled: bool, args) -> dict:
     prepared = prepare(config, args.classes)
     model = prepared.model.to(device).to(memory_format=torch.channels_last)
     autocast = autocast_for(device)
-    optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0,
-                                  **({"fused": True} if device.type in ("cpu", "cuda") else {}))
+    optimizer = torch.optim.AdamW(
+        prepared.param_groups, weight_decay=0.0, **({"fused": True} if device.type in ("cpu", "cuda") else {})
+    )
     x = torch.randn(args.batch, 3, height, width, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, args.classes, (args.batch, height, width), device=device)
     if strategy == "feature":  # the steady state: decoder and head on cached features
@@ -63,7 +64,9 @@ def measure(strategy: str, mode: str, compiled: bool, args) -> dict:
     eager_forward = forward
     if compiled:
         compiled_net = torch.compile(net, backend="inductor", dynamic=False)
-        forward = (lambda: compiled_net(features, (height, width))) if strategy == "feature" else (lambda: compiled_net(x))
+        forward = (
+            (lambda: compiled_net(features, (height, width))) if strategy == "feature" else (lambda: compiled_net(x))
+        )
 
     def train_step():
         model.train()
@@ -88,13 +91,18 @@ def measure(strategy: str, mode: str, compiled: bool, args) -> dict:
             step()
         finally:
             forward = compiled_forward
+
     started = time.perf_counter()
     try:
         step()
         sync(device)
     except Exception as exc:  # inductor could not compile here: report why
-        return {"strategy": strategy, "mode": mode, "compiled": compiled,
-                "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"}
+        return {
+            "strategy": strategy,
+            "mode": mode,
+            "compiled": compiled,
+            "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}",
+        }
     first = time.perf_counter() - started
 
     def timed(fn) -> float:
@@ -112,17 +120,38 @@ def measure(strategy: str, mode: str, compiled: bool, args) -> dict:
         if compiled:  # the same step eager, alternated in this process: load drift hits both alike
             eager_times.append(timed(eager_step))
     median = sorted(times)[len(times) // 2]
-    result = {"strategy": strategy, "mode": mode, "compiled": compiled, "first_call_s": first, "step_s": median,
-              "images_per_s": args.batch / median}
+    result = {
+        "strategy": strategy,
+        "mode": mode,
+        "compiled": compiled,
+        "first_call_s": first,
+        "step_s": median,
+        "images_per_s": args.batch / median,
+    }
     if eager_times:
         result["paired_eager_step_s"] = sorted(eager_times)[len(eager_times) // 2]
     return result
 
 
 def run_one(strategy: str, mode: str, compiled: bool, args) -> dict:
-    command = [sys.executable, __file__, "--one", f"{strategy}:{mode}:{int(compiled)}", "--size",
-               f"{args.height}x{args.width}", "--batch", str(args.batch), "--threads", str(args.threads),
-               "--device", args.device, "--steps", str(args.steps), "--classes", str(args.classes)]
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        f"{strategy}:{mode}:{int(compiled)}",
+        "--size",
+        f"{args.height}x{args.width}",
+        "--batch",
+        str(args.batch),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--classes",
+        str(args.classes),
+    ]
     output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = output.stdout.strip().splitlines()
     if output.returncode != 0 or not lines:
@@ -154,8 +183,11 @@ def main() -> None:
         for mode in args.modes:
             eager = run_one(strategy, mode, False, args)
             compiled = run_one(strategy, mode, True, args)
-            row = {"config": f"{strategy} {mode}", "eager_images_per_s": eager.get("images_per_s"),
-                   "compiled_images_per_s": compiled.get("images_per_s")}
+            row = {
+                "config": f"{strategy} {mode}",
+                "eager_images_per_s": eager.get("images_per_s"),
+                "compiled_images_per_s": compiled.get("images_per_s"),
+            }
             if "error" in eager or "error" in compiled:
                 row["error"] = compiled.get("error") or eager.get("error")
             else:
@@ -168,11 +200,27 @@ def main() -> None:
                 row["pays_back_in_run"] = saved > 0 and row["break_even_steps"] < args.run_steps
             rows.append(row)
             print(f"  {row['config']}: {json.dumps({k: v for k, v in row.items() if k != 'config'})}", flush=True)
-    print(f"\ntorch.compile (inductor), {args.height}×{args.width}, batch {args.batch}, {args.threads} threads — {machine()}")
-    print_table(rows, ["config", "eager_images_per_s", "paired_eager_images_per_s", "compiled_images_per_s", "speedup", "compile_s",
-                       "break_even_steps", "pays_back_in_run", "error"])
-    path = write_results(f"compile-{'gpu' if args.device.startswith('cuda') else 'cpu'}",
-                         {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"}, "rows": rows})
+    print(
+        f"\ntorch.compile (inductor), {args.height}×{args.width}, batch {args.batch}, {args.threads} threads — {machine()}"
+    )
+    print_table(
+        rows,
+        [
+            "config",
+            "eager_images_per_s",
+            "paired_eager_images_per_s",
+            "compiled_images_per_s",
+            "speedup",
+            "compile_s",
+            "break_even_steps",
+            "pays_back_in_run",
+            "error",
+        ],
+    )
+    path = write_results(
+        f"compile-{'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"}, "rows": rows},
+    )
     print(f"\nwritten to {path}")
 
 

@@ -48,16 +48,29 @@ def main() -> None:
             value, images, seconds, cached = dataset_value(data, backbone, size, args.max_images)
             assert not cached
             values[name] = value
-            rows.append({"dataset": name, "backbone": backbone, "size": size, "images": images, "distance": value,
-                         "seconds": seconds, "load_dataset_s": load_s, "encoder_build_s": build_s})
+            rows.append(
+                {
+                    "dataset": name,
+                    "backbone": backbone,
+                    "size": size,
+                    "images": images,
+                    "distance": value,
+                    "seconds": seconds,
+                    "load_dataset_s": load_s,
+                    "encoder_build_s": build_s,
+                }
+            )
         orders[f"{backbone} @ {size}"] = " < ".join(sorted(values, key=values.get))
     text = io.StringIO()
     with redirect_stdout(text):
-        print(f"Domain distance from ImageNet (last BatchNorm statistics), up to {args.max_images} training images, "
-              f"cold cache — {machine()}, torch threads {torch.get_num_threads()}; load average "
-              f"{os.getloadavg()[0]:.1f} on a shared machine: seconds are noisy")
-        print_table(rows, ["dataset", "backbone", "size", "images", "distance", "seconds", "load_dataset_s",
-                           "encoder_build_s"])
+        print(
+            f"Domain distance from ImageNet (last BatchNorm statistics), up to {args.max_images} training images, "
+            f"cold cache — {machine()}, torch threads {torch.get_num_threads()}; load average "
+            f"{os.getloadavg()[0]:.1f} on a shared machine: seconds are noisy"
+        )
+        print_table(
+            rows, ["dataset", "backbone", "size", "images", "distance", "seconds", "load_dataset_s", "encoder_build_s"]
+        )
         print()
         for setting, order in orders.items():
             print(f"order ({setting}): {order}")

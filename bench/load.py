@@ -61,17 +61,35 @@ def main() -> None:
         thread.join()
     submit_s = time.perf_counter() - started
     loaded = {page: render_times(page, args.renders) for page in PAGES}
-    rows = [{"page": page, "idle_median_s": statistics.median(idle[page]), "loaded_median_s": statistics.median(loaded[page]),
-             "loaded_max_s": max(loaded[page]), "slowdown": statistics.median(loaded[page]) / statistics.median(idle[page])}
-            for page in PAGES]
-    print(f"{args.students} students queued in {submit_s:.2f}s: {len(accepted)} accepted, {len(refused)} refused; "
-          f"{len(queue.running())} training, {len(queue.queued())} waiting — {machine()}")
+    rows = [
+        {
+            "page": page,
+            "idle_median_s": statistics.median(idle[page]),
+            "loaded_median_s": statistics.median(loaded[page]),
+            "loaded_max_s": max(loaded[page]),
+            "slowdown": statistics.median(loaded[page]) / statistics.median(idle[page]),
+        }
+        for page in PAGES
+    ]
+    print(
+        f"{args.students} students queued in {submit_s:.2f}s: {len(accepted)} accepted, {len(refused)} refused; "
+        f"{len(queue.running())} training, {len(queue.queued())} waiting — {machine()}"
+    )
     print_table(rows, ["page", "idle_median_s", "loaded_median_s", "loaded_max_s", "slowdown"])
     for run in queue.runs():
         if run.state in ("queued", "running"):
             queue.cancel(run.run_id, grace_s=2)
-    write_results("load", {"machine": machine(), "students": args.students, "accepted": len(accepted),
-                           "refused": len(refused), "submit_s": submit_s, "rows": rows})
+    write_results(
+        "load",
+        {
+            "machine": machine(),
+            "students": args.students,
+            "accepted": len(accepted),
+            "refused": len(refused),
+            "submit_s": submit_s,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

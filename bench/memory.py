@@ -98,6 +98,7 @@ def many_files(folder: Path) -> Path:
 
 # -- one measurement, in a fresh child process --------------------------------------------------
 
+
 def child(mode: str, source: str) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ["SEGCORE_CACHE"] = tempfile.mkdtemp(prefix="segcore-bench-memory-")
@@ -128,8 +129,11 @@ def child(mode: str, source: str) -> None:
 
 def measure(mode: str, source: Path | str, env: dict | None = None) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(source)], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, __file__, "--child", mode, str(source)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )
     if result.returncode:
         return {"peak_bytes": 0, "wall_s": 0, "refused": f"CRASHED: {result.stderr.strip().splitlines()[-1]}"}
@@ -153,13 +157,20 @@ def main() -> None:
             ("10,000-entry zip (5,000 pairs)", many_files(folder), {}),
         ]
         bomb = inputs[0][1]
-        raised = [("8 × 6000² PNG pairs (under the limit)", pixel_bomb(folder, 6000), {}),
-                  ("pixel bomb, SEGCORE_MAX_PIXELS=100M", bomb, {"SEGCORE_MAX_PIXELS": "100000000"})]
-        lines = [f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak RSS of a fresh process each",
-                 "", f"{'input':<36} {'zip MiB':>7} {'path':<7} {'peak MiB':>8} {'wall s':>7}  {'ok':<3} result"]
+        raised = [
+            ("8 × 6000² PNG pairs (under the limit)", pixel_bomb(folder, 6000), {}),
+            ("pixel bomb, SEGCORE_MAX_PIXELS=100M", bomb, {"SEGCORE_MAX_PIXELS": "100000000"}),
+        ]
+        lines = [
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores; peak RSS of a fresh process each",
+            "",
+            f"{'input':<36} {'zip MiB':>7} {'path':<7} {'peak MiB':>8} {'wall s':>7}  {'ok':<3} result",
+        ]
         base = measure("import", "-")
-        lines.append(f"{'(baseline: import segcore, torch)':<36} {'':>7} {'import':<7} {base['peak_bytes'] / 1024**2:8.0f} "
-                     f"{base['wall_s']:7.1f}  {'':<3} —")
+        lines.append(
+            f"{'(baseline: import segcore, torch)':<36} {'':>7} {'import':<7} {base['peak_bytes'] / 1024**2:8.0f} "
+            f"{base['wall_s']:7.1f}  {'':<3} —"
+        )
         for label, archive, env in inputs + raised:
             for mode in ("report", "preview", "page"):
                 row = measure(mode, archive, env)

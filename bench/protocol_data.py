@@ -39,8 +39,11 @@ class PackedData(SegmentationData):
         path = pair.image.parent.parent / f"{pair.image.parent.name.split('_')[0]}_{height}x{width}" / pair.image.name
         if not path.is_file():
             held = sorted(p.name for p in pair.image.parent.parent.glob("*_*x*"))
-            raise DatasetError(path, f"the travel copy holds no {height}×{width} images (it holds {', '.join(held)})",
-                               f"make it with: python bench/protocol_data.py OUT {height}x{width}")
+            raise DatasetError(
+                path,
+                f"the travel copy holds no {height}×{width} images (it holds {', '.join(held)})",
+                f"make it with: python bench/protocol_data.py OUT {height}x{width}",
+            )
         image = np.array(Image.open(path).convert("RGB"), dtype=np.uint8)
         raw, _ = read_mask(pair.mask, (width, height))
         return image, self.encoding.apply(raw, pair.mask)
@@ -52,12 +55,23 @@ def load_packed_camvid(folder: Path) -> PackedData:
     splits = {}
     for split in ("train", "val"):
         first = sorted(camvid.glob(f"{split}_*x*"))[0]  # pairs named by any size held; the size picks the file
-        splits[split] = [Pair(p.stem, p, camvid / f"{split}annot" / f"{p.stem}.png") for p in sorted(first.glob("*.webp"))]
+        splits[split] = [
+            Pair(p.stem, p, camvid / f"{split}annot" / f"{p.stem}.png") for p in sorted(first.glob("*.webp"))
+        ]
     count = sum(len(v) for v in splits.values())
-    return PackedData(source=f"{camvid} (travel copy)", root=camvid, layout="CamVid travel copy", splits=splits,
-                      split_origin="the dataset's own split", class_names=names, class_colours=default_palette(len(names)),
-                      class_source="classes.txt", encoding=MaskEncoding("index", len(names), 11), ignore_index=11,
-                      scan=MaskScan(Counter(), False, Counter({(480, 360): count})))
+    return PackedData(
+        source=f"{camvid} (travel copy)",
+        root=camvid,
+        layout="CamVid travel copy",
+        splits=splits,
+        split_origin="the dataset's own split",
+        class_names=names,
+        class_colours=default_palette(len(names)),
+        class_source="classes.txt",
+        encoding=MaskEncoding("index", len(names), 11),
+        ignore_index=11,
+        scan=MaskScan(Counter(), False, Counter({(480, 360): count})),
+    )
 
 
 def main(out: str, sizes: list[tuple[int, int]]) -> None:
@@ -73,8 +87,9 @@ def main(out: str, sizes: list[tuple[int, int]]) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             images = data.load(split, (height, width))
             for pair, image in zip(data.pairs(split), images.images):
-                Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{pair.name}.webp", lossless=True,
-                                                                      quality=100, method=4)
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(
+                    folder / f"{pair.name}.webp", lossless=True, quality=100, method=4
+                )
     shutil.copyfile(CAMVID / "classes.txt", camvid / "classes.txt")
     shutil.copytree(MEMBRANE, out / "membrane", dirs_exist_ok=True)
     packed = load_packed_camvid(out)

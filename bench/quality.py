@@ -81,38 +81,75 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count())
     data = load_dataset(args.data, ignore_index=args.ignore_index)
     runs = tempfile.mkdtemp(prefix="quality-")
-    base = TrainConfig(data=args.data, epochs=args.epochs, batch_size=args.batch, lr=args.lr, height=args.height,
-                       width=args.width, ignore_index=args.ignore_index, seed=args.seed)
+    base = TrainConfig(
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch,
+        lr=args.lr,
+        height=args.height,
+        width=args.width,
+        ignore_index=args.ignore_index,
+        seed=args.seed,
+    )
     source = None
     if "structure" in args.strategies:
-        source = train(TrainConfig(**{**base.to_dict(), "data": "builtin:shapes-source", "strategy": "parameter",
-                                      "ignore_index": 255}), runs, run_id="source")
+        source = train(
+            TrainConfig(
+                **{**base.to_dict(), "data": "builtin:shapes-source", "strategy": "parameter", "ignore_index": 255}
+            ),
+            runs,
+            run_id="source",
+        )
     rows = []
     for fraction in sorted(args.fractions, reverse=True):
         size = None if fraction >= 1 else fraction
         for strategy in args.strategies:
-            config = TrainConfig(**{**base.to_dict(), "strategy": strategy, "train_size": size,
-                                    "source_run": str(source.path) if STRATEGIES[strategy].needs_source_run else None})
+            config = TrainConfig(
+                **{
+                    **base.to_dict(),
+                    "strategy": strategy,
+                    "train_size": size,
+                    "source_run": str(source.path) if STRATEGIES[strategy].needs_source_run else None,
+                }
+            )
             run = train(config, runs, data=data)
             summary = run.summary()
-            rows.append({"config": strategy, "fraction": fraction, "train_images": summary["train_images"],
-                         "epochs": summary["epochs"],
-                         "miou": summary["miou"], "pixel_accuracy": summary["pixel_accuracy"],
-                         "train_time_s": summary["train_time_s"]})
-            print(f"  {strategy:<10} {fraction:>4.0%}  mIoU {summary['miou']:.3f}  ({summary['train_time_s']:.0f}s)", flush=True)
+            rows.append(
+                {
+                    "config": strategy,
+                    "fraction": fraction,
+                    "train_images": summary["train_images"],
+                    "epochs": summary["epochs"],
+                    "miou": summary["miou"],
+                    "pixel_accuracy": summary["pixel_accuracy"],
+                    "train_time_s": summary["train_time_s"],
+                }
+            )
+            print(
+                f"  {strategy:<10} {fraction:>4.0%}  mIoU {summary['miou']:.3f}  ({summary['train_time_s']:.0f}s)",
+                flush=True,
+            )
         if fraction >= 1:
             for name in args.peers:
                 result = train_peer(data, args, name)
                 rows.append({"config": name, "fraction": fraction, "epochs": args.epochs, **result})
-                print(f"  {name:<10} {fraction:>4.0%}  mIoU {result['miou']:.3f}  ({result['train_time_s']:.0f}s)", flush=True)
-    print(f"\nValidation mIoU after {args.epochs} epochs (ours: at least {base.min_steps} optimiser steps), "
-          f"{args.size}, batch {args.batch} — {machine()}")
+                print(
+                    f"  {name:<10} {fraction:>4.0%}  mIoU {result['miou']:.3f}  ({result['train_time_s']:.0f}s)",
+                    flush=True,
+                )
+    print(
+        f"\nValidation mIoU after {args.epochs} epochs (ours: at least {base.min_steps} optimiser steps), "
+        f"{args.size}, batch {args.batch} — {machine()}"
+    )
     print_table(rows, ["config", "fraction", "train_images", "epochs", "miou", "train_time_s"])
     for fraction in sorted({r["fraction"] for r in rows}):
         mious = {r["config"]: r["miou"] for r in rows if r["fraction"] == fraction}
         if "scratch" in mious:
-            gains = ", ".join(f"{s} {100 * (mious[s] - mious['scratch']):+.1f}" for s in ("parameter", "feature", "structure")
-                              if s in mious)
+            gains = ", ".join(
+                f"{s} {100 * (mious[s] - mious['scratch']):+.1f}"
+                for s in ("parameter", "feature", "structure")
+                if s in mious
+            )
             print(f"  {fraction:>4.0%} of the images, mIoU points over scratch: {gains}")
     full = {r["config"]: r["miou"] for r in rows if r["fraction"] >= 1}
     comparisons = {}
@@ -122,7 +159,10 @@ def main() -> None:
     for key, value in comparisons.items():
         print(f"  {key:<36} {value:+.1f}")
     name = Path(args.data).name.replace(":", "-")
-    write_results(f"quality-{name}{args.tag}", {"machine": machine(), "args": vars(args), "rows": rows, "comparisons": comparisons})
+    write_results(
+        f"quality-{name}{args.tag}",
+        {"machine": machine(), "args": vars(args), "rows": rows, "comparisons": comparisons},
+    )
     if len(args.fractions) > 1:
         plot_curve(rows, name)
 
@@ -135,10 +175,23 @@ def plot_curve(rows: list[dict], name: str) -> None:
     for strategy, colour in colours.items():
         points = sorted((r["train_images"], r["miou"]) for r in rows if r["config"] == strategy)
         if points:
-            figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
-                                        name=strategy, line=dict(color=colour, width=3)))
-    figure.update_layout(title=f"Data efficiency on {name}: validation mIoU against training images",
-                         xaxis_title="training images", yaxis_title="mIoU", width=900, height=520, template="plotly_white")
+            figure.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    mode="lines+markers",
+                    name=strategy,
+                    line=dict(color=colour, width=3),
+                )
+            )
+    figure.update_layout(
+        title=f"Data efficiency on {name}: validation mIoU against training images",
+        xaxis_title="training images",
+        yaxis_title="mIoU",
+        width=900,
+        height=520,
+        template="plotly_white",
+    )
     from common import RESULTS
 
     html = RESULTS / f"data-efficiency-{name}.html"
@@ -147,8 +200,9 @@ def plot_curve(rows: list[dict], name: str) -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
             page = browser.new_page(viewport={"width": 920, "height": 540})
             page.goto(html.resolve().as_uri())
             page.wait_for_selector(".js-plotly-plot")

@@ -99,8 +99,11 @@ def score(model, normalize, size, data, device, autocast, max_val: int, native: 
                 logits = model(normalize(val.images[start : start + 32].to(device)))
             matrix.update(val.masks[start : start + 32], logits.argmax(1))
     result = matrix.compute()
-    out = {"miou": result["miou"], "per_class_iou": dict(zip(data.class_names, result["per_class_iou"])),
-           "val_images": len(val)}
+    out = {
+        "miou": result["miou"],
+        "per_class_iou": dict(zip(data.class_names, result["per_class_iou"])),
+        "val_images": len(val),
+    }
     if native:
         view = data
         if max_val:  # smoke runs: the same first images at native size
@@ -122,9 +125,16 @@ def source_run(spec: dict, runs: Path) -> str:
     with open(runs / f"source-s{spec['seed']}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "summary.json").is_file():
-            config = TrainConfig(data="builtin:shapes-source", strategy="parameter", height=spec["height"],
-                                 width=spec["width"], seed=spec["seed"], device=spec["device"],
-                                 threads=spec["threads"], max_steps=spec["source_steps"])
+            config = TrainConfig(
+                data="builtin:shapes-source",
+                strategy="parameter",
+                height=spec["height"],
+                width=spec["width"],
+                seed=spec["seed"],
+                device=spec["device"],
+                threads=spec["threads"],
+                max_steps=spec["source_steps"],
+            )
             train(config, runs, run_id=folder.name)
     return str(folder)
 
@@ -137,11 +147,22 @@ def run_ours(spec: dict, data, runs: Path) -> dict:
     if "decoder_channels" in settings:
         settings["decoder_channels"] = tuple(settings["decoder_channels"])
     steps = spec["steps"]
-    config = TrainConfig(data=str(data.source), strategy=spec["config"], epochs=1, min_steps=steps, max_steps=steps,
-                         batch_size=spec["batch"], height=spec["height"], width=spec["width"],
-                         ignore_index=data.ignore_index if data.ignore_index is not None else 255, seed=spec["seed"],
-                         train_size=spec["fraction"] if spec["fraction"] < 1 else None, device=spec["device"],
-                         threads=spec["threads"], **settings)
+    config = TrainConfig(
+        data=str(data.source),
+        strategy=spec["config"],
+        epochs=1,
+        min_steps=steps,
+        max_steps=steps,
+        batch_size=spec["batch"],
+        height=spec["height"],
+        width=spec["width"],
+        ignore_index=data.ignore_index if data.ignore_index is not None else 255,
+        seed=spec["seed"],
+        train_size=spec["fraction"] if spec["fraction"] < 1 else None,
+        device=spec["device"],
+        threads=spec["threads"],
+        **settings,
+    )
     if config.strategy_info.needs_source_run:
         config.source_run = source_run(spec, runs)
     config.validate()
@@ -160,10 +181,24 @@ def run_ours(spec: dict, data, runs: Path) -> dict:
         if trainer.on_gpu:
             torch.cuda.synchronize()
         train_s = time.perf_counter() - started
-        result = score(trainer.model, trainer.normalize, config.size, data, trainer.device, trainer.autocast,
-                       spec["max_val"], spec["native"])
-        return {**result, "steps": trainer.step, "epochs": epoch, "train_images": len(trainer.train_set),
-                "train_time_s": train_s, "final_loss": loss}
+        result = score(
+            trainer.model,
+            trainer.normalize,
+            config.size,
+            data,
+            trainer.device,
+            trainer.autocast,
+            spec["max_val"],
+            spec["native"],
+        )
+        return {
+            **result,
+            "steps": trainer.step,
+            "epochs": epoch,
+            "train_images": len(trainer.train_set),
+            "train_time_s": train_s,
+            "final_loss": loss,
+        }
     finally:
         writer.close()
 
@@ -220,8 +255,14 @@ def run_peer(spec: dict, data) -> dict:
         torch.cuda.synchronize()
     train_s = time.perf_counter() - started
     result = score(model, normalize, size, data, device, autocast, spec["max_val"], spec["native"])
-    return {**result, "steps": step, "epochs": epoch, "train_images": len(train_set), "train_time_s": train_s,
-            "final_loss": float(loss.detach())}
+    return {
+        **result,
+        "steps": step,
+        "epochs": epoch,
+        "train_images": len(train_set),
+        "train_time_s": train_s,
+        "final_loss": float(loss.detach()),
+    }
 
 
 def run_spec(spec: dict) -> dict:
@@ -236,8 +277,12 @@ def run_spec(spec: dict) -> dict:
         result = run_peer(spec, data) if spec["config"].startswith("smp-") else run_ours(spec, data, runs)
         return {**row, "status": "ok", **result, "wall_s": time.time() - started}
     except Exception as exc:  # noqa: BLE001 — keep going: one broken run must not cost the others
-        return {**row, "status": f"failed: {type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:],
-                "wall_s": time.time() - started}
+        return {
+            **row,
+            "status": f"failed: {type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc()[-2000:],
+            "wall_s": time.time() - started,
+        }
 
 
 def _worker_init(threads: int) -> None:
@@ -246,10 +291,18 @@ def _worker_init(threads: int) -> None:
 
 # -- the plan ---------------------------------------------------------------------------------------------------
 def plan(args) -> list[dict]:
-    common = {"split": args.split, "batch": args.batch, "device": args.device, "threads": args.worker_threads,
-              "peer_lr": args.peer_lr, "max_val": args.max_val, "native": not args.no_native,
-              "source_steps": args.source_steps, "runs": args.runs,
-              "pack": str(Path(args.data_pack).resolve()) if args.data_pack else ""}
+    common = {
+        "split": args.split,
+        "batch": args.batch,
+        "device": args.device,
+        "threads": args.worker_threads,
+        "peer_lr": args.peer_lr,
+        "max_val": args.max_val,
+        "native": not args.no_native,
+        "source_steps": args.source_steps,
+        "runs": args.runs,
+        "pack": str(Path(args.data_pack).resolve()) if args.data_pack else "",
+    }
     specs, seen = [], set()
 
     def add(section, task, config, fraction, seed, steps, size, settings=None, candidate=None):
@@ -260,9 +313,22 @@ def plan(args) -> list[dict]:
         if key in seen:  # a candidate equal to a headline run is measured once and shown in both tables
             return
         seen.add(key)
-        specs.append({**common, "key": key, "section": section, "task": task, "config": config, "fraction": fraction,
-                      "seed": seed, "steps": steps, "height": height, "width": width, "settings": rest,
-                      "candidate": candidate})
+        specs.append(
+            {
+                **common,
+                "key": key,
+                "section": section,
+                "task": task,
+                "config": config,
+                "fraction": fraction,
+                "seed": seed,
+                "steps": steps,
+                "height": height,
+                "width": width,
+                "settings": rest,
+                "candidate": candidate,
+            }
+        )
 
     size = (args.height, args.width)
     configs = args.strategies + args.peers
@@ -271,6 +337,7 @@ def plan(args) -> list[dict]:
             for seed in args.seeds:
                 for config in configs:
                     add("camvid", "camvid", config, fraction, seed, args.steps, size)
+
     def candidates(longer: bool) -> None:
         for seed in args.seeds:
             for strategy in args.candidate_strategies:
@@ -290,7 +357,17 @@ def plan(args) -> list[dict]:
             for name in args.confirm_candidates:  # a candidate default must not hurt the other tasks
                 settings = dict(CANDIDATES[name])
                 steps = args.steps * settings.pop("steps_factor", 1)
-                add("binary", f"camvid-{args.binary}", args.candidate_strategies[0], 1.0, seed, steps, size, settings, name)
+                add(
+                    "binary",
+                    f"camvid-{args.binary}",
+                    args.candidate_strategies[0],
+                    1.0,
+                    seed,
+                    steps,
+                    size,
+                    settings,
+                    name,
+                )
     if "membrane" in args.sections:
         for seed in args.seeds:
             for config in confirm:
@@ -323,14 +400,26 @@ def tables(rows: list[dict], args) -> str:
         settings = dict(settings or {})
         steps = (args.membrane_steps if task == "membrane" else args.steps) * settings.pop("steps_factor", 1)
         wanted = signature(args, settings)
-        return [r for r in ok if r["task"] == task and r["config"] == config and r["fraction"] == fraction
-                and r["steps"] == steps and signature(args, r["settings"], r["height"], r["width"]) == wanted]
+        return [
+            r
+            for r in ok
+            if r["task"] == task
+            and r["config"] == config
+            and r["fraction"] == fraction
+            and r["steps"] == steps
+            and signature(args, r["settings"], r["height"], r["width"]) == wanted
+        ]
 
-    scored = ("the tuning split (20 % of each task's training images, seeded; val untouched)" if args.split == "tune"
-              else "the report split (CamVid val; membrane: its seeded 6-image val)")
-    lines.append(f"Quality protocol — {scored}; {args.height}×{args.width} training size, batch {args.batch}, "
-                 f"{args.steps} optimiser steps at every fraction (membrane: {args.membrane_steps}); scored once at the "
-                 f"end of training; mean ± sd over seeds {args.seeds} — {machine()}")
+    scored = (
+        "the tuning split (20 % of each task's training images, seeded; val untouched)"
+        if args.split == "tune"
+        else "the report split (CamVid val; membrane: its seeded 6-image val)"
+    )
+    lines.append(
+        f"Quality protocol — {scored}; {args.height}×{args.width} training size, batch {args.batch}, "
+        f"{args.steps} optimiser steps at every fraction (membrane: {args.membrane_steps}); scored once at the "
+        f"end of training; mean ± sd over seeds {args.seeds} — {machine()}"
+    )
     configs = args.strategies + args.peers
     if "camvid" in args.sections:
         fractions = sorted(args.fractions, reverse=True)
@@ -355,8 +444,11 @@ def tables(rows: list[dict], args) -> str:
                 diffs = [100 * (a[s] - b[s]) for s in a if s in b]
                 if diffs:
                     mean, sd = mean_sd(diffs)
-                    lines.append(f"  {ours} − {peer} at {f:.0%}: {mean:+.1f}" + (f" ± {sd:.1f}" if sd else "")
-                                 + f" (n={len(diffs)})")
+                    lines.append(
+                        f"  {ours} − {peer} at {f:.0%}: {mean:+.1f}"
+                        + (f" ± {sd:.1f}" if sd else "")
+                        + f" (n={len(diffs)})"
+                    )
         for f in fractions:
             if f < 1:
                 for ours in ("parameter", "feature", "structure"):
@@ -365,8 +457,11 @@ def tables(rows: list[dict], args) -> str:
                     diffs = [100 * (a[s] - b[s]) for s in a if s in b]
                     if diffs:
                         mean, sd = mean_sd(diffs)
-                        lines.append(f"  {ours} − scratch at {f:.0%}: {mean:+.1f}" + (f" ± {sd:.1f}" if sd else "")
-                                     + f" (n={len(diffs)})")
+                        lines.append(
+                            f"  {ours} − scratch at {f:.0%}: {mean:+.1f}"
+                            + (f" ± {sd:.1f}" if sd else "")
+                            + f" (n={len(diffs)})"
+                        )
         lines += ["", "per-class IoU at 100 % (mean over seeds; training size / native)"]
         classes = None
         body = []
@@ -388,9 +483,13 @@ def tables(rows: list[dict], args) -> str:
         body = []
         for name in args.candidates:
             got = pick(config=strategy, settings=CANDIDATES[name])
-            cells = [name, _describe(CANDIDATES[name]) or "(defaults)",
-                     str(args.steps * CANDIDATES[name].get("steps_factor", 1)), fmt([r["miou"] for r in got]),
-                     fmt([r["native_miou"] for r in got if "native_miou" in r])]
+            cells = [
+                name,
+                _describe(CANDIDATES[name]) or "(defaults)",
+                str(args.steps * CANDIDATES[name].get("steps_factor", 1)),
+                fmt([r["miou"] for r in got]),
+                fmt([r["native_miou"] for r in got if "native_miou" in r]),
+            ]
             for c in THIN:
                 v = [r["per_class_iou"].get(c) or 0.0 for r in got]
                 cells.append(f"{sum(v) / len(v):.3f}" if v else "—")
@@ -398,27 +497,47 @@ def tables(rows: list[dict], args) -> str:
             body.append(cells)
         title = f"Thin and rare classes: candidates on {strategy} at 100 % (IoU at the training size)"
         lines += ["", title, *_table(head, body)]
-    for section, task, title in (("binary", f"camvid-{args.binary}", f"CamVid {args.binary} vs rest (binary)"),
-                                 ("membrane", "membrane", "membrane (EM, binary)")):
+    for section, task, title in (
+        ("binary", f"camvid-{args.binary}", f"CamVid {args.binary} vs rest (binary)"),
+        ("membrane", "membrane", "membrane (EM, binary)"),
+    ):
         if section not in args.sections:
             continue
         body = []
         size = {"height": 256, "width": 256} if task == "membrane" else {}
         cells = [(c, c, size) for c in configs if c != "structure"]
-        cells += [(f"{args.candidate_strategies[0]} [{name}]", args.candidate_strategies[0],
-                   {**{k: v for k, v in CANDIDATES[name].items() if not (size and k in ("height", "width"))}, **size})
-                  for name in args.confirm_candidates]
+        cells += [
+            (
+                f"{args.candidate_strategies[0]} [{name}]",
+                args.candidate_strategies[0],
+                {**{k: v for k, v in CANDIDATES[name].items() if not (size and k in ("height", "width"))}, **size},
+            )
+            for name in args.confirm_candidates
+        ]
         for label, config, settings in cells:
             got = pick(task=task, config=config, settings=settings)
             positive = [r["per_class_iou"].get(list(r["per_class_iou"])[1]) or 0.0 for r in got]
-            body.append([label, fmt([r["miou"] for r in got]), fmt([r["native_miou"] for r in got if "native_miou" in r]),
-                         fmt(positive), "/".join(sorted({str(r["train_images"]) for r in got})) or "—"])
-        lines += ["", f"{title}: confirmation at 100 %", *_table(["config", "mIoU", "native mIoU", "class-1 IoU",
-                                                                  "train images"], body)]
+            body.append(
+                [
+                    label,
+                    fmt([r["miou"] for r in got]),
+                    fmt([r["native_miou"] for r in got if "native_miou" in r]),
+                    fmt(positive),
+                    "/".join(sorted({str(r["train_images"]) for r in got})) or "—",
+                ]
+            )
+        lines += [
+            "",
+            f"{title}: confirmation at 100 %",
+            *_table(["config", "mIoU", "native mIoU", "class-1 IoU", "train images"], body),
+        ]
     bad = [r for r in rows if r.get("status") != "ok"]
     if bad:
-        lines += ["", f"{len(bad)} runs not scored:"] + [f"  {r['task']} {r['config']} {r['fraction']:.0%} seed "
-                                                         f"{r['seed']} {r.get('candidate') or ''}: {r['status']}" for r in bad]
+        lines += ["", f"{len(bad)} runs not scored:"] + [
+            f"  {r['task']} {r['config']} {r['fraction']:.0%} seed "
+            f"{r['seed']} {r.get('candidate') or ''}: {r['status']}"
+            for r in bad
+        ]
     return "\n".join(lines)
 
 
@@ -442,53 +561,91 @@ def _table(head: list[str], body: list[list[str]]) -> list[str]:
 # -- main -------------------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=["tune", "report"], default="tune",
-                        help="tune: choose defaults (20 %% of CamVid train); report: CamVid val, for the final table")
+    parser.add_argument(
+        "--split",
+        choices=["tune", "report"],
+        default="tune",
+        help="tune: choose defaults (20 %% of CamVid train); report: CamVid val, for the final table",
+    )
     parser.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--fractions", type=float, nargs="*", default=[1.0, 0.1])
     parser.add_argument("--strategies", nargs="*", default=["scratch", "parameter", "feature", "structure"])
     parser.add_argument("--peers", nargs="*", default=["smp-full", "smp-frozen", "smp-scratch"])
     # 288x384 / quality need a travel copy made with 288x384 too (too large to travel beside the 192×256 one)
-    parser.add_argument("--candidates", nargs="*", choices=list(CANDIDATES),
-                        default=["default", "balanced", "wide-decoder", "2x-steps", "wide-decoder-2x-steps"])
-    parser.add_argument("--candidate-strategies", nargs="*", default=["parameter", "feature"],
-                        help="strategies the candidates run on; the first also runs --confirm-candidates")
-    parser.add_argument("--confirm-candidates", nargs="*", default=["balanced", "wide-decoder"], choices=list(CANDIDATES),
-                        help="candidates also run on the binary and membrane tasks (a default must not hurt them)")
+    parser.add_argument(
+        "--candidates",
+        nargs="*",
+        choices=list(CANDIDATES),
+        default=["default", "balanced", "wide-decoder", "2x-steps", "wide-decoder-2x-steps"],
+    )
+    parser.add_argument(
+        "--candidate-strategies",
+        nargs="*",
+        default=["parameter", "feature"],
+        help="strategies the candidates run on; the first also runs --confirm-candidates",
+    )
+    parser.add_argument(
+        "--confirm-candidates",
+        nargs="*",
+        default=["balanced", "wide-decoder"],
+        choices=list(CANDIDATES),
+        help="candidates also run on the binary and membrane tasks (a default must not hurt them)",
+    )
     parser.add_argument("--binary", default="car", choices=list(BINARY_TASKS))
-    parser.add_argument("--steps", type=int, default=276,
-                        help="optimiser steps per run at every fraction (276 = 6 epochs of CamVid's 367 at batch 8)")
-    parser.add_argument("--membrane-steps", type=int, default=100, help="the product's floor (24 images: 3 steps/epoch)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=276,
+        help="optimiser steps per run at every fraction (276 = 6 epochs of CamVid's 367 at batch 8)",
+    )
+    parser.add_argument(
+        "--membrane-steps", type=int, default=100, help="the product's floor (24 images: 3 steps/epoch)"
+    )
     parser.add_argument("--source-steps", type=int, default=0, help="structure's source run (0: its default 6 epochs)")
     parser.add_argument("--size", default="192x256")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--peer-lr", type=float, default=1e-3, help="smp's reference learning rate")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads in all (0: one per core)")
-    parser.add_argument("--workers", type=int, default=0, help="runs in parallel processes (0: 4 on a GPU, whose "
-                        "small-network steps are launch-bound and overlap well; 1 on a CPU)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="runs in parallel processes (0: 4 on a GPU, whose "
+        "small-network steps are launch-bound and overlap well; 1 on a CPU)",
+    )
     parser.add_argument("--max-val", type=int, default=0, help="smoke tests: score only the first N images (0: all)")
     parser.add_argument("--no-native", action="store_true")
-    parser.add_argument("--data-pack", default="", help="read CamVid and membrane from this travel copy "
-                        "(bench/protocol_data.py) instead of ../shared/data")
+    parser.add_argument(
+        "--data-pack",
+        default="",
+        help="read CamVid and membrane from this travel copy (bench/protocol_data.py) instead of ../shared/data",
+    )
     parser.add_argument("--budget-s", type=float, default=0, help="start no run after this many seconds (0: no limit)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs and optimiser steps) and stop")
-    parser.add_argument("--out", default="", help="results path without extension (default bench/results/quality-protocol-<split>)")
+    parser.add_argument(
+        "--out", default="", help="results path without extension (default bench/results/quality-protocol-<split>)"
+    )
     args = parser.parse_args()
     args.height, args.width = (int(v) for v in (args.size.lower().split("x") * 2)[:2])
     args.threads = args.threads or os.cpu_count() or 1
     if not args.workers:
-        args.workers = 4 if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else 1
+        args.workers = (
+            4 if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()) else 1
+        )
     args.worker_threads = max(1, args.threads // max(1, args.workers))
     args.deadline = time.time() + args.budget_s if args.budget_s else float("inf")
     args.runs = tempfile.mkdtemp(prefix="quality-protocol-")
     out = Path(args.out or ROOT / "bench" / "results" / f"quality-protocol-{args.split}")
     out.parent.mkdir(parents=True, exist_ok=True)
     specs = plan(args)
-    print(f"{len(specs)} runs; budget: {args.steps} optimiser steps per CamVid run at every fraction "
-          f"({args.membrane_steps} on membrane), batch {args.batch}; split: {args.split}; {args.workers} worker(s) × "
-          f"{args.worker_threads} threads; {machine()}", flush=True)
+    print(
+        f"{len(specs)} runs; budget: {args.steps} optimiser steps per CamVid run at every fraction "
+        f"({args.membrane_steps} on membrane), batch {args.batch}; split: {args.split}; {args.workers} worker(s) × "
+        f"{args.worker_threads} threads; {machine()}",
+        flush=True,
+    )
     if args.dry_run:
         from collections import Counter
 
@@ -503,16 +660,31 @@ def main() -> None:
     def record(row: dict) -> None:
         rows.append(row)
         size = f" {row.get('height', '')}" if row.get("settings") else ""
-        what = f"{row['section']:<10} {row['task']:<11} {row['config']:<11} {row['fraction']:>4.0%} s{row['seed']}" \
-               f" {row.get('candidate') or ''}{size}"
+        what = (
+            f"{row['section']:<10} {row['task']:<11} {row['config']:<11} {row['fraction']:>4.0%} s{row['seed']}"
+            f" {row.get('candidate') or ''}{size}"
+        )
         if row["status"] == "ok":
             native = f" native {row['native_miou']:.3f}" if "native_miou" in row else ""
-            print(f"  {what}: mIoU {row['miou']:.3f}{native}  ({row['steps']} steps, {row['train_images']} images, "
-                  f"{row['train_time_s']:.1f}s train, {row['wall_s']:.1f}s wall; t={time.time() - started:.0f}s)", flush=True)
+            print(
+                f"  {what}: mIoU {row['miou']:.3f}{native}  ({row['steps']} steps, {row['train_images']} images, "
+                f"{row['train_time_s']:.1f}s train, {row['wall_s']:.1f}s wall; t={time.time() - started:.0f}s)",
+                flush=True,
+            )
         else:
             print(f"  {what}: {row['status']}", flush=True)
-        out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "args": public, "partial": True,
-                                                        "elapsed_s": time.time() - started, "rows": rows}, indent=1))
+        out.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "args": public,
+                    "partial": True,
+                    "elapsed_s": time.time() - started,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
     if args.workers <= 1:
         torch.set_num_threads(args.threads)
@@ -521,8 +693,12 @@ def main() -> None:
     else:
         import multiprocessing
 
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(args.worker_threads,)) as pool:
+        with ProcessPoolExecutor(
+            args.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(args.worker_threads,),
+        ) as pool:
             futures = {pool.submit(run_spec, spec): spec for spec in specs}
             for future in as_completed(futures):
                 spec = futures[future]
@@ -535,8 +711,12 @@ def main() -> None:
     text = tables(rows, args) + f"\n\ntotal wall time {time.time() - started:.0f} s"
     print("\n" + text)
     out.with_suffix(".txt").write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"machine": machine(), "args": public, "partial": False,
-                                                    "elapsed_s": time.time() - started, "rows": rows}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"machine": machine(), "args": public, "partial": False, "elapsed_s": time.time() - started, "rows": rows},
+            indent=1,
+        )
+    )
     print(f"\nwritten: {out.with_suffix('.json')}, {out.with_suffix('.txt')}")
 
 

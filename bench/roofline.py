@@ -47,8 +47,21 @@ def best_time(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> fl
 
 
 # -- FLOPs -------------------------------------------------------------------------------------------
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **_,
+) -> int:
     """convolution_backward counted per output it computes, each as much as the forward. torch's own formula
     (torch 2.14) ignores `groups` and counts a depthwise convolution's backward `groups` times too high."""
     from math import prod
@@ -83,25 +96,42 @@ def flops_per_image(args, device) -> list[dict]:
             model.train()
             loss = F.cross_entropy(forward(), y)
             loss.backward()
+
         return step
 
     rows = []
     ours = our_model("parameter", args.classes, args.size, device)
-    rows.append({"config": "parameter (scratch, structure)", "train": count(train_step(lambda: ours(x), ours)),
-                 "inference": count(lambda: ours.eval()(x))})
+    rows.append(
+        {
+            "config": "parameter (scratch, structure)",
+            "train": count(train_step(lambda: ours(x), ours)),
+            "inference": count(lambda: ours.eval()(x)),
+        }
+    )
     frozen = our_model("feature", args.classes, args.size, device)
     with torch.no_grad():
         features = [f.detach() for f in frozen.encoder.eval()(x)]
     encoder = count(lambda: frozen.encoder.eval()(x))
     decoder = count(train_step(lambda: frozen.decode(features, (height, width)), frozen))
-    rows.append({"config": "feature (steady: decoder on cached features)", "train": decoder,
-                 "inference": count(lambda: frozen.eval()(x))})
-    rows.append({"config": "feature cache build (encoder, per image and orientation)", "train": encoder,
-                 "inference": encoder})
+    rows.append(
+        {
+            "config": "feature (steady: decoder on cached features)",
+            "train": decoder,
+            "inference": count(lambda: frozen.eval()(x)),
+        }
+    )
+    rows.append(
+        {"config": "feature cache build (encoder, per image and orientation)", "train": encoder, "inference": encoder}
+    )
     for name, is_frozen in (("smp-full", False), ("smp-frozen", True)):
         peer = peer_model(args.classes, frozen=is_frozen).to(device)
-        rows.append({"config": name, "train": count(train_step(lambda: peer(x), peer)),
-                     "inference": count(lambda: peer.eval()(x))})
+        rows.append(
+            {
+                "config": name,
+                "train": count(train_step(lambda: peer(x), peer)),
+                "inference": count(lambda: peer.eval()(x)),
+            }
+        )
     for row in rows:
         row["train_gflop_per_image"] = row.pop("train") / batch / 1e9
         row["inference_gflop_per_image"] = row.pop("inference") / batch / 1e9
@@ -140,8 +170,14 @@ CATEGORIES = [  # (category, pattern on the op name); the first match wins; conv
     ("interpolation", r"upsample|interpolate|grid_sampler"),
     ("loss", r"nll_loss|log_softmax|cross_entropy|_softmax"),
     ("optimiser", r"adam|_foreach|lerp|addcdiv|addcmul|sqrt"),
-    ("elementwise / activation", r"relu|hardtanh|hardswish|sigmoid|silu|threshold|clamp|add|mul|div|sub|neg|where|fill|zero"),
-    ("copies / layout / indexing", r"copy|clone|contiguous|to$|_to_copy|cat|index|flip|stack|empty|as_strided|view|slice|select|permute"),
+    (
+        "elementwise / activation",
+        r"relu|hardtanh|hardswish|sigmoid|silu|threshold|clamp|add|mul|div|sub|neg|where|fill|zero",
+    ),
+    (
+        "copies / layout / indexing",
+        r"copy|clone|contiguous|to$|_to_copy|cat|index|flip|stack|empty|as_strided|view|slice|select|permute",
+    ),
 ]
 
 
@@ -174,9 +210,19 @@ def profile_step(args, device, strategy: str) -> dict:
     from segcore.training import Trainer
 
     data = load_dataset(args.data, ignore_index=11)
-    config = TrainConfig(data=args.data, strategy=strategy, epochs=3, min_steps=0, batch_size=args.batch,
-                         height=args.size[0], width=args.size[1], ignore_index=11, device=args.device,
-                         threads=args.threads, train_size=2 * args.batch).validate()
+    config = TrainConfig(
+        data=args.data,
+        strategy=strategy,
+        epochs=3,
+        min_steps=0,
+        batch_size=args.batch,
+        height=args.size[0],
+        width=args.size[1],
+        ignore_index=11,
+        device=args.device,
+        threads=args.threads,
+        train_size=2 * args.batch,
+    ).validate()
     writer = RunWriter(Path(tempfile.mkdtemp()) / strategy)
     trainer = Trainer.build(config, data, writer)
     trainer.train_one_epoch(1)
@@ -202,9 +248,13 @@ def profile_step(args, device, strategy: str) -> dict:
     aten_total = sum(by_category.values())
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[: args.top]
     return {
-        "strategy": strategy, "ms_per_step": total / 1e3 / steps, "aten_ms_per_step": aten_total / 1e3 / steps,
-        "categories": [{"category": k, "ms_per_step": v / 1e3 / steps, "share": v / aten_total}
-                       for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])],
+        "strategy": strategy,
+        "ms_per_step": total / 1e3 / steps,
+        "aten_ms_per_step": aten_total / 1e3 / steps,
+        "categories": [
+            {"category": k, "ms_per_step": v / 1e3 / steps, "share": v / aten_total}
+            for k, v in sorted(by_category.items(), key=lambda kv: -kv[1])
+        ],
         "top_ops": [{"op": k, "ms_per_step": v / 1e3 / steps, "share": v / aten_total} for k, v in top],
     }
 
@@ -241,8 +291,12 @@ def main() -> None:
     if speed_path.is_file():
         speed = {r["config"]: r for r in json.loads(speed_path.read_text())["rows"]}
         print(f"\nAchieved share from {speed_path} (FLOPs/image × images/s ÷ matmul peak {top_peak:.0f} GFLOP/s)")
-    names = {"parameter (scratch, structure)": "parameter", "feature (steady: decoder on cached features)": "feature",
-             "smp-full": "smp-full", "smp-frozen": "smp-frozen"}
+    names = {
+        "parameter (scratch, structure)": "parameter",
+        "feature (steady: decoder on cached features)": "feature",
+        "smp-full": "smp-full",
+        "smp-frozen": "smp-frozen",
+    }
     for row in rows:
         measured = speed.get(names.get(row["config"], ""))
         if measured:
@@ -253,20 +307,42 @@ def main() -> None:
             row["inference_gflops"] = row["inference_gflop_per_image"] * measured["inference_images_per_s"]
             row["inference_share"] = row["inference_gflops"] / top_peak
     print()
-    print_table(rows, ["config", "train_gflop_per_image", "inference_gflop_per_image", "train_images_per_s",
-                       "train_gflops", "train_share", "inference_images_per_s", "inference_gflops", "inference_share"])
+    print_table(
+        rows,
+        [
+            "config",
+            "train_gflop_per_image",
+            "inference_gflop_per_image",
+            "train_images_per_s",
+            "train_gflops",
+            "train_share",
+            "inference_images_per_s",
+            "inference_gflops",
+            "inference_share",
+        ],
+    )
     profiles = []
     if args.profile and Path(args.data).is_dir():
         for strategy in args.profile:
             result = profile_step(args, device, strategy)
             profiles.append(result)
-            print(f"\nOne training step, {strategy}: {result['ms_per_step']:.0f} ms ({result['aten_ms_per_step']:.0f} ms in aten ops)")
+            print(
+                f"\nOne training step, {strategy}: {result['ms_per_step']:.0f} ms ({result['aten_ms_per_step']:.0f} ms in aten ops)"
+            )
             print_table(result["categories"], ["category", "ms_per_step", "share"])
             print()
             print_table(result["top_ops"], ["op", "ms_per_step", "share"])
-    path = write_results(f"roofline-{device.type}", {"machine": machine(), "args": {**vars(args), "size": list(args.size)},
-                                                     "peaks": peak, "rows": rows, "profiles": profiles,
-                                                     "speed_source": str(speed_path) if speed else None})
+    path = write_results(
+        f"roofline-{device.type}",
+        {
+            "machine": machine(),
+            "args": {**vars(args), "size": list(args.size)},
+            "peaks": peak,
+            "rows": rows,
+            "profiles": profiles,
+            "speed_source": str(speed_path) if speed else None,
+        },
+    )
     print(f"\nwritten to {path}")
 
 

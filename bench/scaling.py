@@ -20,10 +20,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, machine, print_table, write_results
+from common import ROOT, machine, print_table, write_results
 
-TINY = dict(data="builtin:shapes", strategy="feature", epochs=1, min_steps=0, height=64, width=64, batch_size=4,
-            augment="none", max_steps=4, train_size=16)
+TINY = dict(
+    data="builtin:shapes",
+    strategy="feature",
+    epochs=1,
+    min_steps=0,
+    height=64,
+    width=64,
+    batch_size=4,
+    augment="none",
+    max_steps=4,
+    train_size=16,
+)
 
 
 def free_port() -> int:
@@ -35,12 +45,34 @@ def free_port() -> int:
 def start_ray_head(slots: int, folder: Path) -> tuple[str, int]:
     dashboard = free_port()
     ray_cli = Path(sys.executable).with_name("ray")
-    command = [str(ray_cli) if ray_cli.exists() else "ray", "start", "--head", "--num-cpus", str(slots),
-               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--port", str(free_port()),
-               "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-               "--temp-dir", str(folder / "ray"), "--disable-usage-stats"]
-    head = subprocess.Popen(command, env={**os.environ, "HOME": str(folder), "RAY_TMPDIR": str(folder)},
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        str(ray_cli) if ray_cli.exists() else "ray",
+        "start",
+        "--head",
+        "--num-cpus",
+        str(slots),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--port",
+        str(free_port()),
+        "--ray-client-server-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--temp-dir",
+        str(folder / "ray"),
+        "--disable-usage-stats",
+    ]
+    head = subprocess.Popen(
+        command,
+        env={**os.environ, "HOME": str(folder), "RAY_TMPDIR": str(folder)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output, _ = head.communicate(timeout=180)
     if head.returncode:
         raise SystemExit(f"ray start failed:\n{output}")
@@ -96,19 +128,52 @@ def runs_per_hour(backend: str, slots: int, count: int, folder: Path) -> dict:
 def ddp_images_per_s(processes: int, folder: Path, threads: int = 0) -> dict:
     """One parameter-transfer run, 1 epoch of 32 images at 128×128: training images/s of the epoch (all processes).
     threads 0: the default (the cores shared out between the processes)."""
-    command = [sys.executable, "-m", "segcore", "--runs-dir", str(folder / "runs"), "train", "--data", "builtin:shapes",
-               "--train-size", "32", "--strategy", "parameter", "--epochs", "1", "--min-steps", "0", "--size", "128",
-               "--batch-size", "4", "--augment", "none", "--gpus", str(processes if processes > 1 else 0),
-               "--threads", str(threads), "--name", f"ddp-{processes}", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "segcore",
+        "--runs-dir",
+        str(folder / "runs"),
+        "train",
+        "--data",
+        "builtin:shapes",
+        "--train-size",
+        "32",
+        "--strategy",
+        "parameter",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "0",
+        "--size",
+        "128",
+        "--batch-size",
+        "4",
+        "--augment",
+        "none",
+        "--gpus",
+        str(processes if processes > 1 else 0),
+        "--threads",
+        str(threads),
+        "--name",
+        f"ddp-{processes}",
+        "--quiet",
+    ]
     env = {**os.environ, "SEGCORE_DDP_ON_CPU": "1", "SEGCORE_BACKEND": "local"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(result.stdout + result.stderr)
-    records = [json.loads(line) for line in (folder / "runs" / f"ddp-{processes}" / "metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (folder / "runs" / f"ddp-{processes}" / "metrics.jsonl").read_text().splitlines()
+    ]
     epoch = next(r for r in records if r["kind"] == "epoch")
-    return {"processes": processes, "threads_each": threads or max(1, (os.cpu_count() or 1) // processes),
-            "images_per_s": epoch["images_per_s"], "epoch_s": epoch["epoch_time_s"],
-            "miou": epoch["miou"]}
+    return {
+        "processes": processes,
+        "threads_each": threads or max(1, (os.cpu_count() or 1) // processes),
+        "images_per_s": epoch["images_per_s"],
+        "epoch_s": epoch["epoch_time_s"],
+        "miou": epoch["miou"],
+    }
 
 
 def main() -> None:
@@ -121,13 +186,21 @@ def main() -> None:
     queue_rows = []
     try:
         for slots in () if args.only_ddp else (1, 2):
-            queue_rows.append({"backend": f"local, {slots} at a time", **runs_per_hour("local", slots, args.runs,
-                                                                                        work / f"local-{slots}")})
+            queue_rows.append(
+                {
+                    "backend": f"local, {slots} at a time",
+                    **runs_per_hour("local", slots, args.runs, work / f"local-{slots}"),
+                }
+            )
         for slots in () if args.only_ddp else (1, 2):
             address, leader = start_ray_head(slots, work / f"head-{slots}")
             try:
-                queue_rows.append({"backend": f"Ray head, {slots} worker slot(s) (--num-cpus {slots})",
-                                   **runs_per_hour(f"ray:{address}", slots, args.runs, work / f"ray-{slots}")})
+                queue_rows.append(
+                    {
+                        "backend": f"Ray head, {slots} worker slot(s) (--num-cpus {slots})",
+                        **runs_per_hour(f"ray:{address}", slots, args.runs, work / f"ray-{slots}"),
+                    }
+                )
             finally:
                 stop_ray_head(leader)
         # 1 process with 1 thread too: on a busy CPU two threads of one process can be far slower than one each
@@ -138,13 +211,17 @@ def main() -> None:
     if queue_rows:
         print(f"Runs per hour: {args.runs} tiny runs queued at once (feature transfer, 64×64, 4 steps) — {machine()}")
         print_table(queue_rows, ["backend", "done", "runs", "seconds", "runs_per_hour"])
-    print(f"\nOne run on 1 and 2 DDP processes — CPU (gloo, SEGCORE_DDP_ON_CPU=1), parameter transfer, 32 images "
-          f"at 128×128, batch 4 per process — {machine()}")
+    print(
+        f"\nOne run on 1 and 2 DDP processes — CPU (gloo, SEGCORE_DDP_ON_CPU=1), parameter transfer, 32 images "
+        f"at 128×128, batch 4 per process — {machine()}"
+    )
     print_table(ddp_rows, ["processes", "threads_each", "images_per_s", "epoch_s", "miou"])
     speedup = ddp_rows[2]["images_per_s"] / ddp_rows[1]["images_per_s"]
     print(f"\n2 processes / 1 process at 1 thread each (CPU images/s): {speedup:.2f}×")
-    path = write_results("scaling-ddp" if args.only_ddp else "scaling", {"machine": machine(), "queue": queue_rows,
-                                                                         "ddp_cpu": ddp_rows, "ddp_speedup": speedup})
+    path = write_results(
+        "scaling-ddp" if args.only_ddp else "scaling",
+        {"machine": machine(), "queue": queue_rows, "ddp_cpu": ddp_rows, "ddp_speedup": speedup},
+    )
     print(f"(JSON in {path})")
 
 

@@ -41,8 +41,16 @@ def source_checkpoint(runs: str, args) -> str:
     """A tiny source run for structure transfer (its quality does not matter for speed)."""
     from segcore import TrainConfig, train
 
-    config = TrainConfig(data="builtin:shapes-source", strategy="scratch", epochs=1, max_steps=1,
-                         height=args.height, width=args.width, batch_size=2, device=args.device)
+    config = TrainConfig(
+        data="builtin:shapes-source",
+        strategy="scratch",
+        epochs=1,
+        max_steps=1,
+        height=args.height,
+        width=args.width,
+        batch_size=2,
+        device=args.device,
+    )
     return str(train(config, runs, run_id="speed-source").path)
 
 
@@ -57,9 +65,19 @@ def measure_ours(strategy: str, args) -> dict:
     runs = tempfile.mkdtemp()
     source = source_checkpoint(runs, args) if STRATEGIES[strategy.removesuffix("-warm")].needs_source_run else None
     data = load_dataset(args.data, ignore_index=11)
-    config = TrainConfig(data=args.data, strategy=strategy.removesuffix("-warm"), epochs=args.epochs,
-                         batch_size=args.batch, height=args.height, width=args.width, ignore_index=11,
-                         device=args.device, threads=args.threads, source_run=source, train_size=args.train_images)
+    config = TrainConfig(
+        data=args.data,
+        strategy=strategy.removesuffix("-warm"),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        height=args.height,
+        width=args.width,
+        ignore_index=11,
+        device=args.device,
+        threads=args.threads,
+        source_run=source,
+        train_size=args.train_images,
+    )
     writer = RunWriter(__import__("pathlib").Path(runs) / strategy)
     from segcore.device import pick_device
 
@@ -74,14 +92,23 @@ def measure_ours(strategy: str, args) -> dict:
         epoch_times.append(time.perf_counter() - started)
     step_times = [r["time"] for r in writer.steps() if r["epoch"] == args.epochs]
     model = trainer.model.eval()
-    inference = measure_inference(lambda x: model(trainer.normalize(x)), trainer.train_set.images, args, trainer.autocast)
+    inference = measure_inference(
+        lambda x: model(trainer.normalize(x)), trainer.train_set.images, args, trainer.autocast
+    )
     writer.close()
-    return {"config": strategy, "images_per_s": steady_rate(step_times, args.batch), "train_images": len(trainer.train_set),
-            "first_epoch_s": epoch_times[0], "epoch_s": epoch_times[-1], "inference_images_per_s": inference,
-            "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
-            "cache_built": trainer.cache.built if trainer.cache else None,
-            "peak_rss_gib": peak_rss_gib(), "trainable_params": trainer.trainable,
-            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if trainer.on_gpu else None}
+    return {
+        "config": strategy,
+        "images_per_s": steady_rate(step_times, args.batch),
+        "train_images": len(trainer.train_set),
+        "first_epoch_s": epoch_times[0],
+        "epoch_s": epoch_times[-1],
+        "inference_images_per_s": inference,
+        "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
+        "cache_built": trainer.cache.built if trainer.cache else None,
+        "peak_rss_gib": peak_rss_gib(),
+        "trainable_params": trainer.trainable,
+        "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if trainer.on_gpu else None,
+    }
 
 
 def measure_inference(forward, images, args, autocast) -> float:
@@ -136,20 +163,46 @@ def measure_peer(name: str, args) -> dict:
             step_times.append(time.time())
         epoch_times.append(time.perf_counter() - started)
     inference = measure_inference(lambda x: model.eval()(normalize(x)), images.images, args, autocast)
-    return {"config": name, "images_per_s": steady_rate(step_times, args.batch), "first_epoch_s": epoch_times[0],
-            "epoch_s": epoch_times[-1], "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
-            "train_images": len(images), "inference_images_per_s": inference, "peak_rss_gib": peak_rss_gib(),
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if device.type == "cuda" else None}
+    return {
+        "config": name,
+        "images_per_s": steady_rate(step_times, args.batch),
+        "first_epoch_s": epoch_times[0],
+        "epoch_s": epoch_times[-1],
+        "run_s": epoch_times[0] + (args.run_epochs - 1) * epoch_times[-1],
+        "train_images": len(images),
+        "inference_images_per_s": inference,
+        "peak_rss_gib": peak_rss_gib(),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "gpu_peak_gib": torch.cuda.max_memory_allocated() / 1024**3 if device.type == "cuda" else None,
+    }
 
 
 def run_one(name: str, args, cache: str) -> dict:
-    command = [sys.executable, __file__, "--one", name, "--data", args.data, "--size", f"{args.height}x{args.width}",
-               "--batch", str(args.batch), "--epochs", str(args.epochs), "--threads", str(args.threads),
-               "--device", args.device, "--run-epochs", str(args.run_epochs)]
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        name,
+        "--data",
+        args.data,
+        "--size",
+        f"{args.height}x{args.width}",
+        "--batch",
+        str(args.batch),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--run-epochs",
+        str(args.run_epochs),
+    ]
     if args.train_images:
         command += ["--train-images", str(args.train_images)]
-    output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEGCORE_CACHE": cache})
+    output = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "SEGCORE_CACHE": cache}
+    )
     if output.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{output.stderr[-3000:]}")
     return json.loads(output.stdout.strip().splitlines()[-1])
@@ -182,38 +235,64 @@ def main() -> None:
         cold = tempfile.mkdtemp(prefix="speed-cache-")  # the feature cache starts empty each round
         for name in order:
             result = run_one(name, args, cold)
-            print(f"  measured {name}: {result['images_per_s']:.1f} images/s, epoch {result['epoch_s']:.1f}s", flush=True)
+            print(
+                f"  measured {name}: {result['images_per_s']:.1f} images/s, epoch {result['epoch_s']:.1f}s", flush=True
+            )
             if name not in best or result["images_per_s"] > best[name]["images_per_s"]:
                 best[name] = result
     rows = [best[n] for n in order if n in best]
     print(f"\nTraining speed, {args.size}, batch {args.batch}, {args.threads} threads — {machine()}")
-    print_table(rows, ["config", "images_per_s", "first_epoch_s", "epoch_s", "run_s", "inference_images_per_s",
-                       "peak_rss_gib", "gpu_peak_gib", "trainable_params", "cache_built"])
+    print_table(
+        rows,
+        [
+            "config",
+            "images_per_s",
+            "first_epoch_s",
+            "epoch_s",
+            "run_s",
+            "inference_images_per_s",
+            "peak_rss_gib",
+            "gpu_peak_gib",
+            "trainable_params",
+            "cache_built",
+        ],
+    )
     ratios = {}
     if "smp-full" in best:
         for name in ("scratch", "parameter", "structure"):
             if name in best:
                 ratios[f"{name} / smp-full (images/s)"] = best[name]["images_per_s"] / best["smp-full"]["images_per_s"]
         if "parameter" in best:
-            ratios["parameter / smp-full (inference)"] = (best["parameter"]["inference_images_per_s"]
-                                                          / best["smp-full"]["inference_images_per_s"])
+            ratios["parameter / smp-full (inference)"] = (
+                best["parameter"]["inference_images_per_s"] / best["smp-full"]["inference_images_per_s"]
+            )
     if "smp-frozen" in best and "feature" in best:
         ratios["smp-frozen epoch / feature epoch"] = best["smp-frozen"]["epoch_s"] / best["feature"]["epoch_s"]
         ratios[f"smp-frozen / feature, {args.run_epochs}-epoch run incl. cache build"] = (
-            best["smp-frozen"]["run_s"] / best["feature"]["run_s"])
+            best["smp-frozen"]["run_s"] / best["feature"]["run_s"]
+        )
     if "smp-frozen" in best and "feature-warm" in best:
         ratios[f"smp-frozen / feature-warm, {args.run_epochs}-epoch run (cache on disk)"] = (
-            best["smp-frozen"]["run_s"] / best["feature-warm"]["run_s"])
+            best["smp-frozen"]["run_s"] / best["feature-warm"]["run_s"]
+        )
         ratios["feature-warm first epoch / its later epochs"] = (
-            best["feature-warm"]["first_epoch_s"] / best["feature-warm"]["epoch_s"])
+            best["feature-warm"]["first_epoch_s"] / best["feature-warm"]["epoch_s"]
+        )
     if "parameter" in best and "feature" in best:
         ratios["parameter epoch / feature epoch"] = best["parameter"]["epoch_s"] / best["feature"]["epoch_s"]
     print("\nRatios (> 1 means ours is faster)")
     for key, value in ratios.items():
         print(f"  {key:<58} {value:5.2f}×")
     device = "gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    path = write_results(f"speed-{device}", {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"},
-                                             "rows": rows, "ratios": ratios})
+    path = write_results(
+        f"speed-{device}",
+        {
+            "machine": machine(),
+            "args": {k: v for k, v in vars(args).items() if k != "one"},
+            "rows": rows,
+            "ratios": ratios,
+        },
+    )
     print(f"\nwritten to {path}")
 
 

@@ -50,11 +50,22 @@ def run_lesson(key: str, seed: int, runs_dir: str, threads: int = 0) -> list[dic
         if is_source:
             source_path = str(run.path)
         summary = run.summary()
-        rows.append({"lesson": key, "seed": seed, "data": config.data, "strategy": "source" if is_source else
-                     config.strategy, "miou": summary.get("miou"), "train_s": summary.get("train_time_s"),
-                     "wall_s": time.time() - started})
-        print(f"  {key} seed {seed} {rows[-1]['strategy']:<9} mIoU {rows[-1]['miou']:.3f}  "
-              f"{rows[-1]['wall_s']:.0f} s", file=sys.stderr, flush=True)
+        rows.append(
+            {
+                "lesson": key,
+                "seed": seed,
+                "data": config.data,
+                "strategy": "source" if is_source else config.strategy,
+                "miou": summary.get("miou"),
+                "train_s": summary.get("train_time_s"),
+                "wall_s": time.time() - started,
+            }
+        )
+        print(
+            f"  {key} seed {seed} {rows[-1]['strategy']:<9} mIoU {rows[-1]['miou']:.3f}  {rows[-1]['wall_s']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -73,21 +84,34 @@ def summarise(rows: list[dict]) -> tuple[list[dict], list[dict]]:
             by_strategy.setdefault(row["strategy"], []).append(row)
         for strategy, runs in by_strategy.items():
             scores = [r["miou"] for r in runs]
-            table.append({"lesson": key, "target": runs[0]["data"], "strategy": strategy,
-                          "mIoU mean ± sd": f"{statistics.mean(scores):.3f} ± {spread(scores):.3f}",
-                          "per seed": " ".join(f"{s:.3f}" for s in scores),
-                          "train s (mean)": statistics.mean(r["train_s"] for r in runs)})
+            table.append(
+                {
+                    "lesson": key,
+                    "target": runs[0]["data"],
+                    "strategy": strategy,
+                    "mIoU mean ± sd": f"{statistics.mean(scores):.3f} ± {spread(scores):.3f}",
+                    "per seed": " ".join(f"{s:.3f}" for s in scores),
+                    "train s (mean)": statistics.mean(r["train_s"] for r in runs),
+                }
+            )
         seeds = sorted({r["seed"] for r in mine})
         score = {(r["strategy"], r["seed"]): r["miou"] for r in mine}
         gaps = [score["structure", s] - score["parameter", s] for s in seeds]
         sds = [spread([score[n, s] for s in seeds]) for n in ("structure", "parameter")]
         margin = statistics.mean(gaps)
         # the paired spread removes what a seed does to every strategy alike (a hard seed is hard for all of them)
-        verdicts.append({"lesson": key, "structure − parameter": f"{margin:+.3f}", "per seed": " ".join(
-            f"{g:+.3f}" for g in gaps), "seeds won": f"{sum(g > 0 for g in gaps)}/{len(gaps)}",
-            "sd of paired gaps": f"{spread(gaps):.3f}", "sd structure / parameter": f"{sds[0]:.3f} / {sds[1]:.3f}",
-            "beyond paired sd": "yes" if margin > spread(gaps) else "no",
-            "beyond each strategy's sd": "yes" if margin > max(sds) else "no"})
+        verdicts.append(
+            {
+                "lesson": key,
+                "structure − parameter": f"{margin:+.3f}",
+                "per seed": " ".join(f"{g:+.3f}" for g in gaps),
+                "seeds won": f"{sum(g > 0 for g in gaps)}/{len(gaps)}",
+                "sd of paired gaps": f"{spread(gaps):.3f}",
+                "sd structure / parameter": f"{sds[0]:.3f} / {sds[1]:.3f}",
+                "beyond paired sd": "yes" if margin > spread(gaps) else "no",
+                "beyond each strategy's sd": "yes" if margin > max(sds) else "no",
+            }
+        )
     return table, verdicts
 
 
@@ -96,8 +120,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--lessons", nargs="+", default=list(LESSONS), choices=LESSONS)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: one per core)")
-    parser.add_argument("--part", default="", help="suffix of this process's rows file, so that seeds can train in "
-                        "parallel processes (--summarise reads every part)")
+    parser.add_argument(
+        "--part",
+        default="",
+        help="suffix of this process's rows file, so that seeds can train in "
+        "parallel processes (--summarise reads every part)",
+    )
     parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
@@ -110,19 +138,34 @@ def main() -> None:
             mine = []
             for seed in args.seeds:
                 mine += run_lesson(key, seed, runs_dir, args.threads)
-                write_results(f"structure_lesson-{key}{args.part}", {"machine": machine(), "threads": args.threads,
-                                                          "seeds": args.seeds, "rows": mine})
+                write_results(
+                    f"structure_lesson-{key}{args.part}",
+                    {"machine": machine(), "threads": args.threads, "seeds": args.seeds, "rows": mine},
+                )
             rows += mine
     table, verdicts = summarise(rows)
     text = io.StringIO()
     with redirect_stdout(text):
         seeds = sorted({r["seed"] for r in rows})
-        print(f"Structure lesson: seeds {seeds} × the built-in lessons' plans (quick preset: 128×128, 3 epochs, "
-              f"≥ 50 steps) — {machine()}; shared CPU: the seconds are noisy")
+        print(
+            f"Structure lesson: seeds {seeds} × the built-in lessons' plans (quick preset: 128×128, 3 epochs, "
+            f"≥ 50 steps) — {machine()}; shared CPU: the seconds are noisy"
+        )
         print_table(table, ["lesson", "target", "strategy", "mIoU mean ± sd", "per seed", "train s (mean)"])
         print()
-        print_table(verdicts, ["lesson", "structure − parameter", "per seed", "seeds won", "sd of paired gaps",
-                               "sd structure / parameter", "beyond paired sd", "beyond each strategy's sd"])
+        print_table(
+            verdicts,
+            [
+                "lesson",
+                "structure − parameter",
+                "per seed",
+                "seeds won",
+                "sd of paired gaps",
+                "sd structure / parameter",
+                "beyond paired sd",
+                "beyond each strategy's sd",
+            ],
+        )
     print(text.getvalue(), end="")
     if args.out:
         with open(args.out, "w") as handle:

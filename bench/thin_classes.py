@@ -38,12 +38,21 @@ def main() -> None:
         for mask in masks:
             small = Image.fromarray(mask).resize((w, h), Image.NEAREST)
             back = np.asarray(small.resize((mask.shape[1], mask.shape[0]), Image.NEAREST))
-            back = np.where(back == 255, 0, back)  # an ignored pixel carried onto a labelled one: count it wrong (as sky)
+            back = np.where(
+                back == 255, 0, back
+            )  # an ignored pixel carried onto a labelled one: count it wrong (as sky)
             matrix.update(torch.from_numpy(mask), torch.from_numpy(back))
         result = matrix.compute()
         ceilings[f"{h}x{w}"] = {"miou": result["miou"], "per_class": dict(zip(names, result["per_class_iou"]))}
-    rows = [{"class": n, "pixel share %": 100 * share[i], "in % of images": 100 * presence[i],
-             **{f"ceiling {k}": v["per_class"][n] for k, v in ceilings.items()}} for i, n in enumerate(names)]
+    rows = [
+        {
+            "class": n,
+            "pixel share %": 100 * share[i],
+            "in % of images": 100 * presence[i],
+            **{f"ceiling {k}": v["per_class"][n] for k, v in ceilings.items()},
+        }
+        for i, n in enumerate(names)
+    ]
     rows.append({"class": "mIoU", **{f"ceiling {k}": v["miou"] for k, v in ceilings.items()}})
     print(f"{data.split_origin}\nresolution ceiling: masks resized nearest to H×W and back, IoU against the original")
     print_table(rows, list(rows[0]))

@@ -32,9 +32,19 @@ def measure(strategy: str, intra: int, inter: int, args) -> dict:
     from segcore.training import LiveBatches, Trainer, configure_process
 
     data = load_dataset(args.data, ignore_index=11)
-    config = TrainConfig(data=args.data, strategy=strategy, epochs=2, min_steps=0, batch_size=args.batch,
-                         height=args.height, width=args.width, ignore_index=11, device="cpu", threads=intra,
-                         train_size=args.images).validate()
+    config = TrainConfig(
+        data=args.data,
+        strategy=strategy,
+        epochs=2,
+        min_steps=0,
+        batch_size=args.batch,
+        height=args.height,
+        width=args.width,
+        ignore_index=11,
+        device="cpu",
+        threads=intra,
+        train_size=args.images,
+    ).validate()
     configure_process(config, torch.device("cpu"))
     writer = RunWriter(Path(tempfile.mkdtemp()) / strategy)
     trainer = Trainer.build(config, data, writer)
@@ -59,9 +69,16 @@ def measure(strategy: str, intra: int, inter: int, args) -> dict:
         prep_ms = (time.perf_counter() - started) / count * 1e3
     writer.close()
     step_ms = args.batch / images_per_s * 1e3
-    return {"config": f"{strategy} intra {intra} inter {inter}", "strategy": strategy, "intra": intra, "inter": inter,
-            "images_per_s": images_per_s, "step_ms": step_ms, "prep_ms": prep_ms,
-            "prep_share": prep_ms / step_ms if prep_ms else None}
+    return {
+        "config": f"{strategy} intra {intra} inter {inter}",
+        "strategy": strategy,
+        "intra": intra,
+        "inter": inter,
+        "images_per_s": images_per_s,
+        "step_ms": step_ms,
+        "prep_ms": prep_ms,
+        "prep_share": prep_ms / step_ms if prep_ms else None,
+    }
 
 
 def main() -> None:
@@ -85,8 +102,20 @@ def main() -> None:
     best: dict[str, dict] = {}
     for _ in range(args.rounds):
         for strategy, intra, inter in settings:
-            command = [sys.executable, __file__, "--one", f"{strategy}:{intra}:{inter}", "--data", args.data,
-                       "--size", args.size, "--batch", str(args.batch), "--images", str(args.images)]
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{strategy}:{intra}:{inter}",
+                "--data",
+                args.data,
+                "--size",
+                args.size,
+                "--batch",
+                str(args.batch),
+                "--images",
+                str(args.images),
+            ]
             output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
             if output.returncode != 0:
                 raise RuntimeError(output.stderr[-3000:])
@@ -97,8 +126,9 @@ def main() -> None:
     rows = list(best.values())
     print(f"\nThreads, {args.size}, batch {args.batch}, {args.images} images — {machine()} ({os.cpu_count()} cores)")
     print_table(rows, ["config", "images_per_s", "step_ms", "prep_ms", "prep_share"])
-    path = write_results("threads-cpu", {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"},
-                                         "rows": rows})
+    path = write_results(
+        "threads-cpu", {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "one"}, "rows": rows}
+    )
     print(f"\nwritten to {path}")
 
 

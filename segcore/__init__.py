@@ -11,7 +11,21 @@ from .strategies import REGULARIZERS, STRATEGIES
 from .training import train
 
 __all__ = [
-    "DatasetError", "Predictor", "REGULARIZERS", "Run", "RunError", "STRATEGIES", "SegcoreError", "SegmentationData",
-    "TrainConfig", "TrainingFailed", "WeightsError", "build", "dataset_report", "list_backbones", "list_runs",
-    "load_dataset", "train",
+    "DatasetError",
+    "Predictor",
+    "REGULARIZERS",
+    "Run",
+    "RunError",
+    "STRATEGIES",
+    "SegcoreError",
+    "SegmentationData",
+    "TrainConfig",
+    "TrainingFailed",
+    "WeightsError",
+    "build",
+    "dataset_report",
+    "list_backbones",
+    "list_runs",
+    "load_dataset",
+    "train",
 ]

@@ -68,33 +68,49 @@ def _domain_words(domain: DomainDistance | None) -> tuple[bool | None, str]:
         return None, "The domain distance was not measured (Data page), so the images are assumed to look like photos."
     far = domain.is_far()
     if far is None:
-        return None, (f"The domain distance is {domain.value:.2f}, but without the street-scene and microscopy "
-                      "reference points it cannot be called near or far.")
+        return None, (
+            f"The domain distance is {domain.value:.2f}, but without the street-scene and microscopy "
+            "reference points it cannot be called near or far."
+        )
     if far:
-        return True, (f"Your images are far from ImageNet (distance {domain.value:.2f}, past halfway from street "
-                      "scenes to microscopy): frozen ImageNet features fit them less well.")
-    return False, (f"Your images are close to ImageNet (distance {domain.value:.2f}, nearer street scenes than "
-                   "microscopy): ImageNet features fit them well.")
+        return True, (
+            f"Your images are far from ImageNet (distance {domain.value:.2f}, past halfway from street "
+            "scenes to microscopy): frozen ImageNet features fit them less well."
+        )
+    return False, (
+        f"Your images are close to ImageNet (distance {domain.value:.2f}, nearer street scenes than "
+        "microscopy): ImageNet features fit them well."
+    )
 
 
 def _rule_strategy(train_images: int, far: bool | None, device: str, source_run_available: bool) -> tuple[str, str]:
     """Rules 1–4: (strategy, the sentence that says why)."""
     if source_run_available and train_images < PLENTY_IMAGES:
-        return "structure", ("A finished run on a related segmentation task is available: structure transfer starts "
-                             "from an encoder and a decoder that already segment this kind of image, and only the "
-                             "classifier is new (see the lesson 'When does structure transfer win?').")
+        return "structure", (
+            "A finished run on a related segmentation task is available: structure transfer starts "
+            "from an encoder and a decoder that already segment this kind of image, and only the "
+            "classifier is new (see the lesson 'When does structure transfer win?')."
+        )
     if train_images >= PLENTY_IMAGES and is_gpu(device) and far:
-        return "scratch", (f"With {train_images} labelled images on a GPU and images unlike ImageNet's, training from "
-                           "scratch is competitive: enough labels to learn features of their own, and the device "
-                           "makes the extra epochs cheap.")
+        return "scratch", (
+            f"With {train_images} labelled images on a GPU and images unlike ImageNet's, training from "
+            "scratch is competitive: enough labels to learn features of their own, and the device "
+            "makes the extra epochs cheap."
+        )
     if train_images < FEW_IMAGES and not far:
-        return "feature", (f"With only {train_images} labelled images, a frozen ImageNet encoder cannot overfit them, "
-                           "and only the small decoder has to learn; it is also the fastest strategy.")
+        return "feature", (
+            f"With only {train_images} labelled images, a frozen ImageNet encoder cannot overfit them, "
+            "and only the small decoder has to learn; it is also the fastest strategy."
+        )
     if far:
-        return "parameter", ("Far from ImageNet, the encoder should adapt: parameter transfer fine-tunes it slowly, "
-                             "keeping what ImageNet taught while learning what your images need.")
-    return "parameter", (f"With {train_images} labelled images there is enough to fine-tune the encoder: parameter "
-                         "transfer usually ends highest (bench/README.md: on CamVid it led at every training-set size).")
+        return "parameter", (
+            "Far from ImageNet, the encoder should adapt: parameter transfer fine-tunes it slowly, "
+            "keeping what ImageNet taught while learning what your images need."
+        )
+    return "parameter", (
+        f"With {train_images} labelled images there is enough to fine-tune the encoder: parameter "
+        "transfer usually ends highest (bench/README.md: on CamVid it led at every training-set size)."
+    )
 
 
 def _comparison(strategy: str, far: bool | None, source_run_available: bool) -> SuggestedComparison:
@@ -105,13 +121,22 @@ def _comparison(strategy: str, far: bool | None, source_run_available: bool) -> 
     if set(wanted) == {n for n, info in STRATEGIES.items() if info.in_train_all}:
         return SuggestedComparison("Train all strategies", wanted, "every strategy with the same settings")
     labels = " vs ".join(STRATEGIES[n].label for n in wanted)
-    return SuggestedComparison(f"Compare {labels}", wanted,
-                               "the advised strategy against the ones the rules ruled out, with the same settings")
+    return SuggestedComparison(
+        f"Compare {labels}", wanted, "the advised strategy against the ones the rules ruled out, with the same settings"
+    )
 
 
-def advise(train_images: int, domain: DomainDistance | None, seconds_budget: float | None, device: str,
-           speeds: Mapping[str, float] | None = None, *, source_run_available: bool = False,
-           base: TrainConfig | None = None, finished: Iterable = ()) -> Advice:
+def advise(
+    train_images: int,
+    domain: DomainDistance | None,
+    seconds_budget: float | None,
+    device: str,
+    speeds: Mapping[str, float] | None = None,
+    *,
+    source_run_available: bool = False,
+    base: TrainConfig | None = None,
+    finished: Iterable = (),
+) -> Advice:
     """The strategy to try first for `train_images` labelled images, the domain distance (or None), a time budget
     in seconds (or None) and the device ('cpu', 'cuda', 'mps'). speeds: estimated seconds per strategy for one
     run (default: segcore.estimate with `base` settings and the `finished` runs of this machine)."""
@@ -124,17 +149,23 @@ def advise(train_images: int, domain: DomainDistance | None, seconds_budget: flo
         fitting = [n for n in candidates if seconds[n] <= seconds_budget]
         fastest = min(fitting or candidates, key=seconds.get)
         if fitting:
-            reasons.append(f"But {STRATEGIES[strategy].label} would take about {seconds[strategy]:.0f} s here, over "
-                           f"your budget of {seconds_budget:.0f} s; {STRATEGIES[fastest].label} fits "
-                           f"(about {seconds[fastest]:.0f} s).")
+            reasons.append(
+                f"But {STRATEGIES[strategy].label} would take about {seconds[strategy]:.0f} s here, over "
+                f"your budget of {seconds_budget:.0f} s; {STRATEGIES[fastest].label} fits "
+                f"(about {seconds[fastest]:.0f} s)."
+            )
         else:
-            reasons.append(f"No strategy fits your budget of {seconds_budget:.0f} s on this machine; the fastest, "
-                           f"{STRATEGIES[fastest].label}, takes about {seconds[fastest]:.0f} s — use the quick "
-                           "preset or smaller images.")
+            reasons.append(
+                f"No strategy fits your budget of {seconds_budget:.0f} s on this machine; the fastest, "
+                f"{STRATEGIES[fastest].label}, takes about {seconds[fastest]:.0f} s — use the quick "
+                "preset or smaller images."
+            )
         strategy = fastest
     elif not is_gpu(device) and strategy != "feature" and "feature" in seconds and seconds.get(strategy):
         ratio = seconds[strategy] / max(seconds["feature"], 1e-9)
         if ratio > 1.5:
-            reasons.append(f"On this CPU, feature transfer would finish about {ratio:.1f}× sooner "
-                           f"({seconds['feature']:.0f} s instead of {seconds[strategy]:.0f} s) if time matters.")
+            reasons.append(
+                f"On this CPU, feature transfer would finish about {ratio:.1f}× sooner "
+                f"({seconds['feature']:.0f} s instead of {seconds[strategy]:.0f} s) if time matters."
+            )
     return Advice(strategy, reasons, _comparison(strategy, far, source_run_available), seconds)

@@ -30,7 +30,15 @@ FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
 SHEET = "comparison.png"
 RUNS_FOLDER = "runs"
-RUN_FILES = ("config.json", "metrics.jsonl", "status.json", "summary.json", "best.safetensors", "best.json", "train.log")
+RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "status.json",
+    "summary.json",
+    "best.safetensors",
+    "best.json",
+    "train.log",
+)
 REQUIRED_RUN_FILES = ("config.json", "summary.json", "best.safetensors", "best.json")  # what Compare reads
 
 # Limits checked before anything is written: generous for real runs, small enough to stop a zip bomb.
@@ -63,7 +71,9 @@ def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: b
         raise RunError(f"{len(runs)} runs chosen; a bundle holds at most {MAX_RUNS}: export them in parts")
     ids = [run.run_id for run in runs]
     if len(set(ids)) != len(ids):
-        raise RunError(f"the same run is chosen twice ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}): choose each once")
+        raise RunError(
+            f"the same run is chosen twice ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}): choose each once"
+        )
     entries: dict[str, bytes] = {}
     described = []
     for run in runs:
@@ -73,16 +83,28 @@ def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: b
             if path.is_file():
                 entries[f"{RUNS_FOLDER}/{run.run_id}/{name}"] = path.read_bytes()
         source = str(run.config.get("data", ""))
-        described.append({"id": run.run_id, "strategy": run.config.get("strategy"), "backbone": run.config.get("backbone"),
-                          "data": source, "dataset": dataset_name(source) if source else "",
-                          "miou": run.summary().get("miou")})
+        described.append(
+            {
+                "id": run.run_id,
+                "strategy": run.config.get("strategy"),
+                "backbone": run.config.get("backbone"),
+                "data": source,
+                "dataset": dataset_name(source) if source else "",
+                "miou": run.summary().get("miou"),
+            }
+        )
     if sheet_png is not None:
         entries[SHEET] = bytes(sheet_png)
     manifest = {
-        "format": FORMAT, "version": FORMAT_VERSION, "created": time.time(),
-        "created_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "runs": described,
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created": time.time(),
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "runs": described,
         "sheet": SHEET if sheet_png is not None else None,
-        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in entries.items()},
+        "files": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in entries.items()
+        },
     }
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
@@ -101,13 +123,17 @@ def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: b
 
 def _check_exportable(run: Run) -> None:
     if run.state != "done":
-        raise RunError(f"run {run.run_id} is {run.state}: only finished runs can be taken home — wait for it or leave it out")
+        raise RunError(
+            f"run {run.run_id} is {run.state}: only finished runs can be taken home — wait for it or leave it out"
+        )
     problem = run.problem
     if problem:
         raise RunError(f"{problem} — leave this run out of the bundle or train it again")
     missing = [name for name in REQUIRED_RUN_FILES if not (run.path / name).is_file()]
     if missing:
-        raise RunError(f"run {run.run_id} has no {', '.join(missing)}: only finished runs with a checkpoint can be taken home")
+        raise RunError(
+            f"run {run.run_id} has no {', '.join(missing)}: only finished runs with a checkpoint can be taken home"
+        )
 
 
 def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -128,9 +154,13 @@ def import_comparison(zip_path: str | Path, runs_dir: str | Path, owner: str | N
     try:
         archive = zipfile.ZipFile(zip_path)
     except zipfile.BadZipFile:
-        raise BundleError(zip_path, None, "this is not a zip file", "export the comparison again and bring that file") from None
+        raise BundleError(
+            zip_path, None, "this is not a zip file", "export the comparison again and bring that file"
+        ) from None
     except OSError as exc:
-        raise BundleError(zip_path, None, f"the file cannot be read ({exc.strerror or exc})", "check the path and try again") from None
+        raise BundleError(
+            zip_path, None, f"the file cannot be read ({exc.strerror or exc})", "check the path and try again"
+        ) from None
     with archive:
         members = _checked_members(zip_path, archive)
         manifest = _read_manifest(zip_path, archive, members)
@@ -154,50 +184,92 @@ def _checked_members(zip_path: Path, archive: zipfile.ZipFile) -> dict[str, zipf
     """Entries by name, after the checks that need no reading: count, total size, names, links, duplicates."""
     members = archive.infolist()
     if len(members) > MAX_ENTRIES:
-        raise BundleError(zip_path, None, f"it holds {len(members)} entries, more than a bundle of {MAX_RUNS} runs can",
-                          "this is not a comparison bundle: export one from the Compare page")
+        raise BundleError(
+            zip_path,
+            None,
+            f"it holds {len(members)} entries, more than a bundle of {MAX_RUNS} runs can",
+            "this is not a comparison bundle: export one from the Compare page",
+        )
     total = sum(m.file_size for m in members)
     packed = sum(m.compress_size for m in members) or 1
     if total > MAX_TOTAL_BYTES or (total / packed > MAX_RATIO and total > 50 * 1024**2):
-        raise BundleError(zip_path, None, f"it would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB "
-                          "(a zip bomb?)", "import only bundles exported by the workbench")
+        raise BundleError(
+            zip_path,
+            None,
+            f"it would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB (a zip bomb?)",
+            "import only bundles exported by the workbench",
+        )
     by_name: dict[str, zipfile.ZipInfo] = {}
     for member in members:
         name = member.filename
         path = PurePosixPath(name)
-        if "\\" in name or path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]) or "\0" in name:
-            raise BundleError(zip_path, name, "the entry points outside the bundle (absolute path or '..')",
-                              "do not import this file: a bundle holds relative paths only")
+        if (
+            "\\" in name
+            or path.is_absolute()
+            or ".." in path.parts
+            or (path.parts and ":" in path.parts[0])
+            or "\0" in name
+        ):
+            raise BundleError(
+                zip_path,
+                name,
+                "the entry points outside the bundle (absolute path or '..')",
+                "do not import this file: a bundle holds relative paths only",
+            )
         if stat.S_ISLNK(member.external_attr >> 16):
-            raise BundleError(zip_path, name, "the entry is a symbolic link", "do not import this file: a bundle holds plain files only")
+            raise BundleError(
+                zip_path,
+                name,
+                "the entry is a symbolic link",
+                "do not import this file: a bundle holds plain files only",
+            )
         if member.flag_bits & 0x1:
-            raise BundleError(zip_path, name, "the entry is encrypted", "export the comparison again without a password")
+            raise BundleError(
+                zip_path, name, "the entry is encrypted", "export the comparison again without a password"
+            )
         if member.is_dir():
             continue  # folder entries some zip tools add; the files inside are what is checked
         if name in by_name:
-            raise BundleError(zip_path, name, "the entry appears twice", "do not import this file: export the comparison again")
+            raise BundleError(
+                zip_path, name, "the entry appears twice", "do not import this file: export the comparison again"
+            )
         if member.file_size > MAX_ENTRY_BYTES:
-            raise BundleError(zip_path, name, f"the entry is {member.file_size / 1024**3:.1f} GiB, over the "
-                              f"{MAX_ENTRY_BYTES // 1024**3} GiB limit", "import only bundles exported by the workbench")
+            raise BundleError(
+                zip_path,
+                name,
+                f"the entry is {member.file_size / 1024**3:.1f} GiB, over the {MAX_ENTRY_BYTES // 1024**3} GiB limit",
+                "import only bundles exported by the workbench",
+            )
         by_name[name] = member
     return by_name
 
 
 def _read_manifest(zip_path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict:
     if MANIFEST not in members:
-        raise BundleError(zip_path, MANIFEST, "the bundle has no manifest", "export the comparison again from the Compare page")
+        raise BundleError(
+            zip_path, MANIFEST, "the bundle has no manifest", "export the comparison again from the Compare page"
+        )
     data = _read_limited(zip_path, archive, members[MANIFEST], MAX_MANIFEST_BYTES)
     try:
         manifest = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BundleError(zip_path, MANIFEST, "the manifest is not valid JSON", "export the comparison again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(zip_path, MANIFEST, "this is not a comparison bundle's manifest", "export one from the Compare page")
+        raise BundleError(
+            zip_path, MANIFEST, "this is not a comparison bundle's manifest", "export one from the Compare page"
+        )
     if manifest.get("version") != FORMAT_VERSION:
-        raise BundleError(zip_path, MANIFEST, f"bundle format version {manifest.get('version')!r} is not the version "
-                          f"this workbench reads ({FORMAT_VERSION})", "export it again with this version of the workbench")
+        raise BundleError(
+            zip_path,
+            MANIFEST,
+            f"bundle format version {manifest.get('version')!r} is not the version "
+            f"this workbench reads ({FORMAT_VERSION})",
+            "export it again with this version of the workbench",
+        )
     if not isinstance(manifest.get("runs"), list) or not isinstance(manifest.get("files"), dict):
-        raise BundleError(zip_path, MANIFEST, "the manifest lists no runs or no file hashes", "export the comparison again")
+        raise BundleError(
+            zip_path, MANIFEST, "the manifest lists no runs or no file hashes", "export the comparison again"
+        )
     return manifest
 
 
@@ -208,15 +280,21 @@ def _manifest_run_ids(zip_path: Path, manifest: dict) -> list[str]:
         try:
             check_run_id(run_id)
         except RunError as exc:
-            raise BundleError(zip_path, MANIFEST, f"it names a run that cannot be imported: {exc}",
-                              "do not import this file: a workbench never writes such a name") from None
+            raise BundleError(
+                zip_path,
+                MANIFEST,
+                f"it names a run that cannot be imported: {exc}",
+                "do not import this file: a workbench never writes such a name",
+            ) from None
         if run_id in ids:
             raise BundleError(zip_path, MANIFEST, f"run '{run_id}' is listed twice", "export the comparison again")
         ids.append(run_id)
     if not ids:
         raise BundleError(zip_path, MANIFEST, "the bundle holds no runs", "export at least one finished run")
     if len(ids) > MAX_RUNS:
-        raise BundleError(zip_path, MANIFEST, f"{len(ids)} runs, more than {MAX_RUNS}", "export the runs in smaller bundles")
+        raise BundleError(
+            zip_path, MANIFEST, f"{len(ids)} runs, more than {MAX_RUNS}", "export the runs in smaller bundles"
+        )
     return ids
 
 
@@ -226,34 +304,57 @@ def _expected_files(zip_path: Path, manifest: dict, run_ids: list[str]) -> dict[
     allowed = {f"{RUNS_FOLDER}/{run_id}/{name}" for run_id in run_ids for name in RUN_FILES}
     if manifest.get("sheet") is not None:
         if manifest["sheet"] != SHEET:
-            raise BundleError(zip_path, MANIFEST, f"the sheet is named {manifest['sheet']!r}, not {SHEET}", "export the comparison again")
+            raise BundleError(
+                zip_path,
+                MANIFEST,
+                f"the sheet is named {manifest['sheet']!r}, not {SHEET}",
+                "export the comparison again",
+            )
         allowed.add(SHEET)
     files = manifest["files"]
     for name, record in files.items():
         if name not in allowed:
-            raise BundleError(zip_path, name, "the manifest lists a file a bundle does not hold (only "
-                              f"{', '.join(RUN_FILES)} per run, and {SHEET})", "do not import this file")
+            raise BundleError(
+                zip_path,
+                name,
+                f"the manifest lists a file a bundle does not hold (only {', '.join(RUN_FILES)} per run, and {SHEET})",
+                "do not import this file",
+            )
         if not (isinstance(record, dict) and isinstance(record.get("sha256"), str) and len(record["sha256"]) == 64):
             raise BundleError(zip_path, name, "the manifest gives this file no sha256", "export the comparison again")
     for run_id in run_ids:
         for name in REQUIRED_RUN_FILES:
             if f"{RUNS_FOLDER}/{run_id}/{name}" not in files:
-                raise BundleError(zip_path, f"{RUNS_FOLDER}/{run_id}/{name}", "a run's file is missing from the bundle",
-                                  "export the comparison again from a finished run")
+                raise BundleError(
+                    zip_path,
+                    f"{RUNS_FOLDER}/{run_id}/{name}",
+                    "a run's file is missing from the bundle",
+                    "export the comparison again from a finished run",
+                )
     if manifest.get("sheet") is not None and SHEET not in files:
-        raise BundleError(zip_path, SHEET, "the manifest names a sheet but gives it no hash", "export the comparison again")
+        raise BundleError(
+            zip_path, SHEET, "the manifest names a sheet but gives it no hash", "export the comparison again"
+        )
     return files
 
 
 def _match_entries(zip_path: Path, members: dict[str, zipfile.ZipInfo], expected: dict[str, dict]) -> None:
     for name in members:
         if name != MANIFEST and name not in expected:
-            raise BundleError(zip_path, name, "unexpected file: the manifest does not list it",
-                              "do not import this file: someone added to the bundle after it was exported")
+            raise BundleError(
+                zip_path,
+                name,
+                "unexpected file: the manifest does not list it",
+                "do not import this file: someone added to the bundle after it was exported",
+            )
     for name in expected:
         if name not in members:
-            raise BundleError(zip_path, name, "the manifest lists this file but the zip does not hold it",
-                              "the bundle is incomplete: export the comparison again")
+            raise BundleError(
+                zip_path,
+                name,
+                "the manifest lists this file but the zip does not hold it",
+                "the bundle is incomplete: export the comparison again",
+            )
 
 
 def _read_limited(zip_path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
@@ -265,25 +366,43 @@ def _read_limited(zip_path: Path, archive: zipfile.ZipFile, member: zipfile.ZipI
             while chunk := stream.read(1 << 20):
                 size += len(chunk)
                 if size > cap:
-                    raise BundleError(zip_path, member.filename, "the entry is larger than its header declares",
-                                      "do not import this file")
+                    raise BundleError(
+                        zip_path,
+                        member.filename,
+                        "the entry is larger than its header declares",
+                        "do not import this file",
+                    )
                 chunks.append(chunk)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, OSError, EOFError) as exc:
-        raise BundleError(zip_path, member.filename, f"the entry cannot be read ({exc})",
-                          "the bundle is damaged: copy or export it again") from None
+        raise BundleError(
+            zip_path,
+            member.filename,
+            f"the entry cannot be read ({exc})",
+            "the bundle is damaged: copy or export it again",
+        ) from None
     return b"".join(chunks)
 
 
 def _verified_bytes(zip_path: Path, archive: zipfile.ZipFile, member: zipfile.ZipInfo, record: dict) -> bytes:
     data = _read_limited(zip_path, archive, member, MAX_ENTRY_BYTES)
     if hashlib.sha256(data).hexdigest() != record["sha256"].lower():
-        raise BundleError(zip_path, member.filename, "the content does not match its sha256 in the manifest "
-                          "(changed or damaged after export)", "copy the bundle again or export it again")
+        raise BundleError(
+            zip_path,
+            member.filename,
+            "the content does not match its sha256 in the manifest (changed or damaged after export)",
+            "copy the bundle again or export it again",
+        )
     return data
 
 
-def _stage_run(zip_path: Path, archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], manifest: dict,
-               run_id: str, runs_dir: Path) -> Path:
+def _stage_run(
+    zip_path: Path,
+    archive: zipfile.ZipFile,
+    members: dict[str, zipfile.ZipInfo],
+    manifest: dict,
+    run_id: str,
+    runs_dir: Path,
+) -> Path:
     """The run's verified files in a private folder of runs_dir (same disk, so the final rename is atomic).
     config.json goes in last: a folder without it is not listed as a run while it is being written."""
     folder = Path(tempfile.mkdtemp(dir=runs_dir, prefix=".import-"))
@@ -297,7 +416,9 @@ def _stage_run(zip_path: Path, archive: zipfile.ZipFile, members: dict[str, zipf
             (folder / name).write_bytes(contents[name])
         problem = safetensors_problem(folder / "best.safetensors")
         if problem:
-            raise BundleError(zip_path, f"{RUNS_FOLDER}/{run_id}/best.safetensors", problem, "export the comparison again")
+            raise BundleError(
+                zip_path, f"{RUNS_FOLDER}/{run_id}/best.safetensors", problem, "export the comparison again"
+            )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -317,7 +438,9 @@ def _check_content(zip_path: Path, entry: str, name: str, data: bytes) -> None:
     if name == "config.json":
         problem = config_problem(value)
         if problem:
-            raise BundleError(zip_path, entry, problem, "this run's settings cannot be used; leave it out of the bundle")
+            raise BundleError(
+                zip_path, entry, problem, "this run's settings cannot be used; leave it out of the bundle"
+            )
 
 
 def _move_into_place(staged: list[tuple[str, Path]], runs_dir: Path, zip_path: Path, owner: str | None) -> list[Run]:
@@ -341,7 +464,7 @@ def _reserve_folder(runs_dir: Path, run_id: str) -> Path:
     """An empty folder under a free name, made with mkdir so two imports never pick the same one."""
     candidates = [run_id] + [f"{run_id}{IMPORTED_SUFFIX}" + (f"-{n}" if n > 1 else "") for n in range(1, 10_000)]
     for candidate in candidates:
-        suffix = candidate[len(run_id):]
+        suffix = candidate[len(run_id) :]
         name = check_run_id(run_id[: 128 - len(suffix)] + suffix)  # stay within the run-id length limit
         try:
             (runs_dir / name).mkdir()
@@ -360,8 +483,14 @@ def _finish_run(folder: Path, run_id: str, targets: dict[str, Path], zip_path: P
     except (OSError, ValueError):
         recorded = {}
     recorded = recorded if isinstance(recorded, dict) else {}
-    status = {"state": "done", "imported": True, "imported_from": run_id, "imported_at": time.time(),
-              "bundle": zip_path.name, "updated": time.time()}
+    status = {
+        "state": "done",
+        "imported": True,
+        "imported_from": run_id,
+        "imported_at": time.time(),
+        "bundle": zip_path.name,
+        "updated": time.time(),
+    }
     for key in ("started", "miou"):  # the only fields that still mean something on another machine
         if isinstance(recorded.get(key), (int, float)) and not isinstance(recorded.get(key), bool):
             status[key] = recorded[key]

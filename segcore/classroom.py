@@ -31,8 +31,10 @@ class WorkspaceError(SegcoreError):
 def check_name(name: str, what: str = "name") -> str:
     name = " ".join(str(name).split())
     if not NAME_PATTERN.match(name):
-        raise WorkspaceError(f"'{name[:40]}' cannot be a {what}: use 1–40 letters, digits, spaces, '.', "
-                             "'-', \"'\" or '_', starting with a letter or digit")
+        raise WorkspaceError(
+            f"'{name[:40]}' cannot be a {what}: use 1–40 letters, digits, spaces, '.', "
+            "'-', \"'\" or '_', starting with a letter or digit"
+        )
     return name
 
 
@@ -88,8 +90,10 @@ def waiting_limit_problem(owner: str | None, queued: list[Run], adding: int, run
     limit = ClassroomSettings.load(runs_dir).max_waiting_per_student
     waiting = sum(r.owner == owner for r in queued)
     if waiting + adding > limit:
-        return (f"{student_of(owner)} already has {waiting} run(s) waiting and the class limit is {limit}: wait for "
-                "some to finish or cancel some (the teacher sets the limit)")
+        return (
+            f"{student_of(owner)} already has {waiting} run(s) waiting and the class limit is {limit}: wait for "
+            "some to finish or cancel some (the teacher sets the limit)"
+        )
     return None
 
 
@@ -122,8 +126,14 @@ def leaderboard(runs: list[Run]) -> list[dict]:
             continue
         key = (str(run.config.get("data")), str(run.config.get("strategy")))
         if key not in best or miou > best[key]["mIoU"]:
-            best[key] = {"dataset": key[0], "strategy": key[1], "mIoU": miou, "student": student_of(run.owner),
-                         "training time (s)": summary.get("train_time_s"), "run": run.run_id}
+            best[key] = {
+                "dataset": key[0],
+                "strategy": key[1],
+                "mIoU": miou,
+                "student": student_of(run.owner),
+                "training time (s)": summary.get("train_time_s"),
+                "run": run.run_id,
+            }
     return sorted(best.values(), key=lambda row: (row["dataset"], -row["mIoU"]))
 
 
@@ -162,11 +172,18 @@ class WorkspaceRecord:
             return cls(owner, uploads=[])
         if not isinstance(payload, dict):
             return cls(owner, uploads=[])
-        uploads = [u for u in payload.get("uploads") or [] if isinstance(u, dict)
-                   and isinstance(u.get("name"), str) and isinstance(u.get("source"), str)]
+        uploads = [
+            u
+            for u in payload.get("uploads") or []
+            if isinstance(u, dict) and isinstance(u.get("name"), str) and isinstance(u.get("source"), str)
+        ]
         ignore = payload.get("ignore_index")
-        return cls(owner, payload.get("dataset") if isinstance(payload.get("dataset"), str) else None,
-                   ignore if ignore is None or isinstance(ignore, int) else 255, uploads)
+        return cls(
+            owner,
+            payload.get("dataset") if isinstance(payload.get("dataset"), str) else None,
+            ignore if ignore is None or isinstance(ignore, int) else 255,
+            uploads,
+        )
 
     def save(self, runs_dir: Path) -> None:
         atomic_write_json(self.path(runs_dir, self.owner), asdict(self))

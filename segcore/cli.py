@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
-
 import math
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 from .config import TrainConfig, cli_option, describe
 from .errors import SegcoreError
@@ -127,13 +126,20 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         if meta.get("choices") is not None:
             options["choices"] = meta["choices"]()
         parser.add_argument(flag, **options)
-    parser.add_argument("--size", type=parse_size, default=(DEFAULTS.height, DEFAULTS.width),
-                        help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256 (multiples of 32)")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=(DEFAULTS.height, DEFAULTS.width),
+        help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256 (multiples of 32)",
+    )
 
 
 def config_from_args(args) -> TrainConfig:
-    values = {spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)
-              if cli_option(spec) and not spec.metadata.get("via")}
+    values = {
+        spec.name: getattr(args, spec.name)
+        for spec in fields(TrainConfig)
+        if cli_option(spec) and not spec.metadata.get("via")
+    }
     values["height"], values["width"] = args.size
     values["decoder_channels"] = tuple(values["decoder_channels"])
     return TrainConfig(**values)
@@ -163,15 +169,23 @@ def cmd_train(args) -> int:
             bar.set_postfix(epoch=record["epoch"], loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
             bar.update(1)
         else:
-            bar.write(f"epoch {record['epoch']}/{record['epochs']}  loss {record['train_loss']:.4f}  "
-                      f"mIoU {record['miou']:.3f}  pixel acc {record['pixel_accuracy']:.3f}  "
-                      f"dice {record['mean_dice']:.3f}  {record['epoch_time_s']:.1f}s")
+            bar.write(
+                f"epoch {record['epoch']}/{record['epochs']}  loss {record['train_loss']:.4f}  "
+                f"mIoU {record['miou']:.3f}  pixel acc {record['pixel_accuracy']:.3f}  "
+                f"dice {record['mean_dice']:.3f}  {record['epoch_time_s']:.1f}s"
+            )
 
     run = train(config, _runs_dir(args), listener=show)
     bar.close()
     summary = run.summary()
-    print(f"run {run.run_id}: {run.state}" + (f", best mIoU {summary['miou']:.3f} at epoch {summary['best_epoch']}"
-                                             if summary else f" ({run.status.get('reason', '')})"))
+    print(
+        f"run {run.run_id}: {run.state}"
+        + (
+            f", best mIoU {summary['miou']:.3f} at epoch {summary['best_epoch']}"
+            if summary
+            else f" ({run.status.get('reason', '')})"
+        )
+    )
     print(f"folder: {run.path}")
     return 0 if run.state == "done" else 1
 
@@ -195,11 +209,14 @@ def cmd_eval(args) -> int:
     from .run_data import RUN_OWN, load_run_dataset
 
     run = resolve_run(args.run, _runs_dir(args))
-    data = load_run_dataset(run, args.split, source=args.data,
-                            ignore_index=RUN_OWN if args.ignore_index == -1 else args.ignore_index)
+    data = load_run_dataset(
+        run, args.split, source=args.data, ignore_index=RUN_OWN if args.ignore_index == -1 else args.ignore_index
+    )
     result = evaluate_run(Predictor(run, device=args.device), data, args.split, native=args.native)
     print(f"{run.run_id} on {result['data']} [{result['split']}, {result['images']} images, {result['resolution']}]")
-    print(f"  mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   mean Dice {result['mean_dice']:.4f}")
+    print(
+        f"  mIoU {result['miou']:.4f}   pixel accuracy {result['pixel_accuracy']:.4f}   mean Dice {result['mean_dice']:.4f}"
+    )
     for name, iou in result["per_class_iou"].items():
         print(f"  {name:<20} IoU {'—' if iou is None else f'{iou:.4f}'}")
     print(f"  ({result['miou_note']})")
@@ -250,8 +267,9 @@ def cmd_compare(args) -> int:
 
     runs = [resolve_run(r, _runs_dir(args)) for r in args.runs]
     data = load_run_dataset(runs[0], args.split, source=args.data)
-    output = save_comparison([r.path for r in runs], data, args.out, split=args.split, count=args.count,
-                             show_errors=args.errors)
+    output = save_comparison(
+        [r.path for r in runs], data, args.out, split=args.split, count=args.count, show_errors=args.errors
+    )
     print(f"comparison written to {output}")
     return 0
 
@@ -295,14 +313,23 @@ def cmd_lesson_create(args) -> int:
         print(f"error: the instructions file {args.instructions} cannot be read ({exc})", file=sys.stderr)
         return 2
     if args.embed_data and args.data.startswith("builtin:"):
-        print(f"error: {args.data} is built into every workbench: refer to it instead of embedding it "
-              "(leave out --embed-data)", file=sys.stderr)
+        print(
+            f"error: {args.data} is built into every workbench: refer to it instead of embedding it "
+            "(leave out --embed-data)",
+            file=sys.stderr,
+        )
         return 2
     settings = {**(PRESETS[args.preset].settings if args.preset else {}), **dict(args.set or [])}
     source = resolve_run(args.source_run, _runs_dir(args)).path if args.source_run else None
-    lesson = Lesson(title=args.title, instructions=instructions, data_source=_lesson_data_reference(args.data),
-                    settings=settings, strategies=args.strategies or comparison_order(), sweep=args.sweep,
-                    preset=args.preset)
+    lesson = Lesson(
+        title=args.title,
+        instructions=instructions,
+        data_source=_lesson_data_reference(args.data),
+        settings=settings,
+        strategies=args.strategies or comparison_order(),
+        sweep=args.sweep,
+        preset=args.preset,
+    )
     dataset_folder = resolve_source(args.data) if args.embed_data else None
     path = save_lesson(lesson, args.out, dataset_folder=dataset_folder, source_run_folder=source)
     print(f"lesson written to {path} ({path.stat().st_size / 1024**2:.1f} MiB)")
@@ -316,10 +343,15 @@ def cmd_lesson_show(args) -> int:
     plan = lesson.plan("lesson")
     print(f"{lesson.title}  ({lesson.origin})")
     print(f"  dataset     {lesson.data_source}")
-    print(f"  strategies  {', '.join(lesson.ordered_strategies())}" + ("  × training images 10/25/50/100 %" if lesson.sweep else ""))
+    print(
+        f"  strategies  {', '.join(lesson.ordered_strategies())}"
+        + ("  × training images 10/25/50/100 %" if lesson.sweep else "")
+    )
     print(f"  preset      {lesson.preset or '—'}")
     print(f"  settings    {json.dumps(lesson.settings) if lesson.settings else 'the defaults'}")
-    print(f"  source run  {lesson.source_run or ('trained first, on the source task' if any(c.run_name == 'lesson-source' for c in plan) else '—')}")
+    print(
+        f"  source run  {lesson.source_run or ('trained first, on the source task' if any(c.run_name == 'lesson-source' for c in plan) else '—')}"
+    )
     print(f"  runs        {len(plan)}: {', '.join(c.run_name for c in plan)}")
     print()
     print(lesson.instructions)
@@ -363,7 +395,8 @@ def add_lesson_parsers(sub) -> None:
     from .strategies import STRATEGIES
 
     lessons = sub.add_parser("lesson", help="lessons a teacher hands out: create, show, run, list").add_subparsers(
-        dest="lesson_command", required=True)
+        dest="lesson_command", required=True
+    )
     p = lessons.add_parser("create", help="write a lesson file (.lesson.zip)")
     p.add_argument("--title", required=True)
     p.add_argument("--instructions", help="a Markdown file with a few lines for the students")
@@ -371,8 +404,13 @@ def add_lesson_parsers(sub) -> None:
     p.add_argument("--embed-data", action="store_true", help="put the dataset itself in the lesson file")
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), help="default: those of Train all")
     p.add_argument("--preset", choices=list(PRESETS), help="start the settings from a preset")
-    p.add_argument("--set", type=parse_setting, action="append", metavar="NAME=VALUE",
-                   help="fix a setting (TrainConfig name), e.g. --set lr=0.001 --set epochs=4")
+    p.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        metavar="NAME=VALUE",
+        help="fix a setting (TrainConfig name), e.g. --set lr=0.001 --set epochs=4",
+    )
     p.add_argument("--sweep", action="store_true", help="the data-efficiency sweep: each strategy on 10/25/50/100 %%")
     p.add_argument("--source-run", help="a finished run (id in --runs-dir or folder) to embed for structure transfer")
     p.add_argument("--out", required=True, help="the lesson file to write (.lesson.zip or .segl)")
@@ -383,8 +421,13 @@ def add_lesson_parsers(sub) -> None:
     p = lessons.add_parser("run", help="queue a lesson's runs and print their ids")
     p.add_argument("lesson", help="a lesson file, or builtin:KEY")
     p.add_argument("--runs-dir", default=argparse.SUPPRESS, help="folder for the runs (default: the global --runs-dir)")
-    p.add_argument("--set", type=parse_setting, action="append", metavar="NAME=VALUE",
-                   help="override a setting for these runs only, e.g. --set max_steps=3")
+    p.add_argument(
+        "--set",
+        type=parse_setting,
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a setting for these runs only, e.g. --set max_steps=3",
+    )
     p.add_argument("--wait", action="store_true", help="wait until every run has ended; exit 1 unless all are done")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait per run with --wait")
     p.set_defaults(func=cmd_lesson_run)
@@ -394,14 +437,21 @@ def add_lesson_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m segcore", description="Transfer learning for semantic segmentation.")
-    parser.add_argument("--runs-dir", default=str(default_runs_dir()),
-                        help="folder that holds the run folders (default: $SEGCORE_RUNS, else runs)")
+    parser = argparse.ArgumentParser(
+        prog="python -m segcore", description="Transfer learning for semantic segmentation."
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=str(default_runs_dir()),
+        help="folder that holds the run folders (default: $SEGCORE_RUNS, else runs)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="list the built-in datasets, or report on one (layout, classes, mask values)")
     p.add_argument("source", nargs="?", help="builtin:NAME, download:pet|voc, a folder, or a .zip")
-    p.add_argument("--ignore-index", type=int, default=255, help="stored mask value to ignore (default 255; CamVid: 11)")
+    p.add_argument(
+        "--ignore-index", type=int, default=255, help="stored mask value to ignore (default 255; CamVid: 11)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_datasets)
 
@@ -426,8 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-index", type=int, default=-1, help="default: the run's own")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--native", action="store_true",
-                   help="score at each image's original size (logits upsampled before argmax), as published results are")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="score at each image's original size (logits upsampled before argmax), as published results are",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="segment images with a finished run")

@@ -36,8 +36,14 @@ def comparison_rows(predictors: list[Predictor], data: SegmentationData, split: 
     return rows
 
 
-def comparison_tiles(predictors: list[Predictor], data: SegmentationData, split: str = "val", count: int = 4,
-                     alpha: float = 0.55, show_errors: bool = False) -> list[list[np.ndarray]]:
+def comparison_tiles(
+    predictors: list[Predictor],
+    data: SegmentationData,
+    split: str = "val",
+    count: int = 4,
+    alpha: float = 0.55,
+    show_errors: bool = False,
+) -> list[list[np.ndarray]]:
     """Each row: the image, its ground truth painted, then each run's prediction painted (errors in red if asked).
     The Compare page shows these tiles; the PNG sheet pastes them."""
     unpainted = unpainted_classes(predictors[0].classes)
@@ -45,7 +51,9 @@ def comparison_tiles(predictors: list[Predictor], data: SegmentationData, split:
     for image, truth, predictions in comparison_rows(predictors, data, split, count):
         row = [np.asarray(image), overlay(image, truth, predictors[0].colours, alpha, unpainted=unpainted)]
         for predictor, prediction in zip(predictors, predictions):
-            row.append(predictor.overlay(image, alpha, prediction, error_mask(prediction, truth) if show_errors else None))
+            row.append(
+                predictor.overlay(image, alpha, prediction, error_mask(prediction, truth) if show_errors else None)
+            )
         tiles.append(row)
     return tiles
 
@@ -59,6 +67,7 @@ def run_mious(predictors: list[Predictor], data: SegmentationData, split: str = 
 def wrap_to_width(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_lines: int = 3) -> list[str]:
     """Break text into lines no wider than `width` pixels (measured, not guessed); the last line ends in '…'
     when the text needs more than max_lines."""
+
     def fits(line: str) -> bool:
         return draw.textbbox((0, 0), line, font=font)[2] <= width
 
@@ -88,15 +97,22 @@ def wrap_to_width(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_li
     return lines
 
 
-def render_comparison(predictors: list[Predictor], data: SegmentationData, split: str = "val", count: int = 4,
-                      alpha: float = 0.55, show_errors: bool = False) -> Image.Image:
+def render_comparison(
+    predictors: list[Predictor],
+    data: SegmentationData,
+    split: str = "val",
+    count: int = 4,
+    alpha: float = 0.55,
+    show_errors: bool = False,
+) -> Image.Image:
     """The PNG sheet. Column titles are wrapped to their column (measured), full run names sit in a legend
     under the grid; the drawn text boxes are kept in sheet.info["text_boxes"] so overlap can be checked."""
     tiles = comparison_tiles(predictors, data, split, count, alpha, show_errors)
     mious = run_mious(predictors, data, split)
     letters = [chr(ord("A") + i) for i in range(len(predictors))]
     titles = ["image", "ground truth"] + [
-        f"{letter} · {p.meta.get('strategy', '?')} · mIoU {m:.3f}" for letter, p, m in zip(letters, predictors, mious)]
+        f"{letter} · {p.meta.get('strategy', '?')} · mIoU {m:.3f}" for letter, p, m in zip(letters, predictors, mious)
+    ]
     height, width = predictors[0].size
     scale = max(1.0, 240 / width)  # small training sizes are drawn larger, so a printed sheet stays readable
     tile_w, tile_h = round(width * scale), round(height * scale)
@@ -104,8 +120,10 @@ def render_comparison(predictors: list[Predictor], data: SegmentationData, split
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     title_lines = [wrap_to_width(measure, t, tile_w - 2 * pad, font) for t in titles]
     sheet_w = tile_w * len(titles)
-    legend_lines = [wrap_to_width(measure, f"{letter}: {p.run.run_id}", sheet_w - 2 * pad, font, max_lines=4)
-                    for letter, p in zip(letters, predictors)]
+    legend_lines = [
+        wrap_to_width(measure, f"{letter}: {p.run.run_id}", sheet_w - 2 * pad, font, max_lines=4)
+        for letter, p in zip(letters, predictors)
+    ]
     header_h = pad * 2 + line_h * max(len(lines) for lines in title_lines)
     class_rows = _legend_rows(measure, list(zip(predictors[0].classes, predictors[0].colours)), sheet_w - 2 * pad, font)
     footer_h = pad * 2 + line_h * (sum(len(lines) for lines in legend_lines) + len(class_rows))
@@ -122,7 +140,9 @@ def render_comparison(predictors: list[Predictor], data: SegmentationData, split
             text((c * tile_w + pad, pad + i * line_h), line)
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
-            sheet.paste(Image.fromarray(tile).resize((tile_w, tile_h), Image.BILINEAR), (c * tile_w, header_h + r * tile_h))
+            sheet.paste(
+                Image.fromarray(tile).resize((tile_w, tile_h), Image.BILINEAR), (c * tile_w, header_h + r * tile_h)
+            )
     y = header_h + tile_h * len(tiles) + pad
     for lines in legend_lines:
         for line in lines:

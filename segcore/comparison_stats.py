@@ -11,12 +11,18 @@ def summary_row(run: Run) -> dict:
     summary, config = run.summary(), run.config
     to_90 = seconds_to_reach(run_curves(run))
     return {
-        "run": run.run_id, "strategy": config.get("strategy"), "backbone": config.get("backbone"),
-        "mIoU": summary.get("miou"), "pixel accuracy": summary.get("pixel_accuracy"),
-        "training time (s)": summary.get("train_time_s"), "s to 90 % of best": to_90,
+        "run": run.run_id,
+        "strategy": config.get("strategy"),
+        "backbone": config.get("backbone"),
+        "mIoU": summary.get("miou"),
+        "pixel accuracy": summary.get("pixel_accuracy"),
+        "training time (s)": summary.get("train_time_s"),
+        "s to 90 % of best": to_90,
         "trainable parameters": summary.get("trainable_params"),
-        "training images": summary.get("train_images"), "epochs": summary.get("epochs", config.get("epochs")),
-        "regulariser": config.get("regularizer"), "class weights": config.get("class_weights", "none"),
+        "training images": summary.get("train_images"),
+        "epochs": summary.get("epochs", config.get("epochs")),
+        "regulariser": config.get("regularizer"),
+        "class weights": config.get("class_weights", "none"),
     }
 
 
@@ -38,8 +44,11 @@ def mixing_problem(runs: list[Run]) -> str | None:
         return None
     sources = sorted({k[0] for k in keys})
     if len(sources) > 1:
-        return ("these runs were trained on different datasets (" + ", ".join(dataset_name(s) for s in sources) +
-                "): their scores, classes and pictures do not compare — pick runs of one dataset")
+        return (
+            "these runs were trained on different datasets ("
+            + ", ".join(dataset_name(s) for s in sources)
+            + "): their scores, classes and pictures do not compare — pick runs of one dataset"
+        )
     return "these runs use different class lists for the same data: pick runs trained with the same classes"
 
 
@@ -55,8 +64,9 @@ def default_selection(runs: list[Run], current_source: str | None, limit: int = 
     if not runs:
         return []
     group, data = runs[-1].config.get("group"), runs[-1].config.get("data")
-    return [r for r in runs if group and r.config.get("group") == group and r.config.get("data") == data][-limit:] \
-        or runs[-limit:]
+    return [r for r in runs if group and r.config.get("group") == group and r.config.get("data") == data][
+        -limit:
+    ] or runs[-limit:]
 
 
 def per_class_iou_rows(runs: list[Run]) -> list[dict]:
@@ -64,16 +74,30 @@ def per_class_iou_rows(runs: list[Run]) -> list[dict]:
     for run in runs:
         summary = run.summary()
         for name, iou in zip(summary.get("classes", []), summary.get("per_class_iou") or []):
-            rows.append({"run": run.run_id, "strategy": run.config.get("strategy"), "class": name,
-                         "IoU": iou if iou is not None else 0.0})
+            rows.append(
+                {
+                    "run": run.run_id,
+                    "strategy": run.config.get("strategy"),
+                    "class": name,
+                    "IoU": iou if iou is not None else 0.0,
+                }
+            )
     return rows
 
 
 def data_efficiency_points(runs: list[Run]) -> list[dict]:
     """(strategy, training images, mIoU) for finished runs; the curve needs two sizes or more."""
     return sorted(
-        ({"strategy": r.config.get("strategy"), "training images": r.summary().get("train_images"),
-          "mIoU": r.summary().get("miou"), "run": r.run_id} for r in runs if r.summary()),
+        (
+            {
+                "strategy": r.config.get("strategy"),
+                "training images": r.summary().get("train_images"),
+                "mIoU": r.summary().get("miou"),
+                "run": r.run_id,
+            }
+            for r in runs
+            if r.summary()
+        ),
         key=lambda p: (p["strategy"], p["training images"]),
     )
 

@@ -16,17 +16,36 @@ from typing import Any, Callable
 from .errors import ConfigError
 
 
-def setting(default: Any, help: str, *, label: str | None = None, low: float | None = None,
-            high: float | None = None, choices: Callable[[], list[str]] | None = None, cli: str | None = "",
-            check: Callable[[Any], str | None] | None = None, optional: bool = False, via: str | None = None) -> Field:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    label: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    choices: Callable[[], list[str]] | None = None,
+    cli: str | None = "",
+    check: Callable[[Any], str | None] | None = None,
+    optional: bool = False,
+    via: str | None = None,
+) -> Field:
     """A TrainConfig field with what the CLI, the pages and validation need to know about it.
 
     low/high: inclusive range; choices: a function listing the allowed names (lazy: registries import torch);
     cli: the option name ('' derives --field-name; None keeps the setting off the command line);
     check: extra rule, returns what is wrong or None; optional: None is allowed;
     via: the command-line option that sets it when it has none of its own (height and width: --size)."""
-    meta = {"help": help, "label": label, "low": low, "high": high, "choices": choices, "cli": cli,
-            "check": check, "optional": optional, "via": via}
+    meta = {
+        "help": help,
+        "label": label,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "cli": cli,
+        "check": check,
+        "optional": optional,
+        "via": via,
+    }
     if isinstance(default, (list, tuple, dict)):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -95,69 +114,147 @@ class TrainConfig:
     strategy: str = setting("feature", "the transfer strategy", label="Transfer strategy", choices=_strategy_names)
     epochs: int = setting(6, "passes over the training images", label="Epochs", low=1, high=1000)
     min_steps: int = setting(
-        100, "small training sets get more epochs, so that they see at least this many optimiser steps (0: off); "
-        "30 images at batch 8 are only 4 steps an epoch", label="At least N steps", low=0, high=100_000)
+        100,
+        "small training sets get more epochs, so that they see at least this many optimiser steps (0: off); "
+        "30 images at batch 8 are only 4 steps an epoch",
+        label="At least N steps",
+        low=0,
+        high=100_000,
+    )
     batch_size: int = setting(8, "images per optimiser step", label="Batch size", low=1, high=1024)
     # lr 3e-3 for decoder and head, encoder × 0.1: CamVid, membrane, shapes (see bench/README.md)
     lr: float = setting(3e-3, "base learning rate (decoder and head)", label="Learning rate", low=1e-7, high=10.0)
     encoder_lr_factor: float = setting(
-        0.1, "encoder learning rate = lr × this, for strategies that fine-tune a transferred encoder",
-        label="Encoder learning rate ×", low=0.0, high=10.0)
+        0.1,
+        "encoder learning rate = lr × this, for strategies that fine-tune a transferred encoder",
+        label="Encoder learning rate ×",
+        low=0.0,
+        high=10.0,
+    )
     freeze_epochs: int = setting(
-        0, "epochs with the encoder frozen before it is unfrozen (strategies with a frozen warm-up)",
-        label="Warm-up epochs with the encoder frozen", low=0, high=1000)
+        0,
+        "epochs with the encoder frozen before it is unfrozen (strategies with a frozen warm-up)",
+        label="Warm-up epochs with the encoder frozen",
+        low=0,
+        high=1000,
+    )
     train_bn: bool = setting(
-        False, "transfer strategies: let the pretrained encoder's BatchNorm running statistics adapt "
+        False,
+        "transfer strategies: let the pretrained encoder's BatchNorm running statistics adapt "
         "(off: they stay as transferred, which suits small batches and lets feature transfer cache its features)",
-        label="Let the transferred encoder's BatchNorm statistics adapt")
+        label="Let the transferred encoder's BatchNorm statistics adapt",
+    )
     regularizer: str = setting("l2", "R(w) in the objective", label="Regulariser R(w)", choices=_regularizer_names)
-    weight_decay: float = setting(1e-4, "λ, the regulariser's weight", label="λ", low=0.0, high=100.0,
-                                  cli="--weight-decay")
-    height: int = setting(160, "training image height", label="Image height", low=32, high=2048,
-                          check=_check_image_side, cli=None, via="--size")
-    width: int = setting(160, "training image width", label="Image width", low=32, high=2048,
-                         check=_check_image_side, cli=None, via="--size")
+    weight_decay: float = setting(
+        1e-4, "λ, the regulariser's weight", label="λ", low=0.0, high=100.0, cli="--weight-decay"
+    )
+    height: int = setting(
+        160,
+        "training image height",
+        label="Image height",
+        low=32,
+        high=2048,
+        check=_check_image_side,
+        cli=None,
+        via="--size",
+    )
+    width: int = setting(
+        160,
+        "training image width",
+        label="Image width",
+        low=32,
+        high=2048,
+        check=_check_image_side,
+        cli=None,
+        via="--size",
+    )
     seed: int = setting(0, "seed for weights, subsets and augmentation", label="Seed", low=0, high=2**32 - 1)
-    ignore_index: int | None = setting(255, "stored mask value to ignore (CamVid: 11)", label="Ignore index",
-                                       low=0, high=65535, optional=True)
+    ignore_index: int | None = setting(
+        255, "stored mask value to ignore (CamVid: 11)", label="Ignore index", low=0, high=65535, optional=True
+    )
     train_size: float | None = setting(
-        None, "train on N images, or a fraction (e.g. 0.25) of the training split (seeded subset)",
-        label="Training images", check=_check_train_size, optional=True)
-    val_fraction: float = setting(0.2, "share held out for validation when the dataset has no split of its own",
-                                  label="Validation share", low=0.01, high=0.9)
+        None,
+        "train on N images, or a fraction (e.g. 0.25) of the training split (seeded subset)",
+        label="Training images",
+        check=_check_train_size,
+        optional=True,
+    )
+    val_fraction: float = setting(
+        0.2,
+        "share held out for validation when the dataset has no split of its own",
+        label="Validation share",
+        low=0.01,
+        high=0.9,
+    )
     # auto = flip: short runs learn faster without heavy augmentation, and the feature cache stays valid
-    augment: str = setting("auto", "auto: flip (fast to learn, keeps the feature-transfer cache); "
-                           "full: scale-crop, flip, colour jitter", label="Augmentation", choices=_augmentation_names)
+    augment: str = setting(
+        "auto",
+        "auto: flip (fast to learn, keeps the feature-transfer cache); full: scale-crop, flip, colour jitter",
+        label="Augmentation",
+        choices=_augmentation_names,
+    )
     dice_weight: float = setting(0.0, "add this × Dice loss to cross-entropy", label="Dice weight", low=0.0, high=100.0)
     # sqrt: CamVid 10 % gets rare classes predicted at all; on the binary membrane set full balancing costs 3 points
     class_weights: str = setting(
-        "sqrt", "balanced: weigh each class's pixels by median frequency / its frequency (rare classes count "
+        "sqrt",
+        "balanced: weigh each class's pixels by median frequency / its frequency (rare classes count "
         "more); sqrt: the square root of that, a milder push; none: plain cross-entropy",
-        label="Class weights in the loss", choices=_class_weighting_names)
-    warmup_epochs: float = setting(0.5, "epochs of linear learning-rate warm-up", label="Warm-up epochs",
-                                   low=0.0, high=1000.0)
+        label="Class weights in the loss",
+        choices=_class_weighting_names,
+    )
+    warmup_epochs: float = setting(
+        0.5, "epochs of linear learning-rate warm-up", label="Warm-up epochs", low=0.0, high=1000.0
+    )
     device: str = setting("auto", "auto, cpu, cuda, cuda:N, mps", label="Device", check=_check_device)
     threads: int = setting(0, "CPU threads (0: one per core)", label="CPU threads", low=0, high=1024)
     # 1 is kept apart from 0 so that the Ray backend can reserve a GPU explicitly; 2+ starts torchrun (distributed.py)
     gpus: int = setting(
-        0, "GPUs for this one run: 0 = one process on the best device (auto); 1 = one process on one GPU; "
+        0,
+        "GPUs for this one run: 0 = one process on the best device (auto); 1 = one process on one GPU; "
         "N ≥ 2 = N processes, one GPU each, training together (data-parallel, via torchrun)",
-        label="GPUs", low=0, high=64)
-    weights_file: str | None = setting(None, "a local ImageNet weights file for the encoder (.safetensors/.pth)",
-                                       label="Weights file", optional=True, cli="--weights")
-    source_run: str | None = setting(None, "structure transfer: the run (id or folder) to carry over",
-                                     label="Source run", optional=True)
-    run_name: str | None = setting(None, "run name (default: dataset-strategy-time)", label="Run name",
-                                   check=_check_run_name, optional=True, cli="--name")
+        label="GPUs",
+        low=0,
+        high=64,
+    )
+    weights_file: str | None = setting(
+        None,
+        "a local ImageNet weights file for the encoder (.safetensors/.pth)",
+        label="Weights file",
+        optional=True,
+        cli="--weights",
+    )
+    source_run: str | None = setting(
+        None, "structure transfer: the run (id or folder) to carry over", label="Source run", optional=True
+    )
+    run_name: str | None = setting(
+        None,
+        "run name (default: dataset-strategy-time)",
+        label="Run name",
+        check=_check_run_name,
+        optional=True,
+        cli="--name",
+    )
     decoder_channels: tuple[int, ...] = setting(
-        (128, 64, 32, 16), "U-Net decoder widths, coarsest block first (wider: slower, more capacity)",
-        label="Decoder widths", check=_check_decoder_channels)
-    max_steps: int = setting(0, "stop after this many optimiser steps in total (0: no limit); for smoke tests",
-                             label="Step limit", low=0, high=10**9)
+        (128, 64, 32, 16),
+        "U-Net decoder widths, coarsest block first (wider: slower, more capacity)",
+        label="Decoder widths",
+        check=_check_decoder_channels,
+    )
+    max_steps: int = setting(
+        0,
+        "stop after this many optimiser steps in total (0: no limit); for smoke tests",
+        label="Step limit",
+        low=0,
+        high=10**9,
+    )
     # off: on this CPU inductor did not pay back within a run (bench/README.md, 'What a compiler buys')
     compile: str = setting(
-        "off", "torch.compile (inductor) the network: on compiles it (36 s to minutes on a CPU, where no training "
-        "speed-up was measured); auto compiles on a CUDA GPU only; off runs eager", label="Compile the network", choices=_compile_modes)
+        "off",
+        "torch.compile (inductor) the network: on compiles it (36 s to minutes on a CPU, where no training "
+        "speed-up was measured); auto compiles on a CUDA GPU only; off runs eager",
+        label="Compile the network",
+        choices=_compile_modes,
+    )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -193,13 +290,21 @@ class TrainConfig:
             if problem:
                 raise ConfigError(spec.name, getattr(self, spec.name), problem, cli_option(spec))
         if check_files and self.weights_file and not Path(self.weights_file).is_file():
-            raise ConfigError("weights_file", self.weights_file, "no such file: give the path of a .safetensors or "
-                              ".pth weights file", "--weights")
+            raise ConfigError(
+                "weights_file",
+                self.weights_file,
+                "no such file: give the path of a .safetensors or .pth weights file",
+                "--weights",
+            )
         info = self.strategy_info
         if info.needs_source_run and not self.source_run:
-            raise ConfigError("source_run", self.source_run,
-                              f"{info.title} needs a source run: train one on a source task first "
-                              "(e.g. builtin:shapes-source) and name it here", "--source-run")
+            raise ConfigError(
+                "source_run",
+                self.source_run,
+                f"{info.title} needs a source run: train one on a source task first "
+                "(e.g. builtin:shapes-source) and name it here",
+                "--source-run",
+            )
         return self
 
     def to_dict(self) -> dict:
@@ -211,7 +316,11 @@ class TrainConfig:
             raise ConfigError("config", payload, "a run's settings must be a JSON object")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in payload.items() if k in known}
-        if isinstance(values.get("train_size"), float) and values["train_size"] > 1 and values["train_size"].is_integer():
+        if (
+            isinstance(values.get("train_size"), float)
+            and values["train_size"] > 1
+            and values["train_size"].is_integer()
+        ):
             values["train_size"] = int(values["train_size"])
         if isinstance(values.get("decoder_channels"), list):  # JSON gives a list
             values["decoder_channels"] = tuple(values["decoder_channels"])
@@ -233,8 +342,11 @@ class Preset:
 PRESETS = {
     "standard": Preset("Standard", "the defaults: 160×160 images, 6 epochs, at least 100 steps", {}),
     # measured with bench/classroom.py: the same 4-strategy lesson in about 2 minutes on a quiet 2-core CPU
-    "quick": Preset("Quick demo", "128×128 images, 3 epochs, at least 50 steps: the same lesson, about half the time",
-                    {"height": 128, "width": 128, "epochs": 3, "min_steps": 50}),
+    "quick": Preset(
+        "Quick demo",
+        "128×128 images, 3 epochs, at least 50 steps: the same lesson, about half the time",
+        {"height": 128, "width": 128, "epochs": 3, "min_steps": 50},
+    ),
 }
 
 

@@ -35,10 +35,16 @@ def run_curves(run: Run, is_source: bool = False) -> RunCurves:
     steps, epochs = run.curves()
     started = status.get("started")
     batch = config.get("batch_size") or 1
-    curves = RunCurves(run.run_id, strategy, f"{label} · {run.run_id}", "#94a3b8" if is_source else
-                       (info.colour if info else "#888888"), is_source,
-                       steps=[(s["step"], s["loss"]) for s in steps if "step" in s and "loss" in s],
-                       epochs=[e for e in epochs if "epoch" in e and "miou" in e], step_records=steps)
+    curves = RunCurves(
+        run.run_id,
+        strategy,
+        f"{label} · {run.run_id}",
+        "#94a3b8" if is_source else (info.colour if info else "#888888"),
+        is_source,
+        steps=[(s["step"], s["loss"]) for s in steps if "step" in s and "loss" in s],
+        epochs=[e for e in epochs if "epoch" in e and "miou" in e],
+        step_records=steps,
+    )
     step_at_epoch = {}
     for s in steps:
         step_at_epoch[s.get("epoch")] = s.get("step", 0)

@@ -51,12 +51,20 @@ def check_devices(gpus: int) -> None:
     if available < gpus:
         raise TrainingFailed(
             f"the run asks for {gpus} GPUs (setting gpus, --gpus {gpus}) but this machine has {available}: lower --gpus, "
-            f"queue it on a Ray cluster that has them, or set {CPU_ENV}=1 to train {gpus} processes on the CPU")
+            f"queue it on a Ray cluster that has them, or set {CPU_ENV}=1 to train {gpus} processes on the CPU"
+        )
 
 
 def torchrun_command(processes: int, module_and_args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", *module_and_args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        *module_and_args,
+    ]
 
 
 def exec_under_torchrun(processes: int, module_and_args: list[str]) -> None:
@@ -86,8 +94,13 @@ class Distributed:
         if not under_torchrun():
             return cls()
         env = os.environ
-        return cls(rank=int(env["RANK"]), world=int(env["WORLD_SIZE"]), local_rank=int(env["LOCAL_RANK"]),
-                   local_world=int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])), active=True)
+        return cls(
+            rank=int(env["RANK"]),
+            world=int(env["WORLD_SIZE"]),
+            local_rank=int(env["LOCAL_RANK"]),
+            local_world=int(env.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"])),
+            active=True,
+        )
 
     @property
     def is_main(self) -> bool:
@@ -122,7 +135,9 @@ class Distributed:
 
     def _tensor(self, values) -> torch.Tensor:
         # collectives on NCCL need CUDA tensors
-        device = torch.device("cuda", self.local_rank) if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        device = (
+            torch.device("cuda", self.local_rank) if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        )
         return torch.as_tensor(values, dtype=torch.float64, device=device)
 
     def agree(self, value):

@@ -94,8 +94,13 @@ class DomainDistance:
         nearest = self.nearest_reference()
         where = f"; closest to the reference point '{nearest}'" if nearest else ""
         far = self.is_far()
-        verdict = ("" if far is None else " — a far domain: ImageNet features fit it less well" if far
-                   else " — a near domain: ImageNet features fit it well")
+        verdict = (
+            ""
+            if far is None
+            else " — a far domain: ImageNet features fit it less well"
+            if far
+            else " — a near domain: ImageNet features fit it well"
+        )
         return f"distance {self.value:.2f} from ImageNet (to {self.backbone} at {self.size} px){where}{verdict}"
 
 
@@ -111,8 +116,10 @@ def last_batchnorm(encoder: nn.Module) -> nn.modules.batchnorm._BatchNorm:
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and (name + ".").startswith(last_stage + "."):
             found = module
     if found is None or found.running_mean is None:
-        raise DomainError("this backbone's last stage has no BatchNorm statistics to compare with ImageNet; "
-                          "pick an EfficientNet, MobileNet, ResNet or RegNet backbone")
+        raise DomainError(
+            "this backbone's last stage has no BatchNorm statistics to compare with ImageNet; "
+            "pick an EfficientNet, MobileNet, ResNet or RegNet backbone"
+        )
     return found
 
 
@@ -173,8 +180,9 @@ def frechet_to_anchor(mean: torch.Tensor, std: torch.Tensor) -> float:
     return float(((mean * mean) + (std - 1) ** 2).mean())
 
 
-def dataset_value(data, backbone: str, size: int = DEFAULT_SIZE, max_images: int = DEFAULT_MAX_IMAGES,
-                  split: str = "train") -> tuple[float, int, float, bool]:
+def dataset_value(
+    data, backbone: str, size: int = DEFAULT_SIZE, max_images: int = DEFAULT_MAX_IMAGES, split: str = "train"
+) -> tuple[float, int, float, bool]:
     """(distance, images used, seconds, read from the cache) for one dataset: up to max_images evenly spaced images
     of a split, resized to size × size as training does."""
     from .data.transforms import Normalizer
@@ -195,8 +203,19 @@ def dataset_value(data, backbone: str, size: int = DEFAULT_SIZE, max_images: int
     seconds = time.perf_counter() - started
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps({"value": value, "images": len(indices), "backbone": backbone, "size": size,
-                                   "weights": origin, "source": str(data.source), "seconds": seconds}))
+    partial.write_text(
+        json.dumps(
+            {
+                "value": value,
+                "images": len(indices),
+                "backbone": backbone,
+                "size": size,
+                "weights": origin,
+                "source": str(data.source),
+                "seconds": seconds,
+            }
+        )
+    )
     partial.replace(cached)  # atomic: another process may be writing the same key
     return value, len(indices), seconds, False
 
@@ -211,8 +230,11 @@ def load_reference(reference: ReferenceDataset):
     return load_dataset(folder, ignore_index=reference.ignore_index) if folder.is_dir() else None
 
 
-def reference_points(backbone: str, size: int = DEFAULT_SIZE, max_images: int = DEFAULT_MAX_IMAGES,
-                     ) -> tuple[dict[str, float], tuple[str, ...]]:
+def reference_points(
+    backbone: str,
+    size: int = DEFAULT_SIZE,
+    max_images: int = DEFAULT_MAX_IMAGES,
+) -> tuple[dict[str, float], tuple[str, ...]]:
     """({reference name: distance}, names of the references not present here)."""
     points, missing = {}, []
     for reference in REFERENCES:
@@ -224,8 +246,13 @@ def reference_points(backbone: str, size: int = DEFAULT_SIZE, max_images: int = 
     return points, tuple(missing)
 
 
-def domain_distance(data, backbone: str = "tf_efficientnet_lite0", size: int = DEFAULT_SIZE,
-                    max_images: int = DEFAULT_MAX_IMAGES, with_references: bool = True) -> DomainDistance:
+def domain_distance(
+    data,
+    backbone: str = "tf_efficientnet_lite0",
+    size: int = DEFAULT_SIZE,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    with_references: bool = True,
+) -> DomainDistance:
     """The distance of `data` (a SegmentationData) from the encoder's ImageNet statistics, with reference points."""
     value, images, seconds, cached = dataset_value(data, backbone, size, max_images)
     points, missing = reference_points(backbone, size, max_images) if with_references else ({}, ())

@@ -32,8 +32,14 @@ def paint_errors(picture: np.ndarray, errors: np.ndarray) -> np.ndarray:
     return picture
 
 
-def overlay(image: Image.Image | np.ndarray, class_map: np.ndarray, colours: list, alpha: float = 0.5,
-            errors: np.ndarray | None = None, unpainted: tuple[int, ...] = ()) -> np.ndarray:
+def overlay(
+    image: Image.Image | np.ndarray,
+    class_map: np.ndarray,
+    colours: list,
+    alpha: float = 0.5,
+    errors: np.ndarray | None = None,
+    unpainted: tuple[int, ...] = (),
+) -> np.ndarray:
     """Blend class colours over the image (ignored and `unpainted` classes stay clear); optionally paint
     wrong pixels red."""
     base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)

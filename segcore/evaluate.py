@@ -14,8 +14,10 @@ from .errors import RunError
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .predict import Predictor, native_class_map
 
-NATIVE_NOTE = ("native: logits upsampled bilinearly to each image's original size before argmax, scored against "
-               "the original-size mask (the same maps Predictor.predict returns)")
+NATIVE_NOTE = (
+    "native: logits upsampled bilinearly to each image's original size before argmax, scored against "
+    "the original-size mask (the same maps Predictor.predict returns)"
+)
 
 
 def native_masks(data: SegmentationData, split: str) -> list[torch.Tensor]:
@@ -32,9 +34,16 @@ def native_masks(data: SegmentationData, split: str) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def native_confusion(model: torch.nn.Module, normalize, size: tuple[int, int], data: SegmentationData,
-                     split: str = "val", device: torch.device | str = "cpu", batch_size: int = 16,
-                     autocast=nullcontext) -> ConfusionMatrix:
+def native_confusion(
+    model: torch.nn.Module,
+    normalize,
+    size: tuple[int, int],
+    data: SegmentationData,
+    split: str = "val",
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+    autocast=nullcontext,
+) -> ConfusionMatrix:
     """Confusion matrix at native resolution. The input is the split decoded at the training size exactly as
     the training-size score sees it, so the two scores differ only in where the argmax is taken."""
     images = data.load(split, size)
@@ -50,8 +59,9 @@ def native_confusion(model: torch.nn.Module, normalize, size: tuple[int, int], d
 
 
 @torch.no_grad()
-def evaluate_run(predictor: Predictor, data: SegmentationData, split: str = "val", batch_size: int = 16,
-                 native: bool = False) -> dict:
+def evaluate_run(
+    predictor: Predictor, data: SegmentationData, split: str = "val", batch_size: int = 16, native: bool = False
+) -> dict:
     if data.num_classes != len(predictor.classes):
         raise RunError(
             f"the run predicts {len(predictor.classes)} classes ({', '.join(predictor.classes)}) but the dataset has "
@@ -59,18 +69,25 @@ def evaluate_run(predictor: Predictor, data: SegmentationData, split: str = "val
         )
     images = data.load(split, predictor.size)
     if native:
-        matrix = native_confusion(predictor.model, predictor.normalize, predictor.size, data, split,
-                                  predictor.device, batch_size)
+        matrix = native_confusion(
+            predictor.model, predictor.normalize, predictor.size, data, split, predictor.device, batch_size
+        )
     else:
         matrix = ConfusionMatrix(data.num_classes)
         predictor.model.eval()
         for start in range(0, len(images), batch_size):
-            logits = predictor.model(predictor.normalize(images.images[start : start + batch_size].to(predictor.device)))
+            logits = predictor.model(
+                predictor.normalize(images.images[start : start + batch_size].to(predictor.device))
+            )
             matrix.update(images.masks[start : start + batch_size], logits.argmax(1))
     metrics = matrix.compute()
     return {
-        "run": predictor.run.run_id, "data": data.source, "split": split, "images": len(images),
+        "run": predictor.run.run_id,
+        "data": data.source,
+        "split": split,
+        "images": len(images),
         "resolution": "native" if native else f"{predictor.size[0]}×{predictor.size[1]} (training size)",
-        **metrics, "per_class_iou": dict(zip(data.class_names, metrics["per_class_iou"])),
+        **metrics,
+        "per_class_iou": dict(zip(data.class_names, metrics["per_class_iou"])),
         "miou_note": MIOU_NOTE + ("; " + NATIVE_NOTE if native else ""),
     }

@@ -12,7 +12,9 @@ from .models import SegmentationModel, build
 
 
 @torch.no_grad()
-def feature_pca_image(model: SegmentationModel, image: Image.Image, size: tuple[int, int], level: int = 2) -> np.ndarray:
+def feature_pca_image(
+    model: SegmentationModel, image: Image.Image, size: tuple[int, int], level: int = 2
+) -> np.ndarray:
     """The first three principal components of one encoder level's features, as an RGB image at `size`.
 
     Pixels whose features are alike get alike colours: pretrained features already group object parts."""
@@ -37,8 +39,9 @@ def feature_pca_image(model: SegmentationModel, image: Image.Image, size: tuple[
 FEATURE_VIEW_SIZE = (TrainConfig.height, TrainConfig.width)  # the training default: what runs see
 
 
-def encoders_to_compare(backbone: str = TrainConfig.backbone, run_model: SegmentationModel | None = None,
-                        seed: int = 0) -> dict[str, SegmentationModel]:
+def encoders_to_compare(
+    backbone: str = TrainConfig.backbone, run_model: SegmentationModel | None = None, seed: int = 0
+) -> dict[str, SegmentationModel]:
     """ImageNet-pretrained, random, and (if given) a fine-tuned run's network, for side-by-side feature views.
     The backbone is the run's when a run is given, so all three columns show the same architecture."""
     if run_model is not None:

@@ -19,19 +19,31 @@ def export_run(run: Run, destination: str | Path, onnx: bool = True, tolerance: 
     example = torch.rand(1, 3, meta["height"], meta["width"])
     with torch.no_grad():
         outputs = model(example)
-    if not torch.isfinite(outputs).all() or not all(torch.isfinite(p).all() for p in model.state_dict().values()
-                                                    if p.is_floating_point()):
-        raise RunError(f"run {run.run_id} has non-finite weights or outputs (NaN or infinity): it did not train "
-                       "properly — train it again with a lower learning rate; nothing was exported")
+    if not torch.isfinite(outputs).all() or not all(
+        torch.isfinite(p).all() for p in model.state_dict().values() if p.is_floating_point()
+    ):
+        raise RunError(
+            f"run {run.run_id} has non-finite weights or outputs (NaN or infinity): it did not train "
+            "properly — train it again with a lower learning rate; nothing was exported"
+        )
     destination.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".json"):
         shutil.copy2(run.path / f"best{suffix}", destination / f"{run.run_id}{suffix}")
-    result = {"safetensors": str(destination / f"{run.run_id}.safetensors"), "json": str(destination / f"{run.run_id}.json")}
+    result = {
+        "safetensors": str(destination / f"{run.run_id}.safetensors"),
+        "json": str(destination / f"{run.run_id}.json"),
+    }
     if onnx:
         path = destination / f"{run.run_id}.onnx"
         torch.onnx.export(
-            model, (example,), str(path), input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False,
+            model,
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
         )
         result["onnx"] = str(path)
         result["onnx_max_abs_diff"] = check_onnx(model, path, example)

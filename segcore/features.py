@@ -64,8 +64,16 @@ def _checksum(tensor: torch.Tensor) -> str:
 
 
 class FeatureCache:
-    def __init__(self, model: SegmentationModel, normalize: Callable, device: torch.device, autocast: Callable,
-                 origin: str = "", log: Callable[[str], None] | None = None, disk: bool = True) -> None:
+    def __init__(
+        self,
+        model: SegmentationModel,
+        normalize: Callable,
+        device: torch.device,
+        autocast: Callable,
+        origin: str = "",
+        log: Callable[[str], None] | None = None,
+        disk: bool = True,
+    ) -> None:
         assert model.encoder_frozen and not model.encoder_bn_trains, "only a fully frozen encoder can be cached"
         self.model, self.normalize, self.device, self.autocast = model, normalize, device, autocast
         self.origin, self.log, self.disk = origin, log or (lambda message: None), disk
@@ -91,10 +99,16 @@ class FeatureCache:
         if id(images) not in self._image_digests:
             self._image_digests[id(images)] = _tensor_digest(images.images)
         parts = {
-            "format": FORMAT, "images": self._image_digests[id(images)], "shape": list(images.images.shape),
-            "backbone": self.model.backbone, "weights": self.weights_digest(), "origin": self.origin,
-            "mean": self.normalize.mean.flatten().tolist(), "std": self.normalize.std.flatten().tolist(),
-            "flip": flip, "precision": f"exact-{self.device.type}" if exact else "fp16",
+            "format": FORMAT,
+            "images": self._image_digests[id(images)],
+            "shape": list(images.images.shape),
+            "backbone": self.model.backbone,
+            "weights": self.weights_digest(),
+            "origin": self.origin,
+            "mean": self.normalize.mean.flatten().tolist(),
+            "std": self.normalize.std.flatten().tolist(),
+            "flip": flip,
+            "precision": f"exact-{self.device.type}" if exact else "fp16",
         }
         return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=20).hexdigest()
 
@@ -113,14 +127,18 @@ class FeatureCache:
                 started = time.perf_counter()
                 levels = self._compute(images, flip, batch_size or throughput_batch(self.device), exact)
                 self.built += 1
-                self.log(f"feature cache: encoder pass over {len(images)} images{' (mirrored)' if flip else ''} "
-                         f"in {time.perf_counter() - started:.1f}s")
+                self.log(
+                    f"feature cache: encoder pass over {len(images)} images{' (mirrored)' if flip else ''} "
+                    f"in {time.perf_counter() - started:.1f}s"
+                )
                 if key:
                     self._write(key, levels, images, flip, exact)
             else:
                 self.loaded += 1
-                self.log(f"feature cache: {len(images)} images{' (mirrored)' if flip else ''} read from disk "
-                         f"({key[:12]}), encoder pass skipped")
+                self.log(
+                    f"feature cache: {len(images)} images{' (mirrored)' if flip else ''} read from disk "
+                    f"({key[:12]}), encoder pass skipped"
+                )
             self.store[(id(images), flip)] = levels
 
     def _compute(self, images: ImageSet, flip: bool, batch_size: int, exact: bool) -> list[torch.Tensor]:
@@ -191,17 +209,27 @@ class FeatureCache:
         limit = disk_limit_bytes()
         size = sum(level.numel() * level.element_size() for level in levels)
         if size > limit:
-            self.log(f"feature cache: {size / 1024**2:.0f} MiB of features is over SEGCORE_FEATURE_CACHE_MB "
-                     f"({limit / 1024**2:.0f} MiB): kept in memory only")
+            self.log(
+                f"feature cache: {size / 1024**2:.0f} MiB of features is over SEGCORE_FEATURE_CACHE_MB "
+                f"({limit / 1024**2:.0f} MiB): kept in memory only"
+            )
             return
         folder = features_dir()
         temporary = folder / f".{key}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             cpu = [level.to("cpu").contiguous() for level in levels]
-            meta = {"format": FORMAT, "key": key, "levels": str(len(cpu)), "backbone": self.model.backbone,
-                    "origin": self.origin[:200], "images": str(len(images)), "flip": str(flip),
-                    "precision": "exact" if exact else "fp16", "checksums": json.dumps([_checksum(t) for t in cpu])}
+            meta = {
+                "format": FORMAT,
+                "key": key,
+                "levels": str(len(cpu)),
+                "backbone": self.model.backbone,
+                "origin": self.origin[:200],
+                "images": str(len(images)),
+                "flip": str(flip),
+                "precision": "exact" if exact else "fp16",
+                "checksums": json.dumps([_checksum(t) for t in cpu]),
+            }
             save_file({f"level{i}": t for i, t in enumerate(cpu)}, str(temporary), metadata=meta)
             evict(limit - size, keep=key)
             os.replace(temporary, folder / f"{key}.safetensors")

@@ -42,8 +42,13 @@ def config_fingerprint(config: TrainConfig) -> str:
 
 
 class JobQueue:
-    def __init__(self, runs_dir: str | Path = "runs", max_running: int | None = None, launcher: Launcher | None = None,
-                 check_backend: bool = True) -> None:
+    def __init__(
+        self,
+        runs_dir: str | Path = "runs",
+        max_running: int | None = None,
+        launcher: Launcher | None = None,
+        check_backend: bool = True,
+    ) -> None:
         """max_running: default SEGCORE_MAX_JOBS, else 1 locally and one per GPU (or CPU) on a Ray cluster.
         check_backend: make sure the launcher can run this queue's runs (Ray: every node sees the runs folder at
         the same path) before anything is queued; a worker, already placed by the launcher, skips it."""
@@ -67,32 +72,55 @@ class JobQueue:
         self.last_error = f"{time.strftime('%H:%M:%S')} {message}"
 
     # -- asking ---------------------------------------------------------------------------------
-    def submit(self, config: TrainConfig, group: str | None = None, start: bool = True, owner: str | None = None,
-               train_images: int | None = None) -> Run:
+    def submit(
+        self,
+        config: TrainConfig,
+        group: str | None = None,
+        start: bool = True,
+        owner: str | None = None,
+        train_images: int | None = None,
+    ) -> Run:
         """Queue a run. The same settings submitted again by the same owner (a browser session) while the first
         is still queued or running and under 30 s old (a double-click) return the first run; another owner's
         identical settings are their own run. Invalid settings are refused here, before anything is queued,
         not later inside a worker. `train_images`, when the caller knows it, records the planned epochs and steps
         so a queued run shows them from the start."""
         config.validate()
-        plan = ({"epochs": config.planned_epochs(train_images), "steps": config.planned_steps(train_images)}
-                if train_images else None)
+        plan = (
+            {"epochs": config.planned_epochs(train_images), "steps": config.planned_steps(train_images)}
+            if train_images
+            else None
+        )
         fingerprint = config_fingerprint(config)
         with self._lock():
             active = [r for r in list_runs(self.runs_dir) if r.state in ACTIVE]
             for run in active:
-                if (run.config.get("fingerprint") == fingerprint and run.owner == owner
-                        and time.time() - run.created < DUPLICATE_WINDOW_S):
+                if (
+                    run.config.get("fingerprint") == fingerprint
+                    and run.owner == owner
+                    and time.time() - run.created < DUPLICATE_WINDOW_S
+                ):
                     return run
             if sum(r.state == "queued" for r in active) >= MAX_QUEUED:
-                raise RunError(f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some")
+                raise RunError(
+                    f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some"
+                )
             limit = waiting_limit_problem(owner, [r for r in active if r.state == "queued"], 1, self.runs_dir)
             if limit:
                 raise RunError(limit)
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy, config.data)
             writer = RunWriter(self.runs_dir / run_id)
-            writer.write_config({**config.to_dict(), "created": time.time(), "run_id": run_id, "group": group,
-                                 "fingerprint": fingerprint, "owner": owner, "plan": plan})
+            writer.write_config(
+                {
+                    **config.to_dict(),
+                    "created": time.time(),
+                    "run_id": run_id,
+                    "group": group,
+                    "fingerprint": fingerprint,
+                    "owner": owner,
+                    "plan": plan,
+                }
+            )
             atomic_write_json(writer.path / "status.json", {"state": "queued", "queued": time.time()})
             writer.log("queued")
             writer.close()
@@ -103,7 +131,9 @@ class JobQueue:
     def _check_owner(self, run: Run, owner: str | None, action: str) -> None:
         """A session may only act on its own runs; runs without an owner (command line, older runs) are anyone's."""
         if owner is not None and run.owner is not None and run.owner != owner:
-            raise RunError(f"run {run.run_id} belongs to another session: only the session that queued it can {action} it")
+            raise RunError(
+                f"run {run.run_id} belongs to another session: only the session that queued it can {action} it"
+            )
 
     def cancel(self, run_id: str, grace_s: float = 8.0, owner: str | None = None) -> str:
         """Stop a run: a queued one never starts; a running one is asked to stop (it stops at the next step),
@@ -114,22 +144,32 @@ class JobQueue:
         with self._lock():
             status = run.status
             if status["state"] == "queued":
-                atomic_write_json(run.path / "status.json", {**status, "state": "cancelled", "reason": "cancelled before it started"})
+                atomic_write_json(
+                    run.path / "status.json", {**status, "state": "cancelled", "reason": "cancelled before it started"}
+                )
                 return "cancelled"
             if status["state"] == "lost":
                 # a frozen worker is stopped by its launcher (locally only if its pid and start time still match)
                 launcher = self._launcher_of(status)
                 if launcher is not None:
                     launcher.stop(status, force=True)
-                atomic_write_json(run.path / "status.json", {**status, "state": "cancelled",
-                                                             "reason": f"cancelled by the user after it was lost ({status.get('reason', '')})"})
+                atomic_write_json(
+                    run.path / "status.json",
+                    {
+                        **status,
+                        "state": "cancelled",
+                        "reason": f"cancelled by the user after it was lost ({status.get('reason', '')})",
+                    },
+                )
                 return "cancelled"
         if status["state"] != "running":
             return status["state"]
         launcher = self._launcher_of(status)
         if launcher is None:
-            raise RunError(f"run {run.run_id} was started by the {status.get('launcher')} backend, not this queue's "
-                           f"({self.launcher.name}): cancel it with SEGCORE_BACKEND set as when it started")
+            raise RunError(
+                f"run {run.run_id} was started by the {status.get('launcher')} backend, not this queue's "
+                f"({self.launcher.name}): cancel it with SEGCORE_BACKEND set as when it started"
+            )
         if launcher.name == "local" and status.get("host") and status.get("host") != socket.gethostname():
             raise RunError(f"run {run.run_id} is training on another machine ({status.get('host')}): cancel it there")
         if not launcher.stop(status, force=False):
@@ -138,9 +178,16 @@ class JobQueue:
         while time.time() < deadline and run.state == "running":
             time.sleep(0.1)
         current = run.status
-        if current["state"] == "running" or current["state"] == "failed" and "ended without finishing" in current.get("reason", ""):
+        if (
+            current["state"] == "running"
+            or current["state"] == "failed"
+            and "ended without finishing" in current.get("reason", "")
+        ):
             launcher.stop(current, force=True)
-            atomic_write_json(run.path / "status.json", {**current, "state": "cancelled", "reason": "cancelled by the user (stopped forcibly)"})
+            atomic_write_json(
+                run.path / "status.json",
+                {**current, "state": "cancelled", "reason": "cancelled by the user (stopped forcibly)"},
+            )
         self.pump()
         return Run(run.path).state
 
@@ -154,10 +201,19 @@ class JobQueue:
         with self._lock():
             status = run.settle()
             if status["state"] not in RESUMABLE:
-                raise RunError(f"run {run_id} is {status['state']}: only a failed, cancelled or lost run can be resumed")
-            atomic_write_json(run.path / "status.json", {"state": "queued", "queued": time.time(), "resume": True,
-                                                         "previous": status.get("reason", status["state"]),
-                                                         "attempt": status.get("attempt", 0)})  # Ray job ids stay unique
+                raise RunError(
+                    f"run {run_id} is {status['state']}: only a failed, cancelled or lost run can be resumed"
+                )
+            atomic_write_json(
+                run.path / "status.json",
+                {
+                    "state": "queued",
+                    "queued": time.time(),
+                    "resume": True,
+                    "previous": status.get("reason", status["state"]),
+                    "attempt": status.get("attempt", 0),
+                },
+            )  # Ray job ids stay unique
         self.pump()
         return run
 
@@ -198,8 +254,10 @@ class JobQueue:
                     logger.exception("run %s: could not be started", run.run_id)
                     self._note(f"run {run.run_id}: could not be started ({exc})")
                     try:
-                        atomic_write_json(run.path / "status.json", {**run.status, "state": "failed",
-                                                                     "reason": f"the queue could not start it: {exc}"})
+                        atomic_write_json(
+                            run.path / "status.json",
+                            {**run.status, "state": "failed", "reason": f"the queue could not start it: {exc}"},
+                        )
                     except OSError:
                         logger.exception("run %s: could not record that it failed to start", run.run_id)
                     continue
@@ -230,7 +288,9 @@ class JobQueue:
         state, reason = verdict
         current, _ = run.recorded_status()  # the worker may have recorded its own ending meanwhile: that one wins
         if current.get("state") == recorded.get("state") and current.get("ray_job") == recorded.get("ray_job"):
-            atomic_write_json(run.path / "status.json", {**current, "state": state, "reason": reason, "updated": time.time()})
+            atomic_write_json(
+                run.path / "status.json", {**current, "state": state, "reason": reason, "updated": time.time()}
+            )
             logger.warning("run %s: %s", run.run_id, reason)
 
     def job_log(self, run: Run, lines: int = 20) -> str:
@@ -252,8 +312,10 @@ class JobQueue:
         if state in ACTIVE:
             return True
         if state != "done":
-            atomic_write_json(run.path / "status.json", {**run.status, "state": "failed",
-                                                         "reason": f"its source run {source_path.name} {state}"})
+            atomic_write_json(
+                run.path / "status.json",
+                {**run.status, "state": "failed", "reason": f"its source run {source_path.name} {state}"},
+            )
             return True
         return False
 

@@ -42,7 +42,9 @@ def max_jobs_from_env() -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise RunError(f"SEGCORE_MAX_JOBS={text!r} is not a whole number: set it to how many runs may train at once") from None
+        raise RunError(
+            f"SEGCORE_MAX_JOBS={text!r} is not a whole number: set it to how many runs may train at once"
+        ) from None
     if value < 1:
         raise RunError(f"SEGCORE_MAX_JOBS={value}: at least 1 run must be allowed to train")
     return value
@@ -67,11 +69,21 @@ class LocalLauncher:
         with open(run.path / "worker.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "segcore.worker", str(runs_dir), run.run_id, str(max_running)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_DIR, **_detached(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=PROJECT_DIR,
+                **_detached(),
             )
         now = time.time()
-        return {"launcher": self.name, "pid": process.pid, "pid_started": process_start_time(process.pid),
-                "host": socket.gethostname(), "started": now, "heartbeat": now}
+        return {
+            "launcher": self.name,
+            "pid": process.pid,
+            "pid_started": process_start_time(process.pid),
+            "host": socket.gethostname(),
+            "started": now,
+            "heartbeat": now,
+        }
 
     def stop(self, status: dict, force: bool) -> bool:
         """Signal the run's process (terminate; kill when forced). Another machine's pid is never signalled here."""
@@ -109,13 +121,17 @@ class RayLauncher:
             try:
                 from ray.job_submission import JobSubmissionClient
             except ImportError:
-                raise RunError(f"{BACKEND_ENV}=ray:{self.address} needs Ray on this machine: "
-                               "pip install -r requirements-cluster.txt (or set SEGCORE_BACKEND=local)") from None
+                raise RunError(
+                    f"{BACKEND_ENV}=ray:{self.address} needs Ray on this machine: "
+                    "pip install -r requirements-cluster.txt (or set SEGCORE_BACKEND=local)"
+                ) from None
             try:
                 self._client = JobSubmissionClient(self.address)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError depending on the fault
-                raise RunError(f"cannot reach the Ray cluster at {self.address} ({BACKEND_ENV}): {exc} — start its head "
-                               "(ray start --head --dashboard-host 0.0.0.0) or correct the address") from None
+                raise RunError(
+                    f"cannot reach the Ray cluster at {self.address} ({BACKEND_ENV}): {exc} — start its head "
+                    "(ray start --head --dashboard-host 0.0.0.0) or correct the address"
+                ) from None
         return self._client
 
     def nodes(self) -> list[dict]:
@@ -124,8 +140,11 @@ class RayLauncher:
         from ray.util.state import list_nodes
 
         found = list_nodes(address=self.address, detail=True, raise_on_missing_output=False)
-        return [{"ip": node.node_ip, "resources": dict(node.resources_total or {})}
-                for node in found if str(node.state) == "ALIVE"]
+        return [
+            {"ip": node.node_ip, "resources": dict(node.resources_total or {})}
+            for node in found
+            if str(node.state) == "ALIVE"
+        ]
 
     def totals(self) -> dict[str, float]:
         totals: dict[str, float] = {"nodes": 0, "GPU": 0.0, "CPU": 0.0}
@@ -148,8 +167,10 @@ class RayLauncher:
             totals = self.totals()
         except Exception as exc:
             return f"Ray cluster at {self.address}: not reachable ({exc})"
-        return (f"Ray cluster at {self.address}: {int(totals['nodes'])} machine(s), {totals['GPU']:g} GPU(s), "
-                f"{totals['CPU']:g} CPU(s)")
+        return (
+            f"Ray cluster at {self.address}: {int(totals['nodes'])} machine(s), {totals['GPU']:g} GPU(s), "
+            f"{totals['CPU']:g} CPU(s)"
+        )
 
     # -- the shared runs folder ---------------------------------------------------------------
     def check_ready(self, runs_dir: Path) -> None:
@@ -165,8 +186,10 @@ class RayLauncher:
                 job_id = f"segcore-probe-{token[:12]}-{re.sub(r'[^A-Za-z0-9]', '-', node['ip'])}"
                 self.client.submit_job(
                     entrypoint=f"python -c {shlex.quote(code)} {shlex.quote(str(marker))} {token}",
-                    submission_id=job_id, entrypoint_num_cpus=0,
-                    entrypoint_resources={f"node:{node['ip']}": 0.001})  # pinned to that node
+                    submission_id=job_id,
+                    entrypoint_num_cpus=0,
+                    entrypoint_resources={f"node:{node['ip']}": 0.001},
+                )  # pinned to that node
                 jobs[job_id] = node["ip"]
             blind = self._wait_for_probes(jobs)
         finally:
@@ -175,7 +198,8 @@ class RayLauncher:
             raise RunError(
                 f"the runs folder {runs_dir} is not visible at the same path on the Ray node(s) {', '.join(blind)}: "
                 "workers there could not write their runs. Put the runs folder on storage every node mounts at the same "
-                "path (e.g. NFS at /shared/runs), point SEGCORE_RUNS at it, and start the app again")
+                "path (e.g. NFS at /shared/runs), point SEGCORE_RUNS at it, and start the app again"
+            )
 
     def _wait_for_probes(self, jobs: dict[str, str]) -> list[str]:
         """Nodes whose probe job did not succeed (the folder is not there, or the node never ran it)."""
@@ -206,10 +230,13 @@ class RayLauncher:
             job_id = f"{run.run_id}-attempt{attempt}"
             try:
                 self.client.submit_job(
-                    entrypoint=entrypoint, submission_id=job_id, entrypoint_num_gpus=gpus,
+                    entrypoint=entrypoint,
+                    submission_id=job_id,
+                    entrypoint_num_gpus=gpus,
                     entrypoint_num_cpus=max(1, config.gpus),
                     runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": _forwarded_environment()},
-                    metadata={"segcore_run": run.run_id})
+                    metadata={"segcore_run": run.run_id},
+                )
                 break
             except RuntimeError as exc:
                 if "already exists" not in str(exc):
@@ -219,8 +246,18 @@ class RayLauncher:
             raise RunError(f"run {run.run_id}: the Ray cluster refused every new job id up to {job_id}")
         now = time.time()
         # no pid: the worker records its own host and pid when Ray has placed it; until then Ray's status speaks
-        return {"launcher": self.name, "ray_address": self.address, "ray_job": job_id, "attempt": attempt,
-                "gpus_requested": gpus, "started": now, "heartbeat": now, "pid": None, "pid_started": None, "host": None}
+        return {
+            "launcher": self.name,
+            "ray_address": self.address,
+            "ray_job": job_id,
+            "attempt": attempt,
+            "gpus_requested": gpus,
+            "started": now,
+            "heartbeat": now,
+            "pid": None,
+            "pid_started": None,
+            "host": None,
+        }
 
     def stop(self, status: dict, force: bool) -> bool:
         job_id = status.get("ray_job")
@@ -242,8 +279,10 @@ class RayLauncher:
             info = self.client.get_job_info(job_id)
         except RuntimeError as exc:
             if "does not exist" in str(exc):
-                return "failed", (f"the Ray cluster at {self.address} no longer knows job {job_id} (was the cluster "
-                                  "restarted?): resume the run")
+                return "failed", (
+                    f"the Ray cluster at {self.address} no longer knows job {job_id} (was the cluster "
+                    "restarted?): resume the run"
+                )
             logger.warning("cannot ask Ray about job %s: %s", job_id, exc)
             return None
         except Exception as exc:  # the head is down: the heartbeat decides until it is back
@@ -278,10 +317,11 @@ def launcher_from_env() -> Launcher:
     if text in ("", "local"):
         return LocalLauncher()
     if text.startswith("ray:"):
-        address = text[len("ray:"):]
+        address = text[len("ray:") :]
         if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", address):
-            raise RunError(f"{BACKEND_ENV}={text!r}: after 'ray:' give the Ray dashboard address, "
-                           "e.g. ray:http://head-node:8265")
+            raise RunError(
+                f"{BACKEND_ENV}={text!r}: after 'ray:' give the Ray dashboard address, e.g. ray:http://head-node:8265"
+            )
         return RayLauncher(address.rstrip("/"))
     raise RunError(f"{BACKEND_ENV}={text!r} is not a backend: use 'local' (default) or 'ray:http://HEAD:8265'")
 

@@ -53,11 +53,17 @@ def dataset_files(folder: Path) -> list[tuple[str, Path]]:
         if path.suffix.lower() in DATASET_SUFFIXES:
             files.append((f"{DATASET_DIR}/{relative.as_posix()}", path))
     if not files:
-        raise LessonError(folder, "the dataset folder holds no image, mask or text files to embed",
-                          "give the folder that holds the images and masks")
+        raise LessonError(
+            folder,
+            "the dataset folder holds no image, mask or text files to embed",
+            "give the folder that holds the images and masks",
+        )
     if len(files) + len(SOURCE_RUN_FILES) + 1 > MAX_ZIP_MEMBERS:
-        raise LessonError(folder, f"the dataset has {len(files)} files, more than a lesson may carry ({MAX_ZIP_MEMBERS})",
-                          "embed a smaller dataset, or reference it instead of embedding it")
+        raise LessonError(
+            folder,
+            f"the dataset has {len(files)} files, more than a lesson may carry ({MAX_ZIP_MEMBERS})",
+            "embed a smaller dataset, or reference it instead of embedding it",
+        )
     return files
 
 
@@ -95,8 +101,11 @@ def _entry_problem(name: str) -> str | None:
     if any(p in ("", ".", "..") for p in parts):
         return "points outside the lesson (empty, '.' or '..' in its path)"
     if name.endswith("/"):  # a folder entry: only the two folders and folders inside the dataset
-        return None if parts[0] in (DATASET_DIR, SOURCE_RUN_DIR) and (parts[0] == DATASET_DIR or len(parts) == 1) \
+        return (
+            None
+            if parts[0] in (DATASET_DIR, SOURCE_RUN_DIR) and (parts[0] == DATASET_DIR or len(parts) == 1)
             else "is not a folder a lesson holds"
+        )
     if parts == [MANIFEST]:
         return None
     if parts[0] == SOURCE_RUN_DIR and len(parts) == 2 and parts[1] in SOURCE_RUN_FILES:
@@ -107,8 +116,10 @@ def _entry_problem(name: str) -> str | None:
         if PurePosixPath(parts[-1]).suffix.lower() not in DATASET_SUFFIXES:
             return "is not an image, mask or text file, the only files a lesson's dataset holds"
         return None
-    return (f"is not part of the lesson format (expected {MANIFEST}, {DATASET_DIR}/… or "
-            f"{SOURCE_RUN_DIR}/{{{','.join(SOURCE_RUN_FILES)}}})")
+    return (
+        f"is not part of the lesson format (expected {MANIFEST}, {DATASET_DIR}/… or "
+        f"{SOURCE_RUN_DIR}/{{{','.join(SOURCE_RUN_FILES)}}})"
+    )
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -117,13 +128,19 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
     except OSError as exc:
         raise LessonError(path, f"the file cannot be read ({exc.strerror or exc})", "check the path") from None
     if size > MAX_LESSON_BYTES:
-        raise LessonError(path, f"the file is {size / 1024**2:.0f} MiB, over the limit of "
-                          f"{MAX_LESSON_BYTES / 1024**2:.0f} MiB", "reference a large dataset instead of embedding it")
+        raise LessonError(
+            path,
+            f"the file is {size / 1024**2:.0f} MiB, over the limit of {MAX_LESSON_BYTES / 1024**2:.0f} MiB",
+            "reference a large dataset instead of embedding it",
+        )
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise LessonError(path, f"this is not a lesson file (not a readable zip: {exc})",
-                          "ask the teacher for the .lesson.zip file again") from None
+        raise LessonError(
+            path,
+            f"this is not a lesson file (not a readable zip: {exc})",
+            "ask the teacher for the .lesson.zip file again",
+        ) from None
 
 
 def read_checked_manifest(path: Path) -> tuple[dict, set[str]]:
@@ -133,8 +150,11 @@ def read_checked_manifest(path: Path) -> tuple[dict, set[str]]:
     with _open_zip(path) as archive:
         members = archive.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
-            raise LessonError(path, f"it holds {len(members)} entries, more than the limit of {MAX_ZIP_MEMBERS}",
-                              "embed a smaller dataset")
+            raise LessonError(
+                path,
+                f"it holds {len(members)} entries, more than the limit of {MAX_ZIP_MEMBERS}",
+                "embed a smaller dataset",
+            )
         seen: set[str] = set()
         for member in members:
             problem = _entry_problem(member.filename)
@@ -143,17 +163,26 @@ def read_checked_manifest(path: Path) -> tuple[dict, set[str]]:
             if problem is None and member.filename in seen:
                 problem = "appears twice"
             if problem:
-                raise LessonError(path, f"the entry '{member.filename}' {problem}",
-                                  "this file was not made by the workbench, or was altered: do not use it")
+                raise LessonError(
+                    path,
+                    f"the entry '{member.filename}' {problem}",
+                    "this file was not made by the workbench, or was altered: do not use it",
+                )
             seen.add(member.filename)
         total = sum(m.file_size for m in members)
         packed = sum(m.compress_size for m in members) or 1
         if total > MAX_UNPACKED_BYTES or total > 50 * 1024**2 and total / packed > MAX_ZIP_RATIO:
-            raise LessonError(path, f"it would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB "
-                              "(a zip bomb?)", "do not use this file")
+            raise LessonError(
+                path,
+                f"it would unpack to {total / 1024**2:.0f} MiB from {packed / 1024**2:.1f} MiB (a zip bomb?)",
+                "do not use this file",
+            )
         if MANIFEST not in seen:
-            raise LessonError(path, f"it has no {MANIFEST}", "this is not a lesson file; create one with "
-                              "'python -m segcore lesson create' or from the app")
+            raise LessonError(
+                path,
+                f"it has no {MANIFEST}",
+                "this is not a lesson file; create one with 'python -m segcore lesson create' or from the app",
+            )
         info = archive.getinfo(MANIFEST)
         if info.file_size > MAX_MANIFEST_BYTES:
             raise LessonError(path, f"{MANIFEST} is {info.file_size:,} bytes, over the limit of {MAX_MANIFEST_BYTES:,}")
@@ -164,8 +193,11 @@ def read_checked_manifest(path: Path) -> tuple[dict, set[str]]:
     parts = {name.split("/", 1)[0] for name in seen if "/" in name}
     if SOURCE_RUN_DIR in parts and not all(f"{SOURCE_RUN_DIR}/{n}" in seen for n in SOURCE_RUN_FILES):
         missing = [n for n in SOURCE_RUN_FILES if f"{SOURCE_RUN_DIR}/{n}" not in seen]
-        raise LessonError(path, f"its embedded source run lacks {', '.join(missing)}",
-                          "save the lesson again from a finished source run")
+        raise LessonError(
+            path,
+            f"its embedded source run lacks {', '.join(missing)}",
+            "save the lesson again from a finished source run",
+        )
     return manifest, parts
 
 

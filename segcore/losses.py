@@ -11,8 +11,9 @@ from .errors import TrainingFailed
 CLASS_WEIGHTINGS = {"none": None, "balanced": 1.0, "sqrt": 0.5}  # name → power of the median-frequency weights
 
 
-def class_balance_weights(masks: torch.Tensor, num_classes: int, max_weight: float = 10.0,
-                          power: float = 1.0) -> torch.Tensor:
+def class_balance_weights(
+    masks: torch.Tensor, num_classes: int, max_weight: float = 10.0, power: float = 1.0
+) -> torch.Tensor:
     """Median-frequency balancing (Eigen & Fergus; SegNet on CamVid): weight_c = median(freq) / freq_c.
 
     Small training sets are dominated by road, sky and buildings; without this, rare classes (poles, signs,
@@ -48,8 +49,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - ((2 * intersection + 1) / (total + 1)).mean()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 0.0,
-                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 0.0, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     loss = F.cross_entropy(logits.float(), target.long(), weight=class_weights, ignore_index=IGNORE)
     if dice_weight > 0:
         loss = loss + dice_weight * dice_loss(logits.float(), target)

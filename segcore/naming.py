@@ -56,8 +56,10 @@ class Titles:
             return {"runs": {}, "comparisons": {}}
         if not isinstance(payload, dict):
             return {"runs": {}, "comparisons": {}}
-        return {kind: {k: v for k, v in (payload.get(kind) or {}).items() if isinstance(v, str)}
-                for kind in ("runs", "comparisons")}
+        return {
+            kind: {k: v for k, v in (payload.get(kind) or {}).items() if isinstance(v, str)}
+            for kind in ("runs", "comparisons")
+        }
 
     def get(self, kind: str, key: str) -> str | None:
         return self._read()[kind].get(key)

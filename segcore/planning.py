@@ -41,8 +41,15 @@ def matching_source_task(data_source: str) -> str:
 
 def source_config(config: TrainConfig, group: str, source_task: str = SOURCE_TASK) -> TrainConfig:
     """The source-task run that structure transfer carries over: same backbone, a different task."""
-    return replace(config, data=source_task, strategy="parameter", source_run=None, train_size=None,
-                   ignore_index=255, run_name=f"{group}-source")
+    return replace(
+        config,
+        data=source_task,
+        strategy="parameter",
+        source_run=None,
+        train_size=None,
+        ignore_index=255,
+        run_name=f"{group}-source",
+    )
 
 
 def comparison_order(strategies=None) -> list[str]:
@@ -52,8 +59,14 @@ def comparison_order(strategies=None) -> list[str]:
     return sorted(names, key=lambda n: (STRATEGIES[n].needs_source_run, -STRATEGIES[n].reference_images_per_s))
 
 
-def comparison_plan(config: TrainConfig, group: str, source_run: str | None = None,
-                    train_sizes=(None,), strategies=None, source_task: str | None = None) -> list[TrainConfig]:
+def comparison_plan(
+    config: TrainConfig,
+    group: str,
+    source_run: str | None = None,
+    train_sizes=(None,),
+    strategies=None,
+    source_task: str | None = None,
+) -> list[TrainConfig]:
     """The runs of a comparison, in queue order: one per strategy (× training-set size) with identical settings;
     the source run, when one is needed, just before the first run that carries it over.
     strategies: the names to compare (default: those of "Train all"); source_task: the dataset the source run
@@ -67,8 +80,15 @@ def comparison_plan(config: TrainConfig, group: str, source_run: str | None = No
             if info.needs_source_run and not source_run:
                 plan.append(source_config(config, group, source_task))
                 source_run = SOURCE_PLACEHOLDER
-            plan.append(replace(config, strategy=strategy, train_size=size, run_name=f"{group}-{strategy}{suffix}",
-                                source_run=source_run if info.needs_source_run else None))
+            plan.append(
+                replace(
+                    config,
+                    strategy=strategy,
+                    train_size=size,
+                    run_name=f"{group}-{strategy}{suffix}",
+                    source_run=source_run if info.needs_source_run else None,
+                )
+            )
     return plan
 
 
@@ -86,8 +106,13 @@ def plan_train_images(plan: list[TrainConfig], data) -> list[int]:
     return counts
 
 
-def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str | None = None,
-               train_images: list[int] | None = None) -> list[Run]:
+def queue_plan(
+    queue: JobQueue,
+    plan: list[TrainConfig],
+    group: str,
+    owner: str | None = None,
+    train_images: list[int] | None = None,
+) -> list[Run]:
     runs, source_path = [], None
     for config, images in zip(plan, train_images or [None] * len(plan)):
         if config.source_run == SOURCE_PLACEHOLDER:
@@ -99,9 +124,17 @@ def queue_plan(queue: JobQueue, plan: list[TrainConfig], group: str, owner: str 
     return runs
 
 
-def queue_all_strategies(queue: JobQueue, config: TrainConfig, source_run: str | None = None,
-                         train_sizes=(None,), group: str | None = None, owner: str | None = None,
-                         data=None, strategies=None, source_task: str | None = None) -> list[Run]:
+def queue_all_strategies(
+    queue: JobQueue,
+    config: TrainConfig,
+    source_run: str | None = None,
+    train_sizes=(None,),
+    group: str | None = None,
+    owner: str | None = None,
+    data=None,
+    strategies=None,
+    source_task: str | None = None,
+) -> list[Run]:
     """Queue a whole comparison (see comparison_plan); with the dataset at hand, each run records its planned
     epochs and steps from the start."""
     group = group or default_group_name(config.data)

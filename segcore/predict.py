@@ -12,6 +12,7 @@ from PIL import Image
 from .checkpoints import build_from_checkpoint
 from .data.transforms import Normalizer
 from .device import pick_device
+
 # re-exported: pages and the CLI import the drawing helpers from here
 from .drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # noqa: F401
 from .runs import Run
@@ -56,11 +57,18 @@ class Predictor:
         single = isinstance(image, Image.Image)
         images = [image] if single else list(image)
         logits = self.logits(images)
-        maps = [native_class_map(logit, (im.height, im.width) if native else self.size).cpu().numpy()
-                for im, logit in zip(images, logits)]
+        maps = [
+            native_class_map(logit, (im.height, im.width) if native else self.size).cpu().numpy()
+            for im, logit in zip(images, logits)
+        ]
         return maps[0] if single else maps
 
-    def overlay(self, image: Image.Image, alpha: float = 0.5, class_map: np.ndarray | None = None,
-                errors: np.ndarray | None = None) -> np.ndarray:
+    def overlay(
+        self,
+        image: Image.Image,
+        alpha: float = 0.5,
+        class_map: np.ndarray | None = None,
+        errors: np.ndarray | None = None,
+    ) -> np.ndarray:
         class_map = self.predict(image) if class_map is None else class_map
         return overlay(image, class_map, self.colours, alpha, errors, unpainted_classes(self.classes))

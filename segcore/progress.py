@@ -24,10 +24,16 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
     mious = [m for m in (_number(e.get("miou")) for e in epochs) if m is not None]
     epochs_planned = last.get("epochs", plan.get("epochs", config.get("epochs")))
     return {
-        "run": run.run_id, "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
-        "state": status.state, "reason": status.reason, "epoch": int(_number(last.get("epoch")) or 0),
+        "run": run.run_id,
+        "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
+        "state": status.state,
+        "reason": status.reason,
+        "epoch": int(_number(last.get("epoch")) or 0),
         "epochs": int(epochs_planned) if _number(epochs_planned) is not None else None,
-        "step": int(step), "total_steps": int(total), "fraction": max(0.0, min(1.0, fraction)),
-        "images_per_s": _number(last.get("images_per_s")), "eta_s": eta,
+        "step": int(step),
+        "total_steps": int(total),
+        "fraction": max(0.0, min(1.0, fraction)),
+        "images_per_s": _number(last.get("images_per_s")),
+        "eta_s": eta,
         "best_miou": max(mious, default=None),
     }

@@ -44,8 +44,10 @@ def exclusive_training(run_path: Path, run_id: str):
     try:
         lock.acquire()
     except Timeout:
-        raise RunBusy(f"run {run_id} is already being trained by another process: wait for it to finish, "
-                      "or cancel it before resuming") from None
+        raise RunBusy(
+            f"run {run_id} is already being trained by another process: wait for it to finish, "
+            "or cancel it before resuming"
+        ) from None
     try:
         yield
     finally:
@@ -73,11 +75,17 @@ def save_resume_point(run_path: Path, weights: dict, state: dict, epoch: int, st
     state_bytes = buffer.getvalue()
     atomic_write_bytes(weights_path, weights_bytes)
     atomic_write_bytes(state_path, state_bytes)
-    atomic_write_json(run_path / MANIFEST, {
-        "format": 1, "token": token, "epoch": epoch, "step": step,
-        "weights": {"file": weights_path.name, "bytes": len(weights_bytes)},
-        "state": {"file": state_path.name, "bytes": len(state_bytes)},
-    })
+    atomic_write_json(
+        run_path / MANIFEST,
+        {
+            "format": 1,
+            "token": token,
+            "epoch": epoch,
+            "step": step,
+            "weights": {"file": weights_path.name, "bytes": len(weights_bytes)},
+            "state": {"file": state_path.name, "bytes": len(state_bytes)},
+        },
+    )
     for old in [*run_path.glob("resume-*"), *(run_path / name for name in LEGACY_FILES)]:
         if old.name not in (weights_path.name, state_path.name) and old.exists():
             try:
@@ -93,8 +101,10 @@ def read_resume_point(run_path: Path) -> tuple[ResumePoint | None, str]:
     manifest_path = run_path / MANIFEST
     if not manifest_path.is_file():
         if any((run_path / name).exists() for name in LEGACY_FILES):
-            return None, (f"{run_path.name} has a resume point in the older unpaired format (last.safetensors + "
-                          "last_state.pt, no resume.json), which cannot be proven consistent")
+            return None, (
+                f"{run_path.name} has a resume point in the older unpaired format (last.safetensors + "
+                "last_state.pt, no resume.json), which cannot be proven consistent"
+            )
         return None, "no resume point saved yet"
     try:
         manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
@@ -135,8 +145,10 @@ def load_resume_point(point: ResumePoint) -> tuple[dict, dict]:
     weights = load_file(str(point.weights))
     state = torch.load(point.state, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("resume_token") != point.token:
-        raise RunError(f"{point.state}: this optimiser state belongs to another resume point than {MANIFEST} names; "
-                       "the run cannot be resumed consistently — train it again")
+        raise RunError(
+            f"{point.state}: this optimiser state belongs to another resume point than {MANIFEST} names; "
+            "the run cannot be resumed consistently — train it again"
+        )
     return weights, state
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from .data.dataset import SegmentationData, load_dataset
 from .runs import Run
 
-
 RUN_OWN = object()  # "as the run had it"
 
 
-def load_run_dataset(run: Run, split: str | None = None, source: str | None = None,
-                     ignore_index=RUN_OWN) -> SegmentationData:
+def load_run_dataset(
+    run: Run, split: str | None = None, source: str | None = None, ignore_index=RUN_OWN
+) -> SegmentationData:
     """The run's dataset with the run's own ignore index, validation fraction and seed, so 'val' is the very
     split it was validated on. `split`: fail now (naming the splits there are) if the dataset lacks it;
     `source`: another copy or location of the data, read with the same settings; `ignore_index`: another
@@ -18,8 +18,7 @@ def load_run_dataset(run: Run, split: str | None = None, source: str | None = No
     RunError when config.json is damaged; DatasetError when the data cannot be read."""
     config = run.train_config
     ignore = config.ignore_index if ignore_index is RUN_OWN else ignore_index
-    data = load_dataset(source or config.data, ignore_index=ignore, val_fraction=config.val_fraction,
-                        seed=config.seed)
+    data = load_dataset(source or config.data, ignore_index=ignore, val_fraction=config.val_fraction, seed=config.seed)
     if split is not None:
         data.pairs(split)
     return data

@@ -131,16 +131,23 @@ def judge_running(status: dict, now: float | None = None) -> tuple[str, str | No
         return _judge_by_heartbeat(status, host, now, limit)
     pid = _positive_int(status.get("pid"))
     if pid is None:
-        return "failed", "status.json says 'running' but names no training process (no valid pid): resume it or train it again"
+        return (
+            "failed",
+            "status.json says 'running' but names no training process (no valid pid): resume it or train it again",
+        )
     identity = process_identity(pid, status.get("pid_started"))
     if identity == "gone":
         return "failed", f"the training process (pid {pid}) ended without finishing (killed or crashed)"
     if identity == "reused":
-        return "failed", (f"the training process (pid {pid}) ended without finishing (killed or crashed); "
-                          f"pid {pid} now belongs to another program")
+        return "failed", (
+            f"the training process (pid {pid}) ended without finishing (killed or crashed); "
+            f"pid {pid} now belongs to another program"
+        )
     if heartbeat is not None and now - heartbeat > limit:
-        return "lost", (f"the training process (pid {pid}) has not reported for {_age(now - heartbeat)} (limit {limit:.0f} s, "
-                        "SEGCORE_HEARTBEAT_LIMIT_S): it is frozen or hung — cancel it, then resume")
+        return "lost", (
+            f"the training process (pid {pid}) has not reported for {_age(now - heartbeat)} (limit {limit:.0f} s, "
+            "SEGCORE_HEARTBEAT_LIMIT_S): it is frozen or hung — cancel it, then resume"
+        )
     return "running", None
 
 
@@ -149,8 +156,10 @@ def _judge_by_heartbeat(status: dict, where: str, now: float, limit: float) -> t
     last = max((t for t in reports if t is not None), default=None)
     if last is None or now - last > limit:
         since = "at an unknown time" if last is None else f"{_age(now - last)} ago"
-        return "lost", (f"it was training on {where}, and its machine stopped reporting {since} (limit {limit:.0f} s, "
-                        "SEGCORE_HEARTBEAT_LIMIT_S): resume it here or train it again")
+        return "lost", (
+            f"it was training on {where}, and its machine stopped reporting {since} (limit {limit:.0f} s, "
+            "SEGCORE_HEARTBEAT_LIMIT_S): resume it here or train it again"
+        )
     return "running", None
 
 
@@ -197,7 +206,11 @@ def safetensors_problem(path: Path) -> str | None:
         if name == "__metadata__":
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_positive_int(o) is not None or o == 0 for o in offsets)):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_positive_int(o) is not None or o == 0 for o in offsets)
+        ):
             return f"{path.name} is not a safetensors file (tensor '{name}' has no valid data offsets)"
         data_end = max(data_end, offsets[1])
     expected = 8 + header_size + data_end
@@ -223,7 +236,8 @@ def _json_kind(value) -> str:
     if value is None:
         return "null"
     return {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def check_run_id(run_id: str) -> str:
@@ -271,11 +285,18 @@ class RunStatus:
     def from_dict(cls, status: dict) -> RunStatus:
         text = lambda key: status.get(key) if isinstance(status.get(key), str) else None  # noqa: E731
         return cls(
-            state=status.get("state") if status.get("state") in STATES else "failed", reason=text("reason") or "",
-            pid=_positive_int(status.get("pid")), pid_started=_number(status.get("pid_started")), host=text("host"),
-            started=_number(status.get("started")), updated=_number(status.get("updated")),
-            heartbeat=_number(status.get("heartbeat")), queued=_number(status.get("queued")),
-            resume=status.get("resume") is True, previous=text("previous"), miou=_number(status.get("miou")),
+            state=status.get("state") if status.get("state") in STATES else "failed",
+            reason=text("reason") or "",
+            pid=_positive_int(status.get("pid")),
+            pid_started=_number(status.get("pid_started")),
+            host=text("host"),
+            started=_number(status.get("started")),
+            updated=_number(status.get("updated")),
+            heartbeat=_number(status.get("heartbeat")),
+            queued=_number(status.get("queued")),
+            resume=status.get("resume") is True,
+            previous=text("previous"),
+            miou=_number(status.get("miou")),
         )
 
 
@@ -295,10 +316,16 @@ class RunSummary:
     @classmethod
     def from_dict(cls, summary: dict) -> RunSummary:
         text = lambda key: summary.get(key) if isinstance(summary.get(key), str) else None  # noqa: E731
-        return cls(miou=_number(summary.get("miou")), best_epoch=_positive_int(summary.get("best_epoch")),
-                   pixel_accuracy=_number(summary.get("pixel_accuracy")), mean_dice=_number(summary.get("mean_dice")),
-                   strategy=text("strategy"), backbone=text("backbone"), train_time_s=_number(summary.get("train_time_s")),
-                   raw=summary)
+        return cls(
+            miou=_number(summary.get("miou")),
+            best_epoch=_positive_int(summary.get("best_epoch")),
+            pixel_accuracy=_number(summary.get("pixel_accuracy")),
+            mean_dice=_number(summary.get("mean_dice")),
+            strategy=text("strategy"),
+            backbone=text("backbone"),
+            train_time_s=_number(summary.get("train_time_s")),
+            raw=summary,
+        )
 
 
 @dataclass(frozen=True)
@@ -314,10 +341,13 @@ class BestInfo:
     @classmethod
     def from_dict(cls, meta: dict) -> BestInfo:
         classes = meta.get("classes")
-        return cls(epoch=_positive_int(meta.get("epoch")), miou=_number(meta.get("miou")),
-                   backbone=meta.get("backbone") if isinstance(meta.get("backbone"), str) else None,
-                   num_classes=_positive_int(meta.get("num_classes")),
-                   classes=[c for c in classes if isinstance(c, str)] if isinstance(classes, list) else [])
+        return cls(
+            epoch=_positive_int(meta.get("epoch")),
+            miou=_number(meta.get("miou")),
+            backbone=meta.get("backbone") if isinstance(meta.get("backbone"), str) else None,
+            num_classes=_positive_int(meta.get("num_classes")),
+            classes=[c for c in classes if isinstance(c, str)] if isinstance(classes, list) else [],
+        )
 
 
 _MISSING = object()
@@ -436,7 +466,11 @@ class Run:
         if state == "queued":
             problem = self.config_problem()
             if problem:
-                return {**status, "state": "failed", "reason": f"{problem} — it cannot be started; train it again as a new run"}
+                return {
+                    **status,
+                    "state": "failed",
+                    "reason": f"{problem} — it cannot be started; train it again as a new run",
+                }
         if state == "running":
             verdict, reason = judge_running(status)
             if verdict != "running":
@@ -594,8 +628,12 @@ class RunWriter(Run):
                 status.pop("reason", None)  # a resumed run's old failure is history, not its state
             if state == "running":
                 status.setdefault("started", time.time())
-                status.update(pid=os.getpid(), pid_started=process_start_time(os.getpid()),
-                              host=socket.gethostname(), heartbeat=time.time())
+                status.update(
+                    pid=os.getpid(),
+                    pid_started=process_start_time(os.getpid()),
+                    host=socket.gethostname(),
+                    heartbeat=time.time(),
+                )
             atomic_write_json(self.path / "status.json", status)
         if state == "running":
             self._start_heartbeat()
@@ -615,8 +653,9 @@ class RunWriter(Run):
         if self._heartbeat_stop is not None:
             return
         self._heartbeat_stop = threading.Event()
-        threading.Thread(target=self._beat_until_stopped, args=(self._heartbeat_stop,), daemon=True,
-                         name=f"heartbeat-{self.run_id}").start()
+        threading.Thread(
+            target=self._beat_until_stopped, args=(self._heartbeat_stop,), daemon=True, name=f"heartbeat-{self.run_id}"
+        ).start()
 
     def _stop_heartbeat(self) -> None:
         if self._heartbeat_stop is not None:

@@ -24,7 +24,12 @@ def _point(run) -> tuple[str, int, float, object] | None:
         strategy, images, miou, seed = run.get("strategy"), run.get("train_images"), run.get("miou"), run.get("seed")
     else:
         summary, config = run.summary() or {}, run.config or {}
-        strategy, images, miou, seed = config.get("strategy"), summary.get("train_images"), summary.get("miou"), config.get("seed")
+        strategy, images, miou, seed = (
+            config.get("strategy"),
+            summary.get("train_images"),
+            summary.get("miou"),
+            config.get("seed"),
+        )
     if strategy is None or images is None or not isinstance(miou, (int, float)) or not math.isfinite(miou):
         return None
     return str(strategy), int(images), float(miou), seed
@@ -45,8 +50,16 @@ def data_efficiency_with_spread(runs) -> list[dict]:
     rows = []
     for (strategy, images), points in sorted(groups.items()):
         mean, sd = mean_sd([p[2] for p in points])
-        rows.append({"strategy": strategy, "train_images": images, "mean": mean, "sd": sd, "n": len(points),
-                     "seeds": [p[3] for p in points]})
+        rows.append(
+            {
+                "strategy": strategy,
+                "train_images": images,
+                "mean": mean,
+                "sd": sd,
+                "n": len(points),
+                "seeds": [p[3] for p in points],
+            }
+        )
     return rows
 
 

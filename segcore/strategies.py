@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .checkpoints import load_checkpoint
-from .errors import RunError
 from .config import TrainConfig
+from .errors import RunError
 from .models import SegmentationModel, build, count_parameters
 
 
@@ -81,39 +81,62 @@ class StrategyInfo:
 
 STRATEGIES = {
     "scratch": StrategyInfo(
-        "scratch", "From scratch (baseline)", "scratch", "#64748b",
+        "scratch",
+        "From scratch (baseline)",
+        "scratch",
+        "#64748b",
         "The same network with random weights; everything is learnt from your images alone.\n"
         "The baseline that shows what transfer buys.",
         "lots of data, or data unlike anything seen before",
-        encoder_start="random", reference_images_per_s=20.1,
+        encoder_start="random",
+        reference_images_per_s=20.1,
     ),
     "parameter": StrategyInfo(
-        "parameter", "Parameter transfer (fine-tune)", "parameter transfer", "#2563eb",
+        "parameter",
+        "Parameter transfer (fine-tune)",
+        "parameter transfer",
+        "#2563eb",
         "Start the encoder from ImageNet weights, then fine-tune every parameter on your data\n"
         "(the encoder at a smaller learning rate, so it is adjusted rather than overwritten).",
         "moderate data, photos like ImageNet's",
-        encoder_start="ImageNet", frozen_warmup=True, reference_images_per_s=20.4,
+        encoder_start="ImageNet",
+        frozen_warmup=True,
+        reference_images_per_s=20.4,
     ),
     "feature": StrategyInfo(
-        "feature", "Feature transfer (frozen encoder)", "feature transfer", "#16a34a",
+        "feature",
+        "Feature transfer (frozen encoder)",
+        "feature transfer",
+        "#16a34a",
         "Use the ImageNet encoder as a fixed feature extractor: it never changes; only the decoder\n"
         "and head learn. Fast, since the features of each image are computed once and reused.",
         "very little data, a CPU, or a quick first result",
-        encoder_start="ImageNet", frozen_encoder_levels="all", reference_images_per_s=59.0,
+        encoder_start="ImageNet",
+        frozen_encoder_levels="all",
+        reference_images_per_s=59.0,
     ),
     "structure": StrategyInfo(
-        "structure", "Structure transfer (whole network)", "structure transfer", "#d97706",
+        "structure",
+        "Structure transfer (whole network)",
+        "structure transfer",
+        "#d97706",
         "Carry over a whole segmentation network (encoder + decoder) trained on another segmentation\n"
         "task; only the final classifier is remade for your classes; then fine-tune everything.",
         "a related segmentation task was already solved",
-        encoder_start="source run", reference_images_per_s=21.0,
+        encoder_start="source run",
+        reference_images_per_s=21.0,
     ),
     "partial": StrategyInfo(
-        "partial", "Partial fine-tune (late stages)", "partial fine-tune", "#9333ea",
+        "partial",
+        "Partial fine-tune (late stages)",
+        "partial fine-tune",
+        "#9333ea",
         "Start from ImageNet, keep the early encoder stages (edges, textures) frozen, and fine-tune only\n"
         "the late stages with the decoder and head: general features stay, task-specific ones adapt.",
         "little data that still differs from ImageNet in its objects, not its edges",
-        encoder_start="ImageNet", frozen_encoder_levels=4, in_train_all=False,
+        encoder_start="ImageNet",
+        frozen_encoder_levels=4,
+        in_train_all=False,
         reference_images_per_s=24.0,
     ),
 }
@@ -146,7 +169,10 @@ def _load_source(source_run: str | Path, backbone: str, num_classes: int) -> tup
     model.load_state_dict(state)
     model.replace_head(num_classes)
     classes = ", ".join(meta.get("classes", []))
-    return model, f"source run {Path(source_run).name} ({meta['num_classes']} classes: {classes}); new {num_classes}-class head"
+    return (
+        model,
+        f"source run {Path(source_run).name} ({meta['num_classes']} classes: {classes}); new {num_classes}-class head",
+    )
 
 
 def prepare(config: TrainConfig, num_classes: int) -> PreparedModel:
@@ -158,8 +184,13 @@ def prepare(config: TrainConfig, num_classes: int) -> PreparedModel:
         model, origin = _load_source(config.source_run, config.backbone, num_classes)
         transferred = [p for name, p in model.named_parameters() if not name.startswith("head.")]
     else:
-        model, origin = build(config.backbone, num_classes, pretrained=info.pretrained_encoder,
-                              weights_file=config.weights_file, decoder_channels=tuple(config.decoder_channels))
+        model, origin = build(
+            config.backbone,
+            num_classes,
+            pretrained=info.pretrained_encoder,
+            weights_file=config.weights_file,
+            decoder_channels=tuple(config.decoder_channels),
+        )
         transferred = list(model.encoder.parameters()) if info.transfers_encoder else []
     if info.frozen_encoder_levels == "all":
         model.freeze_encoder(train_bn=config.train_bn)
@@ -205,7 +236,9 @@ class Regularizer:
     """The λR(w) term as a decoupled step after each optimiser step (like AdamW's weight decay):
     w ← w − lr·λ·(w − w0) for transferred weights under L2-SP, w ← w − lr·λ·w for all others."""
 
-    def __init__(self, model: SegmentationModel, groups: list[dict], reference: dict[str, torch.Tensor], weight_decay: float) -> None:
+    def __init__(
+        self, model: SegmentationModel, groups: list[dict], reference: dict[str, torch.Tensor], weight_decay: float
+    ) -> None:
         self.weight_decay = weight_decay
         # built after the model is on its device, so anchors live beside their weights
         anchors = {id(p): reference[n].to(p.device) if n in reference else None for n, p in model.named_parameters()}

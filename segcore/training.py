@@ -163,14 +163,21 @@ class Trainer:
     step: int = 0
 
     @classmethod
-    def build(cls, config: TrainConfig, data: SegmentationData, writer: RunWriter,
-              should_stop: Callable[[], bool] | None = None) -> Trainer:
+    def build(
+        cls,
+        config: TrainConfig,
+        data: SegmentationData,
+        writer: RunWriter,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Trainer:
         dist = Distributed.from_env()
         device = dist.device(pick_device(config.device))
         train_set = data.load_subset("train", config.size, data.train_indices(config.train_size, config.seed))
         val_set = data.load("val", config.size)
         if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
-            train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
+            train_set, val_set = (
+                ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set)
+            )
         prepared: PreparedModel = prepare(config, data.num_classes)
         # channels_last before any DDP wrapper is made, so its gradient buckets see the final parameter layout
         model = dist.prepare_model(prepared.model.to(device, memory_format=torch.channels_last), device)
@@ -187,30 +194,52 @@ class Trainer:
         class_weights = class_weights_for(config.class_weights, train_set.masks, data.num_classes)
         if class_weights is not None:
             class_weights = class_weights.to(device)
-            writer.log(f"class weights ({config.class_weights}, from median class frequencies): "
-                       + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist())))
+            writer.log(
+                f"class weights ({config.class_weights}, from median class frequencies): "
+                + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist()))
+            )
         normalize = Normalizer(**model.data_config(), device=device)
         augment_kind = config.resolved_augment()
         cache = None
-        batches: LiveBatches | CachedBatches = LiveBatches(train_set, make_augmentation(augment_kind, config.size),
-                                                           normalize, device)
+        batches: LiveBatches | CachedBatches = LiveBatches(
+            train_set, make_augmentation(augment_kind, config.size), normalize, device
+        )
         if config.strategy_info.caches_features:
             if config.train_bn or augment_kind == "full":
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
-                cache = FeatureCache(model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log)
+                cache = FeatureCache(
+                    model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log
+                )
                 batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
         if compiles(config, device):
             compile_network(model)
             writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
-        return cls(config=config, writer=writer, data=data, device=device, train_set=train_set, val_set=val_set,
-                   model=model, origin=prepared.origin, groups=prepared.param_groups, optimizer=optimizer,
-                   scheduler=scheduler, regularizer=Regularizer(model, prepared.param_groups, prepared.reference,
-                                                                config.weight_decay),
-                   normalize=normalize, batches=batches, cache=cache, class_weights=class_weights,
-                   steps_per_epoch=steps_per_epoch, epochs=epochs, total_steps=total_steps,
-                   trainable=count_parameters(model, trainable_only=True), dist=dist,
-                   net=dist.wrap(DecodeFeatures(model) if cache else model), should_stop=should_stop or (lambda: False))
+        return cls(
+            config=config,
+            writer=writer,
+            data=data,
+            device=device,
+            train_set=train_set,
+            val_set=val_set,
+            model=model,
+            origin=prepared.origin,
+            groups=prepared.param_groups,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            regularizer=Regularizer(model, prepared.param_groups, prepared.reference, config.weight_decay),
+            normalize=normalize,
+            batches=batches,
+            cache=cache,
+            class_weights=class_weights,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            total_steps=total_steps,
+            trainable=count_parameters(model, trainable_only=True),
+            dist=dist,
+            net=dist.wrap(DecodeFeatures(model) if cache else model),
+            should_stop=should_stop or (lambda: False),
+        )
 
     @property
     def on_gpu(self) -> bool:
@@ -289,11 +318,18 @@ class Trainer:
             self.dist.record_checksum(self.model, self.step)
             seen += len(indices) * self.dist.world
             losses.append(value)
-            self.writer.log_metrics({
-                "kind": "step", "epoch": epoch, "epochs": self.epochs, "step": self.step, "total_steps": self.total_steps,
-                "loss": value, "lr": self.optimizer.param_groups[-1]["lr"],
-                "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
-            })
+            self.writer.log_metrics(
+                {
+                    "kind": "step",
+                    "epoch": epoch,
+                    "epochs": self.epochs,
+                    "step": self.step,
+                    "total_steps": self.total_steps,
+                    "loss": value,
+                    "lr": self.optimizer.param_groups[-1]["lr"],
+                    "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
+                }
+            )
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.inference_mode()
@@ -321,10 +357,18 @@ class Trainer:
     def checkpoint_meta(self, epoch: int, metrics: dict) -> dict:
         config = self.config
         return {
-            "backbone": config.backbone, "num_classes": self.data.num_classes, "classes": self.data.class_names,
-            "colours": self.data.class_colours, "strategy": config.strategy, "height": config.height,
-            "width": config.width, "decoder_channels": list(self.model.decoder_channels()),
-            **self.model.data_config(), "epoch": epoch, "miou": metrics["miou"], "run_id": self.writer.run_id,
+            "backbone": config.backbone,
+            "num_classes": self.data.num_classes,
+            "classes": self.data.class_names,
+            "colours": self.data.class_colours,
+            "strategy": config.strategy,
+            "height": config.height,
+            "width": config.width,
+            "decoder_channels": list(self.model.decoder_channels()),
+            **self.model.data_config(),
+            "epoch": epoch,
+            "miou": metrics["miou"],
+            "run_id": self.writer.run_id,
         }
 
     def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
@@ -333,8 +377,13 @@ class Trainer:
         if not self.dist.is_main:
             return
         weights = {key: value.detach().to("cpu").contiguous() for key, value in self.model.state_dict().items()}
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": torch.get_rng_state(), "best": best, "elapsed": elapsed}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best": best,
+            "elapsed": elapsed,
+        }
         if self.on_gpu:
             state["cuda_rng"] = torch.cuda.get_rng_state()
         resume_points.save_resume_point(self.writer.path, weights, state, epoch, self.step)
@@ -363,15 +412,19 @@ class Trainer:
         started = time.time()
         processes = f" × {self.dist.world} processes (DDP)" if self.dist.active else ""
         writer.log(f"device: {describe_device(self.device)}{processes}; encoder: {self.origin}")
-        writer.log(f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
-                   f"{self.trainable:,} trainable parameters, augmentation: {config.resolved_augment()}")
+        writer.log(
+            f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
+            f"{self.trainable:,} trainable parameters, augmentation: {config.resolved_augment()}"
+        )
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
         if self.cache is not None:
             self.cache.ensure(self.val_set, flips=False, exact=True)
         if self.epochs > config.epochs:
-            writer.log(f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
-                       f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)")
+            writer.log(
+                f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
+                f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)"
+            )
         for epoch in range(first_epoch, self.epochs + 1):
             epoch_started = time.perf_counter()
             train_loss = self.train_one_epoch(epoch)
@@ -379,13 +432,20 @@ class Trainer:
             metrics = self.evaluate()
             epoch_time = time.perf_counter() - epoch_started
             record = {
-                "kind": "epoch", "epoch": epoch, "epochs": self.epochs, "train_loss": train_loss, **metrics,
-                "epoch_time_s": epoch_time, "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
+                "kind": "epoch",
+                "epoch": epoch,
+                "epochs": self.epochs,
+                "train_loss": train_loss,
+                **metrics,
+                "epoch_time_s": epoch_time,
+                "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
                 "eta_s": epoch_time * (self.epochs - epoch),
             }
             writer.log_metrics(record)
-            writer.log(f"epoch {epoch}/{self.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
-                       f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s")
+            writer.log(
+                f"epoch {epoch}/{self.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
+                f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s"
+            )
             if metrics["miou"] > best["miou"]:
                 best = {**metrics, "epoch": epoch}
                 if self.dist.is_main:
@@ -394,13 +454,25 @@ class Trainer:
             if config.max_steps and self.step >= config.max_steps:
                 break
         return {
-            "strategy": config.strategy, "backbone": config.backbone, "data": config.data,
-            "epochs": self.epochs, "best_epoch": best.get("epoch"), "miou": best["miou"], "pixel_accuracy": best.get("pixel_accuracy"),
-            "mean_dice": best.get("mean_dice"), "per_class_iou": best.get("per_class_iou"),
-            "classes": self.data.class_names, "train_time_s": time.time() - started,
-            "trainable_params": self.trainable, "total_params": count_parameters(self.model),
-            "train_images": len(self.train_set), "val_images": len(self.val_set), "device": str(self.device),
-            "encoder_origin": self.origin, "miou_note": MIOU_NOTE, "processes": self.dist.world,
+            "strategy": config.strategy,
+            "backbone": config.backbone,
+            "data": config.data,
+            "epochs": self.epochs,
+            "best_epoch": best.get("epoch"),
+            "miou": best["miou"],
+            "pixel_accuracy": best.get("pixel_accuracy"),
+            "mean_dice": best.get("mean_dice"),
+            "per_class_iou": best.get("per_class_iou"),
+            "classes": self.data.class_names,
+            "train_time_s": time.time() - started,
+            "trainable_params": self.trainable,
+            "total_params": count_parameters(self.model),
+            "train_images": len(self.train_set),
+            "val_images": len(self.val_set),
+            "device": str(self.device),
+            "encoder_origin": self.origin,
+            "miou_note": MIOU_NOTE,
+            "processes": self.dist.world,
         }
 
 
@@ -425,7 +497,8 @@ def forget_after_resume_point(run_path: Path) -> None:
             continue
         step, epoch = record.get("step"), record.get("epoch")
         if (record.get("kind") == "step" and isinstance(step, int) and step <= point.step) or (
-                record.get("kind") == "epoch" and isinstance(epoch, int) and epoch <= point.epoch):
+            record.get("kind") == "epoch" and isinstance(epoch, int) and epoch <= point.epoch
+        ):
             kept.append(line)
     atomic_write_bytes(metrics_path, ("\n".join(kept) + "\n" if kept else "").encode())
 
@@ -459,7 +532,9 @@ def _train_beside_rank_zero(config: TrainConfig, run_path: Path, should_stop, da
     failures (an error here ends this process, and torchrun then stops the others)."""
     configure_process(config, pick_device(config.device))
     if data is None:
-        data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
+        data = load_dataset(
+            config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed
+        )
     try:
         Trainer.build(config, data, QuietWriter(run_path), should_stop).fit(resume=resume)
     except Cancelled:
@@ -468,7 +543,9 @@ def _train_beside_rank_zero(config: TrainConfig, run_path: Path, should_stop, da
 
 
 def _train_run(config: TrainConfig, runs_dir: Path, run_id: str, should_stop, data, listener, resume: bool) -> Run:
-    with resume_points.exclusive_training(runs_dir / run_id, run_id):  # RunBusy: another process trains it; touch nothing
+    with resume_points.exclusive_training(
+        runs_dir / run_id, run_id
+    ):  # RunBusy: another process trains it; touch nothing
         if resume:
             forget_after_resume_point(runs_dir / run_id)
         writer = RunWriter(runs_dir / run_id, listener)
@@ -478,7 +555,9 @@ def _train_run(config: TrainConfig, runs_dir: Path, run_id: str, should_stop, da
         try:
             configure_process(config, pick_device(config.device))
             if data is None:
-                data = load_dataset(config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed)
+                data = load_dataset(
+                    config.data, ignore_index=config.ignore_index, val_fraction=config.val_fraction, seed=config.seed
+                )
             trainer = Trainer.build(config, data, writer, should_stop)
             summary = trainer.fit(resume=resume)
             writer.write_summary(summary)
@@ -498,16 +577,23 @@ def _train_run(config: TrainConfig, runs_dir: Path, run_id: str, should_stop, da
             raise
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-                writer.fail(f"internal error: {type(exc).__name__}: {exc}",
-                            "failed with an internal error:\n" + traceback.format_exc())
+                writer.fail(
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    "failed with an internal error:\n" + traceback.format_exc(),
+                )
                 raise
             what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is used up"
-            reason = (f"{what}: free space in {runs_dir} (delete old runs or exports) and resume the run "
-                      f"(writing {exc.filename or writer.path} failed)")
+            reason = (
+                f"{what}: free space in {runs_dir} (delete old runs or exports) and resume the run "
+                f"(writing {exc.filename or writer.path} failed)"
+            )
             writer.fail(reason)
             raise TrainingFailed(reason) from None
         except BaseException as exc:
-            writer.fail(f"internal error: {type(exc).__name__}: {exc}", "failed with an internal error:\n" + traceback.format_exc())
+            writer.fail(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "failed with an internal error:\n" + traceback.format_exc(),
+            )
             raise
         finally:
             writer.close()

@@ -17,7 +17,9 @@ MAX_PATH_BYTES = 1024  # a whole relative path; deeper trees are not datasets
 
 def safe_relative_path(name: str) -> PurePosixPath:
     if "\0" in name:
-        raise DatasetError(name.replace("\0", "\\0"), "the file name contains a NUL character", "rename the file and upload again")
+        raise DatasetError(
+            name.replace("\0", "\\0"), "the file name contains a NUL character", "rename the file and upload again"
+        )
     path = PurePosixPath(name.replace("\\", "/"))
     parts = [p for p in path.parts if p not in ("", ".")]
     if path.is_absolute() or ".." in parts or not parts:
@@ -25,11 +27,15 @@ def safe_relative_path(name: str) -> PurePosixPath:
     too_long = next((p for p in parts if len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES), None)
     if too_long is not None:
         raise DatasetError(
-            name[:80] + "…", f"a part of the file name is {len(too_long.encode('utf-8', 'surrogateescape'))} bytes long, "
-            f"over the limit of {MAX_NAME_BYTES}", "rename the file with a shorter name",
+            name[:80] + "…",
+            f"a part of the file name is {len(too_long.encode('utf-8', 'surrogateescape'))} bytes long, "
+            f"over the limit of {MAX_NAME_BYTES}",
+            "rename the file with a shorter name",
         )
     if len(name.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
-        raise DatasetError(name[:80] + "…", f"the file path is over {MAX_PATH_BYTES} bytes long", "use shorter folder and file names")
+        raise DatasetError(
+            name[:80] + "…", f"the file path is over {MAX_PATH_BYTES} bytes long", "use shorter folder and file names"
+        )
     return PurePosixPath(*parts)
 
 
@@ -46,8 +52,11 @@ def _write_files(folder: Path, files: list[tuple[PurePosixPath, bytes]]) -> None
 def write_error(name: str, exc: OSError) -> DatasetError:
     """An OSError while saving `name`, said for a person (nothing is kept: callers write to a private folder)."""
     if exc.errno == errno.ENOSPC:
-        return DatasetError(name, "the server's disk is full, so the upload could not be saved (nothing was kept)",
-                            "ask whoever runs the server to free disk space, or upload a smaller dataset")
+        return DatasetError(
+            name,
+            "the server's disk is full, so the upload could not be saved (nothing was kept)",
+            "ask whoever runs the server to free disk space, or upload a smaller dataset",
+        )
     if exc.errno == errno.ENAMETOOLONG:
         return DatasetError(name, "the file name is too long for the server", "use shorter folder and file names")
     return DatasetError(name, f"the file could not be saved ({exc.strerror or exc})", "check the file and upload again")
@@ -59,7 +68,8 @@ def save_uploads(files: list[tuple[str, bytes]], max_bytes: int = MAX_UPLOAD_BYT
     total = sum(len(content) for _, content in files)
     if total > max_bytes:
         raise DatasetError(
-            "upload", f"the upload is {total / 1024**2:.0f} MiB, over the limit of {max_bytes / 1024**2:.0f} MiB",
+            "upload",
+            f"the upload is {total / 1024**2:.0f} MiB, over the limit of {max_bytes / 1024**2:.0f} MiB",
             "upload fewer or smaller images, or give a folder path on the server instead",
         )
     relative = [(safe_relative_path(name), content) for name, content in files]  # check every name first
@@ -68,7 +78,9 @@ def save_uploads(files: list[tuple[str, bytes]], max_bytes: int = MAX_UPLOAD_BYT
         digest.update(name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha1(content).digest())
     # pages rerun on every click and several sessions may upload the same files at once: each builds
     # privately and the first complete copy is renamed into place
-    folder = build_folder_once(cache_dir() / "uploads" / digest.hexdigest()[:16], lambda tmp: _write_files(tmp, relative))
+    folder = build_folder_once(
+        cache_dir() / "uploads" / digest.hexdigest()[:16], lambda tmp: _write_files(tmp, relative)
+    )
     if len(files) == 1 and files[0][0].lower().endswith(".zip"):
         return folder / relative[0][0]
     return folder

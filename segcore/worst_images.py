@@ -20,8 +20,10 @@ PREDICTION_BATCH = 16
 def as_predictors(runs_or_predictors, device: str = "auto") -> list[Predictor]:
     """Predictors as given, or built from runs / run folders (loading a model is the slow part: pass
     predictors when you already hold them)."""
-    return [item if isinstance(item, Predictor) else Predictor(item if isinstance(item, Run) else Path(item), device=device)
-            for item in runs_or_predictors]
+    return [
+        item if isinstance(item, Predictor) else Predictor(item if isinstance(item, Run) else Path(item), device=device)
+        for item in runs_or_predictors
+    ]
 
 
 def class_iou(prediction: np.ndarray, truth: np.ndarray, class_index: int) -> float | None:
@@ -33,9 +35,16 @@ def class_iou(prediction: np.ndarray, truth: np.ndarray, class_index: int) -> fl
     return None if union == 0 else int(np.count_nonzero(predicted & actual)) / union
 
 
-def worst_images_for_class(runs_or_predictors, data: SegmentationData, class_index: int, split: str = "val",
-                           count: int = 4, alpha: float = 0.55, class_errors_only: bool = True,
-                           device: str = "auto") -> list[dict]:
+def worst_images_for_class(
+    runs_or_predictors,
+    data: SegmentationData,
+    class_index: int,
+    split: str = "val",
+    count: int = 4,
+    alpha: float = 0.55,
+    class_errors_only: bool = True,
+    device: str = "auto",
+) -> list[dict]:
     """The `count` images of `split` where class `class_index` has the lowest IoU averaged over the runs
     (over the runs where the class is in the truth or predicted), worst first; images where no run predicts
     it and the truth lacks it are left out, so a class absent everywhere gives []. Each entry:
@@ -47,8 +56,10 @@ def worst_images_for_class(runs_or_predictors, data: SegmentationData, class_ind
         raise RunError("choose at least one run to look for its worst images")
     classes = predictors[0].classes
     if data.num_classes != len(classes):
-        raise RunError(f"the runs predict {len(classes)} classes but the dataset has {data.num_classes}: "
-                       "use the dataset the runs were trained on")
+        raise RunError(
+            f"the runs predict {len(classes)} classes but the dataset has {data.num_classes}: "
+            "use the dataset the runs were trained on"
+        )
     if not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < len(classes):
         raise RunError(f"class {class_index!r} does not exist: choose 0 to {len(classes) - 1} ({', '.join(classes)})")
     images = data.load(split, predictors[0].size)
@@ -76,9 +87,18 @@ def worst_images_for_class(runs_or_predictors, data: SegmentationData, class_ind
             if class_errors_only:
                 errors &= (truth == class_index) | (prediction == class_index)
             tiles.append(predictor.overlay(picture, alpha, prediction, errors))
-        worst.append({"index": index, "name": images.names[index], "class": classes[class_index],
-                      "runs": [p.run.run_id for p in predictors], "iou": ious, "mean_iou": mean_iou,
-                      "titles": titles, "tiles": tiles})
+        worst.append(
+            {
+                "index": index,
+                "name": images.names[index],
+                "class": classes[class_index],
+                "runs": [p.run.run_id for p in predictors],
+                "iou": ious,
+                "mean_iou": mean_iou,
+                "titles": titles,
+                "tiles": tiles,
+            }
+        )
     return worst
 
 

@@ -50,8 +50,9 @@ def synthetic_pair(rng: np.random.Generator, size=(64, 64), classes=3) -> tuple[
     return image, mask
 
 
-def write_images_masks(root: Path, count=10, size=(64, 64), classes=3, seed=0, class_file=True,
-                       mask_fn=None, image_ext=".png") -> Path:
+def write_images_masks(
+    root: Path, count=10, size=(64, 64), classes=3, seed=0, class_file=True, mask_fn=None, image_ext=".png"
+) -> Path:
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir(parents=True)

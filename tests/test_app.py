@@ -4,7 +4,6 @@ through the UI trains and shows up on Compare."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -67,8 +66,12 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
     app = open_page("model")
     assert app.selectbox(key="backbone").value == "tf_efficientnet_lite0"
     assert app.radio(key="strategy").options == [
-        "From scratch (baseline)", "Parameter transfer (fine-tune)", "Feature transfer (frozen encoder)",
-        "Structure transfer (whole network)", "Partial fine-tune (late stages)"]
+        "From scratch (baseline)",
+        "Parameter transfer (fine-tune)",
+        "Feature transfer (frozen encoder)",
+        "Structure transfer (whole network)",
+        "Partial fine-tune (late stages)",
+    ]
     assert app.latex, "the objective is shown"
     labels = [b.label for b in app.button]
     assert "▶ Train" in labels and "▶▶ Train all strategies" in labels and "📉 Data-efficiency sweep" in labels
@@ -188,7 +191,8 @@ def test_a_lesson_made_in_the_app_sets_the_model_page_exactly_in_a_fresh_session
     assert not teacher.exception and any("Saved for the class" in s.value for s in teacher.success)
     student = open_page("data")  # another student, another session
     student.selectbox(key="lesson_pick").set_value(
-        next(o for o in student.selectbox(key="lesson_pick").options if "Frozen warm-up" in o))
+        next(o for o in student.selectbox(key="lesson_pick").options if "Frozen warm-up" in o)
+    )
     student.button(key="open_lesson").click().run()
     student.switch_page("views/model.py").run()
     assert not student.exception
@@ -203,7 +207,8 @@ def test_a_lesson_made_in_the_app_sets_the_model_page_exactly_in_a_fresh_session
 def test_a_built_in_lesson_opens_with_its_preset(runs_dir):
     app = open_page("data")
     app.selectbox(key="lesson_pick").set_value(
-        next(o for o in app.selectbox(key="lesson_pick").options if "Why transfer learning" in o))
+        next(o for o in app.selectbox(key="lesson_pick").options if "Why transfer learning" in o)
+    )
     app.button(key="open_lesson").click().run()
     app.switch_page("views/model.py").run()
     assert not app.exception

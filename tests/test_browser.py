@@ -5,15 +5,14 @@ what a test is about goes through the UI. Screenshots of every page land in test
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import secrets
 import shutil
 import socket
-import secrets
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
@@ -27,15 +26,23 @@ from .conftest import wait_until, write_images_masks
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 PIN = "2468"
 HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "<style>body{display:none}</style>", "<b>bold</b>"]
 TINY = dict(epochs=1, min_steps=0, max_steps=2, height=64, width=64, batch_size=4, augment="none")
 
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (requirements-dev.txt)")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+]
 
 
 # -- servers, pages, runs ---------------------------------------------------------------------------
@@ -51,9 +58,26 @@ def streamlit_server(runs: Path, **env_extra):
     env = {**os.environ, "SEGCORE_RUNS": str(runs), "SEGCORE_TEACHER_PIN": PIN, **env_extra}
     log = open(runs.parent / f"server-{port}.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -117,8 +141,14 @@ def visit(page, url, path="", student="Tester"):
     settle(page)
 
 
-PAGES = {"Data": ("", "Data"), "Model": ("model", "Model & strategy"), "Training": ("training", "Training"),
-         "Compare": ("compare", "Compare"), "Learn": ("learn", "Learn"), "Teacher": ("teacher", "Teacher")}
+PAGES = {
+    "Data": ("", "Data"),
+    "Model": ("model", "Model & strategy"),
+    "Training": ("training", "Training"),
+    "Compare": ("compare", "Compare"),
+    "Learn": ("learn", "Learn"),
+    "Teacher": ("teacher", "Teacher"),
+}
 
 
 def via_sidebar(page, title):
@@ -178,7 +208,7 @@ def set_tiny_model_settings(page, epochs=1):
     assert size.get_attribute("aria-valuetext") in ("64", None) or "64" in size.inner_text()
 
 
-def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", **settings) -> "Run":
+def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", **settings):
     """Train a tiny run in this process in a staging folder, then move it finished into the server's runs
     folder (the server's scheduler would start a queued run itself)."""
     from segcore import TrainConfig, train
@@ -350,7 +380,6 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path
         owner.context.close()
         other.context.close()
 
-
     # -- issue 11: one dataset, kept everywhere; never mixed; counters agree ---------------------------------
     def test_an_uploaded_dataset_stays_chosen_across_pages_and_reloads_and_trains(server, browser, tmp_path_factory):
         url, runs = server
@@ -449,8 +478,11 @@ def test_run_counters_agree_while_a_comparison_trains(browser, tmp_path_factory)
             mine = COUNTS.search(sidebar_text(page))
             everyone = QUEUE.search(main_text(page))
             states = [state for _, state in run_cards(page)]
-            return ((tuple(map(int, mine.groups())) if mine else None),
-                    (tuple(map(int, everyone.groups())) if everyone else None), states)
+            return (
+                (tuple(map(int, mine.groups())) if mine else None),
+                (tuple(map(int, everyone.groups())) if everyone else None),
+                states,
+            )
 
         # every state is checked as it comes: runs waiting, one training, the first finished (waiting for all five
         # would take minutes on a small machine: the rest are cancelled once all three states have been seen)
@@ -495,7 +527,9 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
             page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
         from segcore.runs import list_runs
 
-        clicked = {r.owner: r for r in list_runs(runs) if r.owner in ("Alice", "Bob") and r.state in ("queued", "running")}
+        clicked = {
+            r.owner: r for r in list_runs(runs) if r.owner in ("Alice", "Bob") and r.state in ("queued", "running")
+        }
         assert set(clicked) == {"Alice", "Bob"}
         assert clicked["Alice"].config["fingerprint"] == clicked["Bob"].config["fingerprint"]
         assert clicked["Alice"].run_id != clicked["Bob"].run_id
@@ -512,8 +546,11 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
             visit(page, url, "compare", student=me)
             # what is chosen (the chips) and what can be added (the open list)
             options = multiselect_options(page, "Runs to compare") + [
-                page.locator("[data-testid='stMultiSelect']").first.inner_text()]
-            assert any(finished[me].run_id in o for o in options) and not any(finished[other].run_id in o for o in options)
+                page.locator("[data-testid='stMultiSelect']").first.inner_text()
+            ]
+            assert any(finished[me].run_id in o for o in options) and not any(
+                finished[other].run_id in o for o in options
+            )
         shoot(alice, "12-training-alice")
 
         # Bob with the class toggle on sees Alice's active run, without a Cancel button; his own has one
@@ -657,8 +694,14 @@ def test_a_bundle_and_a_report_taken_home(server, browser, toms_runs, tmp_path):
     # the report offline: every picture decodes, the curves are drawn
     offline = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
     requested = []
-    offline.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:"))
-                  else (requested.append(r.request.url), r.abort()))
+    offline.route(
+        "**/*",
+        lambda r: (
+            r.continue_()
+            if r.request.url.startswith(("file:", "data:"))
+            else (requested.append(r.request.url), r.abort())
+        ),
+    )
     sheet = offline.new_page()
     dialogs = []
     sheet.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -7,8 +7,14 @@ import json
 import pytest
 
 from segcore import TrainConfig
-from segcore.classroom import (ClassroomSettings, WorkspaceError, best_per_student, leaderboard, pin_matches,
-                               workspace_id)
+from segcore.classroom import (
+    ClassroomSettings,
+    WorkspaceError,
+    best_per_student,
+    leaderboard,
+    pin_matches,
+    workspace_id,
+)
 from segcore.errors import RunError
 from segcore.jobs import JobQueue
 from segcore.runs import atomic_write_json
@@ -34,8 +40,16 @@ def test_one_students_five_runs_do_not_hold_up_a_classmates_one(tmp_path, train_
     import psutil
 
     me = psutil.Process(os.getpid())  # a live process stands in for the worker
-    atomic_write_json(mine[0].path / "status.json", {"state": "running", "pid": me.pid, "pid_started": me.create_time(),
-                                                     "host": socket.gethostname(), "heartbeat": time.time()})
+    atomic_write_json(
+        mine[0].path / "status.json",
+        {
+            "state": "running",
+            "pid": me.pid,
+            "pid_started": me.create_time(),
+            "host": socket.gethostname(),
+            "heartbeat": time.time(),
+        },
+    )
     assert queue.queued()[0].run_id == theirs.run_id
 
 
@@ -75,12 +89,22 @@ def test_leaderboard_and_class_comparison_take_each_students_best(tmp_path):
         (folder / "summary.json").write_text(json.dumps({"miou": miou, "train_time_s": 10.0}))
         return Run(folder)
 
-    runs = [finished("a1", "5A/Alice", "feature", 0.6), finished("a2", "5A/Alice", "feature", 0.7),
-            finished("b1", "5A/Bob", "feature", 0.65), finished("b2", "5A/Bob", "scratch", 0.3)]
+    runs = [
+        finished("a1", "5A/Alice", "feature", 0.6),
+        finished("a2", "5A/Alice", "feature", 0.7),
+        finished("b1", "5A/Bob", "feature", 0.65),
+        finished("b2", "5A/Bob", "scratch", 0.3),
+    ]
     board = leaderboard(runs)
-    assert [(r["strategy"], r["student"], r["mIoU"]) for r in board] == [("feature", "Alice", 0.7), ("scratch", "Bob", 0.3)]
+    assert [(r["strategy"], r["student"], r["mIoU"]) for r in board] == [
+        ("feature", "Alice", 0.7),
+        ("scratch", "Bob", 0.3),
+    ]
     assert {(r["student"], r["strategy"], r["mIoU"]) for r in best_per_student(runs, "builtin:shapes")} == {
-        ("Alice", "feature", 0.7), ("Bob", "feature", 0.65), ("Bob", "scratch", 0.3)}
+        ("Alice", "feature", 0.7),
+        ("Bob", "feature", 0.65),
+        ("Bob", "scratch", 0.3),
+    }
 
 
 def test_delete_my_work_removes_only_my_finished_runs(tmp_path, train_dataset):

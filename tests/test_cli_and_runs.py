@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(*args, runs_dir, check=True, **kwargs):
     result = subprocess.run(
         [sys.executable, "-m", "segcore", "--runs-dir", str(runs_dir), *map(str, args)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
@@ -37,15 +41,39 @@ def cli(*args, runs_dir, check=True, **kwargs):
 def trained(tmp_path_factory, train_dataset):
     runs = tmp_path_factory.mktemp("cli-runs")
     for strategy in ("feature", "scratch"):
-        cli("train", "--data", train_dataset, "--strategy", strategy, "--epochs", 2, "--min-steps", 0, "--size", 64,
-            "--batch-size", 4, "--name", f"cli-{strategy}", runs_dir=runs)
+        cli(
+            "train",
+            "--data",
+            train_dataset,
+            "--strategy",
+            strategy,
+            "--epochs",
+            2,
+            "--min-steps",
+            0,
+            "--size",
+            64,
+            "--batch-size",
+            4,
+            "--name",
+            f"cli-{strategy}",
+            runs_dir=runs,
+        )
     return runs
 
 
 def test_train_prints_epoch_metrics_and_writes_a_complete_run_folder(trained):
     run = Run.open(trained, "cli-feature")
     assert run.state == "done"
-    for name in ("config.json", "metrics.jsonl", "status.json", "best.safetensors", "best.json", "train.log", "summary.json"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "status.json",
+        "best.safetensors",
+        "best.json",
+        "train.log",
+        "summary.json",
+    ):
         assert (run.path / name).is_file(), name
     assert run.config["strategy"] == "feature" and run.config["height"] == 64
     meta = json.loads((run.path / "best.json").read_text())
@@ -84,7 +112,9 @@ def test_export_writes_onnx_that_reproduces_pytorch(trained, tmp_path):
     assert "onnx_max_abs_diff" in result.stdout
     predictor = Predictor(Run.open(trained, "cli-scratch"))
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "cli-scratch.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "export" / "cli-scratch.onnx"), providers=["CPUExecutionProvider"]
+    )
     import torch
 
     with torch.no_grad():
@@ -112,17 +142,51 @@ def test_backbones_and_datasets_list(tmp_path):
 
 def test_help_documents_every_training_option(tmp_path):
     text = cli("train", "--help", runs_dir=tmp_path).stdout
-    for option in ("--size", "--batch-size", "--epochs", "--lr", "--seed", "--ignore-index", "--train-size",
-                   "--name", "--strategy", "--regularizer", "--source-run", "--train-bn", "--freeze-epochs"):
+    for option in (
+        "--size",
+        "--batch-size",
+        "--epochs",
+        "--lr",
+        "--seed",
+        "--ignore-index",
+        "--train-size",
+        "--name",
+        "--strategy",
+        "--regularizer",
+        "--source-run",
+        "--train-bn",
+        "--freeze-epochs",
+    ):
         assert option in text
 
 
 def test_a_run_folder_is_readable_while_training_and_after_a_kill(tmp_path, train_dataset):
     runs = tmp_path / "runs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "segcore", "--runs-dir", str(runs), "train", "--data", str(train_dataset),
-         "--strategy", "scratch", "--epochs", "200", "--size", "64", "--batch-size", "2", "--name", "long", "--quiet"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "segcore",
+            "--runs-dir",
+            str(runs),
+            "train",
+            "--data",
+            str(train_dataset),
+            "--strategy",
+            "scratch",
+            "--epochs",
+            "200",
+            "--size",
+            "64",
+            "--batch-size",
+            "2",
+            "--name",
+            "long",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 120

@@ -77,13 +77,30 @@ def ray_address():
     temp = Path(tempfile.mkdtemp(prefix="segray-"))
     dashboard = free_port()
     ray_cli = Path(sys.executable).with_name("ray")
-    command = [str(ray_cli) if ray_cli.exists() else "ray", "start", "--head", "--num-cpus", "2",
-               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--port", str(free_port()),
-               "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-               "--temp-dir", str(temp / "ray"), "--disable-usage-stats"]
+    command = [
+        str(ray_cli) if ray_cli.exists() else "ray",
+        "start",
+        "--head",
+        "--num-cpus",
+        "2",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard),
+        "--port",
+        str(free_port()),
+        "--ray-client-server-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--temp-dir",
+        str(temp / "ray"),
+        "--disable-usage-stats",
+    ]
     env = {**os.environ, "HOME": str(temp), "RAY_TMPDIR": str(temp)}
-    head = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    head = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         output, _ = head.communicate(timeout=120)
         assert head.returncode == 0, output
@@ -134,8 +151,9 @@ def test_ray_backend_trains_a_run_to_done_and_cancel_stops_its_job(ray_queue, ra
     assert "segcore.worker" in ray_queue.job_log(done, 200)  # the Training page's log box reads Ray's job log
 
 
-def test_a_ray_job_whose_process_is_killed_reads_failed_with_rays_reason_and_resumes_once(ray_queue, ray_address,
-                                                                                           train_dataset):
+def test_a_ray_job_whose_process_is_killed_reads_failed_with_rays_reason_and_resumes_once(
+    ray_queue, ray_address, train_dataset
+):
     # six epochs, so the kill lands mid-run even when the first one was slow to start on a busy machine
     victim = ray_queue.submit(config(train_dataset, strategy="scratch", epochs=6, run_name="victim"))
     assert pump_until(ray_queue, lambda: len(victim.epochs()) >= 1, 300), ray_queue.job_log(victim, 50)
@@ -160,9 +178,14 @@ def test_a_runs_folder_a_ray_node_cannot_see_is_refused_at_start_up(ray_address,
     monkeypatch.setattr(launchers, "PROBE_TIMEOUT_S", 3.0)
     real_nodes = launchers.RayLauncher.nodes
     # a second node that never runs its probe: as a machine that does not mount the runs folder, seen from here
-    monkeypatch.setattr(launchers.RayLauncher, "nodes",
-                        lambda self: [*real_nodes(self), {"ip": "10.255.255.1", "resources": {"CPU": 1.0}}])
-    with pytest.raises(RunError, match=r"runs folder .* is not visible at the same path on the Ray node\(s\) 10\.255\.255\.1"):
+    monkeypatch.setattr(
+        launchers.RayLauncher,
+        "nodes",
+        lambda self: [*real_nodes(self), {"ip": "10.255.255.1", "resources": {"CPU": 1.0}}],
+    )
+    with pytest.raises(
+        RunError, match=r"runs folder .* is not visible at the same path on the Ray node\(s\) 10\.255\.255\.1"
+    ):
         JobQueue(tmp_path / "runs")
     assert not list((tmp_path / "runs").glob(".cluster-probe-*"))  # the marker is cleaned up
 
@@ -177,9 +200,16 @@ def test_an_unknown_backend_is_refused_with_the_setting_and_the_fix(tmp_path, mo
 def test_a_ray_run_is_judged_by_its_heartbeat_never_by_a_pid(monkeypatch):
     monkeypatch.setenv("SEGCORE_HEARTBEAT_LIMIT_S", "30")
     now = time.time()
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout.strip()
-    placed = {"state": "running", "launcher": "ray", "ray_job": "r-attempt1", "started": now - 900, "heartbeat": now - 900}
+    dead_pid = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    placed = {
+        "state": "running",
+        "launcher": "ray",
+        "ray_job": "r-attempt1",
+        "started": now - 900,
+        "heartbeat": now - 900,
+    }
     assert judge_running(placed, now) == ("running", None)  # not placed by Ray yet: Ray's status speaks, not a clock
     reporting = {**placed, "pid": int(dead_pid), "host": socket.gethostname(), "heartbeat": now - 1}
     assert judge_running(reporting, now) == ("running", None)  # this machine's pid table says nothing about a Ray job
@@ -205,8 +235,16 @@ def assert_reads_like_a_one_process_run(run: Run, steps: int) -> None:
     assert run.state == "done", run.status
     names = {p.name for p in run.path.iterdir() if not p.name.startswith(".")}
     pieces = {n for n in names if n.startswith("resume-")}
-    assert names - pieces == {"config.json", "status.json", "metrics.jsonl", "train.log", "best.safetensors",
-                              "best.json", "summary.json", "resume.json"} | ({"worker.log"} & names)
+    assert names - pieces == {
+        "config.json",
+        "status.json",
+        "metrics.jsonl",
+        "train.log",
+        "best.safetensors",
+        "best.json",
+        "summary.json",
+        "resume.json",
+    } | ({"worker.log"} & names)
     assert len(pieces) == 2
     step_records, epochs = run.curves()
     assert [s["step"] for s in step_records] == list(range(1, steps + 1)) and len(epochs) == 1  # written once
@@ -217,18 +255,59 @@ def assert_reads_like_a_one_process_run(run: Run, steps: int) -> None:
 
 def one_process_eval(run: Run, tmp_path: Path) -> float:
     out = tmp_path / f"{run.run_id}-eval.json"
-    subprocess.run([sys.executable, "-m", "segcore", "--runs-dir", str(run.path.parent), "eval", run.run_id,
-                    "--device", "cpu", "--json", str(out)], check=True, cwd=PROJECT, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "segcore",
+            "--runs-dir",
+            str(run.path.parent),
+            "eval",
+            run.run_id,
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+        check=True,
+        cwd=PROJECT,
+        capture_output=True,
+    )
     return json.loads(out.read_text())["miou"]
 
 
 def test_parameter_transfer_on_two_processes_from_the_cli(tmp_path, train_dataset):
     # 13 training images → 7 per process at batch 2: 4 steps an epoch on each rank
-    command = [sys.executable, "-m", "segcore", "--runs-dir", str(tmp_path / "runs"), "train", "--data", str(train_dataset),
-               "--strategy", "parameter", "--epochs", "1", "--min-steps", "0", "--size", "64", "--batch-size", "2",
-               "--augment", "none", "--max-steps", "3", "--gpus", "2", "--quiet"]  # no --name: rank 0 picks the id
-    result = subprocess.run(command, cwd=PROJECT, env=ddp_environment(tmp_path / "checksums"), capture_output=True,
-                            text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "segcore",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "train",
+        "--data",
+        str(train_dataset),
+        "--strategy",
+        "parameter",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "0",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--augment",
+        "none",
+        "--max-steps",
+        "3",
+        "--gpus",
+        "2",
+        "--quiet",
+    ]  # no --name: rank 0 picks the id
+    result = subprocess.run(
+        command, cwd=PROJECT, env=ddp_environment(tmp_path / "checksums"), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("run ") == 1  # one process speaks for the run
     [run] = [Run(p) for p in (tmp_path / "runs").iterdir()]

@@ -76,8 +76,12 @@ def test_model_page_inputs_carry_the_declared_ranges(tmp_path, monkeypatch):
     app.query_params["student"] = "Tester"
     app.run()
     app.switch_page("views/model.py").run()
-    for key, setting in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lambda", "weight_decay"),
-                         ("min_steps", "min_steps")):
+    for key, setting in (
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lambda", "weight_decay"),
+        ("min_steps", "min_steps"),
+    ):
         widget, declared = app.number_input(key=key), describe(setting)
         assert widget.min == declared["low"] and widget.max <= declared["high"], key
         assert widget.help == declared["help"]
@@ -91,8 +95,9 @@ def test_export_refuses_a_model_with_non_finite_weights(tmp_path, train_dataset)
     from segcore.errors import RunError
     from segcore.export import export_run
 
-    run = train(TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, max_steps=1, height=64, width=64),
-                tmp_path / "runs")
+    run = train(
+        TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, max_steps=1, height=64, width=64), tmp_path / "runs"
+    )
     weights = load_file(run.path / "best.safetensors")
     weights["head.weight"] = torch.full_like(weights["head.weight"], math.nan)
     save_file(weights, run.path / "best.safetensors")

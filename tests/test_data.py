@@ -69,8 +69,13 @@ def test_voc_layout_reads_palette_indices_and_ignores_border(tmp_path):
 
 
 def test_binary_0_255_masks_become_0_1(tmp_path):
-    root = write_images_masks(tmp_path / "bin", count=6, classes=2, class_file=False,
-                              mask_fn=lambda m: Image.fromarray((m * 255).astype(np.uint8)))
+    root = write_images_masks(
+        tmp_path / "bin",
+        count=6,
+        classes=2,
+        class_file=False,
+        mask_fn=lambda m: Image.fromarray((m * 255).astype(np.uint8)),
+    )
     data = load_dataset(root)
     assert data.encoding.kind == "binary"
     assert data.class_names == ["background", "foreground"]
@@ -156,6 +161,7 @@ def test_joint_augmentation_moves_mask_with_image():
 
 
 # -- bad input: each names the file and what to do ------------------------------------------------
+
 
 def test_image_without_mask_names_the_image(small_dataset):
     (small_dataset / "masks" / "img_004.png").unlink()
@@ -249,6 +255,7 @@ def test_download_offline_fails_with_a_message_not_a_traceback(monkeypatch):
 
 
 # -- built-in and real data ---------------------------------------------------------------------
+
 
 def test_builtin_source_and_target_tasks_have_different_classes():
     target, source = load_dataset("builtin:shapes"), load_dataset("builtin:shapes-source")

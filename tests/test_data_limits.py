@@ -45,6 +45,7 @@ def leftovers(cache: Path, kind: str) -> list[Path]:
 
 # -- 1. limits: nothing a small upload holds can exhaust memory --------------------------------------
 
+
 def test_an_image_over_the_pixel_limit_is_refused_from_its_header(small_dataset, monkeypatch):
     monkeypatch.setenv("SEGCORE_MAX_PIXELS", "4000")  # the 64×64 images have 4096 pixels
 
@@ -68,8 +69,11 @@ def test_a_dataset_over_the_image_limit_is_refused_with_the_limit(small_dataset,
 def test_decoding_a_split_over_the_memory_limit_is_refused_and_a_smaller_size_loads(small_dataset, monkeypatch):
     monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "1")
     data = load_dataset(small_dataset)
-    with pytest.raises(DatasetError, match=r"decoding the 10 'train' pairs at 256×256 needs 2 MiB, over the limit of "
-                                           r"1 MiB \(SEGCORE_MAX_DECODED_MB\) — choose a smaller image size"):
+    with pytest.raises(
+        DatasetError,
+        match=r"decoding the 10 'train' pairs at 256×256 needs 2 MiB, over the limit of "
+        r"1 MiB \(SEGCORE_MAX_DECODED_MB\) — choose a smaller image size",
+    ):
         data.load("train", (256, 256))
     assert data.load("train", (64, 64)).images.shape == (10, 3, 64, 64)
 
@@ -100,7 +104,9 @@ def test_previews_decode_only_the_pictures_they_show(tmp_path, monkeypatch):
     data = load_dataset(root)
     decoded = []
     real = type(data)._decode_pair
-    monkeypatch.setattr(type(data), "_decode_pair", lambda self, pair, size: decoded.append(pair) or real(self, pair, size))
+    monkeypatch.setattr(
+        type(data), "_decode_pair", lambda self, pair, size: decoded.append(pair) or real(self, pair, size)
+    )
     assert len(sample_overlays(data, "train", count=8)) == 8
     assert len(decoded) == 8  # not the 40 training pairs
     assert len(augmentation_preview(data, "full", count=4)) == 4
@@ -121,6 +127,7 @@ def test_values_of_a_sixteen_bit_mask_are_counted_in_bounded_memory(tmp_path):
 
 # -- 2. masks are never silently mislabelled ---------------------------------------------------------
 
+
 def _save(mask: np.ndarray, path: Path, **kwargs) -> None:
     Image.fromarray(mask).save(path, **kwargs)
 
@@ -131,8 +138,11 @@ def test_a_thirty_two_bit_mask_with_a_huge_value_is_refused_without_building_cla
     (small_dataset / "classes.txt").unlink()
     Image.fromarray(mask, "I").save(small_dataset / "masks" / "img_004.tif")
     (small_dataset / "masks" / "img_004.png").unlink()
-    with pytest.raises(DatasetError, match=r"img_004\.tif: the mask value 2147483647 cannot be a class: index masks hold "
-                                           r"at most 255 classes .*set the ignore index to 2147483647"):
+    with pytest.raises(
+        DatasetError,
+        match=r"img_004\.tif: the mask value 2147483647 cannot be a class: index masks hold "
+        r"at most 255 classes .*set the ignore index to 2147483647",
+    ):
         load_dataset(small_dataset)
 
 
@@ -184,8 +194,11 @@ def test_class_masks_saved_as_jpeg_are_refused_with_the_reason(tmp_path):
     for path in sorted((root / "masks").iterdir()):
         _save(np.asarray(Image.open(path)) * 40, path.with_suffix(".jpg"), quality=75)
         path.unlink()
-    with pytest.raises(DatasetError, match=r"img_000\.jpg: this mask is saved as JPEG \(4 masks are\), whose lossy "
-                                           r"compression changes class values.*save the masks as PNG"):
+    with pytest.raises(
+        DatasetError,
+        match=r"img_000\.jpg: this mask is saved as JPEG \(4 masks are\), whose lossy "
+        r"compression changes class values.*save the masks as PNG",
+    ):
         load_dataset(root)
 
 
@@ -208,13 +221,16 @@ def test_the_report_and_training_count_the_same_classes(tmp_path, kind):
     colours = np.array([(0, 0, 0), (250, 50, 83), (51, 221, 255)], dtype=np.uint8)
     if kind == "colour-255-classes":
         # the disc is the last of 255 classes (index 254): training once took 254 for 'unknown colour'
-        root = write_images_masks(tmp_path / kind, count=6, class_file=False, mask_fn=lambda m: Image.fromarray(colours[m]))
+        root = write_images_masks(
+            tmp_path / kind, count=6, class_file=False, mask_fn=lambda m: Image.fromarray(colours[m])
+        )
         filler = [f"unused{i}:{i},{i},7::" for i in range(1, 253)]
         lines = ["background:0,0,0::", "square:250,50,83::", *filler, "disc:51,221,255::"]
         (root / "labelmap.txt").write_text("\n".join(lines) + "\n")
     elif kind == "index":
         root = write_images_masks(tmp_path / kind, count=6)
     else:  # soft edges: a blurred binary mask
+
         def soft(mask):
             from PIL import ImageFilter
 
@@ -259,8 +275,13 @@ def race(count: int, *args: str, cache: Path) -> list[dict]:
     script = RACER.format(root=str(ROOT))
     start_at = time.time() + 8  # every process is imported and waiting before the first one starts
     processes = [
-        subprocess.Popen([sys.executable, "-c", script, str(start_at), *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "SEGCORE_CACHE": str(cache)})
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(start_at), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SEGCORE_CACHE": str(cache)},
+        )
         for _ in range(count)
     ]
     results = []
@@ -311,6 +332,7 @@ def test_an_incomplete_folder_left_by_a_crash_is_replaced(tmp_path):
 
 # -- 4. archives and uploads: "file: problem — fix", never a traceback, nothing half-extracted ------
 
+
 def dataset_zip(tmp_path: Path, extra=None, compression=zipfile.ZIP_STORED) -> Path:
     root = write_images_masks(tmp_path / "ds", count=4)
     archive = tmp_path / "upload.zip"
@@ -340,7 +362,9 @@ def test_a_zip_entry_with_a_bad_crc_names_the_entry_and_leaves_nothing(tmp_path,
     at = data.find(b"IDAT")  # inside the first stored PNG: its bytes no longer match the zip's CRC
     data[at + 8] ^= 0xFF
     archive.write_bytes(bytes(data))
-    with pytest.raises(DatasetError, match=r"upload\.zip: the entry 'ds/.*' is damaged \(Bad CRC-32.*zip the dataset again"):
+    with pytest.raises(
+        DatasetError, match=r"upload\.zip: the entry 'ds/.*' is damaged \(Bad CRC-32.*zip the dataset again"
+    ):
         load_dataset(archive)
     assert leftovers(cache, "unzipped") == []
 
@@ -348,7 +372,10 @@ def test_a_zip_entry_with_a_bad_crc_names_the_entry_and_leaves_nothing(tmp_path,
 def test_an_encrypted_zip_is_refused_before_extraction(tmp_path, cache):
     archive = dataset_zip(tmp_path)
     patch_headers(archive, 6, 8, 0x1)  # general-purpose flag bit 0: encrypted
-    with pytest.raises(DatasetError, match=r"the entry 'ds/.*' is encrypted \(password-protected\) — zip the dataset without a password"):
+    with pytest.raises(
+        DatasetError,
+        match=r"the entry 'ds/.*' is encrypted \(password-protected\) — zip the dataset without a password",
+    ):
         load_dataset(archive)
     assert leftovers(cache, "unzipped") == []
 
@@ -356,18 +383,32 @@ def test_an_encrypted_zip_is_refused_before_extraction(tmp_path, cache):
 def test_a_deflate64_zip_is_refused_naming_the_method(tmp_path, cache):
     archive = dataset_zip(tmp_path)
     patch_headers(archive, 8, 10, 9)  # compression method 9: Deflate64, which zipfile cannot read
-    with pytest.raises(DatasetError, match=r"uses a compression method that cannot be unpacked here \(deflate64\) — re-create the zip"):
+    with pytest.raises(
+        DatasetError, match=r"uses a compression method that cannot be unpacked here \(deflate64\) — re-create the zip"
+    ):
         load_dataset(archive)
     assert leftovers(cache, "unzipped") == []
 
 
-@pytest.mark.parametrize("extra, problem", [
-    (lambda z: z.writestr("ds/x/", b"data in a folder entry"), r"the entry 'ds/x/' is named like a folder but holds 22 bytes"),
-    (lambda z: (z.writestr("ds/notes", b"a file"), z.writestr("ds/notes/a.txt", b"and a folder")),
-     r"the entry 'ds/notes' is both a file and a folder"),
-    (lambda z: z.writestr("ds/images/" + "n" * 270 + ".png", b"x"), r"has a name part 274 bytes long, over the limit of 255"),
-    (lambda z: (z.writestr("ds/a.txt", b"1"), z.writestr("ds/a.txt", b"2")), r"the entry 'ds/a.txt' appears twice"),
-], ids=["folder-with-data", "file-and-folder", "long-name", "duplicate-entry"])
+@pytest.mark.parametrize(
+    "extra, problem",
+    [
+        (
+            lambda z: z.writestr("ds/x/", b"data in a folder entry"),
+            r"the entry 'ds/x/' is named like a folder but holds 22 bytes",
+        ),
+        (
+            lambda z: (z.writestr("ds/notes", b"a file"), z.writestr("ds/notes/a.txt", b"and a folder")),
+            r"the entry 'ds/notes' is both a file and a folder",
+        ),
+        (
+            lambda z: z.writestr("ds/images/" + "n" * 270 + ".png", b"x"),
+            r"has a name part 274 bytes long, over the limit of 255",
+        ),
+        (lambda z: (z.writestr("ds/a.txt", b"1"), z.writestr("ds/a.txt", b"2")), r"the entry 'ds/a.txt' appears twice"),
+    ],
+    ids=["folder-with-data", "file-and-folder", "long-name", "duplicate-entry"],
+)
 def test_odd_zip_entries_are_refused_naming_the_entry(tmp_path, cache, extra, problem):
     import warnings
 
@@ -400,16 +441,22 @@ def test_a_full_disk_while_unzipping_is_said_and_nothing_is_left(tmp_path, cache
             self.handle.close()
 
     monkeypatch.setattr(archives, "open", lambda path, mode="r": FullDisk(real_open(path, mode)), raising=False)
-    with pytest.raises(DatasetError, match=r"upload\.zip → ds/.*img_002\.png: the server's disk is full.*nothing was kept"):
+    with pytest.raises(
+        DatasetError, match=r"upload\.zip → ds/.*img_002\.png: the server's disk is full.*nothing was kept"
+    ):
         load_dataset(archive)
     assert leftovers(cache, "unzipped") == []
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("ds/images/a\0b.png", r"ds/images/a\\0b\.png: the file name contains a NUL character — rename the file"),
-    ("ds/images/" + "é" * 140 + ".png", r"a part of the file name is 284 bytes long, over the limit of 255"),
-    ("ds/" + "/".join(["deep"] * 300) + "/a.png", r"the file path is over 1024 bytes long"),
-], ids=["nul", "long-name", "long-path"])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("ds/images/a\0b.png", r"ds/images/a\\0b\.png: the file name contains a NUL character — rename the file"),
+        ("ds/images/" + "é" * 140 + ".png", r"a part of the file name is 284 bytes long, over the limit of 255"),
+        ("ds/" + "/".join(["deep"] * 300) + "/a.png", r"the file path is over 1024 bytes long"),
+    ],
+    ids=["nul", "long-name", "long-path"],
+)
 def test_folder_uploads_with_impossible_names_are_refused_before_writing(cache, name, problem):
     with pytest.raises(DatasetError, match=problem):
         save_uploads([("ds/images/ok.png", b"x"), (name, b"x")])
@@ -421,12 +468,15 @@ def test_a_full_disk_while_saving_an_upload_is_said_and_nothing_is_left(cache, m
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", full)
-    with pytest.raises(DatasetError, match=r"ds/images/a\.png: the server's disk is full, so the upload could not be saved"):
+    with pytest.raises(
+        DatasetError, match=r"ds/images/a\.png: the server's disk is full, so the upload could not be saved"
+    ):
         save_uploads([("ds/images/a.png", b"x")])
     assert leftovers(cache, "uploads") == []
 
 
 # -- 5. the data side does not know the network ------------------------------------------------------
+
 
 def test_data_and_drawing_modules_import_nothing_from_the_model_side():
     network = {"predict", "checkpoints", "models", "training", "strategies", "features", "export"}
@@ -440,4 +490,7 @@ def test_data_and_drawing_modules_import_nothing_from_the_model_side():
     from segcore import drawing, predict
 
     assert (predict.overlay, predict.colorize, predict.unpainted_classes) == (
-        drawing.overlay, drawing.colorize, drawing.unpainted_classes)
+        drawing.overlay,
+        drawing.colorize,
+        drawing.unpainted_classes,
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -14,14 +16,11 @@ import pytest
 import torch
 
 from segcore import Run, RunError, TrainConfig, TrainingFailed, train
-from segcore.jobs import JobQueue, wait_for
-
-from .conftest import wait_until
-import errno
-import logging
 from segcore import resume as resume_points
+from segcore.jobs import JobQueue, wait_for
 from segcore.resume import RunBusy
 
+from .conftest import wait_until
 
 pytestmark = pytest.mark.slow  # every test here kills, restarts or floods worker processes
 
@@ -29,26 +28,47 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "segcore", *map(str, args)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "segcore", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode:
         raise AssertionError(result.stdout + result.stderr)
     return result
 
 
-
 def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path, train_dataset):
     runs = tmp_path / "runs"
-    settings = ["--data", train_dataset, "--strategy", "scratch", "--epochs", 4, "--min-steps", 0, "--size", 64, "--batch-size", 2,
-                "--augment", "full", "--seed", 3, "--quiet"]
+    settings = [
+        "--data",
+        train_dataset,
+        "--strategy",
+        "scratch",
+        "--epochs",
+        4,
+        "--min-steps",
+        0,
+        "--size",
+        64,
+        "--batch-size",
+        2,
+        "--augment",
+        "full",
+        "--seed",
+        3,
+        "--quiet",
+    ]
     cli("--runs-dir", runs, "train", *settings, "--name", "whole")
-    victim = subprocess.Popen([sys.executable, "-m", "segcore", "--runs-dir", str(runs), "train",
-                               *map(str, settings), "--name", "killed"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "segcore", "--runs-dir", str(runs), "train", *map(str, settings), "--name", "killed"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     killed = runs / "killed"
     try:
-        assert wait_until(lambda: (killed / "config.json").exists()
-                          and any(s["epoch"] == 3 for s in Run(killed).steps()))
+        assert wait_until(
+            lambda: (killed / "config.json").exists() and any(s["epoch"] == 3 for s in Run(killed).steps())
+        )
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -73,10 +93,21 @@ def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_pat
 
 def test_training_survives_the_server_that_started_it(tmp_path, train_dataset):
     runs = tmp_path / "runs"
-    server = subprocess.run([sys.executable, "-c", (
-        "import os; from segcore import TrainConfig; from segcore.jobs import JobQueue;"
-        f"run = JobQueue({str(runs)!r}).submit(TrainConfig(data={str(train_dataset)!r}, epochs=2, min_steps=0, height=64, width=64));"
-        "print(run.run_id); os._exit(0)")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    server = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import os; from segcore import TrainConfig; from segcore.jobs import JobQueue;"
+                f"run = JobQueue({str(runs)!r}).submit(TrainConfig(data={str(train_dataset)!r}, epochs=2, min_steps=0, height=64, width=64));"
+                "print(run.run_id); os._exit(0)"
+            ),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     run = Run.open(runs, server.stdout.strip().splitlines()[-1])  # the 'server' is gone; its worker is not
     assert wait_for(run, 180) == "done", run.status
     for name in ("config.json", "status.json", "summary.json", "best.json"):
@@ -126,8 +157,16 @@ def test_thirty_students_queue_at_once_and_each_run_trains_exactly_once_in_order
     results, errors = [], []
 
     def student(number: int) -> None:
-        config = TrainConfig(data=str(train_dataset), strategy="feature", epochs=1, max_steps=1, height=32,
-                             width=32, seed=number, run_name=f"student-{number:02d}")
+        config = TrainConfig(
+            data=str(train_dataset),
+            strategy="feature",
+            epochs=1,
+            max_steps=1,
+            height=32,
+            width=32,
+            seed=number,
+            run_name=f"student-{number:02d}",
+        )
         try:
             results.append(queue.submit(config, start=False))
         except RunError as exc:
@@ -164,7 +203,6 @@ def test_a_full_queue_refuses_with_a_reason(tmp_path, train_dataset, monkeypatch
 
 
 # -- resume points, concurrent trainers, a full disk ----------------------------------------------------
-
 
 
 TINY = dict(epochs=2, min_steps=0, height=32, width=32, batch_size=4, augment="none")
@@ -210,14 +248,24 @@ def test_two_concurrent_resumes_train_the_run_once_and_the_second_fails_fast(tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage, message", [
-    (lambda run, m: (run / m["state"]["file"]).unlink(), "the state named by resume.json, is missing"),
-    (lambda run, m: (run / "resume.json").write_text(json.dumps({**m, "token": "e0001-s0000001-00000000"})),
-     "does not belong to the resume point"),
-    (lambda run, m: (run / m["weights"]["file"]).write_bytes((run / m["weights"]["file"]).read_bytes()[:-8]),
-     "bytes, resume.json recorded"),
-], ids=["missing state", "mismatched token", "truncated weights"])
-def test_a_resume_point_with_a_missing_or_mismatched_piece_is_not_used(tmp_path, train_dataset, caplog, damage, message):
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run, m: (run / m["state"]["file"]).unlink(), "the state named by resume.json, is missing"),
+        (
+            lambda run, m: (run / "resume.json").write_text(json.dumps({**m, "token": "e0001-s0000001-00000000"})),
+            "does not belong to the resume point",
+        ),
+        (
+            lambda run, m: (run / m["weights"]["file"]).write_bytes((run / m["weights"]["file"]).read_bytes()[:-8]),
+            "bytes, resume.json recorded",
+        ),
+    ],
+    ids=["missing state", "mismatched token", "truncated weights"],
+)
+def test_a_resume_point_with_a_missing_or_mismatched_piece_is_not_used(
+    tmp_path, train_dataset, caplog, damage, message
+):
     settings = tiny(train_dataset)
     train(settings, tmp_path, run_id="damaged")
     run_path = tmp_path / "damaged"
@@ -231,7 +279,9 @@ def test_a_resume_point_with_a_missing_or_mismatched_piece_is_not_used(tmp_path,
 
 
 @pytest.mark.slow
-def test_a_kill_between_the_pieces_and_the_manifest_keeps_the_previous_point_whole(tmp_path, train_dataset, monkeypatch):
+def test_a_kill_between_the_pieces_and_the_manifest_keeps_the_previous_point_whole(
+    tmp_path, train_dataset, monkeypatch
+):
     writes = {"manifests": 0}
     real_write_json = resume_points.atomic_write_json
 

@@ -40,7 +40,9 @@ def _cache(backbone="tf_efficientnet_lite0", classes=3):
     torch.manual_seed(0)  # the same random weights every time: the key follows the weights
     model, _ = build(backbone, classes)
     model.freeze_encoder()
-    return FeatureCache(model, Normalizer(**model.data_config()), torch.device("cpu"), autocast_for(torch.device("cpu")))
+    return FeatureCache(
+        model, Normalizer(**model.data_config()), torch.device("cpu"), autocast_for(torch.device("cpu"))
+    )
 
 
 def _files():
@@ -129,14 +131,17 @@ def test_a_damaged_cache_file_is_ignored_and_rebuilt(train_dataset, tmp_path, da
     second.batches.prepare()
     assert calls and second.cache.built == 1 and second.cache.loaded == 0
     assert "damaged" in (tmp_path / "second" / "train.log").read_text()
-    torch.testing.assert_close(second.cache.store[(id(second.train_set), False)],
-                               first.cache.store[(id(first.train_set), False)])
+    torch.testing.assert_close(
+        second.cache.store[(id(second.train_set), False)], first.cache.store[(id(first.train_set), False)]
+    )
     third, calls = _trainer(train_dataset, tmp_path, "third", augment="none")
     third.batches.prepare()  # the rebuilt file is whole again
     assert calls == [] and third.cache.loaded == 1
 
 
-def test_eviction_keeps_the_folder_under_the_limit_least_recently_used_first(train_dataset, source_dataset, monkeypatch):
+def test_eviction_keeps_the_folder_under_the_limit_least_recently_used_first(
+    train_dataset, source_dataset, monkeypatch
+):
     cache = _cache()
     images = load_dataset(train_dataset).load("train", (64, 64))
     other = load_dataset(source_dataset).load("train", (64, 64))

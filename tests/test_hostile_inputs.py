@@ -28,6 +28,7 @@ def zip_of(folder: Path, archive: Path) -> Path:
 
 # -- archives --------------------------------------------------------------------------------------
 
+
 def test_zip_with_absolute_paths_is_refused(tmp_path):
     archive = tmp_path / "abs.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -78,6 +79,7 @@ def test_a_zip_made_on_windows_with_backslashes_and_a_macos_folder_loads(tmp_pat
 
 
 # -- images -----------------------------------------------------------------------------------------
+
 
 def test_decompression_bomb_image_is_refused(small_dataset, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # our 64×64 images now exceed PIL's pixel limit
@@ -148,8 +150,11 @@ def test_rgba_and_sixteen_bit_masks(tmp_path):
 
     root = write_images_masks(tmp_path / "m16", count=4, mask_fn=sixteen_bit_with_void)
     assert Image.open(root / "masks" / "img_000.png").mode.startswith("I;16")  # really a 16-bit file
-    with pytest.raises(DatasetError, match=r"img_00\d\.png: mask values \[65535\] are outside the classes.*"
-                                           r"set the ignore index to 65535"):
+    with pytest.raises(
+        DatasetError,
+        match=r"img_00\d\.png: mask values \[65535\] are outside the classes.*"
+        r"set the ignore index to 65535",
+    ):
         load_dataset(root)
     data = load_dataset(root, ignore_index=65535)
     _, mask = data.load_pair(data.pairs("train")[0])
@@ -191,6 +196,7 @@ def test_file_names_with_spaces_and_non_ascii_characters(tmp_path):
 
 # -- uploads and paths ---------------------------------------------------------------------------
 
+
 def test_an_upload_over_the_size_limit_is_refused_with_the_limit(small_dataset):
     files = [(f"ds/{p.relative_to(small_dataset)}", p.read_bytes()) for p in small_dataset.rglob("*") if p.is_file()]
     with pytest.raises(DatasetError, match="over the limit of 0 MiB"):
@@ -223,12 +229,18 @@ def test_bad_input_leaves_existing_runs_untouched(tmp_path, train_dataset):
     from segcore import TrainConfig, train
 
     runs = tmp_path / "runs"
-    run = train(TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, height=64, width=64, batch_size=4), runs, run_id="keep")
+    run = train(
+        TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, height=64, width=64, batch_size=4),
+        runs,
+        run_id="keep",
+    )
     before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
     not_a_zip = tmp_path / "data.zip"
     not_a_zip.write_text("not a zip")
-    for bad, problem in ((tmp_path / "missing", "missing: no such file or folder"),
-                         (not_a_zip, "data.zip: this file is not a valid zip archive")):
+    for bad, problem in (
+        (tmp_path / "missing", "missing: no such file or folder"),
+        (not_a_zip, "data.zip: this file is not a valid zip archive"),
+    ):
         with pytest.raises(DatasetError, match=problem):
             train(TrainConfig(data=str(bad), epochs=1), runs, run_id="keep-2")
     assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 
-from segcore import TrainConfig
+from segcore import RunError, TrainConfig
 from segcore.jobs import JobQueue, wait_for
 from segcore.planning import queue_all_strategies
 
 from .conftest import wait_until
-import json
-import socket
-import subprocess
-import sys
-import psutil
-from segcore import RunError
-from segcore.runs import Run
-
 
 pytestmark = pytest.mark.slow  # every test here starts worker processes
 
@@ -29,7 +26,6 @@ TINY = dict(epochs=1, min_steps=0, height=64, width=64, batch_size=4, augment="n
 
 def config(data, **kw):
     return TrainConfig(data=str(data), **{**TINY, **kw})
-
 
 
 def test_runs_train_in_separate_processes_first_in_first_out(tmp_path, train_dataset):
@@ -89,14 +85,20 @@ def test_a_killed_worker_is_marked_failed_with_its_reason(tmp_path, train_datase
     assert "ended without finishing" in run.status["reason"]
 
 
-def test_train_all_strategies_runs_the_source_task_before_structure_transfer(tmp_path, train_dataset, source_dataset,
-                                                                            monkeypatch):
+def test_train_all_strategies_runs_the_source_task_before_structure_transfer(
+    tmp_path, train_dataset, source_dataset, monkeypatch
+):
     monkeypatch.setattr("segcore.planning.SOURCE_TASK", str(source_dataset))
     queue = JobQueue(tmp_path / "runs", max_running=1)
     runs = queue_all_strategies(queue, config(train_dataset, max_steps=2), group="lesson")
     # the cheapest run first, so a class sees a result early; the source run just before structure transfer
-    assert [r.run_id for r in runs] == ["lesson-feature", "lesson-parameter", "lesson-scratch", "lesson-source",
-                                        "lesson-structure"]
+    assert [r.run_id for r in runs] == [
+        "lesson-feature",
+        "lesson-parameter",
+        "lesson-scratch",
+        "lesson-source",
+        "lesson-structure",
+    ]
     structure = runs[-1]
     assert structure.config["source_run"] == str(runs[3].path)
     assert wait_for(structure, 300) == "done", structure.status
@@ -105,9 +107,6 @@ def test_train_all_strategies_runs_the_source_task_before_structure_transfer(tmp
 
 
 # -- a shared classroom server ------------------------------------------------------------------------
-
-
-
 
 
 def running_status(run_path, **fields):
@@ -119,7 +118,9 @@ def running_status(run_path, **fields):
 @pytest.fixture
 def sleeper():
     """A live process that has nothing to do with any run: its pid shows up in a stale status.json."""
-    process = subprocess.Popen(["sleep", "60"] if sys.platform != "win32" else [sys.executable, "-c", "import time; time.sleep(60)"])
+    process = subprocess.Popen(
+        ["sleep", "60"] if sys.platform != "win32" else [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
     yield process
     process.kill()
     process.wait()
@@ -141,10 +142,12 @@ def test_a_reused_pid_is_not_the_run_and_cancel_never_signals_it(tmp_path, train
 
 
 @pytest.mark.slow
-def test_a_run_on_another_machine_blocks_while_it_reports_and_is_lost_when_it_stops(tmp_path, train_dataset, sleeper, monkeypatch):
+def test_a_run_on_another_machine_blocks_while_it_reports_and_is_lost_when_it_stops(
+    tmp_path, train_dataset, sleeper, monkeypatch
+):
     queue = JobQueue(tmp_path / "runs", max_running=1)
     remote = queue.submit(config(train_dataset, run_name="remote"), start=False)
-    waiting = queue.submit(config(train_dataset, run_name="waiting", seed=1), start=False)
+    queue.submit(config(train_dataset, run_name="waiting", seed=1), start=False)
     started = []
     monkeypatch.setattr(JobQueue, "_start", lambda q, r: started.append(r.run_id))
     # its pid is a live local process: a local lookup or signal would be wrong (the pid belongs to another machine)
@@ -152,8 +155,14 @@ def test_a_run_on_another_machine_blocks_while_it_reports_and_is_lost_when_it_st
     assert remote.state == "running" and queue.pump() == [] and started == []
     with pytest.raises(RunError, match="training on another machine \\(another-machine\\): cancel it there"):
         queue.cancel(remote.run_id)
-    running_status(remote.path, host="another-machine", pid=sleeper.pid, pid_started=0,
-                   heartbeat=time.time() - 600, started=time.time() - 900)
+    running_status(
+        remote.path,
+        host="another-machine",
+        pid=sleeper.pid,
+        pid_started=0,
+        heartbeat=time.time() - 600,
+        started=time.time() - 900,
+    )
     assert remote.state == "lost"
     assert "another-machine, and its machine stopped reporting 10 min ago" in remote.status["reason"]
     assert queue.pump() == ["waiting"] and started == ["waiting"]  # the queue moves on
@@ -213,7 +222,10 @@ def test_a_worker_that_cannot_open_its_run_records_the_real_reason(tmp_path):
 def test_a_double_click_is_per_session_two_sessions_get_two_runs(tmp_path, train_dataset):
     queue = JobQueue(tmp_path / "runs", max_running=1)
     settings = config(train_dataset, strategy="feature")
-    alice, alice_again = queue.submit(settings, owner="alice", start=False), queue.submit(settings, owner="alice", start=False)
+    alice, alice_again = (
+        queue.submit(settings, owner="alice", start=False),
+        queue.submit(settings, owner="alice", start=False),
+    )
     bob = queue.submit(settings, owner="bob", start=False)
     assert alice.run_id == alice_again.run_id and bob.run_id != alice.run_id
     assert len(queue.runs()) == 2 and alice.config["owner"] == "alice" and bob.owner == "bob"
@@ -235,7 +247,7 @@ def test_another_session_cannot_cancel_or_resume_a_run(tmp_path, train_dataset):
 def test_pump_survives_a_run_it_cannot_start_and_says_why(tmp_path, train_dataset, monkeypatch, caplog):
     queue = JobQueue(tmp_path / "runs", max_running=1)
     first = queue.submit(config(train_dataset, run_name="first"), start=False)
-    second = queue.submit(config(train_dataset, run_name="second", seed=1), start=False)
+    queue.submit(config(train_dataset, run_name="second", seed=1), start=False)
 
     def start(q, run):
         if run.run_id == "first":

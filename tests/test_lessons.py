@@ -42,13 +42,22 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
 
 
 def lesson(**overrides) -> Lesson:
-    fields = dict(title="Frozen or not?", instructions="Train, then compare.\nWhich is better?",
-                  data_source="builtin:shapes", settings={"lr": 0.001, "epochs": 2}, strategies=["scratch", "feature"])
+    fields = dict(
+        title="Frozen or not?",
+        instructions="Train, then compare.\nWhich is better?",
+        data_source="builtin:shapes",
+        settings={"lr": 0.001, "epochs": 2},
+        strategies=["scratch", "feature"],
+    )
     return Lesson(**{**fields, **overrides})
 
 
-def rewrite(source: Path, target: Path, replace_entries: dict[str, bytes | None] | None = None,
-            add: list[tuple[zipfile.ZipInfo | str, bytes]] = ()) -> Path:
+def rewrite(
+    source: Path,
+    target: Path,
+    replace_entries: dict[str, bytes | None] | None = None,
+    add: list[tuple[zipfile.ZipInfo | str, bytes]] = (),
+) -> Path:
     """A copy of a lesson file with entries replaced (None: removed) or added, as someone tampering with it would."""
     replace_entries = replace_entries or {}
     with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
@@ -70,20 +79,40 @@ def manifest_of(path: Path) -> dict:
 
 # -- round trips ------------------------------------------------------------------------------------------------
 def test_a_lesson_saved_and_opened_on_another_machine_plans_exactly_the_same_runs(tmp_path, small_dataset, fresh_cache):
-    made = lesson(data_source=str(small_dataset), sweep=True, strategies=["structure", "scratch", "partial"],
-                  settings={**PRESETS["quick"].settings, "lr": 0.001, "decoder_channels": (64, 32, 16, 8),
-                            "train_bn": True, "regularizer": "l2sp", "class_weights": "none"}, preset="quick")
+    made = lesson(
+        data_source=str(small_dataset),
+        sweep=True,
+        strategies=["structure", "scratch", "partial"],
+        settings={
+            **PRESETS["quick"].settings,
+            "lr": 0.001,
+            "decoder_channels": (64, 32, 16, 8),
+            "train_bn": True,
+            "regularizer": "l2sp",
+            "class_weights": "none",
+        },
+        preset="quick",
+    )
     path = save_lesson(made, tmp_path / "frozen.lesson.zip")
     opened = open_lesson(path)
     assert opened.plan("class-7a") == made.plan("class-7a")
     assert opened.to_config() == made.to_config()
-    assert (opened.title, opened.instructions, opened.preset, opened.sweep) == (made.title, made.instructions, "quick", True)
+    assert (opened.title, opened.instructions, opened.preset, opened.sweep) == (
+        made.title,
+        made.instructions,
+        "quick",
+        True,
+    )
     assert not (fresh_cache / "lessons").exists()  # nothing embedded, nothing unpacked
 
 
 def test_an_embedded_dataset_and_source_run_round_trip(tmp_path, small_dataset, tiny_source_run, fresh_cache):
-    made = lesson(data_source=str(small_dataset), strategies=["structure", "feature"], settings={"height": 64, "width": 64})
-    path = save_lesson(made, tmp_path / "carry.segl", dataset_folder=small_dataset, source_run_folder=tiny_source_run.path)
+    made = lesson(
+        data_source=str(small_dataset), strategies=["structure", "feature"], settings={"height": 64, "width": 64}
+    )
+    path = save_lesson(
+        made, tmp_path / "carry.segl", dataset_folder=small_dataset, source_run_folder=tiny_source_run.path
+    )
     assert manifest_of(path)["dataset"] == "embedded" and manifest_of(path)["source_run"] == "embedded"
     shutil.rmtree(small_dataset)  # the lesson must not need the teacher's folders any more
 
@@ -109,18 +138,27 @@ def test_an_embedded_dataset_and_source_run_round_trip(tmp_path, small_dataset, 
 
 
 # -- refusals ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("change, message", [
-    ({"data_source": "builtin:nope"}, "it uses the built-in dataset 'builtin:nope', which this workbench does not have"),
-    ({"data_source": "/no/such/folder"}, "its dataset /no/such/folder is not here"),
-    ({"strategies": ["scratch", "transfer-magic"]}, "unknown strategy 'transfer-magic'"),
-    ({"strategies": []}, "compares no strategy"),
-    ({"settings": {"lr": -1}}, "setting lr (--lr) = -1: must be between"),
-    ({"settings": {"height": 100}}, "setting height (--size) = 100: must be a multiple of 32"),
-    ({"settings": {"learning_rate": 0.1}}, "'learning_rate' is not a training setting"),
-    ({"settings": {"device": "cuda"}}, "the setting 'device' cannot be fixed by a lesson"),
-    ({"sweep": True, "settings": {"train_size": 0.5}}, "a data-efficiency sweep sets the number of training images"),
-    ({"title": " "}, "the title must be 1 to 200 characters"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"data_source": "builtin:nope"},
+            "it uses the built-in dataset 'builtin:nope', which this workbench does not have",
+        ),
+        ({"data_source": "/no/such/folder"}, "its dataset /no/such/folder is not here"),
+        ({"strategies": ["scratch", "transfer-magic"]}, "unknown strategy 'transfer-magic'"),
+        ({"strategies": []}, "compares no strategy"),
+        ({"settings": {"lr": -1}}, "setting lr (--lr) = -1: must be between"),
+        ({"settings": {"height": 100}}, "setting height (--size) = 100: must be a multiple of 32"),
+        ({"settings": {"learning_rate": 0.1}}, "'learning_rate' is not a training setting"),
+        ({"settings": {"device": "cuda"}}, "the setting 'device' cannot be fixed by a lesson"),
+        (
+            {"sweep": True, "settings": {"train_size": 0.5}},
+            "a data-efficiency sweep sets the number of training images",
+        ),
+        ({"title": " "}, "the title must be 1 to 200 characters"),
+    ],
+)
 def test_a_lesson_that_cannot_work_is_refused_with_the_reason(tmp_path, change, message):
     with pytest.raises(LessonError, match="^lesson ") as refused:
         save_lesson(lesson(**change), tmp_path / "x.lesson.zip")
@@ -145,27 +183,38 @@ def test_a_source_run_with_another_backbone_is_refused(tmp_path, tiny_source_run
     other = shutil.copytree(tiny_source_run.path, tmp_path / "resnet-source")
     meta = json.loads((other / "best.json").read_text())
     (other / "best.json").write_text(json.dumps({**meta, "backbone": "resnet18"}))
-    with pytest.raises(LessonError, match="trained with backbone 'resnet18', but the lesson's settings use "
-                                          "'tf_efficientnet_lite0'.*set backbone=resnet18"):
+    with pytest.raises(
+        LessonError,
+        match="trained with backbone 'resnet18', but the lesson's settings use "
+        "'tf_efficientnet_lite0'.*set backbone=resnet18",
+    ):
         save_lesson(lesson(strategies=["structure"]), tmp_path / "x.lesson.zip", source_run_folder=other)
 
     # the same fault in a file made elsewhere: refused before anything is unpacked
-    good = save_lesson(lesson(strategies=["structure"]), tmp_path / "good.lesson.zip",
-                       source_run_folder=tiny_source_run.path)
+    good = save_lesson(
+        lesson(strategies=["structure"]), tmp_path / "good.lesson.zip", source_run_folder=tiny_source_run.path
+    )
     manifest = {**manifest_of(good), "settings": {"backbone": "resnet18"}}
     tampered = rewrite(good, tmp_path / "tampered.lesson.zip", {"lesson.json": json.dumps(manifest).encode()})
-    with pytest.raises(LessonError, match="trained with backbone 'tf_efficientnet_lite0', but the lesson's settings "
-                                          "use 'resnet18'"):
+    with pytest.raises(
+        LessonError, match="trained with backbone 'tf_efficientnet_lite0', but the lesson's settings use 'resnet18'"
+    ):
         open_lesson(tampered)
     assert not (fresh_cache / "lessons").exists()
 
 
 def test_a_lesson_from_a_newer_workbench_is_refused(tmp_path):
     good = save_lesson(lesson(), tmp_path / "good.lesson.zip")
-    newer = rewrite(good, tmp_path / "newer.lesson.zip",
-                    {"lesson.json": json.dumps({**manifest_of(good), "format_version": 99}).encode()})
-    with pytest.raises(LessonError, match=r"made by a newer workbench \(lesson format 99; this one reads up to 1\) "
-                                          "— update the workbench"):
+    newer = rewrite(
+        good,
+        tmp_path / "newer.lesson.zip",
+        {"lesson.json": json.dumps({**manifest_of(good), "format_version": 99}).encode()},
+    )
+    with pytest.raises(
+        LessonError,
+        match=r"made by a newer workbench \(lesson format 99; this one reads up to 1\) "
+        "— update the workbench",
+    ):
         open_lesson(newer)
 
 
@@ -175,18 +224,21 @@ def _symlink(name: str) -> zipfile.ZipInfo:
     return info
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("../escaped.txt", "the entry '../escaped.txt' points outside the lesson"),
-    ("dataset/../../escaped.png", "points outside the lesson"),
-    ("/etc/cron.d/job.txt", "is an absolute path"),
-    ("dataset\\..\\escaped.png", "has a backslash"),
-    ("run.sh", "is not part of the lesson format"),
-    ("source_run/train.py", "is not part of the lesson format"),
-    ("dataset/images/tool.exe", "is not an image, mask or text file"),
-    ("dataset/.hidden.png", "is a hidden file"),
-    (_symlink("dataset/images/link.png"), "is a symbolic link"),
-    ("lesson.json", "appears twice"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("../escaped.txt", "the entry '../escaped.txt' points outside the lesson"),
+        ("dataset/../../escaped.png", "points outside the lesson"),
+        ("/etc/cron.d/job.txt", "is an absolute path"),
+        ("dataset\\..\\escaped.png", "has a backslash"),
+        ("run.sh", "is not part of the lesson format"),
+        ("source_run/train.py", "is not part of the lesson format"),
+        ("dataset/images/tool.exe", "is not an image, mask or text file"),
+        ("dataset/.hidden.png", "is a hidden file"),
+        (_symlink("dataset/images/link.png"), "is a symbolic link"),
+        ("lesson.json", "appears twice"),
+    ],
+)
 def test_a_hostile_lesson_file_is_refused_before_anything_is_unpacked(tmp_path, entry, message, fresh_cache):
     good = save_lesson(lesson(), tmp_path / "good.lesson.zip")
     with pytest.warns(UserWarning) if entry == "lesson.json" else nullcontext():  # zipfile warns of the duplicate
@@ -220,7 +272,9 @@ def test_the_built_in_lessons_plan_valid_runs():
             config.validate(check_files=False)
 
     plan = why.plan("class")
-    assert {c.strategy for c in plan if c.data == "builtin:shapes"} == {n for n, i in STRATEGIES.items() if i.in_train_all}
+    assert {c.strategy for c in plan if c.data == "builtin:shapes"} == {
+        n for n, i in STRATEGIES.items() if i.in_train_all
+    }
     source = next(i for i, c in enumerate(plan) if c.data == SOURCE_TASK)
     assert plan[source].run_name == "class-source" and plan[source + 1].strategy == "structure"
     assert plan[source + 1].source_run == SOURCE_PLACEHOLDER
@@ -243,17 +297,51 @@ def test_list_lessons_reports_broken_files_and_lists_the_rest(tmp_path):
     assert list_lessons(tmp_path / "missing") == []
 
 
-def test_the_command_line_creates_shows_and_lists_a_lesson(tmp_path, small_dataset, tiny_source_run, capsys,
-                                                           fresh_cache):
+def test_the_command_line_creates_shows_and_lists_a_lesson(
+    tmp_path, small_dataset, tiny_source_run, capsys, fresh_cache
+):
     (tmp_path / "steps.md").write_text("1. Click *Train all*.\n2. Watch the curves.\n")
     out = tmp_path / "lessons" / "class.lesson.zip"
-    assert main(["--runs-dir", str(tiny_source_run.path.parent), "lesson", "create", "--title", "Shapes, frozen",
-                 "--instructions", str(tmp_path / "steps.md"), "--data", str(small_dataset), "--embed-data",
-                 "--strategies", "feature", "structure", "--preset", "quick", "--set", "lr=0.001",
-                 "--set", "decoder-channels=[64,32]", "--set", "augment=full", "--source-run", "source-task",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--runs-dir",
+                str(tiny_source_run.path.parent),
+                "lesson",
+                "create",
+                "--title",
+                "Shapes, frozen",
+                "--instructions",
+                str(tmp_path / "steps.md"),
+                "--data",
+                str(small_dataset),
+                "--embed-data",
+                "--strategies",
+                "feature",
+                "structure",
+                "--preset",
+                "quick",
+                "--set",
+                "lr=0.001",
+                "--set",
+                "decoder-channels=[64,32]",
+                "--set",
+                "augment=full",
+                "--source-run",
+                "source-task",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     opened = open_lesson(out)
-    assert opened.settings == {**PRESETS["quick"].settings, "lr": 0.001, "decoder_channels": [64, 32], "augment": "full"}
+    assert opened.settings == {
+        **PRESETS["quick"].settings,
+        "lr": 0.001,
+        "decoder_channels": [64, 32],
+        "augment": "full",
+    }
     assert opened.to_config().decoder_channels == (64, 32) and opened.preset == "quick"
     capsys.readouterr()
     assert main(["lesson", "show", str(out)]) == 0
@@ -264,8 +352,23 @@ def test_the_command_line_creates_shows_and_lists_a_lesson(tmp_path, small_datas
     listed = capsys.readouterr().out
     assert "builtin:why-transfer" in listed and f"{out}  Shapes, frozen" in listed
 
-    assert main(["lesson", "create", "--title", "x", "--data", "builtin:shapes", "--set", "lr=-1",
-                 "--out", str(tmp_path / "bad.lesson.zip")]) == 2
+    assert (
+        main(
+            [
+                "lesson",
+                "create",
+                "--title",
+                "x",
+                "--data",
+                "builtin:shapes",
+                "--set",
+                "lr=-1",
+                "--out",
+                str(tmp_path / "bad.lesson.zip"),
+            ]
+        )
+        == 2
+    )
     assert "setting lr (--lr) = -1" in capsys.readouterr().err
 
 
@@ -273,8 +376,20 @@ def test_the_command_line_creates_shows_and_lists_a_lesson(tmp_path, small_datas
 def test_the_why_transfer_lesson_trains_end_to_end_through_the_queue(tmp_path, capsys):
     """The built-in lesson queued from the command line (through JobQueue), 3 steps a run for speed."""
     runs_dir = tmp_path / "runs"
-    code = main(["lesson", "run", "builtin:why-transfer", "--runs-dir", str(runs_dir), "--set", "max_steps=3",
-                 "--wait", "--timeout", "300"])
+    code = main(
+        [
+            "lesson",
+            "run",
+            "builtin:why-transfer",
+            "--runs-dir",
+            str(runs_dir),
+            "--set",
+            "max_steps=3",
+            "--wait",
+            "--timeout",
+            "300",
+        ]
+    )
     run_ids = capsys.readouterr().out.split()
     runs = [Run.open(runs_dir, run_id) for run_id in run_ids]
     assert code == 0, [(r.run_id, r.status) for r in runs]

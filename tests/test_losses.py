@@ -54,4 +54,3 @@ def test_an_unknown_class_weighting_is_refused_with_the_choices():
 def test_class_weights_from_masks_kept_on_the_gpu():
     masks = torch.tensor([[0, 0, 1, 2]], dtype=torch.uint8, device="cuda")
     assert torch.equal(class_balance_weights(masks, 3), class_balance_weights(masks.cpu(), 3))
-

@@ -30,8 +30,21 @@ def hand_miou(pairs: list[tuple[np.ndarray, np.ndarray]], classes: int) -> float
 
 def test_native_miou_of_a_tiny_run_equals_a_hand_computation(tmp_path):
     root = write_images_masks(tmp_path / "data", count=8, size=(64, 96))  # native 64×96, trained at 32×64
-    run = train(TrainConfig(data=str(root), strategy="scratch", epochs=1, min_steps=0, max_steps=2, height=32,
-                            width=64, batch_size=4, augment="none", device="cpu"), tmp_path / "runs")
+    run = train(
+        TrainConfig(
+            data=str(root),
+            strategy="scratch",
+            epochs=1,
+            min_steps=0,
+            max_steps=2,
+            height=32,
+            width=64,
+            batch_size=4,
+            augment="none",
+            device="cpu",
+        ),
+        tmp_path / "runs",
+    )
     predictor = Predictor(run, device="cpu")
     data = load_dataset(str(root), ignore_index=255, val_fraction=0.2, seed=0)
     result = evaluate_run(predictor, data, "val", native=True)

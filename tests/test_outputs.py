@@ -19,8 +19,10 @@ TINY = dict(epochs=1, min_steps=0, height=64, width=64, batch_size=4, max_steps=
 def tiny_runs(train_dataset, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     long = "a-really-long-run-name-that-goes-on-{}-xy"  # 40 characters
-    made = [train(TrainConfig(data=str(train_dataset), strategy=s, run_name=long.format(i), **TINY), runs)
-            for i, s in enumerate(["scratch", "parameter", "feature", "scratch"])]
+    made = [
+        train(TrainConfig(data=str(train_dataset), strategy=s, run_name=long.format(i), **TINY), runs)
+        for i, s in enumerate(["scratch", "parameter", "feature", "scratch"])
+    ]
     assert all(len(r.run_id) == 40 for r in made)
     return made
 
@@ -28,10 +30,23 @@ def tiny_runs(train_dataset, tmp_path_factory):
 def test_predict_gives_same_stem_inputs_distinct_outputs(tmp_path, tiny_runs):
     for folder, suffix in (("x", ".tif"), ("y", ".gif")):
         (tmp_path / folder).mkdir()
-        Image.new("RGB", (64, 64), (200, 10, 10) if folder == "x" else (10, 10, 200)).save(tmp_path / folder / f"p0{suffix}")
+        Image.new("RGB", (64, 64), (200, 10, 10) if folder == "x" else (10, 10, 200)).save(
+            tmp_path / folder / f"p0{suffix}"
+        )
     out = tmp_path / "out"
-    assert main(["predict", str(tiny_runs[0].path), str(tmp_path / "x/p0.tif"), str(tmp_path / "y/p0.gif"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_runs[0].path),
+                str(tmp_path / "x/p0.tif"),
+                str(tmp_path / "y/p0.gif"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.glob("*_overlay.png")) == ["p0-gif_overlay.png", "p0-tif_overlay.png"]
     assert output_names(["a/p.png", "b/p.png", "c/q.png"]) == ["p-png", "p-png-2", "q"]
 
@@ -55,10 +70,17 @@ def test_comparison_sheet_text_never_overlaps_with_long_run_names(count, tiny_ru
         assert box[2] <= column * (box[0] // column + 1), (index, box)
 
 
-@pytest.mark.parametrize("hostile", [
-    "<img src=x onerror=alert(1)>", "<style>body{display:none}</style>", "[click](javascript:alert(1))",
-    "![x](http://example.invalid/x.png)", ":red[alarm] $x^2$ **bold** _it_", "<iframe src='//evil'></iframe>",
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<img src=x onerror=alert(1)>",
+        "<style>body{display:none}</style>",
+        "[click](javascript:alert(1))",
+        "![x](http://example.invalid/x.png)",
+        ":red[alarm] $x^2$ **bold** _it_",
+        "<iframe src='//evil'></iframe>",
+    ],
+)
 def test_page_text_is_inert_in_markdown_and_html(hostile):
     from views._shared import html_text, md
 
@@ -67,8 +89,14 @@ def test_page_text_is_inert_in_markdown_and_html(hostile):
 
     assert rendered(md(hostile)) == hostile
     for escaped in (md(hostile), html_text(hostile)):
-        assert not re.search(r"(?<!\\)[<\[\]()*_:$`]", escaped.replace("&lt;", "").replace("&gt;", "")
-                             .replace("&#x27;", "").replace("&quot;", "").replace("&amp;", ""))
+        assert not re.search(
+            r"(?<!\\)[<\[\]()*_:$`]",
+            escaped.replace("&lt;", "")
+            .replace("&gt;", "")
+            .replace("&#x27;", "")
+            .replace("&quot;", "")
+            .replace("&amp;", ""),
+        )
 
 
 def test_sample_captions_are_in_the_order_people_count(tmp_path):

@@ -15,7 +15,9 @@ from segcore.strategies import STRATEGIES
 
 def fake_finished_run(folder, strategy: str, seconds: float, images: int = 96, size: int = 160) -> Run:
     folder.mkdir(parents=True)
-    config = TrainConfig(strategy=strategy, height=size, width=size, source_run="x" if strategy == "structure" else None)
+    config = TrainConfig(
+        strategy=strategy, height=size, width=size, source_run="x" if strategy == "structure" else None
+    )
     (folder / "config.json").write_text(json.dumps(config.to_dict()))
     (folder / "status.json").write_text(json.dumps({"state": "done", "updated": 1.0}))
     (folder / "summary.json").write_text(json.dumps({"train_time_s": seconds, "train_images": images}))
@@ -60,8 +62,16 @@ def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tm
     from segcore.jobs import JobQueue
     from segcore.progress import run_progress
 
-    config = TrainConfig(data=str(train_dataset), strategy="feature", epochs=1, min_steps=7, batch_size=4,
-                         height=64, width=64, augment="none")
+    config = TrainConfig(
+        data=str(train_dataset),
+        strategy="feature",
+        epochs=1,
+        min_steps=7,
+        batch_size=4,
+        height=64,
+        width=64,
+        augment="none",
+    )
     images = len(load_dataset(str(train_dataset)).train_indices(None))
     queue = JobQueue(tmp_path / "runs")
     run = queue.submit(config, start=False, train_images=images)

@@ -31,11 +31,17 @@ def make_run(runs: Path, run_id: str, state: str = "done", created: float | None
     (path / "config.json").write_text(json.dumps({**settings, "created": created or time.time(), "run_id": run_id}))
     (path / "status.json").write_text(json.dumps({"state": state, "queued": created or time.time()}))
     (path / "metrics.jsonl").write_text(
-        json.dumps({"kind": "step", "epoch": 1, "epochs": 1, "step": 1, "total_steps": 2, "loss": 1.0}) + "\n"
-        + json.dumps({"kind": "epoch", "epoch": 1, "epochs": 1, "miou": 0.5}) + "\n")
+        json.dumps({"kind": "step", "epoch": 1, "epochs": 1, "step": 1, "total_steps": 2, "loss": 1.0})
+        + "\n"
+        + json.dumps({"kind": "epoch", "epoch": 1, "epochs": 1, "miou": 0.5})
+        + "\n"
+    )
     (path / "best.safetensors").write_bytes(save({"weight": torch.zeros(4, 4)}))
-    (path / "best.json").write_text(json.dumps({"epoch": 1, "miou": 0.5, "backbone": "tf_efficientnet_lite0",
-                                                "num_classes": 3, "classes": ["a", "b", "c"]}))
+    (path / "best.json").write_text(
+        json.dumps(
+            {"epoch": 1, "miou": 0.5, "backbone": "tf_efficientnet_lite0", "num_classes": 3, "classes": ["a", "b", "c"]}
+        )
+    )
     return path
 
 
@@ -48,12 +54,29 @@ MALFORMATIONS = [
     ("binary config", lambda p: (p / "config.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe"), "config.json", True),
     ("config is a list", lambda p: (p / "config.json").write_text("[]"), "config.json", True),
     ("config is null", lambda p: (p / "config.json").write_text("null"), "config.json", True),
-    ("created is a word", lambda p: (p / "config.json").write_text(
-        json.dumps({**json.loads((p / "config.json").read_text()), "created": "yesterday"})), "config.json", True),
-    ("a setting of the wrong type", lambda p: (p / "config.json").write_text(
-        json.dumps({**json.loads((p / "config.json").read_text()), "epochs": "many"})), "config.json", True),
+    (
+        "created is a word",
+        lambda p: (p / "config.json").write_text(
+            json.dumps({**json.loads((p / "config.json").read_text()), "created": "yesterday"})
+        ),
+        "config.json",
+        True,
+    ),
+    (
+        "a setting of the wrong type",
+        lambda p: (p / "config.json").write_text(
+            json.dumps({**json.loads((p / "config.json").read_text()), "epochs": "many"})
+        ),
+        "config.json",
+        True,
+    ),
     ("status is a list", lambda p: (p / "status.json").write_text('["queued"]'), "status.json", True),
-    ("status names no known state", lambda p: (p / "status.json").write_text('{"state": "sleeping"}'), "status.json", True),
+    (
+        "status names no known state",
+        lambda p: (p / "status.json").write_text('{"state": "sleeping"}'),
+        "status.json",
+        True,
+    ),
     ("metrics line is a list", lambda p: (p / "metrics.jsonl").open("a").write("[1]\n"), "metrics.jsonl", False),
     ("metrics line is a string", lambda p: (p / "metrics.jsonl").open("a").write('"x"\n'), "metrics.jsonl", False),
     ("truncated best checkpoint", lambda p: truncate(p / "best.safetensors"), "best.safetensors", False),
@@ -61,7 +84,9 @@ MALFORMATIONS = [
 
 
 @pytest.mark.parametrize("name, damage, file, unstartable", MALFORMATIONS, ids=[m[0] for m in MALFORMATIONS])
-def test_a_damaged_run_folder_breaks_nothing_and_says_what_is_wrong(tmp_path, monkeypatch, name, damage, file, unstartable):
+def test_a_damaged_run_folder_breaks_nothing_and_says_what_is_wrong(
+    tmp_path, monkeypatch, name, damage, file, unstartable
+):
     runs = tmp_path / "runs"
     broken = make_run(runs, "broken", state="queued", created=time.time() - 60)
     damage(broken)
@@ -157,7 +182,12 @@ def test_no_segcore_module_imports_a_posix_only_module_at_the_top():
     offenders = []
     for module in sorted(SEGCORE.rglob("*.py")):
         for node in ast.parse(module.read_text()).body:  # module level only: a guarded local import is fine
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{module.relative_to(SEGCORE.parent)}: {n}" for n in names if n.split(".")[0] in POSIX_ONLY]
     assert not offenders, "POSIX-only imports at module level (breaks Windows): " + ", ".join(offenders)

@@ -27,7 +27,10 @@ def test_points_group_by_strategy_and_training_size():
     ]
     rows = data_efficiency_with_spread(runs)
     assert [(r["strategy"], r["train_images"], r["n"]) for r in rows] == [
-        ("parameter", 37, 1), ("parameter", 367, 2), ("scratch", 367, 1)]
+        ("parameter", 37, 1),
+        ("parameter", 367, 2),
+        ("scratch", 367, 1),
+    ]
     full = rows[1]
     assert full["mean"] == pytest.approx(0.52) and full["sd"] == pytest.approx(math.sqrt(0.0008))
     assert full["seeds"] == [0, 1]
@@ -44,10 +47,19 @@ class FakeRun:
 
 
 def test_run_objects_are_read_from_config_and_summary():
-    rows = data_efficiency_with_spread([FakeRun("feature", 92, 0.41, 0), FakeRun("feature", 92, 0.43, 1),
-                                        FakeRun("feature", 92, None, 2)])
-    assert rows == [{"strategy": "feature", "train_images": 92, "mean": pytest.approx(0.42),
-                     "sd": pytest.approx(math.sqrt(0.0002)), "n": 2, "seeds": [0, 1]}]
+    rows = data_efficiency_with_spread(
+        [FakeRun("feature", 92, 0.41, 0), FakeRun("feature", 92, 0.43, 1), FakeRun("feature", 92, None, 2)]
+    )
+    assert rows == [
+        {
+            "strategy": "feature",
+            "train_images": 92,
+            "mean": pytest.approx(0.42),
+            "sd": pytest.approx(math.sqrt(0.0002)),
+            "n": 2,
+            "seeds": [0, 1],
+        }
+    ]
 
 
 def test_format():

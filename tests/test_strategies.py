@@ -127,8 +127,9 @@ def test_structure_transfer_refuses_a_different_backbone(source_run):
 def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
     distances = {}
     for regularizer in ("l2", "l2sp"):
-        trainer, before, after = _one_pass("parameter", train_dataset, regularizer=regularizer, weight_decay=50.0,
-                                           encoder_lr_factor=1.0)
+        trainer, before, after = _one_pass(
+            "parameter", train_dataset, regularizer=regularizer, weight_decay=50.0, encoder_lr_factor=1.0
+        )
         keys = [k for k in before if k.startswith("encoder.") and k.endswith("weight")]
         distances[regularizer] = sum(float((after[k] - before[k]).pow(2).sum()) for k in keys) ** 0.5
     assert distances["l2sp"] < 0.8 * distances["l2"]

@@ -52,6 +52,7 @@ def test_a_dataset_declares_its_source_task_once_and_an_explicit_one_wins():
     assert matching_source_task("/some/folder") == SOURCE_TASK
     plan = comparison_plan(TrainConfig(data="builtin:shapes-few"), "g", strategies=["structure"])
     assert plan[0].data == "builtin:shapes-more"
-    plan = comparison_plan(TrainConfig(data="builtin:shapes-few"), "g", strategies=["structure"],
-                           source_task="builtin:shapes-source")
+    plan = comparison_plan(
+        TrainConfig(data="builtin:shapes-few"), "g", strategies=["structure"], source_task="builtin:shapes-source"
+    )
     assert plan[0].data == "builtin:shapes-source"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import stat
 import time
 import zipfile
@@ -38,7 +37,9 @@ def fake_run(runs_dir: Path, run_id: str, strategy: str = "scratch", source_run:
     config = TrainConfig(data="builtin:shapes", strategy=strategy, source_run=source_run, height=64, width=64).to_dict()
     (path / "config.json").write_text(json.dumps({**config, "created": time.time(), "run_id": run_id}))
     (path / "status.json").write_text(json.dumps({"state": "done", "started": 1000.0, "pid": 1, "host": "elsewhere"}))
-    (path / "summary.json").write_text(json.dumps({"miou": 0.5, "classes": ["background", "a"], "per_class_iou": [0.9, 0.1]}))
+    (path / "summary.json").write_text(
+        json.dumps({"miou": 0.5, "classes": ["background", "a"], "per_class_iou": [0.9, 0.1]})
+    )
     (path / "metrics.jsonl").write_text(json.dumps({"kind": "epoch", "epoch": 1, "miou": 0.5, "time": 1010.0}) + "\n")
     (path / "best.safetensors").write_bytes(save({"weight": torch.arange(4, dtype=torch.float32)}))
     (path / "best.json").write_text(json.dumps({"epoch": 1, "miou": 0.5, "run_id": run_id}))
@@ -72,12 +73,16 @@ def manifest_of(path: Path) -> dict:
 def with_manifest(manifest: dict):
     def change(name, data):
         return [(name, json.dumps(manifest).encode() if name == "bundle.json" else data, None)]
+
     return change
 
 
 def folder_state(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
-        if folder.exists() else {}
+    return (
+        {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        if folder.exists()
+        else {}
+    )
 
 
 def test_export_writes_the_run_files_sheet_and_a_manifest_hashing_each(bundle):
@@ -86,8 +91,19 @@ def test_export_writes_the_run_files_sheet_and_a_manifest_hashing_each(bundle):
         manifest = json.loads(archive.read("bundle.json"))
         for name, record in manifest["files"].items():
             assert hashlib.sha256(archive.read(name)).hexdigest() == record["sha256"]
-    expected = {f"runs/{r}/{f}" for r in ("alpha", "beta") for f in
-                ("config.json", "metrics.jsonl", "status.json", "summary.json", "best.safetensors", "best.json", "train.log")}
+    expected = {
+        f"runs/{r}/{f}"
+        for r in ("alpha", "beta")
+        for f in (
+            "config.json",
+            "metrics.jsonl",
+            "status.json",
+            "summary.json",
+            "best.safetensors",
+            "best.json",
+            "train.log",
+        )
+    }
     assert names == expected | {"bundle.json", "comparison.png"}  # no resume.json, no worker.log
     assert set(manifest["files"]) == names - {"bundle.json"}
     assert [r["id"] for r in manifest["runs"]] == ["alpha", "beta"]
@@ -175,15 +191,19 @@ def duplicate_entry(name, data):
     return [(name, data, None)] * (2 if name == "runs/alpha/summary.json" else 1)
 
 
-@pytest.mark.parametrize("change, entry, words", [
-    (zip_slip, "../../outside.txt", "points outside the bundle"),
-    (absolute_entry, "/tmp/evil.txt", "points outside the bundle"),
-    (symlink_entry, "runs/alpha/train.log", "symbolic link"),
-    (unexpected_file, "runs/alpha/resume.pt", "unexpected file"),
-    (tampered_checkpoint, "runs/beta/best.safetensors", "does not match its sha256"),
-    (missing_manifest, "bundle.json", "no manifest"),
-    (duplicate_entry, "runs/alpha/summary.json", "appears twice"),
-], ids=["zip-slip", "absolute", "symlink", "unexpected-file", "hash-mismatch", "no-manifest", "duplicate"])
+@pytest.mark.parametrize(
+    "change, entry, words",
+    [
+        (zip_slip, "../../outside.txt", "points outside the bundle"),
+        (absolute_entry, "/tmp/evil.txt", "points outside the bundle"),
+        (symlink_entry, "runs/alpha/train.log", "symbolic link"),
+        (unexpected_file, "runs/alpha/resume.pt", "unexpected file"),
+        (tampered_checkpoint, "runs/beta/best.safetensors", "does not match its sha256"),
+        (missing_manifest, "bundle.json", "no manifest"),
+        (duplicate_entry, "runs/alpha/summary.json", "appears twice"),
+    ],
+    ids=["zip-slip", "absolute", "symlink", "unexpected-file", "hash-mismatch", "no-manifest", "duplicate"],
+)
 def test_a_hostile_bundle_is_refused_naming_the_entry_and_writes_nothing(bundle, tmp_path, change, entry, words):
     import warnings
 
@@ -261,8 +281,10 @@ def hostile_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_runs(hostile_dataset, tmp_path_factory) -> list[Run]:
     runs_dir = tmp_path_factory.mktemp("takehome-runs")
-    return [train(TrainConfig(data=str(hostile_dataset), strategy=s, run_name=f"tiny-{s}", **TINY), runs_dir)
-            for s in ("scratch", "parameter")]
+    return [
+        train(TrainConfig(data=str(hostile_dataset), strategy=s, run_name=f"tiny-{s}", **TINY), runs_dir)
+        for s in ("scratch", "parameter")
+    ]
 
 
 @pytest.mark.slow
@@ -271,7 +293,9 @@ def test_imported_runs_show_the_same_numbers_and_predict_the_same_pixels(two_run
 
     bundle = export_comparison(two_runs, tmp_path / "take-home.zip", sheet_png=b"\x89PNG")
     imported = import_comparison(bundle, tmp_path / "empty-runs")
-    finished = [r for r in list_runs(tmp_path / "empty-runs") if r.state == "done" and r.has_checkpoint() and not r.broken]
+    finished = [
+        r for r in list_runs(tmp_path / "empty-runs") if r.state == "done" and r.has_checkpoint() and not r.broken
+    ]
     assert sorted(r.run_id for r in finished) == sorted(r.run_id for r in two_runs)  # what Compare lists
     image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     for original, copy in zip(two_runs, imported):
@@ -279,7 +303,9 @@ def test_imported_runs_show_the_same_numbers_and_predict_the_same_pixels(two_run
         assert summary_row(copy) == summary_row(original)  # Compare's table, s to 90 % included
         imported_model, original_model = Predictor(copy, device="cpu"), Predictor(original, device="cpu")
         assert np.array_equal(imported_model.predict(image), original_model.predict(image))
-        assert torch.equal(imported_model.logits([image]), original_model.logits([image]))  # bit for bit, not just argmax
+        assert torch.equal(
+            imported_model.logits([image]), original_model.logits([image])
+        )  # bit for bit, not just argmax
 
 
 class _Collector(HTMLParser):

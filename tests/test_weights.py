@@ -12,8 +12,35 @@ from segcore.models import pretrained_state_dict
 from .conftest import CAMVID, needs_camvid
 
 # ImageNet classes of road vehicles (cars, vans, buses, trams, trucks, two-wheelers)
-ROAD_VEHICLES = {407, 436, 468, 511, 555, 569, 573, 581, 609, 627, 654, 656, 661, 665, 670, 671, 675, 717,
-                 734, 751, 779, 803, 817, 829, 864, 867, 874}
+ROAD_VEHICLES = {
+    407,
+    436,
+    468,
+    511,
+    555,
+    569,
+    573,
+    581,
+    609,
+    627,
+    654,
+    656,
+    661,
+    665,
+    670,
+    671,
+    675,
+    717,
+    734,
+    751,
+    779,
+    803,
+    817,
+    829,
+    864,
+    867,
+    874,
+}
 
 
 def test_bundled_lite0_weights_map_every_tensor_offline():

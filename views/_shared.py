@@ -15,8 +15,8 @@ from segcore import STRATEGIES, SegcoreError, load_dataset
 from segcore.classroom import WorkspaceError, WorkspaceRecord, delete_workspace, teacher_pin, workspace_id
 from segcore.comparison_stats import dataset_title
 from segcore.config import describe
-from segcore.naming import Titles
 from segcore.jobs import JobQueue
+from segcore.naming import Titles
 from segcore.runs import STATES, Run, list_runs
 
 STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
@@ -73,8 +73,14 @@ def initial(key: str, argument: str, value) -> dict:
 def setting_input(container, name: str, key: str, value=None, **overrides):
     """A number input for a TrainConfig setting: label, help and range from its one declaration."""
     spec = describe(name)
-    options = {"label": spec["label"], "help": spec["help"], "min_value": spec["low"], "max_value": spec["high"],
-               "key": key, **initial(key, "value", spec["default"] if value is None else value)}
+    options = {
+        "label": spec["label"],
+        "help": spec["help"],
+        "min_value": spec["low"],
+        "max_value": spec["high"],
+        "key": key,
+        **initial(key, "value", spec["default"] if value is None else value),
+    }
     options.update(overrides)
     return container.number_input(**options)
 
@@ -120,13 +126,15 @@ def dataset_settings() -> tuple[str, int | None, tuple[str, ...] | None]:
     reloads and server restarts until the student picks another."""
     if "dataset_source" not in st.session_state:
         record = workspace()
-        st.session_state.update(dataset_source=record.dataset or DEFAULT_DATASET, ignore_index=record.ignore_index,
-                                class_names=None)
+        st.session_state.update(
+            dataset_source=record.dataset or DEFAULT_DATASET, ignore_index=record.ignore_index, class_names=None
+        )
     return st.session_state["dataset_source"], st.session_state["ignore_index"], st.session_state["class_names"]
 
 
-def choose_dataset(source: str, ignore_index: int | None, class_names: tuple[str, ...] | None,
-                   uploaded_name: str | None = None) -> None:
+def choose_dataset(
+    source: str, ignore_index: int | None, class_names: tuple[str, ...] | None, uploaded_name: str | None = None
+) -> None:
     """Make `source` this student's dataset, here and in the workspace record."""
     st.session_state.update(dataset_source=source, ignore_index=ignore_index, class_names=class_names)
     record = workspace()
@@ -260,8 +268,10 @@ def workspace_gate() -> None:
     if signed_in():
         return
     st.title("👋 Welcome to the Segmentation Transfer Workbench")
-    st.write("Give your name so that your runs and uploads are kept apart from your classmates'. "
-             "Nothing leaves this computer.")
+    st.write(
+        "Give your name so that your runs and uploads are kept apart from your classmates'. "
+        "Nothing leaves this computer."
+    )
     with st.form("sign_in"):
         name = st.text_input("Your name", max_chars=40)
         classes = class_names_offered()
@@ -301,8 +311,10 @@ def sidebar(signed_in_page: bool = True) -> None:
             st.session_state.clear()
             st.rerun()
         with st.expander("Delete my work"):
-            st.caption("Removes your finished, failed and cancelled runs and what this workspace remembers. "
-                       "Runs still training are kept: cancel them first.")
+            st.caption(
+                "Removes your finished, failed and cancelled runs and what this workspace remembers. "
+                "Runs still training are kept: cancel them first."
+            )
             sure = st.checkbox("Yes, delete my runs", key="confirm_delete")
             if st.button("Delete", key="delete_work", disabled=not sure):
                 removed = delete_workspace(runs_dir(), me, list_runs(runs_dir()))
@@ -314,7 +326,9 @@ def sidebar(signed_in_page: bool = True) -> None:
         run_counts()
         st.caption(f"Device: {device_line()}")
         st.caption(f"Training backend: {md(queue().backend_description())}")
-        st.caption("🔒 Offline: your images, runs and models stay on this server; nothing is sent anywhere "
-                   "(only *Download* datasets need the internet).")
+        st.caption(
+            "🔒 Offline: your images, runs and models stay on this server; nothing is sent anywhere "
+            "(only *Download* datasets need the internet)."
+        )
         if queue().last_error:
             st.warning(f"The scheduler hit a problem: {md(queue().last_error)}", icon="⚠️")

@@ -27,17 +27,39 @@ def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
     """A horizontal scale: the reference points as grey marks, this dataset as a coloured one."""
     figure = go.Figure()
     names = list(distance.reference_points)
-    figure.add_trace(go.Scatter(
-        x=[distance.reference_points[n] for n in names], y=[0] * len(names), mode="markers+text",
-        marker=dict(size=14, color="#94a3b8"), text=[plot_text(n) for n in names], textposition="top center",
-        name="reference points", hovertemplate="%{text}: %{x:.2f}<extra></extra>"))
-    figure.add_trace(go.Scatter(
-        x=[distance.value], y=[0], mode="markers+text", marker=dict(size=18, color="#d97706", symbol="diamond"),
-        text=[plot_text(dataset_label)], textposition="bottom center", name="your data",
-        hovertemplate="%{text}: %{x:.2f}<extra></extra>"))
-    figure.update_layout(height=170, showlegend=False, margin=dict(l=10, r=10, t=30, b=10),
-                         xaxis=dict(title=plot_text(f"distance from ImageNet ({distance.backbone}, {distance.size} px)"),
-                                    rangemode="tozero"), yaxis=dict(visible=False, range=[-1, 1]))
+    figure.add_trace(
+        go.Scatter(
+            x=[distance.reference_points[n] for n in names],
+            y=[0] * len(names),
+            mode="markers+text",
+            marker=dict(size=14, color="#94a3b8"),
+            text=[plot_text(n) for n in names],
+            textposition="top center",
+            name="reference points",
+            hovertemplate="%{text}: %{x:.2f}<extra></extra>",
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[distance.value],
+            y=[0],
+            mode="markers+text",
+            marker=dict(size=18, color="#d97706", symbol="diamond"),
+            text=[plot_text(dataset_label)],
+            textposition="bottom center",
+            name="your data",
+            hovertemplate="%{text}: %{x:.2f}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=170,
+        showlegend=False,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(
+            title=plot_text(f"distance from ImageNet ({distance.backbone}, {distance.size} px)"), rangemode="tozero"
+        ),
+        yaxis=dict(visible=False, range=[-1, 1]),
+    )
     return figure
 
 
@@ -48,8 +70,10 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
     st.subheader("How far are these images from ImageNet?")
     distance = measured_distance(data, backbone)
     if distance is None:
-        st.caption("The pretrained encoder learnt from ImageNet photos. This measures how unlike them your images "
-                   "look to it (up to 100 training images; a few seconds the first time, then cached).")
+        st.caption(
+            "The pretrained encoder learnt from ImageNet photos. This measures how unlike them your images "
+            "look to it (up to 100 training images; a few seconds the first time, then cached)."
+        )
         if st.button("📏 Measure the domain distance", key="measure_domain"):
             try:
                 with st.spinner("Running the frozen ImageNet encoder over your images…"):
@@ -60,9 +84,15 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
     if distance is None:
         return
     st.plotly_chart(distance_chart(distance, "your data"), key="domain_scale")
-    st.caption(md(distance.sentence()) + ". 0 means the encoder's last layer sees these images the way it saw "
-               "ImageNet's." + (f" Reference data not on this machine: {md(', '.join(distance.missing_references))}."
-                                if distance.missing_references else ""))
+    st.caption(
+        md(distance.sentence()) + ". 0 means the encoder's last layer sees these images the way it saw "
+        "ImageNet's."
+        + (
+            f" Reference data not on this machine: {md(', '.join(distance.missing_references))}."
+            if distance.missing_references
+            else ""
+        )
+    )
 
 
 def matching_source_runs(data, backbone: str) -> list:
@@ -81,20 +111,28 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
 
     with st.container(border=True):
         st.markdown("**💡 Suggested strategy**")
-        budget_min = st.number_input("Time you have for one run (minutes, 0: no limit)", 0.0, 600.0, 0.0, 1.0,
-                                     key="advice_budget")
+        budget_min = st.number_input(
+            "Time you have for one run (minutes, 0: no limit)", 0.0, 600.0, 0.0, 1.0, key="advice_budget"
+        )
         has_source = bool(source_run) or bool(matching_source_runs(data, config.backbone))
-        advice = advise(train_images, measured_distance(data, config.backbone), budget_min * 60 or None,
-                        pick_device(config.device).type, source_run_available=has_source, base=config,
-                        finished=finished_runs())
+        advice = advise(
+            train_images,
+            measured_distance(data, config.backbone),
+            budget_min * 60 or None,
+            pick_device(config.device).type,
+            source_run_available=has_source,
+            base=config,
+            finished=finished_runs(),
+        )
         st.markdown(f"**{md(STRATEGIES[advice.strategy].title)}**")
         for reason in advice.reasons:
             st.markdown(f"- {md(reason)}")
         test = advice.comparison_to_run
         if st.button(f"▶▶ Test it: {test.title}", key="queue_advice", help=test.why):
             try:
-                runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data,
-                                            strategies=test.strategies)
+                runs = queue_all_strategies(
+                    queue(), config, source_run=source_run, owner=session_owner(), data=data, strategies=test.strategies
+                )
             except SegcoreError as exc:
                 st.error(error_text(exc))
                 return
@@ -110,13 +148,26 @@ def structure_evidence_block() -> None:
 
     rows = structure_vs_parameter(list_runs(runs_dir()))
     if not rows:
-        st.caption("No finished comparison of yours holds both a structure and a parameter run yet: start the lesson "
-                   "*When does structure transfer win?* and the one *Why transfer learning?*, then come back.")
+        st.caption(
+            "No finished comparison of yours holds both a structure and a parameter run yet: start the lesson "
+            "*When does structure transfer win?* and the one *Why transfer learning?*, then come back."
+        )
         return
     st.markdown("**Your own runs** (same group, same data, same settings):")
-    st.dataframe([{"comparison": r.group, "data": r.data, "source task": r.source_task,
-                   "structure mIoU": round(r.structure_miou, 3), "parameter mIoU": round(r.parameter_miou, 3),
-                   "structure won?": "yes" if r.structure_won else "no"} for r in rows], hide_index=True)
+    st.dataframe(
+        [
+            {
+                "comparison": r.group,
+                "data": r.data,
+                "source task": r.source_task,
+                "structure mIoU": round(r.structure_miou, 3),
+                "parameter mIoU": round(r.parameter_miou, 3),
+                "structure won?": "yes" if r.structure_won else "no",
+            }
+            for r in rows
+        ],
+        hide_index=True,
+    )
 
 
 def reference_scale_block(backbone: str = TrainConfig.backbone) -> None:

@@ -3,25 +3,44 @@
 import csv
 import io
 import tempfile
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from pathlib import Path
-
-from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, dataset_settings, error_text, finished_runs, html_text,
-                           md, plot_text, run_label, runs_dir, session_owner, visible_runs)
-from segcore.bundle import export_comparison, import_comparison
-from segcore.report_html import comparison_report
-from segcore.worst_images import worst_images_for_class
 from segcore import Predictor, SegcoreError
+from segcore.bundle import export_comparison, import_comparison
+from segcore.comparison_image import comparison_tiles, render_comparison
+from segcore.comparison_stats import (
+    data_efficiency_points,
+    dataset_key,
+    dataset_title,
+    default_selection,
+    differs_in_training_size,
+    mixing_problem,
+    per_class_iou_rows,
+    summary_row,
+)
 from segcore.curves import comparison_curves
+from segcore.data.files import read_image
+from segcore.report_html import comparison_report
 from segcore.run_data import load_run_dataset
 from segcore.runs import Run
-from segcore.comparison_image import comparison_tiles, render_comparison
-from segcore.comparison_stats import (data_efficiency_points, dataset_key, dataset_title, default_selection,
-                                     differs_in_training_size, mixing_problem, per_class_iou_rows, summary_row)
-from segcore.data.files import read_image
+from segcore.worst_images import worst_images_for_class
+from views._shared import (
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    dataset_settings,
+    error_text,
+    finished_runs,
+    html_text,
+    md,
+    plot_text,
+    run_label,
+    runs_dir,
+    session_owner,
+    visible_runs,
+)
 
 st.title("🔍 Compare")
 
@@ -44,7 +63,6 @@ def import_bundle_box() -> None:
                 st.rerun()
 
 
-
 show_class = st.toggle("Include my class's runs (read-only)", key="compare_class_runs")
 runs = [r for r in finished_runs(include_class=show_class) if not r.broken]
 if not runs:
@@ -53,15 +71,23 @@ if not runs:
         st.info(f"{len(busy)} run(s) are training or waiting; each appears here as soon as it finishes.")
         st.page_link("views/training.py", label="Watch them on Training →", icon="📈")
     else:
-        st.info("No finished runs yet. Train some on the Model & strategy page, then come back — or import a "
-                "comparison you took home.")
+        st.info(
+            "No finished runs yet. Train some on the Model & strategy page, then come back — or import a "
+            "comparison you took home."
+        )
         st.page_link("views/model.py", label="Model & strategy →", icon="🧠")
     import_bundle_box()
     st.stop()
 
 source, _, _ = dataset_settings()
-chosen = st.multiselect("Runs to compare (2–4, one dataset)", runs, default=default_selection(runs, source),
-                        max_selections=4, format_func=run_label, key="compare_runs")
+chosen = st.multiselect(
+    "Runs to compare (2–4, one dataset)",
+    runs,
+    default=default_selection(runs, source),
+    max_selections=4,
+    format_func=run_label,
+    key="compare_runs",
+)
 if not chosen:
     st.stop()
 problem = mixing_problem(chosen)
@@ -87,16 +113,31 @@ predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chos
 
 st.subheader("Summary")
 rows = [summary_row(r) for r in chosen]
-shown_columns = ["run", "strategy", "mIoU", "pixel accuracy", "training time (s)", "s to 90 % of best",
-                 "training images", "epochs", "class weights"]
-st.dataframe([{k: row[k] for k in shown_columns} for row in rows], hide_index=True, width="stretch",
-             column_config={
-                 "run": st.column_config.TextColumn(width="medium"),
-                 "mIoU": st.column_config.NumberColumn(format="%.3f"),
-                 "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
-                 "training time (s)": st.column_config.NumberColumn(format="%.0f"),
-                 "s to 90 % of best": st.column_config.NumberColumn(
-                     format="%.0f", help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best")})
+shown_columns = [
+    "run",
+    "strategy",
+    "mIoU",
+    "pixel accuracy",
+    "training time (s)",
+    "s to 90 % of best",
+    "training images",
+    "epochs",
+    "class weights",
+]
+st.dataframe(
+    [{k: row[k] for k in shown_columns} for row in rows],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "run": st.column_config.TextColumn(width="medium"),
+        "mIoU": st.column_config.NumberColumn(format="%.3f"),
+        "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
+        "training time (s)": st.column_config.NumberColumn(format="%.0f"),
+        "s to 90 % of best": st.column_config.NumberColumn(
+            format="%.0f", help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best"
+        ),
+    },
+)
 buffer = io.StringIO()
 writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
 writer.writeheader()
@@ -107,12 +148,24 @@ st.caption("mIoU: mean IoU over the classes present in the ground truth or the p
 time_chart = go.Figure()
 for lines in comparison_curves(chosen):
     if lines.seconds:
-        time_chart.add_trace(go.Scatter(x=lines.seconds, y=[e["miou"] for e in lines.epochs], mode="lines+markers",
-                                        name=plot_text(lines.label), line=dict(color=lines.colour)))
-time_chart.update_layout(title="Time to accuracy: validation mIoU against wall-clock seconds", height=320,
-                         xaxis_title="seconds since the run started", yaxis=dict(title="mIoU", range=[0, 1]),
-                         xaxis=dict(rangemode="tozero"), margin=dict(l=10, r=10, t=80, b=10),
-                         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)))
+        time_chart.add_trace(
+            go.Scatter(
+                x=lines.seconds,
+                y=[e["miou"] for e in lines.epochs],
+                mode="lines+markers",
+                name=plot_text(lines.label),
+                line=dict(color=lines.colour),
+            )
+        )
+time_chart.update_layout(
+    title="Time to accuracy: validation mIoU against wall-clock seconds",
+    height=320,
+    xaxis_title="seconds since the run started",
+    yaxis=dict(title="mIoU", range=[0, 1]),
+    xaxis=dict(rangemode="tozero"),
+    margin=dict(l=10, r=10, t=80, b=10),
+    legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
+)
 st.plotly_chart(time_chart, key="time_to_accuracy")
 
 left, right = st.columns(2)
@@ -120,11 +173,22 @@ with left:
     figure = go.Figure()
     for run in chosen:
         points = [p for p in per_class_iou_rows([run])]
-        figure.add_trace(go.Bar(x=[plot_text(p["class"]) for p in points], y=[p["IoU"] for p in points], name=run.run_id,
-                                marker_color=STRATEGY_COLOURS.get(run.config.get("strategy"), "#888")))
-    figure.update_layout(barmode="group", title="IoU per class (click a bar to see where it goes wrong)",
-                         yaxis_range=[0, 1], height=340, margin=dict(l=10, r=10, t=40, b=10),
-                         legend=dict(orientation="h", y=-0.25))
+        figure.add_trace(
+            go.Bar(
+                x=[plot_text(p["class"]) for p in points],
+                y=[p["IoU"] for p in points],
+                name=run.run_id,
+                marker_color=STRATEGY_COLOURS.get(run.config.get("strategy"), "#888"),
+            )
+        )
+    figure.update_layout(
+        barmode="group",
+        title="IoU per class (click a bar to see where it goes wrong)",
+        yaxis_range=[0, 1],
+        height=340,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
     clicked = st.plotly_chart(figure, key="per_class", on_select="rerun", selection_mode="points")
     picked = [p.get("point_index") for p in (clicked.selection.points if clicked else [])]
     if picked and picked[0] is not None:
@@ -137,15 +201,28 @@ with right:
         curve = go.Figure()
         for strategy in dict.fromkeys(p["strategy"] for p in points):
             mine = [p for p in points if p["strategy"] == strategy]
-            curve.add_trace(go.Scatter(x=[p["training images"] for p in mine], y=[p["mIoU"] for p in mine],
-                                       mode="lines+markers", name=STRATEGY_LABELS.get(strategy, strategy),
-                                       line=dict(color=STRATEGY_COLOURS.get(strategy, "#888"))))
-        curve.update_layout(title="Data efficiency: mIoU against training images", xaxis_title="training images",
-                            yaxis_title="mIoU", height=340, margin=dict(l=10, r=10, t=40, b=10))
+            curve.add_trace(
+                go.Scatter(
+                    x=[p["training images"] for p in mine],
+                    y=[p["mIoU"] for p in mine],
+                    mode="lines+markers",
+                    name=STRATEGY_LABELS.get(strategy, strategy),
+                    line=dict(color=STRATEGY_COLOURS.get(strategy, "#888")),
+                )
+            )
+        curve.update_layout(
+            title="Data efficiency: mIoU against training images",
+            xaxis_title="training images",
+            yaxis_title="mIoU",
+            height=340,
+            margin=dict(l=10, r=10, t=40, b=10),
+        )
         st.plotly_chart(curve, key="efficiency")
     else:
-        st.info("Runs trained on different numbers of images draw a data-efficiency curve here. "
-                "Queue one with *Data-efficiency sweep* on the Model & strategy page.")
+        st.info(
+            "Runs trained on different numbers of images draw a data-efficiency curve here. "
+            "Queue one with *Data-efficiency sweep* on the Model & strategy page."
+        )
 
 st.subheader("Side by side")
 try:
@@ -168,18 +245,25 @@ for row in comparison_tiles(predictors, data, "val", int(count), alpha, show_err
 
 st.subheader("Where does it go wrong?")
 classes = predictors[0].classes
-class_index = st.selectbox("Class", range(len(classes)), format_func=lambda i: classes[i], key="worst_class",
-                           help="The validation images where this class fares worst across the chosen runs.")
+class_index = st.selectbox(
+    "Class",
+    range(len(classes)),
+    format_func=lambda i: classes[i],
+    key="worst_class",
+    help="The validation images where this class fares worst across the chosen runs.",
+)
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding the hardest images…")
 def worst(run_paths: tuple[str, ...], mtimes: tuple[float, ...], class_index: int, count: int, alpha: float):
-    return worst_images_for_class([predictor(p, m) for p, m in zip(run_paths, mtimes)], dataset_of(run_paths[0]),
-                                  class_index, "val", count, alpha)
+    return worst_images_for_class(
+        [predictor(p, m) for p, m in zip(run_paths, mtimes)], dataset_of(run_paths[0]), class_index, "val", count, alpha
+    )
 
 
-entries = worst(tuple(str(r.path) for r in chosen), tuple(r.checkpoint.stat().st_mtime for r in chosen),
-                int(class_index), 3, alpha)
+entries = worst(
+    tuple(str(r.path) for r in chosen), tuple(r.checkpoint.stat().st_mtime for r in chosen), int(class_index), 3, alpha
+)
 if not entries:
     st.info(f"No validation image holds {md(classes[class_index])} and no run predicts it.")
 for entry in entries:
@@ -195,13 +279,18 @@ if c1.button("Prepare the comparison as PNG"):
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     c1.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
-if c2.button("Prepare a report (one HTML file)", help="Curves, the side-by-side grid, per-class table and settings; "
-             "opens in any browser, offline."):
-    report = comparison_report(chosen, data, count=int(count), predictors=predictors, alpha=alpha,
-                               show_errors=show_errors)
+if c2.button(
+    "Prepare a report (one HTML file)",
+    help="Curves, the side-by-side grid, per-class table and settings; opens in any browser, offline.",
+):
+    report = comparison_report(
+        chosen, data, count=int(count), predictors=predictors, alpha=alpha, show_errors=show_errors
+    )
     c2.download_button("Download report (HTML)", report, "comparison.html", "text/html")
-if c3.button("Prepare a bundle (zip)", help="The runs (settings, curves, best models) and the comparison picture, to "
-             "import on another machine."):
+if c3.button(
+    "Prepare a bundle (zip)",
+    help="The runs (settings, curves, best models) and the comparison picture, to import on another machine.",
+):
     sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
@@ -214,8 +303,9 @@ if c3.button("Prepare a bundle (zip)", help="The runs (settings, curves, best mo
 import_bundle_box()
 
 st.subheader("Try your own image")
-upload = st.file_uploader("An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"],
-                          key="own_image")
+upload = st.file_uploader(
+    "An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"], key="own_image"
+)
 if upload:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / Path(upload.name).name
@@ -230,7 +320,9 @@ if upload:
     columns[0].image(image, caption="your image", width="stretch")
     for column, p, run in zip(columns[1:], predictors, chosen):
         column.image(p.overlay(image, alpha), caption=md(run.run_id), width="stretch")
-    legend = " ".join(f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
-                      f"color:{'#000' if sum(c) > 380 else '#fff'}'>{html_text(n)}</span>"
-                      for n, c in zip(predictors[0].classes, predictors[0].colours))
+    legend = " ".join(
+        f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
+        f"color:{'#000' if sum(c) > 380 else '#fff'}'>{html_text(n)}</span>"
+        for n, c in zip(predictors[0].classes, predictors[0].colours)
+    )
     st.markdown(legend, unsafe_allow_html=True)

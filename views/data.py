@@ -1,12 +1,10 @@
 """Data: choose a dataset, see how its masks are read, look at samples and augmentations."""
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import streamlit as st
 
-from pathlib import Path
-
-from views._shared import (choose_dataset, current_dataset, data_roots, dataset_display_name, dataset_settings,
-                           error_text, folder_allowed, html_text, md, plot_text, runs_dir, workspace)
 from segcore import SegcoreError, dataset_report
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
@@ -15,9 +13,24 @@ from segcore.data.transforms import AUGMENTATIONS
 from segcore.lessons import BUILTIN_LESSONS, list_lessons, open_lesson
 from segcore.paths import default_lessons_dir
 from segcore.uploads import save_uploads
+from views._shared import (
+    choose_dataset,
+    current_dataset,
+    data_roots,
+    dataset_display_name,
+    dataset_settings,
+    error_text,
+    folder_allowed,
+    html_text,
+    md,
+    plot_text,
+    runs_dir,
+    workspace,
+)
 
 st.title("🖼️ Data")
 st.caption("Pick the images and masks to learn from. Everything stays on this machine.")
+
 
 @st.cache_data(ttl=10, show_spinner=False)
 def teachers_lessons(folder: str, stamp: tuple) -> list:
@@ -39,8 +52,9 @@ with st.expander("📚 Lessons from your teacher", expanded=False):
         if isinstance(item, Exception):
             st.warning(f"{md(path.name)} cannot be opened: {error_text(item)}")
     c1, c2 = st.columns([3, 1])
-    chosen_lesson = c1.selectbox("Lesson", offered, format_func=lambda l: f"{l.title}  ({Path(l.origin).name})",
-                                 key="lesson_pick")
+    chosen_lesson = c1.selectbox(
+        "Lesson", offered, format_func=lambda lesson: f"{lesson.title}  ({Path(lesson.origin).name})", key="lesson_pick"
+    )
     if c2.button("Open", key="open_lesson", type="primary", width="stretch"):
         open_the_lesson(chosen_lesson)
     lesson_file = st.file_uploader("…or open a lesson file (.lesson.zip)", type=["zip", "segl"], key="lesson_file")
@@ -66,17 +80,25 @@ choice = st.radio("Where is the data?", ORIGINS, index=current_origin, horizonta
 new_source, uploaded_name = None, None
 if choice == "Built-in":
     names = list(BUILTINS)
-    current = source.split(":", 1)[1] if source.startswith("builtin:") and source.split(":", 1)[1] in names else names[0]
-    name = st.selectbox("Built-in dataset", names, index=names.index(current),
-                        format_func=lambda n: f"{n} — {BUILTINS[n].description}")
+    current = (
+        source.split(":", 1)[1] if source.startswith("builtin:") and source.split(":", 1)[1] in names else names[0]
+    )
+    name = st.selectbox(
+        "Built-in dataset", names, index=names.index(current), format_func=lambda n: f"{n} — {BUILTINS[n].description}"
+    )
     new_source = f"builtin:{name}"
 elif choice == "Upload":
     earlier = [u for u in record.uploads or [] if Path(u["source"]).exists()]
     if earlier:
         sources = [u["source"] for u in earlier]
-        picked = st.selectbox("Your uploads", sources, index=sources.index(source) if source in sources else None,
-                              format_func=lambda s: record.upload_name(s) or s, placeholder="Use one you uploaded before",
-                              key="earlier_upload")
+        picked = st.selectbox(
+            "Your uploads",
+            sources,
+            index=sources.index(source) if source in sources else None,
+            format_func=lambda s: record.upload_name(s) or s,
+            placeholder="Use one you uploaded before",
+            key="earlier_upload",
+        )
         new_source = picked
     left, right = st.columns(2)
     archive = left.file_uploader("A .zip of the dataset folder", type=["zip"], key="upload_zip")
@@ -89,15 +111,20 @@ elif choice == "Upload":
         except SegcoreError as exc:
             st.error(error_text(exc))
     elif not earlier:
-        st.info("Layouts understood: `images/` + `masks/` (paired by file name), SegNet/CamVid "
-                "(`train/` + `trainannot/`…), Pascal VOC (`JPEGImages/` + `SegmentationClass/`).")
+        st.info(
+            "Layouts understood: `images/` + `masks/` (paired by file name), SegNet/CamVid "
+            "(`train/` + `trainannot/`…), Pascal VOC (`JPEGImages/` + `SegmentationClass/`)."
+        )
 elif choice == "Folder on this server":
-    path = st.text_input("Folder path", value="" if source.startswith(("builtin:", "download:")) else source,
-                         placeholder="/data/camvid")
+    path = st.text_input(
+        "Folder path", value="" if source.startswith(("builtin:", "download:")) else source, placeholder="/data/camvid"
+    )
     new_source = path.strip() or None
     if new_source and not folder_allowed(new_source):
-        st.error(f"{md(new_source)} is outside the dataset folders this server shares "
-                 f"({md(', '.join(data_roots()))}): ask the teacher to put the dataset there, or upload it.")
+        st.error(
+            f"{md(new_source)} is outside the dataset folders this server shares "
+            f"({md(', '.join(data_roots()))}): ask the teacher to put the dataset there, or upload it."
+        )
         new_source = None
 else:
     name = st.selectbox("Dataset to download", list(DOWNLOADS), format_func=lambda n: f"{n} — {DOWNLOADS[n]}")
@@ -107,9 +134,13 @@ else:
 with st.expander("How masks are read", expanded=False):
     ignore_text = st.text_input(
         "Ignore index (mask value that marks unlabelled pixels; CamVid uses 11, VOC 255; empty for none)",
-        value="" if ignore_index is None else str(ignore_index))
-    names_text = st.text_area("Class names, one per line (only when the dataset has no classes.txt / labelmap.txt)",
-                              value="\n".join(class_names or []), height=100)
+        value="" if ignore_index is None else str(ignore_index),
+    )
+    names_text = st.text_area(
+        "Class names, one per line (only when the dataset has no classes.txt / labelmap.txt)",
+        value="\n".join(class_names or []),
+        height=100,
+    )
 
 try:
     new_ignore = int(ignore_text) if ignore_text.strip() else None
@@ -134,8 +165,10 @@ cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
 cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))
 cols[2].metric("Classes", len(report.classes))
 cols[3].metric("Ignored pixels", f"{report.ignored_share:.1%}")
-st.caption(f"Split: {md(report.split_origin)}. Image sizes: "
-           + ", ".join(f"{md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4]))
+st.caption(
+    f"Split: {md(report.split_origin)}. Image sizes: "
+    + ", ".join(f"{md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4])
+)
 
 if report.warnings:
     with st.expander(f"⚠️ {len(report.warnings)} file(s) skipped", expanded=False):
@@ -149,15 +182,23 @@ with left:
     chips = " ".join(
         f"<span style='display:inline-block;margin:2px;padding:2px 8px;border-radius:8px;"
         f"background:rgb{tuple(c)};color:{'#000' if sum(c) > 380 else '#fff'}'>{i}: {html_text(n)}</span>"
-        for i, (n, c) in enumerate(zip(report.classes, report.class_colours)))
+        for i, (n, c) in enumerate(zip(report.classes, report.class_colours))
+    )
     st.markdown(chips, unsafe_allow_html=True)
-    st.dataframe([{"stored value": k, "becomes": v} for k, v in report.value_to_class.items()],
-                 hide_index=True, height=min(35 * len(report.value_to_class) + 38, 300))
+    st.dataframe(
+        [{"stored value": k, "becomes": v} for k, v in report.value_to_class.items()],
+        hide_index=True,
+        height=min(35 * len(report.value_to_class) + 38, 300),
+    )
 with right:
     st.subheader("Share of pixels per class")
-    figure = go.Figure(go.Bar(
-        x=[plot_text(name) for name in report.pixel_share], y=[v * 100 for v in report.pixel_share.values()],
-        marker_color=[f"rgb{tuple(c)}" for c in report.class_colours]))
+    figure = go.Figure(
+        go.Bar(
+            x=[plot_text(name) for name in report.pixel_share],
+            y=[v * 100 for v in report.pixel_share.values()],
+            marker_color=[f"rgb{tuple(c)}" for c in report.class_colours],
+        )
+    )
     figure.update_layout(yaxis_title="% of labelled pixels", height=320, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, key="pixel_share")
     st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
@@ -176,9 +217,15 @@ for row in range(0, len(samples), 4):
         column.image(picture, caption=md(name), width="stretch")
 
 st.subheader("Augmentation preview")
-kind = st.segmented_control("Augmentation", list(AUGMENTATIONS), default="full", key="augment_preview",
-                            format_func=lambda k: k) or "full"
-st.caption(AUGMENTATIONS[kind] + ". Training uses flips unless you pick *full* on the Model & strategy page; "
-           "feature transfer can cache the frozen encoder's features only with flips or none.")
+kind = (
+    st.segmented_control(
+        "Augmentation", list(AUGMENTATIONS), default="full", key="augment_preview", format_func=lambda k: k
+    )
+    or "full"
+)
+st.caption(
+    AUGMENTATIONS[kind] + ". Training uses flips unless you pick *full* on the Model & strategy page; "
+    "feature transfer can cache the frozen encoder's features only with flips or none."
+)
 for column, picture in zip(st.columns(4), augmentation_preview(data, kind, count=4)):
     column.image(picture, width="stretch")

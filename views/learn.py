@@ -2,9 +2,9 @@
 
 import streamlit as st
 
+from segcore.explain import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
 from views._shared import current_dataset, finished_runs, run_label
 from views._teaching import reference_scale_block, structure_evidence_block
-from segcore.explain import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
 
 st.title("🎓 Learn: transfer learning for segmentation")
 
@@ -13,20 +13,43 @@ A segmentation network here has three parts: an **encoder** (a timm image backbo
 features, a **decoder** that brings those features back to full resolution, and a **head** that gives every pixel
 a class. *Transfer learning* means starting some of these parts from knowledge learnt elsewhere.
 """)
-st.latex(r"\min_w \; \underbrace{\frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big)}_{\text{fit your data}}"
-         r"\;+\; \lambda \underbrace{R(w)}_{\text{stay reasonable}}, \qquad "
-         r"R_{L2}(w)=\tfrac12\lVert w\rVert^2,\quad R_{L2\text{-}SP}(w)=\tfrac12\lVert w-w_0\rVert^2")
-st.table([
-    {"strategy": "scratch (baseline)", "encoder starts from": "random", "decoder starts from": "random",
-     "what learns": "everything", "pays off when": "lots of data, or data unlike anything seen before"},
-    {"strategy": "parameter transfer", "encoder starts from": "ImageNet", "decoder starts from": "random",
-     "what learns": "everything (encoder slowly)", "pays off when": "moderate data, photos like ImageNet's"},
-    {"strategy": "feature transfer", "encoder starts from": "ImageNet", "decoder starts from": "random",
-     "what learns": "decoder + head only", "pays off when": "very little data, a CPU, or a quick first result"},
-    {"strategy": "structure transfer", "encoder starts from": "a source segmentation run",
-     "decoder starts from": "the same source run", "what learns": "everything (new head)",
-     "pays off when": "a related segmentation task was already solved"},
-])
+st.latex(
+    r"\min_w \; \underbrace{\frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big)}_{\text{fit your data}}"
+    r"\;+\; \lambda \underbrace{R(w)}_{\text{stay reasonable}}, \qquad "
+    r"R_{L2}(w)=\tfrac12\lVert w\rVert^2,\quad R_{L2\text{-}SP}(w)=\tfrac12\lVert w-w_0\rVert^2"
+)
+st.table(
+    [
+        {
+            "strategy": "scratch (baseline)",
+            "encoder starts from": "random",
+            "decoder starts from": "random",
+            "what learns": "everything",
+            "pays off when": "lots of data, or data unlike anything seen before",
+        },
+        {
+            "strategy": "parameter transfer",
+            "encoder starts from": "ImageNet",
+            "decoder starts from": "random",
+            "what learns": "everything (encoder slowly)",
+            "pays off when": "moderate data, photos like ImageNet's",
+        },
+        {
+            "strategy": "feature transfer",
+            "encoder starts from": "ImageNet",
+            "decoder starts from": "random",
+            "what learns": "decoder + head only",
+            "pays off when": "very little data, a CPU, or a quick first result",
+        },
+        {
+            "strategy": "structure transfer",
+            "encoder starts from": "a source segmentation run",
+            "decoder starts from": "the same source run",
+            "what learns": "everything (new head)",
+            "pays off when": "a related segmentation task was already solved",
+        },
+    ]
+)
 st.markdown("""
 **L2 vs L2-SP.** Plain L2 pulls every weight towards zero — it quietly *forgets* what was transferred.
 L2-SP pulls the transferred weights towards where they started (w₀), so fine-tuning keeps what ImageNet taught
@@ -69,10 +92,12 @@ The *Model & strategy* page turns this into a suggested strategy with its reason
 reference_scale_block()
 
 st.header("Why it works: what the encoder sees")
-st.markdown("Each picture colours the pixels by the first three principal components of the encoder's features. "
-            "Pixels the encoder finds alike get alike colours. Pretrained features already separate objects, "
-            "parts and edges; a random encoder's features blur into smooth blobs that follow brightness, not "
-            "objects — there is nothing in them yet for a decoder to build on.")
+st.markdown(
+    "Each picture colours the pixels by the first three principal components of the encoder's features. "
+    "Pixels the encoder finds alike get alike colours. Pretrained features already separate objects, "
+    "parts and edges; a random encoder's features blur into smooth blobs that follow brightness, not "
+    "objects — there is nothing in them yet for a decoder to build on."
+)
 
 data, problem = current_dataset()
 if problem:
@@ -81,11 +106,20 @@ if problem:
 c1, c2, c3 = st.columns(3)
 val = data.load("val", FEATURE_VIEW_SIZE)
 index = c1.slider("Image", 0, len(val) - 1, 0, key="learn_image") if len(val) > 1 else 0
-level = c2.select_slider("Encoder level", [1, 2, 3], value=2, key="learn_level",
-                         format_func=lambda l: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[l])
+level = c2.select_slider(
+    "Encoder level",
+    [1, 2, 3],
+    value=2,
+    key="learn_level",
+    format_func=lambda level: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[level],
+)
 runs = finished_runs()
-run = c3.selectbox("A fine-tuned run (optional)", [None, *runs], key="learn_run",
-                   format_func=lambda r: "—" if r is None else run_label(r))
+run = c3.selectbox(
+    "A fine-tuned run (optional)",
+    [None, *runs],
+    key="learn_run",
+    format_func=lambda r: "—" if r is None else run_label(r),
+)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing encoders…")

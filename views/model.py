@@ -2,28 +2,44 @@
 
 import shutil
 import tempfile
+from pathlib import Path
 
 import streamlit as st
 
-from segcore.runs import list_runs
-from pathlib import Path
-
-from segcore.runs import Run
-from views._shared import initial, current_dataset, duration, teacher_markdown, error_text, finished_runs, md, queue, run_label, runs_dir, session_owner, setting_input
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
-from segcore.config import describe
-from segcore.strategies import trainable_parameters
+from segcore.config import PRESETS, describe
 from segcore.data.transforms import AUGMENTATIONS
-from segcore.models import SHORTLIST, describe_backbone
-from segcore.losses import CLASS_WEIGHTINGS
-from segcore.config import PRESETS
-from segcore.lessons import Lesson, queue_lesson, save_lesson
-from segcore.naming import slug
-from segcore.paths import default_lessons_dir
-from segcore.naming import default_group_name
 from segcore.estimate import estimate_plan, estimate_seconds
-from segcore.planning import (SWEEP_SIZES, comparison_order, comparison_plan, plan_train_images, queue_all_strategies,
-                              smallest_training_share, training_ignore_index)
+from segcore.lessons import Lesson, queue_lesson, save_lesson
+from segcore.losses import CLASS_WEIGHTINGS
+from segcore.models import SHORTLIST, describe_backbone
+from segcore.naming import default_group_name, slug
+from segcore.paths import default_lessons_dir
+from segcore.planning import (
+    SWEEP_SIZES,
+    comparison_order,
+    comparison_plan,
+    plan_train_images,
+    queue_all_strategies,
+    smallest_training_share,
+    training_ignore_index,
+)
+from segcore.runs import Run, list_runs
+from segcore.strategies import trainable_parameters
+from views._shared import (
+    current_dataset,
+    duration,
+    error_text,
+    finished_runs,
+    initial,
+    md,
+    queue,
+    run_label,
+    runs_dir,
+    session_owner,
+    setting_input,
+    teacher_markdown,
+)
 
 st.title("🧠 Model & strategy")
 DEFAULTS = TrainConfig()
@@ -35,19 +51,33 @@ if problem:
     st.stop()
 
 
-WIDGET_SETTINGS = {"height": "size", "epochs": "epochs", "min_steps": "min_steps", "batch_size": "batch_size",
-                   "lr": "lr", "regularizer": "regularizer", "weight_decay": "lambda", "seed": "seed",
-                   "class_weights": "class_weights", "encoder_lr_factor": "enc_factor", "freeze_epochs": "freeze_epochs",
-                   "train_bn": "train_bn", "backbone": "backbone"}
+WIDGET_SETTINGS = {
+    "height": "size",
+    "epochs": "epochs",
+    "min_steps": "min_steps",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "regularizer": "regularizer",
+    "weight_decay": "lambda",
+    "seed": "seed",
+    "class_weights": "class_weights",
+    "encoder_lr_factor": "enc_factor",
+    "freeze_epochs": "freeze_epochs",
+    "train_bn": "train_bn",
+    "backbone": "backbone",
+}
 
 
 def apply_lesson(lesson) -> None:
     """Put a lesson's settings into this page's widgets (once, when it has just been opened)."""
     config = lesson.to_config()
     values = {key: getattr(config, name) for name, key in WIDGET_SETTINGS.items()}
-    values.update(strategy=lesson.ordered_strategies()[0], augment=config.resolved_augment(),
-                  preset=lesson.preset if lesson.preset in PRESETS else None,
-                  train_pct=100 if config.train_size is None else round(config.train_size * 100))
+    values.update(
+        strategy=lesson.ordered_strategies()[0],
+        augment=config.resolved_augment(),
+        preset=lesson.preset if lesson.preset in PRESETS else None,
+        train_pct=100 if config.train_size is None else round(config.train_size * 100),
+    )
     if values["size"] not in SIZES:
         values.pop("size")
     st.session_state.update(values)
@@ -61,8 +91,12 @@ if lesson is not None:
         st.markdown(f"**📚 Lesson: {md(lesson.title)}**")
         st.markdown(teacher_markdown(lesson.instructions))
         b1, b2 = st.columns(2)
-        if b1.button("▶ Start the lesson", type="primary", key="start_lesson",
-                     help="Queues exactly the runs the teacher planned, with the teacher's settings."):
+        if b1.button(
+            "▶ Start the lesson",
+            type="primary",
+            key="start_lesson",
+            help="Queues exactly the runs the teacher planned, with the teacher's settings.",
+        ):
             try:
                 lesson_runs = queue_lesson(queue(), lesson, owner=session_owner())
                 st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
@@ -86,8 +120,11 @@ def parameter_counts(backbone: str, strategy: str, num_classes: int) -> tuple[in
 
 
 st.subheader("1 · Backbone (encoder)")
-extra = st.text_input("Search any timm model (optional)", placeholder="e.g. mobilenetv3_large_100",
-                      help="Any timm model that supports features_only works; the list below is CPU-friendly.")
+extra = st.text_input(
+    "Search any timm model (optional)",
+    placeholder="e.g. mobilenetv3_large_100",
+    help="Any timm model that supports features_only works; the list below is CPU-friendly.",
+)
 names = tuple(dict.fromkeys([*SHORTLIST, *([extra.strip()] if extra.strip() else [])]))
 table = backbone_table(names)
 usable = [row for row in table if row["usable"]]
@@ -95,19 +132,40 @@ for row in table:
     if not row["usable"]:
         st.warning(f"{md(row['name'])} cannot be used here: {md(row['problem'][:200])}")
 backbone = st.selectbox(
-    "Backbone", [row["name"] for row in usable], **initial("backbone", "index", 0), key="backbone",
-    format_func=lambda n: next(f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
-                               for r in usable if r["name"] == n))
+    "Backbone",
+    [row["name"] for row in usable],
+    **initial("backbone", "index", 0),
+    key="backbone",
+    format_func=lambda n: next(
+        f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
+        for r in usable
+        if r["name"] == n
+    ),
+)
 with st.expander("All backbones", expanded=False):
-    st.dataframe([{"backbone": r["name"], "parameters (M)": round(r["encoder_params"] / 1e6, 2),
-                   "feature channels": str(r["feature_channels"]), "pretrained weights": r["weights"]} for r in usable],
-                 hide_index=True)
+    st.dataframe(
+        [
+            {
+                "backbone": r["name"],
+                "parameters (M)": round(r["encoder_params"] / 1e6, 2),
+                "feature channels": str(r["feature_channels"]),
+                "pretrained weights": r["weights"],
+            }
+            for r in usable
+        ],
+        hide_index=True,
+    )
 weights = next(r["weights"] for r in usable if r["name"] == backbone)
 
 st.subheader("2 · Strategy")
-strategy = st.radio(describe("strategy")["label"], list(STRATEGIES), key="strategy", horizontal=True,
-                    **initial("strategy", "index", list(STRATEGIES).index(DEFAULTS.strategy)),
-                    format_func=lambda s: STRATEGIES[s].title)
+strategy = st.radio(
+    describe("strategy")["label"],
+    list(STRATEGIES),
+    key="strategy",
+    horizontal=True,
+    **initial("strategy", "index", list(STRATEGIES).index(DEFAULTS.strategy)),
+    format_func=lambda s: STRATEGIES[s].title,
+)
 info = STRATEGIES[strategy]
 st.info(info.explanation.replace("\n", " ") + f"  \n**Pays off when:** {info.lesson}.")
 START_COLOURS = {"random": "#e2e8f0", "ImageNet": "#bfdbfe", "source run": "#fde68a", "random (new classes)": "#e2e8f0"}
@@ -115,16 +173,23 @@ boxes = " <span style='font-size:1.4em'>→</span> ".join(
     f"<span style='display:inline-block;padding:8px 14px;border-radius:10px;background:{START_COLOURS[start]};"
     f"border:2px {'dashed #64748b' if learns == 'frozen' else 'solid #16a34a'};margin:4px'><b>{part}</b><br>"
     f"<small>starts: {start}<br>{'❄️ frozen' if learns == 'frozen' else '🔥 ' + learns}</small></span>"
-    for part, start, learns in info.part_roles())  # our own fixed words only: no user text in this HTML
+    for part, start, learns in info.part_roles()
+)  # our own fixed words only: no user text in this HTML
 st.markdown(f"<div style='margin:6px 0 12px 0'>image → {boxes} → classes per pixel</div>", unsafe_allow_html=True)
 if info.pretrained_encoder and weights == "unavailable":
-    st.error(f"No ImageNet weights for {md(backbone)} here: choose tf_efficientnet_lite0 (bundled) or train from scratch.")
+    st.error(
+        f"No ImageNet weights for {md(backbone)} here: choose tf_efficientnet_lite0 (bundled) or train from scratch."
+    )
 elif info.pretrained_encoder and weights.startswith("downloadable"):
-    st.warning(f"{md(backbone)}'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled).")
+    st.warning(
+        f"{md(backbone)}'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled)."
+    )
 st.latex(r"\min_w \; \frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big) \;+\; \lambda\, R(w)")
 trainable, total = parameter_counts(backbone, strategy, data.num_classes)
-st.caption(f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
-           f"({trainable / total:.0%}) for {data.num_classes} classes.")
+st.caption(
+    f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
+    f"({trainable / total:.0%}) for {data.num_classes} classes."
+)
 
 st.subheader("3 · Settings")
 
@@ -136,35 +201,56 @@ def apply_preset() -> None:
     st.session_state.update(size=values["height"], epochs=values["epochs"], min_steps=values["min_steps"])
 
 
-st.segmented_control("Preset", list(PRESETS), **initial("preset", "default", "standard"), key="preset",
-                     on_change=apply_preset,
-                     format_func=lambda p: PRESETS[p].title,
-                     help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()))
-settings: dict = {"data": data.source, "backbone": backbone, "strategy": strategy,
-                  "ignore_index": training_ignore_index(data)}
+st.segmented_control(
+    "Preset",
+    list(PRESETS),
+    **initial("preset", "default", "standard"),
+    key="preset",
+    on_change=apply_preset,
+    format_func=lambda p: PRESETS[p].title,
+    help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()),
+)
+settings: dict = {
+    "data": data.source,
+    "backbone": backbone,
+    "strategy": strategy,
+    "ignore_index": training_ignore_index(data),
+}
 if lesson is not None:  # what the lesson fixes that has no widget here (decoder widths, warm-up, …)
     settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
 c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
-size = c1.select_slider("Image size", SIZES, **initial("size", "value", DEFAULTS.height), key="size",
-                        help=describe("height")["help"] + " and width (square)")
+size = c1.select_slider(
+    "Image size",
+    SIZES,
+    **initial("size", "value", DEFAULTS.height),
+    key="size",
+    help=describe("height")["help"] + " and width (square)",
+)
 settings["height"] = settings["width"] = size
 settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
 settings["min_steps"] = int(setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50))
 settings["batch_size"] = int(setting_input(c4, "batch_size", "batch_size", max_value=128))
 settings["lr"] = float(setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f"))
 c1, c2, c3, c4 = st.columns(4)
-settings["regularizer"] = c1.selectbox(describe("regularizer")["label"], list(REGULARIZERS), key="regularizer",
-                                       format_func=lambda r: r.upper())
+settings["regularizer"] = c1.selectbox(
+    describe("regularizer")["label"], list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper()
+)
 settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", format="%.5f"))
 total_train = len(data.pairs("train"))
 if total_train > 1:
     low = smallest_training_share(total_train)
     if st.session_state.get("train_pct", 100) < low:
         st.session_state["train_pct"] = low
-    train_pct = c3.slider("Training images used (%)", low, 100, step=5, **initial("train_pct", "value", 100),
-                          key="train_pct",
-                          help="Fewer images show where transfer pays off (the data-efficiency experiment). "
-                               f"This dataset has {total_train} training images, so at least {low} % keeps one.")
+    train_pct = c3.slider(
+        "Training images used (%)",
+        low,
+        100,
+        step=5,
+        **initial("train_pct", "value", 100),
+        key="train_pct",
+        help="Fewer images show where transfer pays off (the data-efficiency experiment). "
+        f"This dataset has {total_train} training images, so at least {low} % keeps one.",
+    )
 else:
     train_pct = 100
     c3.caption("Training images used: the only one there is.")
@@ -172,16 +258,31 @@ settings["train_size"] = None if train_pct == 100 else train_pct / 100
 settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
 st.caption(REGULARIZERS[settings["regularizer"]])
 c1, c2 = st.columns(2)
-settings["augment"] = c1.segmented_control(
-    describe("augment")["label"], list(AUGMENTATIONS), **initial("augment", "default", "flip"), key="augment",
-    help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items())) or "flip"
-settings["class_weights"] = c2.segmented_control(
-    describe("class_weights")["label"], list(CLASS_WEIGHTINGS),
-    **initial("class_weights", "default", DEFAULTS.class_weights), key="class_weights",
-    help=describe("class_weights")["help"]) or DEFAULTS.class_weights
+settings["augment"] = (
+    c1.segmented_control(
+        describe("augment")["label"],
+        list(AUGMENTATIONS),
+        **initial("augment", "default", "flip"),
+        key="augment",
+        help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items()),
+    )
+    or "flip"
+)
+settings["class_weights"] = (
+    c2.segmented_control(
+        describe("class_weights")["label"],
+        list(CLASS_WEIGHTINGS),
+        **initial("class_weights", "default", DEFAULTS.class_weights),
+        key="class_weights",
+        help=describe("class_weights")["help"],
+    )
+    or DEFAULTS.class_weights
+)
 if info.caches_features and settings["augment"] == "full":
-    st.caption("With *full* augmentation every input differs, so feature transfer cannot cache its features: "
-               "epochs get slower.")
+    st.caption(
+        "With *full* augmentation every input differs, so feature transfer cannot cache its features: "
+        "epochs get slower."
+    )
 
 source_run = None
 if info.tunes_encoder_rate or info.frozen_warmup:
@@ -191,20 +292,26 @@ if info.tunes_encoder_rate or info.frozen_warmup:
     if info.frozen_warmup:
         settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
 if info.transfers_encoder:
-    settings["train_bn"] = st.toggle(describe("train_bn")["label"], **initial("train_bn", "value", DEFAULTS.train_bn),
-                                     key="train_bn",
-                                     help=describe("train_bn")["help"])
+    settings["train_bn"] = st.toggle(
+        describe("train_bn")["label"],
+        **initial("train_bn", "value", DEFAULTS.train_bn),
+        key="train_bn",
+        help=describe("train_bn")["help"],
+    )
 if info.needs_source_run:
     lesson = st.session_state.get("lesson")
     lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
     sources = [r for r in lesson_source + finished_runs(include_class=True) if r.config.get("backbone") == backbone]
     if sources:
-        picked = st.selectbox(describe("source_run")["label"] + " to carry over", sources, format_func=run_label,
-                              key="source_run")
+        picked = st.selectbox(
+            describe("source_run")["label"] + " to carry over", sources, format_func=run_label, key="source_run"
+        )
         source_run = settings["source_run"] = str(picked.path)
     else:
-        st.warning("No finished run with this backbone to carry over yet. *Train all strategies* first trains "
-                   "one on the built-in source task (ellipses, rings, crosses).")
+        st.warning(
+            "No finished run with this backbone to carry over yet. *Train all strategies* first trains "
+            "one on the built-in source task (ellipses, rings, crosses)."
+        )
 
 try:
     config = TrainConfig(**settings).validate()
@@ -214,8 +321,10 @@ except (SegcoreError, TypeError) as exc:
     st.stop()
 planned_epochs = config.planned_epochs(train_images)
 if planned_epochs > config.epochs:
-    st.caption(f"{train_images} training images make only {config.steps_per_epoch(train_images)} optimiser steps "
-               f"per epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps.")
+    st.caption(
+        f"{train_images} training images make only {config.steps_per_epoch(train_images)} optimiser steps "
+        f"per epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps."
+    )
 
 st.subheader("4 · Train")
 history = finished_runs()
@@ -227,27 +336,37 @@ all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), hi
 sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
 ahead = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
 wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
-st.caption(f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
-           f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
-           f"**{duration(sweep_s)}**{wait}. Speed: {basis}.")
+st.caption(
+    f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
+    f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
+    f"**{duration(sweep_s)}**{wait}. Speed: {basis}."
+)
 b1, b2, b3 = st.columns(3)
 try:
     if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
-        run = queue().submit(config, group=default_group_name(config.data), owner=session_owner(),
-                             train_images=train_images)
+        run = queue().submit(
+            config, group=default_group_name(config.data), owner=session_owner(), train_images=train_images
+        )
         st.session_state["watch_group"] = run.config.get("group")
         st.success(f"Queued **{md(run.run_id)}**.")
         st.page_link("views/training.py", label="Watch it train →", icon="📈")
-    if b2.button("▶▶ Train all strategies", width="stretch",
-                 help="One run per strategy with identical settings (plus the source run structure transfer needs)."):
+    if b2.button(
+        "▶▶ Train all strategies",
+        width="stretch",
+        help="One run per strategy with identical settings (plus the source run structure transfer needs).",
+    ):
         runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data)
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success("Queued " + ", ".join(f"**{md(r.run_id)}**" for r in runs) + ".")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
-    if b3.button("📉 Data-efficiency sweep", width="stretch",
-                 help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images."):
-        runs = queue_all_strategies(queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES,
-                                    owner=session_owner(), data=data)
+    if b3.button(
+        "📉 Data-efficiency sweep",
+        width="stretch",
+        help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
+    ):
+        runs = queue_all_strategies(
+            queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES, owner=session_owner(), data=data
+        )
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success(f"Queued {len(runs)} runs.")
         st.page_link("views/training.py", label="Watch them train →", icon="📈")
@@ -261,24 +380,47 @@ suggested_strategy_box(data, config, train_images, source_run)
 # --- end teaching ---
 
 with st.expander("📚 Save these settings as a lesson", expanded=False):
-    st.caption("A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
-               "to compare and your instructions. Students open it from the Data page and land here with "
-               "everything set.")
+    st.caption(
+        "A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
+        "to compare and your instructions. Students open it from the Data page and land here with "
+        "everything set."
+    )
     title = st.text_input("Title", max_chars=80, key="lesson_title")
     instructions = st.text_area("Instructions for students (Markdown)", key="lesson_instructions", height=120)
     c1, c2 = st.columns(2)
-    lesson_strategies = c1.multiselect("Strategies to compare", list(STRATEGIES), default=comparison_order(),
-                                       format_func=lambda s: STRATEGIES[s].title, key="lesson_strategies")
+    lesson_strategies = c1.multiselect(
+        "Strategies to compare",
+        list(STRATEGIES),
+        default=comparison_order(),
+        format_func=lambda s: STRATEGIES[s].title,
+        key="lesson_strategies",
+    )
     sweep = c2.checkbox("A data-efficiency sweep (every training-set size)", key="lesson_sweep")
-    embed = c2.checkbox("Put the dataset inside the lesson file", value=not data.source.startswith("builtin:"),
-                        disabled=data.source.startswith("builtin:"), key="lesson_embed",
-                        help="Needed when students' machines do not have this dataset; built-in data needs nothing.")
+    embed = c2.checkbox(
+        "Put the dataset inside the lesson file",
+        value=not data.source.startswith("builtin:"),
+        disabled=data.source.startswith("builtin:"),
+        key="lesson_embed",
+        help="Needed when students' machines do not have this dataset; built-in data needs nothing.",
+    )
     if st.button("Make the lesson file", key="make_lesson", disabled=not title.strip() or not lesson_strategies):
         fixed = {name: getattr(config, name) for name in WIDGET_SETTINGS if name != "backbone"}
-        fixed.update(backbone=config.backbone, width=config.width, augment=config.augment,
-                     ignore_index=config.ignore_index, **({} if sweep else {"train_size": config.train_size}))
-        new_lesson = Lesson(title=title.strip(), instructions=instructions, data_source=data.source, settings=fixed,
-                            strategies=lesson_strategies, sweep=sweep, preset=st.session_state.get("preset"))
+        fixed.update(
+            backbone=config.backbone,
+            width=config.width,
+            augment=config.augment,
+            ignore_index=config.ignore_index,
+            **({} if sweep else {"train_size": config.train_size}),
+        )
+        new_lesson = Lesson(
+            title=title.strip(),
+            instructions=instructions,
+            data_source=data.source,
+            settings=fixed,
+            strategies=lesson_strategies,
+            sweep=sweep,
+            preset=st.session_state.get("preset"),
+        )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{slug(title.strip().lower())}.lesson.zip"
             try:

@@ -3,13 +3,12 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from views._shared import (STRATEGY_COLOURS, STRATEGY_LABELS, error_text, md, plot_text, queue, queue_counts,
-                           runs_dir)
 from segcore import SegcoreError
 from segcore.classroom import ClassroomSettings, best_per_student, leaderboard, pin_matches, student_of
 from segcore.naming import dataset_name
 from segcore.progress import run_progress
 from segcore.runs import list_runs
+from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, error_text, md, plot_text, queue, queue_counts, runs_dir
 
 st.title("🧑‍🏫 Teacher")
 
@@ -25,8 +24,14 @@ if not st.session_state.get("teacher"):
     st.stop()
 
 settings = ClassroomSettings.load(runs_dir())
-limit = st.number_input("Runs each student may have waiting", 1, 1000, settings.max_waiting_per_student,
-                        key="teacher_limit", help="Keeps one student from filling the class's queue.")
+limit = st.number_input(
+    "Runs each student may have waiting",
+    1,
+    1000,
+    settings.max_waiting_per_student,
+    key="teacher_limit",
+    help="Keeps one student from filling the class's queue.",
+)
 if limit != settings.max_waiting_per_student:
     ClassroomSettings(max_waiting_per_student=int(limit)).save(runs_dir())
     st.toast(f"Each student may now have {limit} runs waiting.")
@@ -36,20 +41,35 @@ if limit != settings.max_waiting_per_student:
 def class_runs() -> None:
     runs = list_runs(runs_dir())
     counts = queue_counts(runs)
-    st.caption(f"{counts['running']} training · {counts['queued']} waiting · {counts['done']} finished · "
-               f"{counts['failed'] + counts['lost']} failed or lost · {len({r.owner for r in runs})} students")
+    st.caption(
+        f"{counts['running']} training · {counts['queued']} waiting · {counts['done']} finished · "
+        f"{counts['failed'] + counts['lost']} failed or lost · {len({r.owner for r in runs})} students"
+    )
     waiting = {run.run_id: place + 1 for place, run in enumerate(queue().queued())}
     rows = []
     for run in reversed(runs):
         progress = run_progress(run)
-        rows.append({"student": student_of(run.owner), "run": run.run_id,
-                     "strategy": STRATEGY_LABELS.get(progress["strategy"], progress["strategy"]),
-                     "dataset": dataset_name(run.config.get("data", "?")), "state": progress["state"],
-                     "queue place": str(waiting.get(run.run_id, "")), "progress": progress["fraction"],
-                     "best mIoU": progress["best_miou"] if progress["best_miou"] is not None else float("nan")})
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
-        "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-        "best mIoU": st.column_config.NumberColumn(format="%.3f")})
+        rows.append(
+            {
+                "student": student_of(run.owner),
+                "run": run.run_id,
+                "strategy": STRATEGY_LABELS.get(progress["strategy"], progress["strategy"]),
+                "dataset": dataset_name(run.config.get("data", "?")),
+                "state": progress["state"],
+                "queue place": str(waiting.get(run.run_id, "")),
+                "progress": progress["fraction"],
+                "best mIoU": progress["best_miou"] if progress["best_miou"] is not None else float("nan"),
+            }
+        )
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+            "best mIoU": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
 
 
 st.subheader("The class's runs")
@@ -59,8 +79,9 @@ class_runs()
 active = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
 if active:
     c1, c2 = st.columns([3, 1])
-    target = c1.selectbox("Stop a run", active, format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}",
-                          key="teacher_cancel_pick")
+    target = c1.selectbox(
+        "Stop a run", active, format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}", key="teacher_cancel_pick"
+    )
     if c2.button("Cancel it", key="teacher_cancel"):
         try:
             state = queue().cancel(target.run_id)  # no owner: the teacher may stop anyone's run
@@ -73,9 +94,15 @@ runs = list_runs(runs_dir())
 st.subheader("Leaderboard")
 board = leaderboard(runs)
 if board:
-    st.dataframe([{**row, "dataset": dataset_name(row["dataset"])} for row in board], hide_index=True,
-                 width="stretch", column_config={"mIoU": st.column_config.NumberColumn(format="%.3f"),
-                                                 "training time (s)": st.column_config.NumberColumn(format="%.0f")})
+    st.dataframe(
+        [{**row, "dataset": dataset_name(row["dataset"])} for row in board],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "mIoU": st.column_config.NumberColumn(format="%.3f"),
+            "training time (s)": st.column_config.NumberColumn(format="%.0f"),
+        },
+    )
 else:
     st.info("No finished runs yet.")
 
@@ -87,10 +114,20 @@ if datasets:
     figure = go.Figure()
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         mine = [r for r in rows if r["strategy"] == strategy]
-        figure.add_trace(go.Bar(x=[plot_text(r["student"]) for r in mine], y=[r["mIoU"] for r in mine],
-                                name=STRATEGY_LABELS.get(strategy, strategy),
-                                marker_color=STRATEGY_COLOURS.get(strategy, "#888")))
-    figure.update_layout(barmode="group", yaxis=dict(title="best mIoU", range=[0, 1]), height=360,
-                         margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.1))
+        figure.add_trace(
+            go.Bar(
+                x=[plot_text(r["student"]) for r in mine],
+                y=[r["mIoU"] for r in mine],
+                name=STRATEGY_LABELS.get(strategy, strategy),
+                marker_color=STRATEGY_COLOURS.get(strategy, "#888"),
+            )
+        )
+    figure.update_layout(
+        barmode="group",
+        yaxis=dict(title="best mIoU", range=[0, 1]),
+        height=360,
+        margin=dict(l=10, r=10, t=30, b=10),
+        legend=dict(orientation="h", y=1.1),
+    )
     st.plotly_chart(figure, key="class_comparison")
     st.caption("Each student's best finished run per strategy on this dataset.")

@@ -1,16 +1,26 @@
 """Training: live curves for every run of the comparison, progress, queue, cancel, logs."""
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from segcore import SegcoreError
-from views._shared import (error_text, md, plot_text, queue, queue_counts, run_title, runs_dir, session_owner, titles,
-                           visible_runs)
 from segcore.curves import RunCurves, comparison_curves
 from segcore.device import describe_device, pick_device
 from segcore.progress import run_progress
 from segcore.runs import list_runs
+from views._shared import (
+    error_text,
+    md,
+    plot_text,
+    queue,
+    queue_counts,
+    run_title,
+    runs_dir,
+    session_owner,
+    titles,
+    visible_runs,
+)
 
 st.title("📈 Training")
 
@@ -23,16 +33,29 @@ if not runs:
 
 groups = list(dict.fromkeys(r.config.get("group") or r.run_id for r in reversed(runs)))
 watched = st.session_state.get("watch_group")
-group = st.selectbox("Comparison", groups, index=groups.index(watched) if watched in groups else 0, key="group_pick",
-                     format_func=lambda g: titles().get("comparisons", g) or g,
-                     help="Runs queued together (one click of Train / Train all strategies) form a comparison.")
+group = st.selectbox(
+    "Comparison",
+    groups,
+    index=groups.index(watched) if watched in groups else 0,
+    key="group_pick",
+    format_func=lambda g: titles().get("comparisons", g) or g,
+    help="Runs queued together (one click of Train / Train all strategies) form a comparison.",
+)
 with st.popover("✏️ Rename"):  # outside the live view, which redraws every second
-    new_name = st.text_input("Name of this comparison", value=titles().get("comparisons", group) or "", max_chars=80,
-                             key=f"rename-group-{group}")
+    new_name = st.text_input(
+        "Name of this comparison",
+        value=titles().get("comparisons", group) or "",
+        max_chars=80,
+        key=f"rename-group-{group}",
+    )
     own = [r for r in runs if (r.config.get("group") or r.run_id) == group and r.owner in (None, session_owner())]
     renamed = st.selectbox("A run of it", own, format_func=run_title, key=f"rename-run-pick-{group}") if own else None
-    run_name = st.text_input("Name of that run", value=run_title(renamed) if renamed else "", max_chars=80,
-                             key=f"rename-run-{group}-{renamed.run_id if renamed else ''}")
+    run_name = st.text_input(
+        "Name of that run",
+        value=run_title(renamed) if renamed else "",
+        max_chars=80,
+        key=f"rename-run-{group}-{renamed.run_id if renamed else ''}",
+    )
     if st.button("Save the names", key="rename_save"):
         try:
             titles().set("comparisons", group, new_name)
@@ -49,20 +72,34 @@ def time_to_accuracy_figure(curves: list[RunCurves]) -> go.Figure:
     figure = go.Figure()
     for run in curves:
         if run.seconds:
-            figure.add_trace(go.Scatter(x=run.seconds, y=[e["miou"] for e in run.epochs], mode="lines+markers",
-                                        name=plot_text(run.label), line=dict(color=run.colour,
-                                                                              dash="dash" if run.is_source else None)))
-    figure.update_layout(title="Time to accuracy: validation mIoU against wall-clock seconds", height=300,
-                         xaxis=dict(title="seconds since the run started", rangemode="tozero"),
-                         yaxis=dict(title="mIoU", range=[0, 1]), showlegend=False,
-                         margin=dict(l=10, r=10, t=40, b=10))
+            figure.add_trace(
+                go.Scatter(
+                    x=run.seconds,
+                    y=[e["miou"] for e in run.epochs],
+                    mode="lines+markers",
+                    name=plot_text(run.label),
+                    line=dict(color=run.colour, dash="dash" if run.is_source else None),
+                )
+            )
+    figure.update_layout(
+        title="Time to accuracy: validation mIoU against wall-clock seconds",
+        height=300,
+        xaxis=dict(title="seconds since the run started", rangemode="tozero"),
+        yaxis=dict(title="mIoU", range=[0, 1]),
+        showlegend=False,
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     return figure
 
 
 def training_figure(curves: list[RunCurves]) -> go.Figure:
     """Loss, mIoU and pixel accuracy side by side, one legend above all three (a click hides a run everywhere)."""
-    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                           subplot_titles=("Training loss", "Validation mIoU", "Validation pixel accuracy"))
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        horizontal_spacing=0.07,
+        subplot_titles=("Training loss", "Validation mIoU", "Validation pixel accuracy"),
+    )
     max_epoch, max_step = 1, 1
     for run in curves:
         style = dict(color=run.colour, dash="dash" if run.is_source else None, width=1.5 if run.is_source else 2.5)
@@ -75,42 +112,61 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
             x = [e["epoch"] for e in run.epochs]
             max_epoch = max(max_epoch, max(x), max(e.get("epochs", 1) for e in run.epochs))
             for col, key in ((2, "miou"), (3, "pixel_accuracy")):
-                figure.add_trace(go.Scatter(x=x, y=[e[key] for e in run.epochs], mode="lines+markers",
-                                            showlegend=not run.steps, **common), row=1, col=col)
+                figure.add_trace(
+                    go.Scatter(
+                        x=x, y=[e[key] for e in run.epochs], mode="lines+markers", showlegend=not run.steps, **common
+                    ),
+                    row=1,
+                    col=col,
+                )
     figure.update_xaxes(title_text="step", range=[0, max_step], row=1, col=1)
     figure.update_yaxes(rangemode="tozero", row=1, col=1)
     for col in (2, 3):
-        figure.update_xaxes(title_text="epoch", range=[0.5, max_epoch + 0.5], dtick=1 if max_epoch <= 12 else None,
-                            row=1, col=col)
+        figure.update_xaxes(
+            title_text="epoch", range=[0.5, max_epoch + 0.5], dtick=1 if max_epoch <= 12 else None, row=1, col=col
+        )
         figure.update_yaxes(range=[0, 1], row=1, col=col)
-    figure.update_layout(height=380, margin=dict(l=10, r=10, t=90, b=10),
-                         legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0, font=dict(size=11)))
+    figure.update_layout(
+        height=380,
+        margin=dict(l=10, r=10, t=90, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.12, x=0, font=dict(size=11)),
+    )
     return figure
 
 
 @st.fragment(run_every="1s")
 def live_view(group: str) -> None:
     all_runs = list_runs(runs_dir())
-    members = [r for r in all_runs if (r.config.get("group") or r.run_id) == group
-               and (show_class or r.owner in (session_owner(), None))]
+    members = [
+        r
+        for r in all_runs
+        if (r.config.get("group") or r.run_id) == group and (show_class or r.owner in (session_owner(), None))
+    ]
     curves = comparison_curves(members)
     st.plotly_chart(training_figure(curves), key="training_curves")
     st.plotly_chart(time_to_accuracy_figure(curves), key="time_curves")
-    st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
-               "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset).")
+    st.caption(
+        "mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
+        "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset)."
+    )
     counts = queue_counts(all_runs)
-    st.caption(f"Queue: {counts['running']} training · {counts['queued']} waiting · {counts['done']} finished "
-               f"(at most {queue().max_running} at a time)")
-    if members and all(r.state not in ("queued", "running") for r in members) and \
-            sum(r.state == "done" for r in members) >= 2:
+    st.caption(
+        f"Queue: {counts['running']} training · {counts['queued']} waiting · {counts['done']} finished "
+        f"(at most {queue().max_running} at a time)"
+    )
+    if (
+        members
+        and all(r.state not in ("queued", "running") for r in members)
+        and sum(r.state == "done" for r in members) >= 2
+    ):
         st.session_state["compare_group"] = group
-        st.page_link("views/compare.py", label="All runs of this comparison have finished — compare them →",
-                     icon="🔍")
+        st.page_link("views/compare.py", label="All runs of this comparison have finished — compare them →", icon="🔍")
 
     for run, run_lines in zip(members, curves):
         progress = run_progress(run, (run_lines.step_records, run_lines.epochs))
         icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️", "lost": "📡"}.get(
-            progress["state"], "•")
+            progress["state"], "•"
+        )
         with st.container(border=True):
             c1, c2 = st.columns([5, 1])
             detail = f"epoch {progress['epoch']}/{progress['epochs']} · step {progress['step']}/{progress['total_steps'] or '?'}"
@@ -120,8 +176,9 @@ def live_view(group: str) -> None:
                 detail += f" · about {progress['eta_s']:.0f}s left"
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
-            c1.markdown(f"{icon} **{md(run_title(run))}** — {md(run_lines.label.split(' · ')[0])} · "
-                        f"*{md(progress['state'])}*")
+            c1.markdown(
+                f"{icon} **{md(run_title(run))}** — {md(run_lines.label.split(' · ')[0])} · *{md(progress['state'])}*"
+            )
             c1.progress(progress["fraction"], text=detail)
             if progress["state"] in ("failed", "lost"):
                 c1.error(md(progress["reason"]))
@@ -150,5 +207,7 @@ with st.expander("Queue", expanded=False):
     waiting = queue().queued()
     st.write(f"{len(waiting)} waiting, first in, first out.")
     if waiting:
-        st.dataframe([{"position": i + 1, "run": r.run_id, "strategy": r.config.get("strategy")}
-                      for i, r in enumerate(waiting)], hide_index=True)
+        st.dataframe(
+            [{"position": i + 1, "run": r.run_id, "strategy": r.config.get("strategy")} for i, r in enumerate(waiting)],
+            hide_index=True,
+        )

@@ -30,11 +30,18 @@ def _entry_parts(archive: Path, member: zipfile.ZipInfo) -> tuple[str, ...]:
     name = member.filename.replace("\\", "/")
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-        raise _entry_error(archive, member, "points outside the archive folder", "zip the dataset folder with relative paths only")
+        raise _entry_error(
+            archive, member, "points outside the archive folder", "zip the dataset folder with relative paths only"
+        )
     too_long = [p for p in parts if len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES]
     if too_long:
-        raise _entry_error(archive, member, f"has a name part {len(too_long[0].encode('utf-8', 'surrogateescape'))} bytes "
-                           f"long, over the limit of {MAX_NAME_BYTES}", "rename that file with a shorter name and zip again")
+        raise _entry_error(
+            archive,
+            member,
+            f"has a name part {len(too_long[0].encode('utf-8', 'surrogateescape'))} bytes "
+            f"long, over the limit of {MAX_NAME_BYTES}",
+            "rename that file with a shorter name and zip again",
+        )
     return parts
 
 
@@ -42,7 +49,8 @@ def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> dict[str, tu
     """Refuse, before writing anything, every archive we could not unpack completely and safely."""
     if len(members) > MAX_ZIP_MEMBERS:
         raise DatasetError(
-            archive, f"the archive holds {len(members)} entries, more than the limit of {MAX_ZIP_MEMBERS}",
+            archive,
+            f"the archive holds {len(members)} entries, more than the limit of {MAX_ZIP_MEMBERS}",
             "upload a smaller dataset",
         )
     total = sum(m.file_size for m in members)
@@ -61,11 +69,17 @@ def check_members(archive: Path, members: list[zipfile.ZipInfo]) -> dict[str, tu
         if stat.S_ISLNK(member.external_attr >> 16):
             raise _entry_error(archive, member, "is a symbolic link", "zip real files, not links")
         if member.flag_bits & 0x1:
-            raise _entry_error(archive, member, "is encrypted (password-protected)", "zip the dataset without a password")
+            raise _entry_error(
+                archive, member, "is encrypted (password-protected)", "zip the dataset without a password"
+            )
         if member.compress_type not in SUPPORTED_COMPRESSION:
             method = zipfile.compressor_names.get(member.compress_type, f"method {member.compress_type}")
-            raise _entry_error(archive, member, f"uses a compression method that cannot be unpacked here ({method})",
-                               REZIP_HINT + " (Windows uses deflate64 for very large zips: zip smaller parts)")
+            raise _entry_error(
+                archive,
+                member,
+                f"uses a compression method that cannot be unpacked here ({method})",
+                REZIP_HINT + " (Windows uses deflate64 for very large zips: zip smaller parts)",
+            )
         if member.is_dir():
             if member.file_size:
                 raise _entry_error(archive, member, f"is named like a folder but holds {member.file_size} bytes")
@@ -86,7 +100,9 @@ def safe_extract_zip(archive: Path, destination: Path) -> Path:
     try:
         handle = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
-        raise DatasetError(archive, "this file is not a valid zip archive", "zip the dataset folder again and upload that") from None
+        raise DatasetError(
+            archive, "this file is not a valid zip archive", "zip the dataset folder again and upload that"
+        ) from None
     except OSError as exc:
         raise DatasetError(archive, f"the archive cannot be read ({exc})", "check the file and try again") from None
     with handle:
@@ -120,6 +136,8 @@ def _copy_entry(archive: Path, handle: zipfile.ZipFile, member: zipfile.ZipInfo,
                     raise _entry_error(archive, member, "is larger than declared")
                 sink.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise _entry_error(archive, member, f"is damaged ({exc})", "zip the dataset again, or download it again") from None
+        raise _entry_error(
+            archive, member, f"is damaged ({exc})", "zip the dataset again, or download it again"
+        ) from None
     except (NotImplementedError, RuntimeError) as exc:  # compression or encryption the header hid
         raise _entry_error(archive, member, f"cannot be unpacked ({exc})") from None

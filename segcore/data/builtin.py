@@ -41,25 +41,45 @@ class BuiltinSpec:
 BUILTINS = {
     "shapes": BuiltinSpec(
         "target task: circles, squares and triangles on clutter (4 classes)",
-        ("background", "circle", "square", "triangle"), train=96, val=32, size=160, seed=1, warm=False,
+        ("background", "circle", "square", "triangle"),
+        train=96,
+        val=32,
+        size=160,
+        seed=1,
+        warm=False,
         source_task="shapes-source",
     ),
     "shapes-source": BuiltinSpec(
         "source task for structure transfer: ellipses, rings and crosses in another palette (4 classes)",
-        ("background", "ellipse", "ring", "cross"), train=160, val=32, size=160, seed=2, warm=True,
+        ("background", "ellipse", "ring", "cross"),
+        train=160,
+        val=32,
+        size=160,
+        seed=2,
+        warm=True,
     ),
     # 16 training images: two optimiser steps an epoch, so the 50-step floor means 25 validation passes, not 50;
     # 48 validation images keep the lesson's comparison off a handful of noisy scores
     "shapes-few": BuiltinSpec(
         "target task with very few labels: 16 images of circles, squares and triangles (4 classes)",
-        ("background", "circle", "square", "triangle"), train=16, val=48, size=128, seed=3, warm=False,
+        ("background", "circle", "square", "triangle"),
+        train=16,
+        val=48,
+        size=128,
+        seed=3,
+        warm=False,
         source_task="shapes-more",
     ),
     # the target's three shapes and one more: six shapes were too many to learn in the lesson's 96 source steps
     # (source mIoU 0.35, structure then only tied parameter transfer: bench/README.md)
     "shapes-more": BuiltinSpec(
         "source task for shapes-few: 320 images of the same kind, its three shapes and crosses labelled (5 classes)",
-        ("background", "circle", "square", "triangle", "cross"), train=320, val=32, size=128, seed=4, warm=False,
+        ("background", "circle", "square", "triangle", "cross"),
+        train=320,
+        val=32,
+        size=128,
+        seed=4,
+        warm=False,
     ),
 }
 

@@ -8,14 +8,45 @@ from ..errors import DatasetError
 from .limits import MAX_INDEX_CLASSES
 
 VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 
 
 # bright, distinct colours (Tableau 10 order) that read well over photos; class 0 is usually background
-BRIGHT = [(60, 60, 60), (255, 127, 14), (31, 119, 180), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-          (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (255, 187, 120), (152, 223, 138)]
+BRIGHT = [
+    (60, 60, 60),
+    (255, 127, 14),
+    (31, 119, 180),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+    (255, 187, 120),
+    (152, 223, 138),
+]
 
 
 def default_palette(count: int) -> list[tuple[int, int, int]]:
@@ -53,8 +84,11 @@ def read_classes_txt(path: Path) -> list[str]:
 
 def check_class_count(path, count: int) -> None:
     if count > MAX_INDEX_CLASSES:
-        raise DatasetError(path, f"{count} classes are listed, more than the limit of {MAX_INDEX_CLASSES}",
-                           "merge or drop classes: a mask holds at most 255 classes (0…254, 255 marks ignored pixels)")
+        raise DatasetError(
+            path,
+            f"{count} classes are listed, more than the limit of {MAX_INDEX_CLASSES}",
+            "merge or drop classes: a mask holds at most 255 classes (0…254, 255 marks ignored pixels)",
+        )
 
 
 def read_labelmap(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -79,7 +113,8 @@ def read_labelmap(path: Path) -> tuple[list[str], list[tuple[int, int, int]]]:
         if rgb in line_of:  # one colour for two classes: a mask pixel could not say which it is
             first_line, first_name = line_of[rgb]
             raise DatasetError(
-                path, f"lines {first_line} ('{first_name}') and {number} ('{name}') both use the colour {','.join(map(str, rgb))}",
+                path,
+                f"lines {first_line} ('{first_name}') and {number} ('{name}') both use the colour {','.join(map(str, rgb))}",
                 "give each class its own colour, or merge the two lines",
             )
         line_of[rgb] = (number, name)  # type: ignore[index]

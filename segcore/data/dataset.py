@@ -153,7 +153,9 @@ class SegmentationData:
         if train_size is None:
             return list(range(total))
         # a share of a small split keeps at least one image: 10 % of 6 images is 1 image, not none
-        count = max(1, round(train_size * total)) if isinstance(train_size, float) and train_size <= 1 else int(train_size)
+        count = (
+            max(1, round(train_size * total)) if isinstance(train_size, float) and train_size <= 1 else int(train_size)
+        )
         if count < 1:
             raise DatasetError(self.root, f"a training-set size of {train_size} leaves no image", "ask for at least 1")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -179,7 +181,8 @@ def _count_values(raw: np.ndarray, path: Path) -> Counter:
         colours, counts = np.unique(_packed(raw), return_counts=True)
         if len(colours) > _MAX_DISTINCT_COLOURS:
             raise DatasetError(
-                path, f"the colour mask holds {len(colours)} different colours, more than a class mask can have",
+                path,
+                f"the colour mask holds {len(colours)} different colours, more than a class mask can have",
                 "save masks with one flat colour per class, as PNG (JPEG and smoothed edges add colours)",
             )
         return Counter({(int(c) >> 16 & 255, int(c) >> 8 & 255, int(c) & 255): int(n) for c, n in zip(colours, counts)})
@@ -198,7 +201,8 @@ def _count_values(raw: np.ndarray, path: Path) -> Counter:
         high, high_counts = np.unique(raw[(raw < 0) | (raw > 255)], return_counts=True)
         if len(high) > _MAX_DISTINCT_HIGH_VALUES:
             raise DatasetError(
-                path, f"the mask holds {len(high)} different values outside 0…255 (e.g. {[int(v) for v in high[:3]]})",
+                path,
+                f"the mask holds {len(high)} different values outside 0…255 (e.g. {[int(v) for v in high[:3]]})",
                 "index masks number their classes 0…254: renumber the classes and save the masks again",
             )
         counts.update({int(v): int(n) for v, n in zip(high, high_counts)})
@@ -258,7 +262,9 @@ def scan_masks(pairs: list[Pair], root: Path) -> MaskScan:
     if len(problems) == 1:
         raise problems[0]
     if problems:
-        raise DatasetError(root, f"{len(problems)} files have problems", "fix or remove them, then load again", problems)
+        raise DatasetError(
+            root, f"{len(problems)} files have problems", "fix or remove them, then load again", problems
+        )
     if colour:  # a dataset mixing grey and colour masks: grey values become grey colours
         grey = lambda k: k if isinstance(k, tuple) else (k, k, k)  # noqa: E731
         value_counts = Counter({grey(k): n for k, n in value_counts.items()})
@@ -270,7 +276,8 @@ def check_image_count(root: Path, count: int) -> None:
     allowed = limits().max_images
     if count > allowed:
         raise DatasetError(
-            root, f"the dataset holds {count} image/mask pairs, over the limit of {allowed} (SEGCORE_MAX_IMAGES)",
+            root,
+            f"the dataset holds {count} image/mask pairs, over the limit of {allowed} (SEGCORE_MAX_IMAGES)",
             "use a subset of the images, or ask whoever runs the server to raise SEGCORE_MAX_IMAGES",
         )
 
@@ -296,7 +303,9 @@ def resolve_source(source: str | Path) -> Path:
         return download_dataset(text.split(":", 1)[1])
     path = Path(text).expanduser()
     if not path.exists():
-        raise DatasetError(path, "no such file or folder", "check the path, or use builtin:shapes for the built-in data")
+        raise DatasetError(
+            path, "no such file or folder", "check the path, or use builtin:shapes for the built-in data"
+        )
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise DatasetError(path, "a dataset must be a folder or a .zip of one", "zip the dataset folder")
@@ -306,8 +315,9 @@ def resolve_source(source: str | Path) -> Path:
                 digest.update(chunk)
         # unpacked privately and renamed into place: sessions opening the same zip at once never see
         # each other's half-written files, and a failure leaves nothing behind
-        return build_folder_once(cache_dir() / "unzipped" / digest.hexdigest()[:16],
-                                 lambda staging: safe_extract_zip(path, staging))
+        return build_folder_once(
+            cache_dir() / "unzipped" / digest.hexdigest()[:16], lambda staging: safe_extract_zip(path, staging)
+        )
     return path
 
 
@@ -347,12 +357,16 @@ def load_dataset(
         labelled = [v for v in mask_scan.value_counts if v != ignore_index]
         if labelled and max(labelled) < len(VOC_CLASSES):
             names, class_source = list(VOC_CLASSES), "Pascal VOC's 21 classes"
-    encoding = infer_encoding(mask_scan.value_counts, mask_scan.is_colour, names, colours, ignore_index, mask_scan.where)
+    encoding = infer_encoding(
+        mask_scan.value_counts, mask_scan.is_colour, names, colours, ignore_index, mask_scan.where
+    )
     _check_lossy_masks(mask_scan, encoding, warnings)
     if names is None:
-        names = ["background", "foreground"] if encoding.kind == "binary" else [
-            f"class_{i}" for i in range(encoding.num_classes)
-        ]
+        names = (
+            ["background", "foreground"]
+            if encoding.kind == "binary"
+            else [f"class_{i}" for i in range(encoding.num_classes)]
+        )
         class_source = "numbered (no classes.txt or labelmap.txt found)"
     if colours is None or len(colours) != len(names):
         colours = default_palette(len(names))
@@ -362,9 +376,18 @@ def load_dataset(
         offender = mask_scan.where[bad[0]]
         encoding.apply(read_mask_raw(offender), offender)
     return SegmentationData(
-        source=str(source), root=scan.root, layout=scan.layout, splits=splits, split_origin=split_origin,
-        class_names=names, class_colours=colours, class_source=class_source or "", encoding=encoding,
-        ignore_index=ignore_index if encoding.kind == "index" else None, scan=mask_scan, warnings=warnings,
+        source=str(source),
+        root=scan.root,
+        layout=scan.layout,
+        splits=splits,
+        split_origin=split_origin,
+        class_names=names,
+        class_colours=colours,
+        class_source=class_source or "",
+        encoding=encoding,
+        ignore_index=ignore_index if encoding.kind == "index" else None,
+        scan=mask_scan,
+        warnings=warnings,
     )
 
 
@@ -373,10 +396,13 @@ def _check_lossy_masks(scan: MaskScan, encoding: MaskEncoding, warnings: list[st
     since JPEG changes class values along every edge and no rule can undo that."""
     if encoding.kind == "binary" and encoding.snapped:
         values = len(scan.value_counts)
-        warnings.insert(0, (
-            f"the masks look binary but hold {values} different values (lossy JPEG or soft edges): values below "
-            f"128 became class 0, the rest class 1 — save masks as PNG with exactly two values to avoid this"
-        ))
+        warnings.insert(
+            0,
+            (
+                f"the masks look binary but hold {values} different values (lossy JPEG or soft edges): values below "
+                f"128 became class 0, the rest class 1 — save masks as PNG with exactly two values to avoid this"
+            ),
+        )
         return
     exact_binary = encoding.kind == "binary"
     if scan.lossy_masks and not exact_binary:

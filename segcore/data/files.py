@@ -41,7 +41,9 @@ def _reading(path: Path):
             "resize it to a few megapixels before using it",
         ) from None
     except UnidentifiedImageError:
-        raise DatasetError(path, "this is not an image file that can be read", "remove it or re-export it as PNG/JPEG") from None
+        raise DatasetError(
+            path, "this is not an image file that can be read", "remove it or re-export it as PNG/JPEG"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(
             path, f"the image file is damaged or truncated ({exc})", "re-export or re-download this file"
@@ -182,7 +184,11 @@ def mask_array(image: Image.Image, path: Path) -> np.ndarray:
     if image.mode == "1":
         return np.asarray(image, dtype=np.uint8)
     array = np.asarray(image)
-    if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2]):
+    if (
+        array.ndim == 3
+        and np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    ):
         return array[..., 0].copy()
     return array
 

@@ -40,7 +40,8 @@ def _files_by_stem(folder: Path, warnings: list[str]) -> dict[str, Path]:
         stem = str(path.relative_to(folder).with_suffix(""))
         if stem in found:
             raise DatasetError(
-                path, f"two files share the name '{stem}' ({found[stem].name} and {path.name})",
+                path,
+                f"two files share the name '{stem}' ({found[stem].name} and {path.name})",
                 "keep one of them, so each image has exactly one mask",
             )
         found[stem] = path
@@ -58,7 +59,8 @@ def _pair_folders(image_dir: Path, mask_dir: Path, warnings: list[str]) -> list[
             mask = masks.get(stem + "_mask") or masks.get(stem + "_label") or masks.get(stem + "_L")
         if mask is None:
             raise DatasetError(
-                image, f"this image has no mask in {mask_dir.name}/",
+                image,
+                f"this image has no mask in {mask_dir.name}/",
                 f"add {mask_dir.name}/{Path(stem).name}.png or remove the image",
             )
         pairs.append(Pair(stem, image, mask))

@@ -50,7 +50,9 @@ class MaskEncoding:
         mapping = {}
         for value in values:
             index = self.map_value(value)
-            mapping[str(value)] = "ignored" if index == IGNORE else ("⚠ outside classes" if index is None else str(index))
+            mapping[str(value)] = (
+                "ignored" if index == IGNORE else ("⚠ outside classes" if index is None else str(index))
+            )
         return mapping
 
     def map_value(self, value) -> int | None:
@@ -87,7 +89,8 @@ class MaskEncoding:
             return self._apply_colour(raw, path)
         if raw.ndim == 3:
             raise DatasetError(
-                path, "this is a colour mask but the dataset has no labelmap.txt saying which colour is which class",
+                path,
+                "this is a colour mask but the dataset has no labelmap.txt saying which colour is which class",
                 "add labelmap.txt (lines 'name:r,g,b::') or save masks as class indices",
             )
         raw = raw.astype(np.int64, copy=False) if raw.dtype.kind not in "iu" else raw
@@ -118,7 +121,8 @@ class MaskEncoding:
         if not known.all():
             unknown = [_unpack(int(k)) for k in np.unique(packed[~known])[:5]]
             raise DatasetError(
-                path, f"the mask has colours not in labelmap.txt: {unknown}",
+                path,
+                f"the mask has colours not in labelmap.txt: {unknown}",
                 "add those colours to labelmap.txt or repaint the mask",
             )
         return lut[slot]
@@ -159,8 +163,11 @@ def infer_encoding(
     `where` maps a value to a file holding it, so refusals can name one."""
     where = where or {}
     if class_names is not None and len(class_names) > MAX_INDEX_CLASSES:
-        raise DatasetError("classes", f"{len(class_names)} classes are listed, more than the limit of {MAX_INDEX_CLASSES}",
-                           "merge or drop classes: masks here hold at most 255 classes (0…254)")
+        raise DatasetError(
+            "classes",
+            f"{len(class_names)} classes are listed, more than the limit of {MAX_INDEX_CLASSES}",
+            "merge or drop classes: masks here hold at most 255 classes (0…254)",
+        )
     if is_colour:
         if not class_colours:
             return MaskEncoding("index", len(class_names or []) or 1, ignore_index)  # apply() explains the problem

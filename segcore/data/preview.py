@@ -22,16 +22,25 @@ def _decoded(data: SegmentationData, split: str, indices: list[int], size: tuple
     return data.decode_pairs([pairs[i] for i in indices], size)
 
 
-def sample_overlays(data: SegmentationData, split: str = "train", count: int = 8, alpha: float = 0.5,
-                    size: tuple[int, int] = (160, 160)) -> list[tuple[str, np.ndarray]]:
+def sample_overlays(
+    data: SegmentationData, split: str = "train", count: int = 8, alpha: float = 0.5, size: tuple[int, int] = (160, 160)
+) -> list[tuple[str, np.ndarray]]:
     total = len(data.pairs(split))
     picks = np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()
     images = _decoded(data, split, picks, size)
     unpainted = unpainted_classes(data.class_names)
     shown = sorted(range(len(images)), key=lambda i: natural_key(images.names[i]))  # 2 before 11, as people count
     return [
-        (images.names[i], overlay(images.images[i].permute(1, 2, 0).numpy(), images.masks[i].numpy(), data.class_colours,
-                                  alpha, unpainted=unpainted))
+        (
+            images.names[i],
+            overlay(
+                images.images[i].permute(1, 2, 0).numpy(),
+                images.masks[i].numpy(),
+                data.class_colours,
+                alpha,
+                unpainted=unpainted,
+            ),
+        )
         for i in shown
     ]
 
@@ -41,8 +50,14 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def augmentation_preview(data: SegmentationData, kind: str = "full", count: int = 4, index: int = 0,
-                         size: tuple[int, int] = (160, 160), seed: int = 0) -> list[np.ndarray]:
+def augmentation_preview(
+    data: SegmentationData,
+    kind: str = "full",
+    count: int = 4,
+    index: int = 0,
+    size: tuple[int, int] = (160, 160),
+    seed: int = 0,
+) -> list[np.ndarray]:
     """The same training image drawn through the augmentation `count` times, masks overlaid."""
     one = _decoded(data, "train", [index], size)
     transform = make_augmentation(kind, size)
@@ -50,5 +65,7 @@ def augmentation_preview(data: SegmentationData, kind: str = "full", count: int 
     image, mask = one.images.repeat(count, 1, 1, 1), one.masks.repeat(count, 1, 1)
     out_images, out_masks = augment_batch(transform, image, mask)
     unpainted = unpainted_classes(data.class_names)
-    return [overlay(i.permute(1, 2, 0).numpy(), m.numpy(), data.class_colours, 0.5, unpainted=unpainted)
-            for i, m in zip(out_images, out_masks)]
+    return [
+        overlay(i.permute(1, 2, 0).numpy(), m.numpy(), data.class_colours, 0.5, unpainted=unpainted)
+        for i, m in zip(out_images, out_masks)
+    ]

@@ -35,7 +35,9 @@ class DatasetReport:
             f"dataset      {self.source}",
             f"folder       {self.root}",
             f"layout       {self.layout}",
-            "splits       " + ", ".join(f"{k}: {v} pairs" for k, v in self.pairs_per_split.items()) + f"  ({self.split_origin})",
+            "splits       "
+            + ", ".join(f"{k}: {v} pairs" for k, v in self.pairs_per_split.items())
+            + f"  ({self.split_origin})",
             "image sizes  " + ", ".join(f"{k} ×{v}" for k, v in list(self.image_sizes.items())[:5]),
             f"masks        {self.mask_encoding}",
             "mask values  " + ", ".join(f"{k}→{v}" for k, v in list(self.value_to_class.items())[:32]),
@@ -63,14 +65,23 @@ def dataset_report(data: SegmentationData) -> DatasetReport:
     labelled = sum(counts.values()) or 1
     values = sorted(data.scan.value_counts, key=lambda v: (isinstance(v, tuple), v))
     return DatasetReport(
-        source=data.source, root=str(data.root), layout=data.layout, split_origin=data.split_origin,
+        source=data.source,
+        root=str(data.root),
+        layout=data.layout,
+        split_origin=data.split_origin,
         pairs_per_split={k: len(v) for k, v in data.splits.items()},
         image_sizes={f"{w}×{h}": n for (w, h), n in data.scan.image_sizes.most_common()},
-        mask_encoding=data.encoding.describe(), mask_values=[list(v) if isinstance(v, tuple) else v for v in values[:64]],
-        value_to_class={k: (v if v in ("ignored", "⚠ outside classes") else f"{v} {data.class_names[int(v)]}")
-                        for k, v in data.encoding.value_mapping(values[:64]).items()},
-        ignore_index=data.ignore_index, classes=data.class_names, class_source=data.class_source,
+        mask_encoding=data.encoding.describe(),
+        mask_values=[list(v) if isinstance(v, tuple) else v for v in values[:64]],
+        value_to_class={
+            k: (v if v in ("ignored", "⚠ outside classes") else f"{v} {data.class_names[int(v)]}")
+            for k, v in data.encoding.value_mapping(values[:64]).items()
+        },
+        ignore_index=data.ignore_index,
+        classes=data.class_names,
+        class_source=data.class_source,
         class_colours=[list(c) for c in data.class_colours],
         pixel_share={k: v / labelled for k, v in counts.items()},
-        ignored_share=ignored / max(1, sum(data.scan.value_counts.values())), warnings=data.warnings,
+        ignored_share=ignored / max(1, sum(data.scan.value_counts.values())),
+        warnings=data.warnings,
     )

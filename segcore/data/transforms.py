@@ -21,14 +21,18 @@ def make_augmentation(kind: str, size: tuple[int, int]) -> v2.Transform:
     if kind == "flip":
         return v2.RandomHorizontalFlip()
     aspect = size[1] / size[0]
-    return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(aspect * 0.8, aspect * 1.25), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.02),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(aspect * 0.8, aspect * 1.25), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.02),
+        ]
+    )
 
 
-def augment_batch(transform: v2.Transform, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(
+    transform: v2.Transform, images: torch.Tensor, masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample gets its own random draw; the mask follows its image's geometry (nearest-neighbour)."""
     if isinstance(transform, v2.Identity):
         return images, masks

@@ -21,6 +21,15 @@ def build(
 
 
 __all__ = [
-    "SHORTLIST", "BackboneInfo", "DEFAULT_DECODER_CHANNELS", "SegmentationModel", "build", "count_parameters",
-    "describe_backbone", "list_backbones", "load_encoder_weights", "pretrained_state_dict", "weights_source",
+    "SHORTLIST",
+    "BackboneInfo",
+    "DEFAULT_DECODER_CHANNELS",
+    "SegmentationModel",
+    "build",
+    "count_parameters",
+    "describe_backbone",
+    "list_backbones",
+    "load_encoder_weights",
+    "pretrained_state_dict",
+    "weights_source",
 ]

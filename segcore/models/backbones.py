@@ -45,8 +45,12 @@ def describe_backbone(name: str) -> BackboneInfo:
         with torch.device("meta"):  # shapes and counts without allocating weights
             encoder = timm.create_model(name, features_only=True, pretrained=False)
         return BackboneInfo(
-            name, sum(p.numel() for p in encoder.parameters()), encoder.feature_info.channels(),
-            encoder.feature_info.reduction(), weights_source(name), True,
+            name,
+            sum(p.numel() for p in encoder.parameters()),
+            encoder.feature_info.channels(),
+            encoder.feature_info.reduction(),
+            weights_source(name),
+            True,
         )
     except Exception as exc:  # e.g. a model without features_only support
         return BackboneInfo(name, 0, [], [], "unavailable", False, f"{type(exc).__name__}: {exc}")

@@ -29,7 +29,9 @@ class DecoderBlock(nn.Module):
 class UNetDecoder(nn.Module):
     """Walks the encoder's pyramid from coarsest to finest, one block per skip connection."""
 
-    def __init__(self, encoder_channels: list[int], decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS) -> None:
+    def __init__(
+        self, encoder_channels: list[int], decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS
+    ) -> None:
         super().__init__()
         skips = list(reversed(encoder_channels[:-1]))
         channels = list(decoder_channels)[: len(skips)]
@@ -46,7 +48,9 @@ class UNetDecoder(nn.Module):
 
 
 class SegmentationModel(nn.Module):
-    def __init__(self, backbone: str, num_classes: int, decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS) -> None:
+    def __init__(
+        self, backbone: str, num_classes: int, decoder_channels: tuple[int, ...] = DEFAULT_DECODER_CHANNELS
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.encoder = timm.create_model(backbone, features_only=True, pretrained=False)

@@ -70,7 +70,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path}: cannot be read as weights ({exc}); use a .safetensors or a plain state-dict .pth") from None
+        raise WeightsError(
+            f"{path}: cannot be read as weights ({exc}); use a .safetensors or a plain state-dict .pth"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -79,7 +81,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def match_to_reference(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+def match_to_reference(
+    state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], origin: str
+) -> dict[str, torch.Tensor]:
     """Rename a state dict onto the reference's keys: by name if they agree, else one-to-one by order and shape."""
     if set(reference) <= set(state):
         mapped = {key: state[key] for key in reference}
@@ -106,12 +110,16 @@ def pretrained_state_dict(backbone: str, weights_file: str | Path | None = None)
         return match_to_reference(_read_state_dict(path), reference, str(path)), f"local file {path}"
     path = bundled_file(backbone)
     if path is not None:
-        return match_to_reference(_read_state_dict(path), reference, str(path)), f"bundled package {BUNDLED[backbone].package}"
+        return match_to_reference(
+            _read_state_dict(path), reference, str(path)
+        ), f"bundled package {BUNDLED[backbone].package}"
     if has_hub_weights(backbone):
         try:
             model = timm.create_model(backbone, pretrained=True)
         except Exception as exc:
-            raise WeightsError(_no_weights_message(backbone, f"the timm download failed ({type(exc).__name__})")) from None
+            raise WeightsError(
+                _no_weights_message(backbone, f"the timm download failed ({type(exc).__name__})")
+            ) from None
         return model.state_dict(), "timm pretrained download (Hugging Face hub)"
     raise WeightsError(_no_weights_message(backbone, "timm has no pretrained weights for it"))
 
