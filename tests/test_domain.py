@@ -18,6 +18,8 @@ from segcore.domain import (
 )
 from tests.conftest import CAMVID, MEMBRANE, needs_camvid, needs_membrane
 
+pytestmark = pytest.mark.slow  # every test here runs the ImageNet encoder over images (minutes on 2 cores)
+
 
 def test_the_anchor_is_zero_distance_and_moves_with_mean_and_spread():
     channels = 8
