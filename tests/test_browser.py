@@ -201,7 +201,7 @@ def set_tiny_model_settings(page, epochs=1):
     size.press("Home")
     settle(page)
     for label, value in (("Epochs", epochs), ("At least N steps", 0)):
-        box = page.get_by_role("spinbutton", name=label)
+        box = page.get_by_role("spinbutton", name=label, exact=True)
         box.fill(str(value))
         box.press("Enter")
         settle(page)
@@ -275,9 +275,11 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     shoot(page, "1-data")
 
     visit(page, url, "model")
-    page.get_by_test_id("stRadioGroup").get_by_text("Feature transfer (frozen encoder)").click()
+    # parameter transfer for 12 epochs: long enough (several seconds even on a fast machine) for the page to
+    # redraw the growing curve; feature transfer's cached epochs can end before the page's first refresh
+    page.get_by_test_id("stRadioGroup").get_by_text("Parameter transfer (fine-tune)").click()
     settle(page)
-    set_tiny_model_settings(page, epochs=2)
+    set_tiny_model_settings(page, epochs=12)
     shoot(page, "2-model")
     click_button(page, "▶ Train")
     settle(page)
@@ -292,7 +294,7 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
         lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
         if lines.count():
             loss_curves.add(lines.first.get_attribute("d"))
-        if "best mIoU" in text and "done" in text and "epoch 2/2" in text:
+        if "best mIoU" in text and "done" in text and "epoch 12/12" in text:
             break
         time.sleep(0.5)
     assert "done" in main_text(page), "the run did not finish in the browser"
