@@ -42,7 +42,7 @@ def time_preset(preset: str) -> dict:
         rows.append(
             {
                 "preset": preset,
-                "run": run.run_id.rsplit("-", 3)[0],
+                "data": run.config["data"],  # the source run trains on its own task
                 "strategy": run.config["strategy"],
                 "state": run.state,
                 "miou": summary.get("miou"),
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"Classroom: cold start → 4-strategy comparison on builtin:shapes, per preset — {machine()}")
     print_table(
         [row for result in results for row in result["rows"]],
-        ["preset", "run", "strategy", "state", "miou", "train_time_s", "process_s"],
+        ["preset", "data", "strategy", "state", "miou", "train_time_s", "process_s"],
     )
     print()
     for result in results:
