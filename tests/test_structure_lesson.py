@@ -4,6 +4,7 @@ its structure run on the matching source task (not the default one)."""
 import numpy as np
 
 from segcore import TrainConfig
+from segcore.config import PRESETS
 from segcore.data.builtin import BUILTINS, builtin_dataset_dir, render_sample
 from segcore.lessons import BUILTIN_LESSONS
 from segcore.planning import (
@@ -44,6 +45,8 @@ def test_the_structure_lesson_plans_its_source_run_on_the_matching_source_task()
     assert source.data == "builtin:shapes-more" != SOURCE_TASK
     assert structure.data == "builtin:shapes-few" and structure.source_run == SOURCE_PLACEHOLDER
     assert plan.index(source) < plan.index(structure)
+    # the quick preset shortens the lesson's runs, not the source network it stands on
+    assert structure.epochs == PRESETS["quick"].settings["epochs"] < source.epochs == TrainConfig().epochs
 
 
 def test_a_dataset_declares_its_source_task_once_and_an_explicit_one_wins():
