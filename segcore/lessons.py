@@ -480,7 +480,7 @@ BUILTIN_LESSONS = {
         title="Why transfer learning?",
         instructions=(
             "1. Click **Start the lesson**: it queues one run per strategy on the built-in shapes, plus a source run "
-            "(ellipses, rings, crosses) that structure transfer carries over. It takes about 5 minutes.\n"
+            "(ellipses, rings, crosses) that structure transfer carries over. About a minute on a quiet machine.\n"
             "2. On **Training**, watch the validation mIoU curves: which strategy rises first, which ends highest?\n"
             "3. On **Compare**, look at the same images side by side: where does *from scratch* go wrong?\n"
             "4. Answer: with the same images, settings and time, what did starting from ImageNet (or from another "
@@ -497,7 +497,7 @@ BUILTIN_LESSONS = {
         title="How many labels do you need?",
         instructions=(
             "1. Click **Start the lesson**: it trains each strategy on 10 %, 25 %, 50 % and all of the training "
-            "images (12 runs, about 5–10 minutes).\n"
+            "images (12 runs, about two minutes on a quiet machine).\n"
             "2. On **Compare**, plot validation mIoU against the number of training images, one line per strategy.\n"
             "3. Look for the gap between *from scratch* and the transfer strategies at 10 %, and how it changes as "
             "the images grow.\n"
@@ -512,14 +512,15 @@ BUILTIN_LESSONS = {
         origin="built-in",
     ),
     # measured in bench/structure_lesson.py (bench/README.md): here structure transfer beats parameter transfer on each
-    # of 3 seeds, while on the first lesson's pair (another palette, unrelated classes) it loses on each
+    # of 3 seeds by more than the seed spread (+0.149), while on the first lesson's pair (another palette, unrelated
+    # classes) it is no better than parameter transfer (−0.022) and behind feature transfer
     "when-structure": Lesson(
         title="When does structure transfer win?",
         instructions=(
             "1. Click **Start the lesson**: it queues one run per strategy on *shapes-few* — only **16 labelled "
             "images** of circles, squares and triangles — plus a source run on *shapes-more*: 320 labelled images "
             "of the same kind with four shapes, these three among them (think of a large public dataset of street "
-            "scenes before your own small one). About 5 minutes.\n"
+            "scenes before your own small one). About two minutes on a quiet machine.\n"
             "2. On **Compare**, rank the strategies by validation mIoU. Where does structure transfer stand?\n"
             "3. Compare with the *Why transfer learning?* lesson, whose source task (ellipses, rings, crosses in "
             "warm colours) shares neither the classes nor the look of its target: structure transfer did not win "

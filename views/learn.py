@@ -73,8 +73,8 @@ shapes, and a target with 16 labelled images of three of them. The network alrea
 only the classifier is new.
 
 It does **not** win when the source task is far: in *Why transfer learning?* the source (ellipses, rings, crosses in
-warm colours) shares neither the classes nor the look of the target, so what its decoder learnt is of little use and
-ImageNet's encoder with a fresh decoder (parameter transfer) does better. Closeness is not enough on its own either:
+warm colours) shares neither the classes nor the look of the target, so what its decoder learnt is of little use: it
+is no better than ImageNet's encoder with a fresh decoder (parameter transfer), and behind feature transfer. Closeness is not enough on its own either:
 in our measurements a source that only outlined the objects without naming them did worse than parameter transfer,
 and one with six shapes, too many to learn in the lesson's short source run, only tied it. What the source network
 has *learnt* is what is carried over.
