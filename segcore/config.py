@@ -341,7 +341,7 @@ class Preset:
 
 PRESETS = {
     "standard": Preset("Standard", "the defaults: 160×160 images, 6 epochs, at least 100 steps", {}),
-    # measured with bench/classroom.py on a quiet 2-core CPU: the 4-strategy lesson in 48 s (standard: 95 s)
+    # measured with bench/classroom.py on a quiet 2-core CPU: the 4-strategy lesson in 54 s (standard: 93 s)
     "quick": Preset(
         "Quick demo",
         "128×128 images, 3 epochs, at least 50 steps: the same lesson, about half the time",
