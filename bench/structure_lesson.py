@@ -31,15 +31,19 @@ from dataclasses import replace
 from common import RESULTS, machine, print_table, write_results
 
 from segcore import TrainConfig, train
+from segcore.config import PRESETS
 from segcore.lessons import BUILTIN_LESSONS
 from segcore.planning import SOURCE_PLACEHOLDER
 
 LESSONS = ("when-structure", "why-transfer")
 
 
-def run_lesson(key: str, seed: int, runs_dir: str, threads: int = 0) -> list[dict]:
-    """Train one lesson's whole plan with this seed, in queue order; one row per run."""
+def run_lesson(key: str, seed: int, runs_dir: str, threads: int = 0, preset: str | None = None) -> list[dict]:
+    """Train one lesson's whole plan with this seed, in queue order; one row per run. preset: train the plan at
+    another preset's settings instead of the lesson's own (the quick preset)."""
     lesson = BUILTIN_LESSONS[key]
+    if preset is not None:
+        lesson = replace(lesson, settings=dict(PRESETS[preset].settings), preset=preset)
     rows, source_path = [], None
     for config in lesson.plan(f"{key}-s{seed}", TrainConfig(seed=seed, threads=threads)):
         if config.source_run == SOURCE_PLACEHOLDER:
@@ -126,20 +130,22 @@ def main() -> None:
         help="suffix of this process's rows file, so that seeds can train in "
         "parallel processes (--summarise reads every part)",
     )
+    parser.add_argument("--preset", choices=list(PRESETS), help="train at this preset instead of the lessons' own")
     parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
+    suffix = f"-{args.preset}" if args.preset else ""
     if args.summarise:
-        rows = [row for key in LESSONS for row in saved_rows(key)]
+        rows = [row for key in LESSONS for row in saved_rows(key, suffix)]
     else:
         runs_dir = tempfile.mkdtemp(prefix="structure-lesson-runs-")
         rows = []
         for key in args.lessons:  # lesson by lesson: an interrupted run still has every seed of the first lesson
             mine = []
             for seed in args.seeds:
-                mine += run_lesson(key, seed, runs_dir, args.threads)
+                mine += run_lesson(key, seed, runs_dir, args.threads, args.preset)
                 write_results(
-                    f"structure_lesson-{key}{args.part}",
+                    f"structure_lesson-{key}{suffix}{args.part}",
                     {"machine": machine(), "threads": args.threads, "seeds": args.seeds, "rows": mine},
                 )
             rows += mine
@@ -147,9 +153,10 @@ def main() -> None:
     text = io.StringIO()
     with redirect_stdout(text):
         seeds = sorted({r["seed"] for r in rows})
+        preset = PRESETS[args.preset or "quick"]
         print(
-            f"Structure lesson: seeds {seeds} × the built-in lessons' plans (quick preset: 128×128, 3 epochs, "
-            f"≥ 50 steps) — {machine()}; shared CPU: the seconds are noisy"
+            f"Structure lesson: seeds {seeds} × the built-in lessons' plans ({preset.title} preset: {preset.purpose}) "
+            f"— {machine()}; the seconds depend on the machine's load"
         )
         print_table(table, ["lesson", "target", "strategy", "mIoU mean ± sd", "per seed", "train s (mean)"])
         print()
@@ -170,13 +177,19 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text.getvalue())
-    write_results("structure_lesson", {"machine": machine(), "rows": rows, "table": table, "verdicts": verdicts})
+    write_results(
+        f"structure_lesson{suffix}", {"machine": machine(), "rows": rows, "table": table, "verdicts": verdicts}
+    )
 
 
-def saved_rows(key: str) -> list[dict]:
-    """Every saved row of a lesson, from all parts, one per (seed, run): a seed trained twice counts once."""
+def saved_rows(key: str, suffix: str = "") -> list[dict]:
+    """Every saved row of a lesson at one preset (suffix), from all parts, one per (seed, run): a seed trained
+    twice counts once."""
     rows = {}
-    for path in sorted(RESULTS.glob(f"structure_lesson-{key}*.json")):
+    others = tuple(f"-{name}" for name in PRESETS if f"-{name}" != suffix)
+    for path in sorted(RESULTS.glob(f"structure_lesson-{key}{suffix}*.json")):
+        if path.stem.removeprefix(f"structure_lesson-{key}{suffix}").startswith(others):
+            continue
         for row in json.loads(path.read_text())["rows"]:
             if row["lesson"] == key and row["data"] in {c.data for c in BUILTIN_LESSONS[key].plan("g")}:
                 rows[row["seed"], row["strategy"]] = row
