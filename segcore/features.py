@@ -69,13 +69,13 @@ class FeatureCache:
         model: SegmentationModel,
         normalize: Callable,
         device: torch.device,
-        autocast: Callable,
+        build_dtype: torch.dtype | None = None,
         origin: str = "",
         log: Callable[[str], None] | None = None,
         disk: bool = True,
     ) -> None:
         assert model.encoder_frozen and not model.encoder_bn_trains, "only a fully frozen encoder can be cached"
-        self.model, self.normalize, self.device, self.autocast = model, normalize, device, autocast
+        self.model, self.normalize, self.device, self.build_dtype = model, normalize, device, build_dtype
         self.origin, self.log, self.disk = origin, log or (lambda message: None), disk
         self.store: dict[tuple[int, bool], list[torch.Tensor]] = {}
         self._image_digests: dict[int, str] = {}
@@ -108,7 +108,7 @@ class FeatureCache:
             "mean": self.normalize.mean.flatten().tolist(),
             "std": self.normalize.std.flatten().tolist(),
             "flip": flip,
-            "precision": f"exact-{self.device.type}" if exact else "fp16",
+            "precision": f"exact-{self.device.type}" if exact else f"fp16 from {self.build_dtype or 'fp32'}",
         }
         return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=20).hexdigest()
 
@@ -143,7 +143,8 @@ class FeatureCache:
 
     def _compute(self, images: ImageSet, flip: bool, batch_size: int, exact: bool) -> list[torch.Tensor]:
         """The frozen encoder over `images` in inference mode at a throughput batch size. Training features:
-        channels_last and the device's autocast (bf16/fp16 on CUDA), stored fp16. Exact (validation) features:
+        channels_last and `build_dtype` (device.inference_dtype: bf16/fp16 on CUDA, bf16 on CPUs with native bf16),
+        stored fp16. Exact (validation) features:
         the same contiguous full-precision forward `eval` makes, so its mIoU matches the run's."""
         encoder = self.model.encoder
         was_training = encoder.training
@@ -159,13 +160,18 @@ class FeatureCache:
                     inputs = self.normalize(batch)
                     if fast:  # the convolutions follow their input's memory format
                         inputs = inputs.contiguous(memory_format=torch.channels_last)
-                    with self.autocast() if fast else nullcontext():
+                    with self._reduced_precision() if fast else nullcontext():
                         features = encoder(inputs)
                     # stored contiguous (NCHW): the decoder's batches index along N
                     chunks.append([(f.to(torch.float16) if fast else f.float()).contiguous() for f in features])
         finally:
             encoder.train(was_training)
         return [torch.cat(level) for level in zip(*chunks)]  # outside inference mode: ordinary tensors
+
+    def _reduced_precision(self):
+        if self.build_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.build_dtype)
 
     # -- disk ---------------------------------------------------------------------------------
     def _read(self, key: str, count: int, exact: bool) -> list[torch.Tensor] | None:

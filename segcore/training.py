@@ -26,7 +26,7 @@ from .checkpoints import save_checkpoint
 from .config import TrainConfig
 from .data.dataset import ImageSet, SegmentationData, load_dataset
 from .data.transforms import Normalizer, augment_batch, make_augmentation
-from .device import describe_device, pick_device
+from .device import describe_device, inference_dtype, pick_device
 from .distributed import DecodeFeatures, Distributed, QuietWriter
 from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
@@ -49,9 +49,7 @@ def seed_everything(seed: int) -> None:
 
 def amp_dtype_for(device: torch.device) -> torch.dtype | None:
     """Mixed precision on GPUs only: bf16 where supported, else fp16 (with a gradient scaler)."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return inference_dtype(device) if device.type == "cuda" else None
 
 
 def autocast_for(device: torch.device) -> Callable:
@@ -209,7 +207,7 @@ class Trainer:
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
                 cache = FeatureCache(
-                    model, normalize, device, autocast_for(device), origin=prepared.origin, log=writer.log
+                    model, normalize, device, inference_dtype(device), origin=prepared.origin, log=writer.log
                 )
                 batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
         if compiles(config, device):

@@ -11,11 +11,12 @@ import torch
 from segcore import Predictor, Run, TrainConfig, load_dataset, train
 from segcore.data.dataset import ImageSet
 from segcore.data.transforms import Normalizer
+from segcore.device import inference_dtype
 from segcore.evaluate import evaluate_run
 from segcore.features import FeatureCache, evict, features_dir
 from segcore.models import build
 from segcore.runs import RunWriter
-from segcore.training import Trainer, autocast_for
+from segcore.training import Trainer
 
 SMALL = dict(strategy="feature", epochs=1, min_steps=0, height=64, width=64, batch_size=4, augment="flip")
 
@@ -41,7 +42,7 @@ def _cache(backbone="tf_efficientnet_lite0", classes=3):
     model, _ = build(backbone, classes)
     model.freeze_encoder()
     return FeatureCache(
-        model, Normalizer(**model.data_config()), torch.device("cpu"), autocast_for(torch.device("cpu"))
+        model, Normalizer(**model.data_config()), torch.device("cpu"), inference_dtype(torch.device("cpu"))
     )
 
 
@@ -72,13 +73,16 @@ def test_loaded_features_equal_freshly_computed_ones(train_dataset, tmp_path):
     fresh.model.load_state_dict(second.model.state_dict())
     for flip in (False, True):
         stored = second.cache.store[(id(second.train_set), flip)]
+        computed = fresh._compute(second.train_set, flip, batch_size=32, exact=False)  # the same reduced precision
         images = second.train_set.images.flip(-1) if flip else second.train_set.images
         with torch.no_grad():
-            computed = fresh.model.eval().encoder(fresh.normalize(images))
-        assert len(stored) == len(computed)
-        for level, expected in zip(stored, computed):
+            full_precision = fresh.model.eval().encoder(fresh.normalize(images))
+        assert len(stored) == len(computed) == len(full_precision)
+        for level, expected, exact in zip(stored, computed, full_precision):
             assert level.dtype == torch.float16
-            torch.testing.assert_close(level.float(), expected, atol=2e-2, rtol=2e-3)  # fp16 storage
+            torch.testing.assert_close(level, expected, atol=1e-3, rtol=1e-3)
+            # bf16 on a CPU that has it (device.inference_dtype) stays within a few % of the fp32 pass
+            assert (level.float() - exact).norm() / exact.norm() < 0.06
 
 
 def test_the_runs_miou_equals_evals_recomputation_when_features_come_from_disk(train_dataset, tmp_path):
@@ -177,3 +181,12 @@ def test_a_zero_limit_turns_the_disk_cache_off(train_dataset, tmp_path, monkeypa
     trainer, calls = _trainer(train_dataset, tmp_path, "off", augment="none")
     trainer.batches.prepare()
     assert calls and _files() == []
+
+
+def test_the_cache_builds_in_bf16_only_on_a_cpu_that_has_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("segcore.device.cpu_has_native_bf16", lambda: False)
+    assert inference_dtype(cpu) is None  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr("segcore.device.cpu_has_native_bf16", lambda: True)
+    assert inference_dtype(cpu) == torch.bfloat16
+    assert inference_dtype(torch.device("mps")) is None
