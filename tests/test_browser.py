@@ -175,6 +175,17 @@ def main_text(page) -> str:
     return page.locator("[data-testid='stMain']").inner_text().replace("\xa0", " ")
 
 
+def settled_snapshot(page) -> tuple[str, str] | None:
+    """The main area's and the sidebar's text read in one go, while no script runs (None otherwise: during a
+    rerun the page shows a mix of the old and the new state)."""
+    return page.evaluate("""() => {
+        const app = document.querySelector("[data-testid='stApp']");
+        if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return null;
+        const text = id => document.querySelector(`[data-testid='${id}']`).innerText.replaceAll('\\u00a0', ' ');
+        return [text('stMain'), text('stSidebar')];
+    }""")
+
+
 def sidebar_text(page) -> str:
     return page.locator("[data-testid='stSidebar']").inner_text().replace("\xa0", " ")
 
@@ -288,16 +299,25 @@ def test_pick_data_and_strategy_train_watch_and_compare(server, browser):
     visit(page, url, "training")
     page.locator("[data-testid='stProgress']").first.wait_for()
     loss_curves = set()  # the SVG path of the loss curve, as the page redraws it
+    disagreements, sampled = [], 0  # the run card against the sidebar's counts, read at the same instant
     deadline = time.time() + 240
     while time.time() < deadline:
         text = main_text(page)
         lines = page.locator(".js-plotly-plot .scatterlayer path.js-line")
         if lines.count():
             loss_curves.add(lines.first.get_attribute("d"))
+        snapshot = settled_snapshot(page)
+        if snapshot:
+            sampled += 1
+            cards = [m.group(2) for m in (CARD.match(line.strip()) for line in snapshot[0].splitlines()) if m]
+            shown = tuple(int(n) for n in COUNTS.search(snapshot[1]).groups())
+            if shown != (cards.count("running"), cards.count("queued"), cards.count("done")):
+                disagreements.append((cards, shown))
         if "best mIoU" in text and "done" in text and "epoch 12/12" in text:
             break
-        time.sleep(0.5)
+        time.sleep(0.25)
     assert "done" in main_text(page), "the run did not finish in the browser"
+    assert sampled >= 5 and not disagreements, f"the sidebar and the run card disagreed: {disagreements}"
     assert len(loss_curves - {None, ""}) >= 2, "the loss curve never grew while the page was open"
     shoot(page, "3-training")
 

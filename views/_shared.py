@@ -218,12 +218,22 @@ def queue_counts(runs: list[Run]) -> dict[str, int]:
     return {state: states.count(state) for state in STATES}
 
 
+def sidebar_counts(everyone: list[Run]) -> tuple[dict[str, int], dict[str, int]]:
+    """The sidebar's numbers from one reading of the runs: this student's runs, and everyone's."""
+    return queue_counts([r for r in everyone if r.owner == session_owner()]), queue_counts(everyone)
+
+
+def sidebar_is_behind(everyone: list[Run]) -> bool:
+    """Whether the sidebar shows other numbers than this reading: a live view that refreshes on its own timer
+    reruns the whole page then, so the sidebar and the page never disagree for the sidebar's 2 s."""
+    shown = st.session_state.get("sidebar_counts")
+    return shown is not None and shown != sidebar_counts(everyone)  # None: no sidebar on this page (Teacher)
+
+
 @st.fragment(run_every="2s")
 def run_counts() -> None:
-    everyone = list_runs(runs_dir())
-    mine = queue_counts([r for r in everyone if r.owner == session_owner()])
+    mine, waiting = st.session_state["sidebar_counts"] = sidebar_counts(list_runs(runs_dir()))
     st.caption(f"Your runs: {mine['running']} training · {mine['queued']} queued · {mine['done']} finished")
-    waiting = queue_counts(everyone)
     st.caption(f"Class queue: {waiting['running']} training · {waiting['queued']} waiting")
 
 
