@@ -16,5 +16,5 @@ navigation = st.navigation(
         st.Page("views/teacher.py", title="Teacher", icon="🧑‍🏫"),
     ]
 )
-sidebar(signed_in_page=navigation.url_path != "teacher")
+sidebar(signed_in_page=navigation.url_path != "teacher", live_page=navigation.url_path == "training")
 navigation.run()

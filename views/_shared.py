@@ -231,8 +231,14 @@ def sidebar_is_behind(everyone: list[Run]) -> bool:
 
 
 @st.fragment(run_every="2s")
-def run_counts() -> None:
-    mine, waiting = st.session_state["sidebar_counts"] = sidebar_counts(list_runs(runs_dir()))
+def run_counts(live_page: bool = False) -> None:
+    """The sidebar's counts. On a page with live run cards (Training) a change reruns the whole page, so the
+    cards never show an older state than the sidebar (the cards' own view does the same the other way round)."""
+    counts = sidebar_counts(list_runs(runs_dir()))
+    shown, st.session_state["sidebar_counts"] = st.session_state.get("sidebar_counts"), counts
+    if live_page and shown is not None and shown != counts:
+        st.rerun()
+    mine, waiting = counts
     st.caption(f"Your runs: {mine['running']} training · {mine['queued']} queued · {mine['done']} finished")
     st.caption(f"Class queue: {waiting['running']} training · {waiting['queued']} waiting")
 
@@ -305,7 +311,7 @@ def announce_teacher_pin() -> None:
     teacher_pin()
 
 
-def sidebar(signed_in_page: bool = True) -> None:
+def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
     """Every page's sidebar; student pages first ask who is there (the teacher's page asks for its PIN instead)."""
     announce_teacher_pin()
     if not signed_in_page:
@@ -333,7 +339,7 @@ def sidebar(signed_in_page: bool = True) -> None:
                 st.toast(f"Deleted {len(removed)} run(s).")
         st.caption("Current dataset")
         st.markdown(f"**{md(dataset_display_name(source))}**")
-        run_counts()
+        run_counts(live_page)
         st.caption(f"Device: {device_line()}")
         st.caption(f"Training backend: {md(queue().backend_description())}")
         st.caption(
