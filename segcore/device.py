@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -32,6 +33,7 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
 
 
+@functools.cache  # asked at every training step of a cached-feature run
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 convolutions run in hardware (2.5–3× an fp32 inference pass on the 2-core dev
     machine, bench/README.md); elsewhere bf16 on a CPU is emulated and slower than fp32."""
