@@ -223,11 +223,14 @@ def sidebar_counts(everyone: list[Run]) -> tuple[dict[str, int], dict[str, int]]
     return queue_counts([r for r in everyone if r.owner == session_owner()]), queue_counts(everyone)
 
 
-def sidebar_is_behind(everyone: list[Run]) -> bool:
-    """Whether the sidebar shows other numbers than this reading: a live view that refreshes on its own timer
-    reruns the whole page then, so the sidebar and the page never disagree for the sidebar's 2 s."""
-    shown = st.session_state.get("sidebar_counts")
-    return shown is not None and shown != sidebar_counts(everyone)  # None: no sidebar on this page (Teacher)
+def rerun_if_sidebar_behind(everyone: list[Run]) -> None:
+    """A live view on its own timer reruns the whole page when the sidebar shows other numbers than its reading, so
+    the two never disagree for the sidebar's 2 s. The new numbers are marked shown first: the sidebar of that rerun
+    then has no reason to rerun the page a second time."""
+    counts, shown = sidebar_counts(everyone), st.session_state.get("sidebar_counts")
+    if shown is not None and shown != counts:  # None: no sidebar on this page (Teacher)
+        st.session_state["sidebar_counts"] = counts
+        st.rerun()
 
 
 @st.fragment(run_every="2s")

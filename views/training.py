@@ -15,10 +15,10 @@ from views._shared import (
     plot_text,
     queue,
     queue_counts,
+    rerun_if_sidebar_behind,
     run_title,
     runs_dir,
     session_owner,
-    sidebar_is_behind,
     titles,
     visible_runs,
 )
@@ -138,8 +138,7 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
 @st.fragment(run_every="1s")
 def live_view(group: str) -> None:
     all_runs = list_runs(runs_dir())
-    if sidebar_is_behind(all_runs):
-        st.rerun()  # the whole page: the sidebar's counts change in the same moment as the cards below
+    rerun_if_sidebar_behind(all_runs)  # the sidebar's counts change in the same moment as the cards below
     members = [
         r
         for r in all_runs
