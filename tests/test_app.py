@@ -17,7 +17,15 @@ PAGES = ["data", "model", "training", "compare", "learn", "teacher"]
 def runs_dir(tmp_path, monkeypatch):
     path = tmp_path / "runs"
     monkeypatch.setenv("SEGCORE_RUNS", str(path))
-    return path
+    yield path
+    # a page's Train button starts real workers: none may outlive its test and slow the rest of the suite
+    from segcore.jobs import JobQueue
+    from segcore.runs import list_runs
+
+    queue = JobQueue(path)
+    for run in list_runs(path):
+        if run.state in ("queued", "running"):
+            queue.cancel(run.run_id, grace_s=3)
 
 
 def shown(markdown: str) -> str:
