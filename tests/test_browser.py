@@ -199,9 +199,19 @@ def run_cards(page) -> list[tuple[str, str]]:
     return [m.groups() for m in (CARD.match(line.replace("\xa0", " ").strip()) for line in lines) if m]
 
 
+def whole_name(name):
+    """A pattern for one run id or group name, not a prefix of another: two clicks in the same second get
+    names like X and X-2, and X must not match X-2 (works in Python and in the browser's JavaScript)."""
+    return re.compile(r"(?<![\w-])" + re.escape(name).replace("\\-", "-") + r"(?![\w-])")
+
+
 def card_of(page, run_id):
     """The bordered box of one run card (its heading's column's block's parent block)."""
-    heading = page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] p").filter(has_text=run_id).first
+    heading = (
+        page.locator("[data-testid='stMain'] [data-testid='stMarkdownContainer'] p")
+        .filter(has_text=whole_name(run_id))
+        .first
+    )
     return heading.locator("xpath=ancestor::div[@data-testid='stVerticalBlock'][2]")
 
 
@@ -260,7 +270,7 @@ def dataset(tmp_path_factory, name, seed=0, names=None) -> Path:
 def pick_in_multiselect(page, key_text, option_text):
     box = page.locator("[data-testid='stMultiSelect']").filter(has_text=key_text)
     box.locator("input").click()
-    page.get_by_role("option").filter(has_text=option_text).first.click()
+    page.get_by_role("option").filter(has_text=whole_name(option_text)).first.click()
     page.keyboard.press("Escape")
     settle(page)
 
@@ -566,10 +576,7 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
             settle(page)
             groups = multiselect_or_select_options(page, "Comparison")
             shoot(page, f"12-training-{me}-own")
-            # two clicks in the same second get ids like X and X-2: look for the whole id, not a prefix of one
-            assert all(other not in g for g in groups) and not re.search(
-                rf"(?<![\w-]){re.escape(clicked[other].run_id)}(?![\w-])", main_text(page)
-            )
+            assert all(other not in g for g in groups) and not whole_name(clicked[other].run_id).search(main_text(page))
             assert finished[other].config["group"] not in groups, groups
             visit(page, url, "compare", student=me)
             # what is chosen (the chips) and what can be added (the open list)
@@ -618,7 +625,7 @@ def multiselect_or_select_options(page, label) -> list[str]:
 def pick_select(page, label, option_text):
     box = page.locator("[data-testid='stSelectbox']").filter(has_text=label)
     box.locator("input").first.click()
-    page.get_by_role("option").filter(has_text=option_text).first.click()
+    page.get_by_role("option").filter(has_text=whole_name(option_text)).first.click()
     settle(page)
 
 
