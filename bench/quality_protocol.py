@@ -383,6 +383,21 @@ def plan(args) -> list[dict]:
     return specs
 
 
+def reusable_peer_rows(args, specs: list[dict]) -> dict[str, dict]:
+    """Scored smp peer runs from earlier results of the same protocol (key, split, batch, lr and scoring equal)."""
+    same = ("split", "batch", "peer_lr", "max_val", "no_native", "membrane_steps")
+    wanted = {s["key"]: s for s in specs if s["config"].startswith("smp-")}
+    found: dict[str, dict] = {}
+    for path in args.reuse_peers:
+        earlier = json.loads(Path(path).read_text())
+        if any(earlier["args"].get(name) != getattr(args, name) for name in same):
+            continue
+        for row in earlier["rows"]:
+            if row.get("status") == "ok" and row.get("key") in wanted and row["key"] not in found:
+                found[row["key"]] = {**row, "reused_from": str(path)}
+    return found
+
+
 # -- tables -----------------------------------------------------------------------------------------------------
 def fmt(values: list[float]) -> str:
     if not values:
@@ -623,6 +638,13 @@ def main() -> None:
         help="read CamVid and membrane from this travel copy (bench/protocol_data.py) instead of ../shared/data",
     )
     parser.add_argument("--budget-s", type=float, default=0, help="start no run after this many seconds (0: no limit)")
+    parser.add_argument(
+        "--reuse-peers",
+        nargs="*",
+        default=[],
+        help="earlier results (.json) whose smp peer runs with the same key, split and scoring are taken instead of "
+        "rerun: the peers do not change when our defaults do",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan (runs and optimiser steps) and stop")
     parser.add_argument(
         "--out", default="", help="results path without extension (default bench/results/quality-protocol-<split>)"
@@ -640,6 +662,8 @@ def main() -> None:
     out = Path(args.out or ROOT / "bench" / "results" / f"quality-protocol-{args.split}")
     out.parent.mkdir(parents=True, exist_ok=True)
     specs = plan(args)
+    reused = reusable_peer_rows(args, specs)
+    specs = [s for s in specs if s["key"] not in reused]
     print(
         f"{len(specs)} runs; budget: {args.steps} optimiser steps per CamVid run at every fraction "
         f"({args.membrane_steps} on membrane), batch {args.batch}; split: {args.split}; {args.workers} worker(s) × "
@@ -686,6 +710,8 @@ def main() -> None:
             )
         )
 
+    for row in reused.values():
+        record(row)
     if args.workers <= 1:
         torch.set_num_threads(args.threads)
         for spec in specs:

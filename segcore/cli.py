@@ -104,14 +104,15 @@ def cmd_backbones(args) -> int:
     return 0
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig setting, from its declaration (help, choices); --size stands for height × width."""
+def add_config_options(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """One option per TrainConfig setting, from its declaration (help, choices); --size stands for height × width.
+    defaults=False leaves an option out of the parsed namespace unless it is given (what a preset may not override)."""
     for spec in fields(TrainConfig):
         flag = cli_option(spec)
         if flag is None or spec.metadata.get("via"):
             continue
         meta, kind = spec.metadata, str(spec.type)
-        default = describe(spec.name)["default"]
+        default = describe(spec.name)["default"] if defaults else argparse.SUPPRESS
         options: dict = {"dest": spec.name, "default": default, "help": meta["help"]}
         if kind.startswith("bool"):
             options["action"] = argparse.BooleanOptionalAction
@@ -129,18 +130,40 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size",
         type=parse_size,
-        default=(DEFAULTS.height, DEFAULTS.width),
+        default=(DEFAULTS.height, DEFAULTS.width) if defaults else argparse.SUPPRESS,
         help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256 (multiples of 32)",
     )
+    if defaults:
+        from .config import PRESETS
+
+        parser.add_argument(
+            "--preset",
+            choices=list(PRESETS),
+            help="start from a preset; options given on the command line win. "
+            + "; ".join(f"{name}: {p.purpose}" for name, p in PRESETS.items()).replace("%", "%%"),
+        )
+
+
+def given_settings(argv: list[str]) -> set[str]:
+    """The settings named on this command line (a preset fills in only the others)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_config_options(probe, defaults=False)
+    given = set(vars(probe.parse_known_args(argv)[0]))
+    return given | {"height", "width"} if "size" in given else given
 
 
 def config_from_args(args) -> TrainConfig:
+    from .config import PRESETS
+
     values = {
         spec.name: getattr(args, spec.name)
         for spec in fields(TrainConfig)
         if cli_option(spec) and not spec.metadata.get("via")
     }
     values["height"], values["width"] = args.size
+    if args.preset:
+        given = given_settings(args.argv)
+        values.update({k: v for k, v in PRESETS[args.preset].settings.items() if k not in given})
     values["decoder_channels"] = tuple(values["decoder_channels"])
     return TrainConfig(**values)
 

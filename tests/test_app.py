@@ -240,3 +240,29 @@ def test_tiny_datasets_adapt_the_model_and_learn_pages_instead_of_crashing(runs_
     app.switch_page("views/model.py").run()
     if count > 2:  # the share slider starts where one image is kept
         assert app.slider(key="train_pct").min >= 20
+
+
+def test_the_model_page_points_to_the_rare_classes_preset_when_a_dataset_has_rare_classes(runs_dir, tmp_path):
+    from PIL import Image
+
+    from segcore import dataset_report, load_dataset
+    from tests.conftest import write_images_masks
+
+    def with_a_speck(mask):
+        mask = mask.copy()
+        mask[:3, :3] = 3  # 9 of 4096 pixels: a rare class, like CamVid's bicyclists
+        return Image.fromarray(mask)
+
+    folder = write_images_masks(tmp_path / "specks", count=8, mask_fn=with_a_speck, class_file=False)
+    (folder / "classes.txt").write_text("background\nsquare\ndisc\n<b>speck</b>\n")
+    assert list(dataset_report(load_dataset(folder)).rare_classes()) == ["<b>speck</b>"]
+    app = open_page("data")
+    app.radio(key="data_origin").set_value("Folder on this server").run()
+    app.text_input[0].set_value(str(folder)).run()
+    model = open_page("model")
+    (hint,) = [i for i in model.info if "Rare classes in this dataset" in i.value]
+    assert "<b>speck</b> (0.2%)" in shown(hint.value) and "\\<b\\>" in hint.value  # the name, escaped
+    model.segmented_control(key="preset").set_value("rare").run()
+    assert not [i for i in model.info if "Rare classes in this dataset" in i.value]
+    # a two-class task gets no such hint: median-frequency weights cost points there
+    assert dataset_report(load_dataset(write_images_masks(tmp_path / "two", count=4, classes=2))).rare_classes() == {}

@@ -87,6 +87,51 @@ def test_model_page_inputs_carry_the_declared_ranges(tmp_path, monkeypatch):
         assert widget.help == declared["help"]
 
 
+def test_a_preset_fills_in_what_the_command_line_does_not_say():
+    from segcore.cli import config_from_args
+    from segcore.config import PRESETS
+
+    def config(*argv):
+        args = build_parser().parse_args(["train", *argv])
+        args.argv = ["train", *argv]
+        return config_from_args(args)
+
+    assert config("--preset", "rare").class_weights == PRESETS["rare"].settings["class_weights"] == "balanced"
+    assert config("--preset", "rare", "--class-weights", "sqrt").class_weights == "sqrt"  # the option wins
+    quick = config("--preset", "quick", "--size", "96", "--epochs", "3")
+    assert (quick.height, quick.width, quick.min_steps) == (96, 96, PRESETS["quick"].settings["min_steps"])
+    assert config().class_weights == TrainConfig().class_weights
+
+
+def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, monkeypatch):
+    """Switching presets sets each widget a preset touches (to the preset's value or back to the default)."""
+    from streamlit.testing.v1 import AppTest
+
+    from segcore.config import PRESETS
+    from segcore.jobs import JobQueue
+    from segcore.runs import list_runs
+    from tests.test_app import ROOT
+
+    monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    app.query_params["student"] = "Tester"
+    app.run()
+    app.switch_page("views/model.py").run()
+    for name in ("rare", "quick", "standard"):
+        app.segmented_control(key="preset").set_value(name).run()
+        assert not app.exception, [e.value for e in app.exception]
+        wanted = {**{k: getattr(TrainConfig(), k) for p in PRESETS.values() for k in p.settings}}
+        wanted.update(PRESETS[name].settings)
+        assert app.select_slider(key="size").value == wanted["height"]
+        assert app.number_input(key="epochs").value == wanted["epochs"]
+        assert app.segmented_control(key="class_weights").value == wanted["class_weights"]
+    app.segmented_control(key="preset").set_value("rare").run()
+    next(b for b in app.button if b.label == "▶ Train").click().run()
+    (queued,) = list_runs(tmp_path / "runs")
+    JobQueue(tmp_path / "runs").cancel(queued.run_id)  # the point was what it queued
+    assert queued.config["class_weights"] == "balanced" and queued.config["epochs"] == TrainConfig().epochs
+
+
 def test_export_refuses_a_model_with_non_finite_weights(tmp_path, train_dataset):
     import torch
     from safetensors.torch import load_file, save_file

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig
+from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig, dataset_report
 from segcore.config import PRESETS, describe
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.estimate import estimate_plan, estimate_seconds
@@ -194,11 +194,20 @@ st.caption(
 st.subheader("3 · Settings")
 
 
+# every setting some preset changes: switching presets sets each of them, to the preset's value or the default
+PRESET_SETTINGS = sorted({name for p in PRESETS.values() for name in p.settings} - {"width"})
+
+
+def chosen_preset():
+    return PRESETS[st.session_state.get("preset") or "standard"]
+
+
 def apply_preset() -> None:
     """Set the preset's values into the widgets (before they are drawn, hence a callback)."""
-    preset = PRESETS[st.session_state["preset"] or "standard"]
-    values = {**{k: getattr(DEFAULTS, k) for k in ("height", "epochs", "min_steps")}, **preset.settings}
-    st.session_state.update(size=values["height"], epochs=values["epochs"], min_steps=values["min_steps"])
+    preset = chosen_preset()
+    for name in PRESET_SETTINGS:
+        if name in WIDGET_SETTINGS:
+            st.session_state[WIDGET_SETTINGS[name]] = preset.settings.get(name, getattr(DEFAULTS, name))
 
 
 st.segmented_control(
@@ -210,13 +219,24 @@ st.segmented_control(
     format_func=lambda p: PRESETS[p].title,
     help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()),
 )
+rare = dataset_report(data).rare_classes()
+if rare and chosen_preset().settings.get("class_weights") != "balanced":
+    listed = ", ".join(f"{md(name)} ({share:.1%})" for name, share in sorted(rare.items(), key=lambda kv: kv[1]))
+    st.info(
+        f"Rare classes in this dataset: {listed} of the pixels. With the standard weights a short run may never "
+        f"predict them; the **{PRESETS['rare'].title}** preset weighs them up at no extra time "
+        "(on CamVid: pedestrians 0.11 → 0.25 IoU, bicyclists 0.00 → 0.37).",
+        icon="🔎",
+    )
 settings: dict = {
     "data": data.source,
     "backbone": backbone,
     "strategy": strategy,
     "ignore_index": training_ignore_index(data),
 }
-if lesson is not None:  # what the lesson fixes that has no widget here (decoder widths, warm-up, …)
+# what the preset or the lesson fixes that has no widget here (decoder widths, warm-up, …)
+settings.update({k: v for k, v in chosen_preset().settings.items() if k not in WIDGET_SETTINGS and k != "width"})
+if lesson is not None:
     settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
 c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
 size = c1.select_slider(

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass
 from .dataset import SegmentationData
 from .masks import IGNORE
 
+# a class under this share of the labelled pixels is rare: CamVid's poles, signs, fences, pedestrians and bicyclists
+# (0.7-1.6 % of CamVid's pixels) score near 0 without class-balanced weights (bench/README.md, "Thin and rare classes")
+RARE_SHARE = 0.02
+
 
 @dataclass
 class DatasetReport:
@@ -29,6 +33,14 @@ class DatasetReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def rare_classes(self) -> dict[str, float]:
+        """Classes present but under RARE_SHARE of the labelled pixels, in a task of three classes or more (with
+        two, median-frequency weights give the smaller class up to 10× weight, which costs more than it finds)."""
+        present = {name: share for name, share in self.pixel_share.items() if share > 0}
+        if len(present) < 3:
+            return {}
+        return {name: share for name, share in present.items() if share < RARE_SHARE}
 
     def to_text(self) -> str:
         lines = [
