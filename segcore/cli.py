@@ -390,7 +390,12 @@ def cmd_lesson_run(args) -> int:
     lesson = resolve_lesson(args.lesson)
     if args.set:  # this run's overrides (e.g. max_steps=3 for a smoke test), not the lesson's own settings
         lesson = replace(lesson, settings={**lesson.settings, **dict(args.set)})
-    runs = queue_lesson(JobQueue(_runs_dir(args)), lesson)
+    data = None
+    if lesson.sweep and not lesson.data_source.startswith("builtin:"):  # the sweep's equal step budget needs its size
+        from .data.dataset import load_dataset
+
+        data = load_dataset(lesson.data_source, ignore_index=lesson.to_config().ignore_index)
+    runs = queue_lesson(JobQueue(_runs_dir(args)), lesson, data=data)
     for run in runs:
         print(run.run_id)
     if not args.wait:

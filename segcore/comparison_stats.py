@@ -85,20 +85,26 @@ def per_class_iou_rows(runs: list[Run]) -> list[dict]:
     return rows
 
 
-def data_efficiency_points(runs: list[Run]) -> list[dict]:
-    """(strategy, training images, mIoU) for finished runs; the curve needs two sizes or more."""
-    return sorted(
-        (
-            {
-                "strategy": r.config.get("strategy"),
-                "training images": r.summary().get("train_images"),
-                "mIoU": r.summary().get("miou"),
-                "run": r.run_id,
-            }
-            for r in runs
-            if r.summary()
-        ),
-        key=lambda p: (p["strategy"], p["training images"]),
+def trained_steps(run: Run) -> int | None:
+    """The optimiser steps a finished run trained (summary.json; runs from before it was recorded: their plan)."""
+    steps = run.summary().get("steps")
+    if not isinstance(steps, int):
+        steps = (run.config.get("plan") or {}).get("steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def step_budget_note(runs: list[Run]) -> str:
+    """One sentence on the optimiser steps behind a data-efficiency curve: equal budgets, or not (then a point with
+    fewer images also trained fewer steps, and the curve mixes data with training time)."""
+    steps = {trained_steps(r) for r in runs if r.summary()}
+    if steps == {None} or not steps:
+        return "The runs do not record their optimiser steps."
+    known = sorted(s for s in steps if s is not None)
+    if len(steps) == 1:
+        return f"Every point trained the same {known[0]:,} optimiser steps: the points differ in the data alone."
+    return (
+        f"These runs trained between {known[0]:,} and {known[-1]:,} optimiser steps: a point with fewer images also "
+        "trained less. The 📉 sweep on the Model page gives every point the same budget."
     )
 
 

@@ -242,7 +242,8 @@ class TrainConfig:
     )
     max_steps: int = setting(
         0,
-        "stop after this many optimiser steps in total (0: no limit); for smoke tests",
+        "stop after this many optimiser steps in total (0: no limit); a data-efficiency sweep sets it so that "
+        "every point trains the same steps; smoke tests",
         label="Step limit",
         low=0,
         high=10**9,

@@ -30,7 +30,14 @@ from .lesson_archive import (
     write_lesson_zip,
 )
 from .paths import cache_dir, default_lessons_dir
-from .planning import SOURCE_PLACEHOLDER, SWEEP_SIZES, comparison_order, comparison_plan, queue_plan
+from .planning import (
+    SOURCE_PLACEHOLDER,
+    SWEEP_SIZES,
+    comparison_order,
+    comparison_plan,
+    full_training_images,
+    queue_plan,
+)
 from .runs import RUN_ID_PATTERN, Run, atomic_write_json, safetensors_problem, slugify
 from .strategies import STRATEGIES
 
@@ -102,16 +109,24 @@ class Lesson:
         self.check_shape()
         return self._merged(base, strategy or self.ordered_strategies()[0]).validate()
 
-    def plan(self, group: str, base: TrainConfig | None = None) -> list[TrainConfig]:
+    def plan(self, group: str, base: TrainConfig | None = None, data=None) -> list[TrainConfig]:
         """The lesson's runs in queue order (planning.comparison_plan restricted to its strategies, × SWEEP_SIZES
         for a sweep), with the source run first when structure transfer needs one and the lesson carries none.
-        Every planned config is validated (ConfigError naming the setting)."""
+        A sweep's points train equal optimiser steps when the size of the training split is known (a built-in,
+        or `data`, the lesson's dataset loaded). Every planned config is validated (ConfigError naming the setting)."""
         self.check_shape()
         strategies = self.ordered_strategies()
         # the shared settings are judged with a strategy that needs no source run: the plan fills that in
         shared_strategy = next((s for s in strategies if not STRATEGIES[s].needs_source_run), "parameter")
+        shared = self._merged(base, shared_strategy)
         plan = comparison_plan(
-            self._merged(base, shared_strategy), group, self.source_run, self.train_sizes, strategies, self.source_task
+            shared,
+            group,
+            self.source_run,
+            self.train_sizes,
+            strategies,
+            self.source_task,
+            full_train_images=full_training_images(shared, data),
         )
         for config in plan:
             config.validate(check_files=config.source_run != SOURCE_PLACEHOLDER)
@@ -467,11 +482,17 @@ def lesson_group(lesson: Lesson) -> str:
 
 
 def queue_lesson(
-    queue, lesson: Lesson, group: str | None = None, owner: str | None = None, base: TrainConfig | None = None
+    queue,
+    lesson: Lesson,
+    group: str | None = None,
+    owner: str | None = None,
+    base: TrainConfig | None = None,
+    data=None,
 ) -> list[Run]:
-    """Queue the lesson's plan through the JobQueue (the source run first where one is planned); returns the runs."""
+    """Queue the lesson's plan through the JobQueue (the source run first where one is planned); returns the runs.
+    data: the lesson's dataset when it is loaded already (see Lesson.plan)."""
     group = group or lesson_group(lesson)
-    return queue_plan(queue, lesson.plan(group, base), group, owner)
+    return queue_plan(queue, lesson.plan(group, base, data), group, owner)
 
 
 # -- the lessons that ship with the workbench ------------------------------------------------------------------

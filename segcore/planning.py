@@ -66,6 +66,24 @@ def comparison_order(strategies=None) -> list[str]:
     return sorted(names, key=lambda n: (STRATEGIES[n].needs_source_run, -STRATEGIES[n].reference_images_per_s))
 
 
+def full_training_images(config: TrainConfig, data=None) -> int | None:
+    """How many training images the whole training split of config.data holds: from the loaded dataset, or from
+    a built-in's declaration; None when neither is at hand."""
+    from .data.builtin import BUILTINS
+
+    if data is not None:
+        return len(data.pairs("train"))
+    kind, _, name = config.data.partition(":")
+    return BUILTINS[name].train if kind == "builtin" and name in BUILTINS else None
+
+
+def sweep_step_budget(config: TrainConfig, full_train_images: int | None) -> int | None:
+    """The optimiser steps every point of a data-efficiency sweep trains: those of the run on all the images.
+    Points at equal steps compare what the data buys, not how long each run trained (with the same epochs, the
+    10 % point would get a tenth of the steps)."""
+    return None if full_train_images is None else config.planned_steps(full_train_images)
+
+
 def comparison_plan(
     config: TrainConfig,
     group: str,
@@ -73,29 +91,39 @@ def comparison_plan(
     train_sizes=(None,),
     strategies=None,
     source_task: str | None = None,
+    seeds: int = 1,
+    full_train_images: int | None = None,
 ) -> list[TrainConfig]:
-    """The runs of a comparison, in queue order: one per strategy (× training-set size) with identical settings;
-    the source run, when one is needed, just before the first run that carries it over.
+    """The runs of a comparison, in queue order: one per strategy (× training-set size × seed) with identical
+    settings; the source run, when one is needed, just before the first run that carries it over.
     strategies: the names to compare (default: those of "Train all"); source_task: the dataset the source run
-    trains on (default: the one matching config.data, see matching_source_task)."""
+    trains on (default: the one matching config.data, see matching_source_task); seeds: runs per point, with seeds
+    config.seed, config.seed + 1, … (the spread of each point); full_train_images: the size of the whole training
+    split, which gives every point of a sweep (several train_sizes) the same optimiser steps (sweep_step_budget)."""
     source_task = source_task or matching_source_task(config.data)
+    budget = sweep_step_budget(config, full_train_images) if len(train_sizes) > 1 else None
+    if budget is not None and config.max_steps:  # a step limit asked for (a smoke test) still holds
+        budget = min(budget, config.max_steps)
     plan = []
     for size in train_sizes:
-        suffix = "" if size is None else f"-n{size:g}"
-        for strategy in comparison_order(strategies):
-            info = STRATEGIES[strategy]
-            if info.needs_source_run and not source_run:
-                plan.append(source_config(config, group, source_task))
-                source_run = SOURCE_PLACEHOLDER
-            plan.append(
-                replace(
+        for offset in range(seeds):
+            suffix = ("" if size is None else f"-n{size:g}") + (f"-s{config.seed + offset}" if seeds > 1 else "")
+            for strategy in comparison_order(strategies):
+                info = STRATEGIES[strategy]
+                if info.needs_source_run and not source_run:
+                    plan.append(source_config(config, group, source_task))
+                    source_run = SOURCE_PLACEHOLDER
+                run = replace(
                     config,
                     strategy=strategy,
                     train_size=size,
+                    seed=config.seed + offset,
                     run_name=f"{group}-{strategy}{suffix}",
                     source_run=source_run if info.needs_source_run else None,
                 )
-            )
+                if budget is not None:
+                    run = replace(run, min_steps=budget, max_steps=budget)
+                plan.append(run)
     return plan
 
 
@@ -141,9 +169,12 @@ def queue_all_strategies(
     data=None,
     strategies=None,
     source_task: str | None = None,
+    seeds: int = 1,
 ) -> list[Run]:
     """Queue a whole comparison (see comparison_plan); with the dataset at hand, each run records its planned
     epochs and steps from the start."""
     group = group or default_group_name(config.data)
-    plan = comparison_plan(config, group, source_run, train_sizes, strategies, source_task)
+    plan = comparison_plan(
+        config, group, source_run, train_sizes, strategies, source_task, seeds, full_training_images(config, data)
+    )
     return queue_plan(queue, plan, group, owner, plan_train_images(plan, data) if data is not None else None)

@@ -464,6 +464,7 @@ class Trainer:
             "backbone": config.backbone,
             "data": config.data,
             "epochs": self.epochs,
+            "steps": self.step,
             "best_epoch": best.get("epoch"),
             "miou": best["miou"],
             "pixel_accuracy": best.get("pixel_accuracy"),

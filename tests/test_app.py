@@ -266,3 +266,30 @@ def test_the_model_page_points_to_the_rare_classes_preset_when_a_dataset_has_rar
     assert not [i for i in model.info if "Rare classes in this dataset" in i.value]
     # a two-class task gets no such hint: median-frequency weights cost points there
     assert dataset_report(load_dataset(write_images_masks(tmp_path / "two", count=4, classes=2))).rare_classes() == {}
+
+
+@pytest.mark.slow  # trains four tiny runs
+def test_a_seeded_sweep_draws_each_point_with_its_spread_and_says_its_step_budget(runs_dir, train_dataset):
+    import json
+
+    from segcore import TrainConfig, load_dataset, train
+    from segcore.jobs import JobQueue
+    from segcore.planning import queue_all_strategies, sweep_step_budget
+
+    base = TrainConfig(
+        data=str(train_dataset), strategy="feature", epochs=1, batch_size=4, height=64, width=64, augment="none"
+    )
+    data = load_dataset(str(train_dataset))
+    queued = queue_all_strategies(
+        JobQueue(runs_dir), base, train_sizes=(0.5, 1.0), strategies=["feature"], data=data, seeds=2
+    )
+    for run in queued:  # trained here, one after the other, instead of by the queue's workers
+        train(TrainConfig.from_dict(run.config), runs_dir, run_id=run.run_id)
+    budget = sweep_step_budget(base, len(data.pairs("train")))
+    assert {run.summary()["steps"] for run in queued} == {budget}
+    compare = open_page("compare")
+    assert not compare.exception, [e.value for e in compare.exception]
+    (curve,) = [c for c in compare.get("plotly_chart") if "Data efficiency" in c.proto.spec]
+    traces = json.loads(curve.proto.spec)["data"]
+    assert traces[0]["error_y"]["visible"] and len(traces[0]["x"]) == 2  # two points, two seeds each
+    assert any(f"same {budget:,} optimiser steps" in c.value for c in compare.caption)

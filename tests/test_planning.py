@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -55,6 +56,36 @@ def test_a_comparison_runs_the_cheapest_first_and_the_source_just_before_structu
     assert [c.run_name for c in existing][-1] == "g-structure" and "g-source" not in [c.run_name for c in existing]
     sweep = comparison_plan(TrainConfig(), "g", train_sizes=(0.1, 1.0))
     assert sum(c.run_name == "g-source" for c in sweep) == 1 and len(sweep) == 9
+
+
+def test_every_point_of_a_sweep_trains_the_steps_of_the_full_run_and_seeds_give_each_point_a_spread():
+    from segcore.data.builtin import BUILTINS
+    from segcore.lessons import BUILTIN_LESSONS
+
+    base = TrainConfig(data="builtin:shapes", seed=4)
+    full = BUILTINS["shapes"].train
+    budget = base.planned_steps(full)
+    sweep = comparison_plan(base, "g", train_sizes=(0.1, 0.5, 1.0), seeds=3, full_train_images=full)
+    runs = [c for c in sweep if c.run_name != "g-source"]
+    assert len(runs) == 3 * 3 * 4 and sum(c.run_name == "g-source" for c in sweep) == 1
+    for config in runs:  # the 10 % point trains as many steps as the 100 % point, not a tenth
+        images = round(config.train_size * full)
+        assert config.planned_steps(images) == budget, (config.run_name, config.train_size)
+    assert {c.seed for c in runs} == {4, 5, 6} and len({c.run_name for c in runs}) == len(runs)
+    # one run per point needs no seed in its name; a single training size is not a sweep
+    assert comparison_plan(base, "g", train_sizes=(0.1, 1.0))[0].run_name == "g-feature-n0.1"
+    assert comparison_plan(base, "g", full_train_images=full)[0].max_steps == 0
+    # a step limit asked for (a smoke test) still holds
+    assert {
+        c.max_steps
+        for c in comparison_plan(replace(base, max_steps=3), "g", (0.1, 1.0), full_train_images=full)
+        if c.run_name != "g-source"
+    } == {3}
+    # the built-in sweep lesson plans equal steps by itself (a built-in declares its size)
+    lesson = BUILTIN_LESSONS["how-many-labels"]
+    planned = [c for c in lesson.plan("g") if not c.run_name.endswith("-source")]
+    steps = {c.planned_steps(len(range(round((c.train_size or 1) * BUILTINS["shapes"].train)))) for c in planned}
+    assert len(steps) == 1, steps
 
 
 def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tmp_path, train_dataset):

@@ -12,13 +12,13 @@ from segcore import Predictor, SegcoreError
 from segcore.bundle import export_comparison, import_comparison
 from segcore.comparison_image import comparison_tiles, render_comparison
 from segcore.comparison_stats import (
-    data_efficiency_points,
     dataset_key,
     dataset_title,
     default_selection,
     differs_in_training_size,
     mixing_problem,
     per_class_iou_rows,
+    step_budget_note,
     summary_row,
 )
 from segcore.curves import comparison_curves
@@ -26,6 +26,7 @@ from segcore.data.files import read_image
 from segcore.report_html import comparison_report
 from segcore.run_data import load_run_dataset
 from segcore.runs import Run
+from segcore.spread import data_efficiency_with_spread
 from segcore.worst_images import worst_images_for_class
 from views._shared import (
     STRATEGY_COLOURS,
@@ -197,27 +198,32 @@ with right:
     same_data = [r for r in runs if dataset_key(r) == dataset_key(chosen[0])]
     pool = chosen if differs_in_training_size(chosen) else same_data
     if differs_in_training_size(pool):
-        points = data_efficiency_points(pool)
+        points = data_efficiency_with_spread(pool)
+        seeded = any(p["n"] > 1 for p in points)
         curve = go.Figure()
         for strategy in dict.fromkeys(p["strategy"] for p in points):
             mine = [p for p in points if p["strategy"] == strategy]
             curve.add_trace(
                 go.Scatter(
-                    x=[p["training images"] for p in mine],
-                    y=[p["mIoU"] for p in mine],
+                    x=[p["train_images"] for p in mine],
+                    y=[p["mean"] for p in mine],
+                    error_y=dict(type="data", array=[p["sd"] or 0 for p in mine], visible=seeded),
+                    customdata=[[p["n"], p["sd"] or 0] for p in mine],
+                    hovertemplate="%{x} images: mIoU %{y:.3f} ± %{customdata[1]:.3f} (%{customdata[0]} runs)",
                     mode="lines+markers",
-                    name=STRATEGY_LABELS.get(strategy, strategy),
+                    name=plot_text(STRATEGY_LABELS.get(strategy, strategy)),
                     line=dict(color=STRATEGY_COLOURS.get(strategy, "#888")),
                 )
             )
         curve.update_layout(
-            title="Data efficiency: mIoU against training images",
+            title="Data efficiency: mIoU against training images" + (" (mean ± sd over seeds)" if seeded else ""),
             xaxis_title="training images",
             yaxis_title="mIoU",
             height=340,
             margin=dict(l=10, r=10, t=40, b=10),
         )
         st.plotly_chart(curve, key="efficiency")
+        st.caption(step_budget_note(pool))
     else:
         st.info(
             "Runs trained on different numbers of images draw a data-efficiency curve here. "

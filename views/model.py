@@ -19,9 +19,11 @@ from segcore.planning import (
     SWEEP_SIZES,
     comparison_order,
     comparison_plan,
+    full_training_images,
     plan_train_images,
     queue_all_strategies,
     smallest_training_share,
+    sweep_step_budget,
     training_ignore_index,
 )
 from segcore.runs import Run, list_runs
@@ -98,7 +100,8 @@ if lesson is not None:
             help="Queues exactly the runs the teacher planned, with the teacher's settings.",
         ):
             try:
-                lesson_runs = queue_lesson(queue(), lesson, owner=session_owner())
+                lesson_data = data if data.source == lesson.data_source else None
+                lesson_runs = queue_lesson(queue(), lesson, owner=session_owner(), data=lesson_data)
                 st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
                 st.success(f"Queued {len(lesson_runs)} runs.")
                 st.page_link("views/training.py", label="Watch them train →", icon="📈")
@@ -350,7 +353,25 @@ st.subheader("4 · Train")
 history = finished_runs()
 group_name = "cmp"
 all_plan = comparison_plan(config, group_name, source_run)
-sweep_plan = comparison_plan(config, group_name, source_run, SWEEP_SIZES)
+full_images = full_training_images(config, data)
+c1, c2 = st.columns([1, 3])
+sweep_seeds = int(
+    c1.number_input(
+        "Seeds per sweep point",
+        min_value=1,
+        max_value=5,
+        key="sweep_seeds",
+        help="Train each point of the data-efficiency sweep with this many seeds (seed, seed + 1, …): Compare then "
+        "draws each point's mean and spread. Multiplies the sweep's time.",
+    )
+)
+c2.caption(
+    f"📉 The sweep trains every point for the same **{sweep_step_budget(config, full_images):,} optimiser "
+    f"steps** (those of a run on all {full_images:,} training images), so its points differ in the data alone."
+)
+sweep_plan = comparison_plan(
+    config, group_name, source_run, SWEEP_SIZES, seeds=sweep_seeds, full_train_images=full_images
+)
 one_s, basis = estimate_seconds(config, train_images, history)
 all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
 sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
@@ -385,7 +406,13 @@ try:
         help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
     ):
         runs = queue_all_strategies(
-            queue(), config, source_run=source_run, train_sizes=SWEEP_SIZES, owner=session_owner(), data=data
+            queue(),
+            config,
+            source_run=source_run,
+            train_sizes=SWEEP_SIZES,
+            owner=session_owner(),
+            data=data,
+            seeds=sweep_seeds,
         )
         st.session_state["watch_group"] = runs[-1].config.get("group")
         st.success(f"Queued {len(runs)} runs.")
