@@ -56,6 +56,10 @@ CANDIDATES = {
     "2x-steps": {"steps_factor": 2},  # rare classes may simply be learned late: twice the optimiser steps
     "balanced-2x-steps": {"class_weights": "balanced", "steps_factor": 2},
     "wide-decoder-2x-steps": {"decoder_channels": (256, 128, 64, 32), "steps_factor": 2},
+    # today's other defaults, re-checked under the protocol: each candidate undoes one of them
+    "lr-1e-3": {"lr": 1e-3},
+    "encoder-lr-x1": {"encoder_lr_factor": 1.0},
+    "train-bn": {"train_bn": True},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")

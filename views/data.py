@@ -6,9 +6,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import SegcoreError, dataset_report
+from segcore.config import PRESETS
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
 from segcore.data.preview import augmentation_preview, sample_overlays
+from segcore.data.report import RARE_SHARE
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.lessons import BUILTIN_LESSONS, list_lessons, open_lesson
 from segcore.paths import default_lessons_dir
@@ -201,7 +203,15 @@ with right:
     )
     figure.update_layout(yaxis_title="% of labelled pixels", height=320, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, key="pixel_share")
-    st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
+    rare = report.rare_classes()
+    if rare:
+        st.caption(
+            f"Rare here (under {RARE_SHARE:.0%} of the pixels): {', '.join(md(name) for name in rare)}. Rare classes "
+            f"are hard to learn: the **{PRESETS['rare'].title}** preset on the Model page weighs them up; watch "
+            "their IoU on the Compare page."
+        )
+    else:
+        st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
 
 # --- teaching: domain distance (issue 15) — one call; the block lives in views/_teaching.py ---
 from views._teaching import domain_block  # noqa: E402
