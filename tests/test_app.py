@@ -128,6 +128,11 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     assert compare.slider(key="cmp_alpha") and compare.toggle(key="cmp_errors")
     # image, ground truth, prediction for 4 validation images; then the 3 hardest images for the first class
     assert len(compare.get("image")) == 3 * 4 + 3 * 3
+    # scored at each image's own size on request, beside the training-size mIoU
+    compare.button(key="score_native").click().run()
+    assert not compare.exception, [e.value for e in compare.exception]
+    (native,) = [d.value for d in compare.dataframe if "mIoU, native size" in d.value.columns]
+    assert 0 < native["mIoU, native size"][0] <= 1 and native["run"][0] == run.run_id
 
 
 def test_a_first_visit_asks_for_a_name_and_then_keeps_it(runs_dir):

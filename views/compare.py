@@ -23,6 +23,7 @@ from segcore.comparison_stats import (
 )
 from segcore.curves import comparison_curves
 from segcore.data.files import read_image
+from segcore.evaluate import evaluate_run
 from segcore.report_html import comparison_report
 from segcore.run_data import load_run_dataset
 from segcore.runs import Run
@@ -145,6 +146,43 @@ writer.writeheader()
 writer.writerows(rows)
 st.download_button("Download the full table (CSV)", buffer.getvalue(), "comparison.csv", "text/csv")
 st.caption("mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels excluded.")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def native_miou(path: str, mtime: float) -> float:
+    """mIoU with logits upsampled to each validation image's own size (cached per checkpoint)."""
+    return evaluate_run(predictor(path, mtime), dataset_of(path), "val", native=True)["miou"]
+
+
+with st.expander("mIoU at each image's own size (how published results are scored)"):
+    st.caption(
+        "The table above scores images and masks resized to the training size. Published results (CamVid: "
+        "360×480) score at each image's original size: the prediction is upsampled before each pixel's class is "
+        "chosen and compared with the original mask. The overlays and exports of this page are made that way."
+    )
+    keys = [(str(r.path), r.checkpoint.stat().st_mtime) for r in chosen]
+    scores = st.session_state.setdefault("native_scores", {})  # (run folder, checkpoint time) → native mIoU
+    if st.button("Score at native size", key="score_native", help="Predicts every validation image once per run"):
+        bar = st.progress(0.0, text="Scoring…")
+        for done, (run, key) in enumerate(zip(chosen, keys)):
+            bar.progress(done / len(chosen), text=f"Scoring {md(run.run_id)} ({done + 1} of {len(chosen)})…")
+            try:
+                scores[key] = native_miou(*key)
+            except SegcoreError as exc:
+                st.error(f"{md(run.run_id)}: {error_text(exc)}")
+        bar.empty()
+    if any(key in scores for key in keys):
+        st.dataframe(
+            [
+                {"run": run.run_id, "mIoU, training size": row["mIoU"], "mIoU, native size": scores.get(key)}
+                for run, row, key in zip(chosen, rows, keys)
+            ],
+            hide_index=True,
+            column_config={
+                "mIoU, training size": st.column_config.NumberColumn(format="%.3f"),
+                "mIoU, native size": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
 
 time_chart = go.Figure()
 for lines in comparison_curves(chosen):
