@@ -72,6 +72,14 @@ class JobQueue:
         self.last_error = f"{time.strftime('%H:%M:%S')} {message}"
 
     # -- asking ---------------------------------------------------------------------------------
+    def room_problem(self, owner: str | None, adding: int) -> str | None:
+        """Why `adding` more runs would not fit the queue or the student's waiting limit (None: they fit). Asked
+        before a plan of several runs is queued, so a sweep is refused whole instead of queued in part."""
+        queued = [r for r in list_runs(self.runs_dir) if r.state == "queued"]
+        if len(queued) + adding > MAX_QUEUED:
+            return f"the queue holds at most {MAX_QUEUED} waiting runs and {len(queued)} are waiting: these {adding} do not fit"
+        return waiting_limit_problem(owner, queued, adding, self.runs_dir)
+
     def submit(
         self,
         config: TrainConfig,

@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 
 from .config import TrainConfig
+from .errors import RunError
 from .jobs import JobQueue
 from .naming import default_group_name
 from .runs import Run
@@ -148,6 +149,8 @@ def queue_plan(
     owner: str | None = None,
     train_images: list[int] | None = None,
 ) -> list[Run]:
+    if len(plan) > 1 and (problem := queue.room_problem(owner, len(plan))):
+        raise RunError(f"{problem}; this plan is {len(plan)} runs (fewer seeds or strategies make it smaller)")
     runs, source_path = [], None
     for config, images in zip(plan, train_images or [None] * len(plan)):
         if config.source_run == SOURCE_PLACEHOLDER:

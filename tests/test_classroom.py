@@ -17,7 +17,7 @@ from segcore.classroom import (
 )
 from segcore.errors import RunError
 from segcore.jobs import JobQueue
-from segcore.runs import atomic_write_json
+from segcore.runs import atomic_write_json, list_runs
 
 
 def config(data, **kw):
@@ -63,6 +63,15 @@ def test_the_per_student_waiting_limit_is_the_teachers_and_per_student(tmp_path,
         queue.submit(config(train_dataset, seed=9), owner="Alice", start=False)
     queue.submit(config(train_dataset, seed=9), owner="Bob", start=False)  # a classmate is not held back
     assert ClassroomSettings.load(runs).max_waiting_per_student == 2
+    # a plan that does not fit (a sweep with seeds) is refused whole: none of its runs is queued
+    from segcore.planning import queue_all_strategies
+
+    before = len(list_runs(runs))
+    with pytest.raises(RunError, match="Carol already has 0 run\\(s\\) waiting.*this plan is 6 runs"):
+        queue_all_strategies(
+            queue, config(train_dataset), train_sizes=(0.5, 1.0), strategies=["feature"], seeds=3, owner="Carol"
+        )
+    assert len(list_runs(runs)) == before
     (runs / ".classroom.json").write_text("[not json")
     assert ClassroomSettings.load(runs).max_waiting_per_student == ClassroomSettings().max_waiting_per_student
 
