@@ -223,7 +223,7 @@ st.segmented_control(
     help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()),
 )
 rare = dataset_report(data).rare_classes()
-if rare and chosen_preset().settings.get("class_weights") != "balanced":
+if rare and st.session_state.get("class_weights", DEFAULTS.class_weights) != "balanced":  # preset or by hand
     listed = ", ".join(f"{md(name)} ({share:.1%})" for name, share in sorted(rare.items(), key=lambda kv: kv[1]))
     st.info(
         f"Rare classes in this dataset: {listed} of the pixels. With the standard weights a short run may never "
@@ -344,9 +344,10 @@ except (SegcoreError, TypeError) as exc:
     st.stop()
 planned_epochs = config.planned_epochs(train_images)
 if planned_epochs > config.epochs:
+    per_epoch = config.steps_per_epoch(train_images)
     st.caption(
-        f"{train_images} training images make only {config.steps_per_epoch(train_images)} optimiser "
-        f"step{'s' if config.steps_per_epoch(train_images) > 1 else ''} per epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps."
+        f"{train_images} training images make only {per_epoch} optimiser step{'s' if per_epoch > 1 else ''} per "
+        f"epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps."
     )
 
 st.subheader("4 · Train")
