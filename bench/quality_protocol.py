@@ -60,6 +60,7 @@ CANDIDATES = {
     "lr-1e-3": {"lr": 1e-3},
     "encoder-lr-x1": {"encoder_lr_factor": 1.0},
     "train-bn": {"train_bn": True},
+    "no-weights": {"class_weights": "none"},  # plain cross-entropy, as the smp peer trains
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")
