@@ -67,15 +67,10 @@ def test_every_setting_has_one_declaration_the_cli_reads():
 
 
 def test_model_page_inputs_carry_the_declared_ranges(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    from tests.test_app import ROOT
+    from tests.test_app import open_page
 
     monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.query_params["student"] = "Tester"
-    app.run()
-    app.switch_page("views/model.py").run()
+    app = open_page("model")
     for key, setting in (
         ("epochs", "epochs"),
         ("batch_size", "batch_size"),
@@ -105,18 +100,13 @@ def test_a_preset_fills_in_what_the_command_line_does_not_say():
 
 def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, monkeypatch):
     """Switching presets sets each widget a preset touches (to the preset's value or back to the default)."""
-    from streamlit.testing.v1 import AppTest
-
     from segcore.config import PRESETS
     from segcore.jobs import JobQueue
     from segcore.runs import list_runs
-    from tests.test_app import ROOT
+    from tests.test_app import open_page
 
     monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.query_params["student"] = "Tester"
-    app.run()
-    app.switch_page("views/model.py").run()
+    app = open_page("model")
     for name in ("rare", "quick", "standard"):
         app.segmented_control(key="preset").set_value(name).run()
         assert not app.exception, [e.value for e in app.exception]
