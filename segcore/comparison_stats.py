@@ -89,7 +89,8 @@ def trained_steps(run: Run) -> int | None:
     """The optimiser steps a finished run trained (summary.json; runs from before it was recorded: their plan)."""
     steps = run.summary().get("steps")
     if not isinstance(steps, int):
-        steps = (run.config.get("plan") or {}).get("steps")
+        plan = run.config.get("plan") if isinstance(run.config, dict) else None
+        steps = plan.get("steps") if isinstance(plan, dict) else None
     return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
@@ -106,6 +107,36 @@ def step_budget_note(runs: list[Run]) -> str:
         f"These runs trained between {known[0]:,} and {known[-1]:,} optimiser steps: a point with fewer images also "
         "trained less. The 📉 sweep on the Model page gives every point the same budget."
     )
+
+
+# what may differ between runs that share one point of a data-efficiency curve (or one strategy's line of it)
+_PER_POINT = {
+    "strategy",
+    "seed",
+    "train_size",
+    "run_name",
+    "run_id",
+    "group",
+    "created",
+    "fingerprint",
+    "owner",
+    "plan",
+    "source_run",
+    "min_steps",
+    "max_steps",
+}
+
+
+def same_recipe(runs: list[Run], like: Run) -> list[Run]:
+    """The runs trained like `like` apart from strategy, seed and training-set size: pooled into mean ± sd, runs
+    with other settings (epochs, image size, class weights…) would pass for seed spread."""
+
+    def recipe(run: Run) -> dict:
+        config = run.config if isinstance(run.config, dict) else {}
+        return {k: v for k, v in config.items() if k not in _PER_POINT}
+
+    wanted = recipe(like)
+    return [r for r in runs if recipe(r) == wanted]
 
 
 def differs_in_training_size(runs: list[Run]) -> bool:

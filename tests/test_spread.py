@@ -65,3 +65,22 @@ def test_run_objects_are_read_from_config_and_summary():
 def test_format():
     assert format_mean_sd([0.5, 0.6, 0.7]) == "0.600 ± 0.100 (n=3)"
     assert format_mean_sd([0.5]) == "0.500 (n=1)"
+
+
+def test_only_runs_of_the_same_recipe_are_pooled_into_one_point(tmp_path):
+    import json
+
+    from segcore import TrainConfig
+    from segcore.comparison_stats import same_recipe
+    from segcore.runs import Run
+
+    def run(name, **settings):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(TrainConfig(**settings).to_dict()))
+        return Run(folder)
+
+    base = run("a", seed=0, train_size=0.5)
+    other_seed = run("b", seed=1, train_size=1.0, strategy="parameter", max_steps=60, min_steps=60)
+    longer = run("c", seed=2, epochs=12)  # another recipe: its score is not seed spread
+    assert same_recipe([base, other_seed, longer], base) == [base, other_seed]

@@ -18,6 +18,7 @@ from segcore.comparison_stats import (
     differs_in_training_size,
     mixing_problem,
     per_class_iou_rows,
+    same_recipe,
     step_budget_note,
     summary_row,
 )
@@ -233,7 +234,7 @@ with left:
     if picked and picked[0] is not None:
         st.session_state["worst_class"] = int(picked[0])
 with right:
-    same_data = [r for r in runs if dataset_key(r) == dataset_key(chosen[0])]
+    same_data = same_recipe([r for r in runs if dataset_key(r) == dataset_key(chosen[0])], chosen[0])
     pool = chosen if differs_in_training_size(chosen) else same_data
     if differs_in_training_size(pool):
         points = data_efficiency_with_spread(pool)
