@@ -61,6 +61,10 @@ CANDIDATES = {
     "encoder-lr-x1": {"encoder_lr_factor": 1.0},
     "train-bn": {"train_bn": True},
     "no-weights": {"class_weights": "none"},  # plain cross-entropy, as the smp peer trains
+    # feature transfer trains the decoder alone: a frozen encoder may take a faster decoder rate or a Dice term
+    "lr-6e-3": {"lr": 6e-3},
+    "lr-1e-2": {"lr": 1e-2},
+    "dice": {"dice_weight": 1.0},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")

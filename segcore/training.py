@@ -30,7 +30,7 @@ from .device import describe_device, inference_dtype, pick_device
 from .distributed import DecodeFeatures, Distributed, QuietWriter
 from .errors import SegcoreError, TrainingFailed
 from .features import FeatureCache
-from .losses import class_weights_for, segmentation_loss
+from .losses import class_weights_for, resolved_class_weighting, segmentation_loss
 from .metrics import MIOU_NOTE, ConfusionMatrix
 from .models import SegmentationModel, count_parameters
 from .runs import Run, RunWriter, atomic_write_bytes, new_run_id
@@ -189,11 +189,15 @@ class Trainer:
         total_steps = config.planned_steps(images_per_process)
         warmup = min(total_steps // 2, round(config.warmup_epochs * steps_per_epoch))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, max(1, warmup)))
-        class_weights = class_weights_for(config.class_weights, train_set.masks, data.num_classes)
-        if class_weights is not None:
+        weighting = resolved_class_weighting(config.class_weights, data.num_classes)
+        chosen = weighting if weighting == config.class_weights else f"{config.class_weights} → {weighting}"
+        class_weights = class_weights_for(weighting, train_set.masks, data.num_classes)
+        if class_weights is None:
+            writer.log(f"class weights ({chosen}): plain cross-entropy, every pixel counts the same")
+        else:
             class_weights = class_weights.to(device)
             writer.log(
-                f"class weights ({config.class_weights}, from median class frequencies): "
+                f"class weights ({chosen}, from median class frequencies): "
                 + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist()))
             )
         normalize = Normalizer(**model.data_config(), device=device)

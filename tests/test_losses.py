@@ -46,8 +46,22 @@ def test_an_unknown_class_weighting_is_refused_with_the_choices():
 
     masks = torch.zeros(1, 4, dtype=torch.uint8)
     assert class_weights_for("none", masks, 2) is None
-    with pytest.raises(TrainingFailed, match="choose one of none, balanced, sqrt"):
+    with pytest.raises(TrainingFailed, match="choose one of auto, none, balanced, sqrt"):
         class_weights_for("inverse", masks, 2)
+
+
+def test_the_default_weighting_is_plain_cross_entropy_for_two_classes_and_sqrt_for_more():
+    from segcore import TrainConfig
+    from segcore.losses import class_weights_for
+
+    assert TrainConfig().class_weights == "auto"
+    binary = torch.tensor([[0] * 30 + [1] * 2], dtype=torch.uint8)
+    assert class_weights_for("auto", binary, 2) is None  # a two-class task trains as smp's peer does
+    several = torch.tensor([[0] * 16 + [1] * 4 + [2]], dtype=torch.uint8)
+    assert class_weights_for("auto", several, 3).tolist() == pytest.approx(
+        class_weights_for("sqrt", several, 3).tolist()
+    )
+    assert class_weights_for("sqrt", binary, 2) is not None  # chosen by hand, it is kept
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: masks kept on the device")
