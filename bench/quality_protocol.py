@@ -62,8 +62,10 @@ CANDIDATES = {
     "train-bn": {"train_bn": True},
     "no-weights": {"class_weights": "none"},  # plain cross-entropy, as the smp peer trains
     # feature transfer trains the decoder alone: a frozen encoder may take a faster decoder rate or a Dice term
+    "lr-3e-3": {"lr": 3e-3},  # the default before 2026-11-26, named: runs of it keep meaning the same
     "lr-6e-3": {"lr": 6e-3},
     "lr-1e-2": {"lr": 1e-2},
+    "lr-2e-2": {"lr": 2e-2},
     "dice": {"dice_weight": 1.0},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")

@@ -122,8 +122,9 @@ class TrainConfig:
         high=100_000,
     )
     batch_size: int = setting(8, "images per optimiser step", label="Batch size", low=1, high=1024)
-    # lr 3e-3 for decoder and head, encoder × 0.1: CamVid, membrane, shapes (see bench/README.md)
-    lr: float = setting(3e-3, "base learning rate (decoder and head)", label="Learning rate", low=1e-7, high=10.0)
+    # lr 1e-2 for decoder and head, encoder × 0.1: chosen on CamVid's tuning split, confirmed on car vs rest and
+    # membrane (bench/README.md, "Learning rate under the protocol"); 3e-3 left 276 steps under-trained
+    lr: float = setting(1e-2, "base learning rate (decoder and head)", label="Learning rate", low=1e-7, high=10.0)
     encoder_lr_factor: float = setting(
         0.1,
         "encoder learning rate = lr × this, for strategies that fine-tune a transferred encoder",
