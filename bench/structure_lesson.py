@@ -38,12 +38,18 @@ from segcore.planning import SOURCE_PLACEHOLDER
 LESSONS = ("when-structure", "why-transfer")
 
 
-def run_lesson(key: str, seed: int, runs_dir: str, threads: int = 0, preset: str | None = None) -> list[dict]:
+def run_lesson(
+    key: str, seed: int, runs_dir: str, threads: int = 0, preset: str | None = None, lr: float | None = None
+) -> list[dict]:
     """Train one lesson's whole plan with this seed, in queue order; one row per run. preset: train the plan at
-    another preset's settings instead of the lesson's own (the quick preset)."""
+    another preset's settings instead of the lesson's own (the quick preset), keeping the lesson's learning rate;
+    lr: train at this learning rate instead of the lesson's."""
     lesson = BUILTIN_LESSONS[key]
     if preset is not None:
-        lesson = replace(lesson, settings=dict(PRESETS[preset].settings), preset=preset)
+        kept = {k: v for k, v in lesson.settings.items() if k == "lr"}
+        lesson = replace(lesson, settings={**PRESETS[preset].settings, **kept}, preset=preset)
+    if lr is not None:
+        lesson = replace(lesson, settings={**lesson.settings, "lr": lr})
     rows, source_path = [], None
     for config in lesson.plan(f"{key}-s{seed}", TrainConfig(seed=seed, threads=threads)):
         if config.source_run == SOURCE_PLACEHOLDER:
@@ -131,10 +137,11 @@ def main() -> None:
         "parallel processes (--summarise reads every part)",
     )
     parser.add_argument("--preset", choices=list(PRESETS), help="train at this preset instead of the lessons' own")
+    parser.add_argument("--lr", type=float, help="train at this learning rate instead of the lessons' own")
     parser.add_argument("--summarise", action="store_true", help="only print the tables from the saved rows")
     parser.add_argument("--out", help="also write the printed tables to this file")
     args = parser.parse_args()
-    suffix = f"-{args.preset}" if args.preset else ""
+    suffix = (f"-{args.preset}" if args.preset else "") + (f"-lr{args.lr:g}" if args.lr is not None else "")
     if args.summarise:
         rows = [row for key in LESSONS for row in saved_rows(key, suffix)]
     else:
@@ -143,7 +150,7 @@ def main() -> None:
         for key in args.lessons:  # lesson by lesson: an interrupted run still has every seed of the first lesson
             mine = []
             for seed in args.seeds:
-                mine += run_lesson(key, seed, runs_dir, args.threads, args.preset)
+                mine += run_lesson(key, seed, runs_dir, args.threads, args.preset, args.lr)
                 write_results(
                     f"structure_lesson-{key}{suffix}{args.part}",
                     {"machine": machine(), "threads": args.threads, "seeds": args.seeds, "rows": mine},
@@ -155,8 +162,9 @@ def main() -> None:
         seeds = sorted({r["seed"] for r in rows})
         preset = PRESETS[args.preset or "quick"]
         print(
-            f"Structure lesson: seeds {seeds} × the built-in lessons' plans ({preset.title} preset: {preset.purpose}) "
-            f"— {machine()}; the seconds depend on the machine's load"
+            f"Structure lesson: seeds {seeds} × the built-in lessons' plans ({preset.title} preset: {preset.purpose}"
+            f"{f'; lr {args.lr:g}' if args.lr is not None else ''}) — {machine()}; the seconds depend on the "
+            "machine's load"
         )
         print_table(table, ["lesson", "target", "strategy", "mIoU mean ± sd", "per seed", "train s (mean)"])
         print()
