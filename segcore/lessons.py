@@ -420,7 +420,7 @@ def open_lesson(path: str | Path, workdir: str | Path | None = None) -> Lesson:
         strategies=_field(path, manifest, "strategies", list),
         sweep=_field(path, manifest, "sweep", bool, False),
         source_run=None if source_ref == EMBEDDED else source_ref,
-        preset=_field(path, manifest, "preset", (str, type(None)), None),
+        preset=_known_preset(_field(path, manifest, "preset", (str, type(None)), None)),
         origin=str(path),
         source_task=_field(path, manifest, "source_task", (str, type(None)), None),
     )
@@ -493,6 +493,12 @@ def queue_lesson(
     data: the lesson's dataset when it is loaded already (see Lesson.plan)."""
     group = group or lesson_group(lesson)
     return queue_plan(queue, lesson.plan(group, base, data), group, owner)
+
+
+def _known_preset(name: str | None) -> str | None:
+    """A saved lesson's preset name, or None when that preset is gone (e.g. the retired "rare"): the name is only a
+    label, the lesson's settings hold the values, so the lesson still opens as it was saved."""
+    return name if name in PRESETS else None
 
 
 # -- the lessons that ship with the workbench ------------------------------------------------------------------

@@ -247,7 +247,7 @@ def test_tiny_datasets_adapt_the_model_and_learn_pages_instead_of_crashing(runs_
         assert app.slider(key="train_pct").min >= 20
 
 
-def test_the_model_page_points_to_the_rare_classes_preset_when_a_dataset_has_rare_classes(runs_dir, tmp_path):
+def test_the_model_page_names_rare_classes_and_warns_when_their_weights_are_turned_off(runs_dir, tmp_path):
     from PIL import Image
 
     from segcore import dataset_report, load_dataset
@@ -267,9 +267,11 @@ def test_the_model_page_points_to_the_rare_classes_preset_when_a_dataset_has_rar
     model = open_page("model")
     (hint,) = [i for i in model.info if "Rare classes in this dataset" in i.value]
     assert "<b>speck</b> (0.2%)" in shown(hint.value) and "\\<b\\>" in hint.value  # the name, escaped
-    model.segmented_control(key="preset").set_value("rare").run()
-    assert not [i for i in model.info if "Rare classes in this dataset" in i.value]
-    # a two-class task gets no such hint: median-frequency weights cost points there
+    assert "may never predict them" not in hint.value  # the default weights are on
+    model.segmented_control(key="class_weights").set_value("none").run()
+    (hint,) = [i for i in model.info if "Rare classes in this dataset" in i.value]
+    assert "may never predict them" in hint.value
+    # a two-class task gets no such hint: plain cross-entropy is its default, rightly
     assert dataset_report(load_dataset(write_images_masks(tmp_path / "two", count=4, classes=2))).rare_classes() == {}
 
 

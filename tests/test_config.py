@@ -91,11 +91,18 @@ def test_a_preset_fills_in_what_the_command_line_does_not_say():
         args.argv = ["train", *argv]
         return config_from_args(args)
 
-    assert config("--preset", "rare").class_weights == PRESETS["rare"].settings["class_weights"] == "balanced"
-    assert config("--preset", "rare", "--class-weights", "sqrt").class_weights == "sqrt"  # the option wins
-    quick = config("--preset", "quick", "--size", "96", "--epochs", "3")
-    assert (quick.height, quick.width, quick.min_steps) == (96, 96, PRESETS["quick"].settings["min_steps"])
-    assert config().class_weights == TrainConfig().class_weights
+    quick = config("--preset", "quick")
+    assert (quick.height, quick.epochs, quick.min_steps) == tuple(
+        PRESETS["quick"].settings[k] for k in ("height", "epochs", "min_steps")
+    )
+    given = config("--preset", "quick", "--size", "96", "--epochs", "4")  # the options given win
+    assert (given.height, given.width, given.epochs, given.min_steps) == (
+        96,
+        96,
+        4,
+        PRESETS["quick"].settings["min_steps"],
+    )
+    assert config().epochs == TrainConfig().epochs
 
 
 def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, monkeypatch):
@@ -107,19 +114,19 @@ def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, m
 
     monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
     app = open_page("model")
-    for name in ("rare", "quick", "standard"):
+    for name in ("quick", "standard", "quick"):
         app.segmented_control(key="preset").set_value(name).run()
         assert not app.exception, [e.value for e in app.exception]
         wanted = {**{k: getattr(TrainConfig(), k) for p in PRESETS.values() for k in p.settings}}
         wanted.update(PRESETS[name].settings)
         assert app.select_slider(key="size").value == wanted["height"]
         assert app.number_input(key="epochs").value == wanted["epochs"]
-        assert app.segmented_control(key="class_weights").value == wanted["class_weights"]
-    app.segmented_control(key="preset").set_value("rare").run()
+        assert app.number_input(key="min_steps").value == wanted["min_steps"]
+    app.segmented_control(key="preset").set_value("quick").run()
     next(b for b in app.button if b.label == "▶ Train").click().run()
     (queued,) = list_runs(tmp_path / "runs")
     JobQueue(tmp_path / "runs").cancel(queued.run_id)  # the point was what it queued
-    assert queued.config["class_weights"] == "balanced" and queued.config["epochs"] == TrainConfig().epochs
+    assert (queued.config["epochs"], queued.config["min_steps"], queued.config["height"]) == (3, 50, 128)
 
 
 def test_export_refuses_a_model_with_non_finite_weights(tmp_path, train_dataset):

@@ -207,8 +207,7 @@ with right:
     if rare:
         st.caption(
             f"Rare here (under {RARE_SHARE:.0%} of the pixels): {', '.join(md(name) for name in rare)}. Rare classes "
-            f"are hard to learn: the **{PRESETS['rare'].title}** preset on the Model page weighs them up; watch "
-            "their IoU on the Compare page."
+            "are learned last: the default class weights weigh them up; watch their IoU on the Compare page."
         )
     else:
         st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
