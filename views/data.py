@@ -6,7 +6,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import SegcoreError, dataset_report
-from segcore.config import PRESETS
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
 from segcore.data.preview import augmentation_preview, sample_overlays
