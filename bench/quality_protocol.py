@@ -59,7 +59,8 @@ CANDIDATES = {
     # today's other defaults, re-checked under the protocol: each candidate undoes one of them
     "lr-1e-3": {"lr": 1e-3},
     "encoder-lr-x1": {"encoder_lr_factor": 1.0},
-    "train-bn": {"train_bn": True},
+    "train-bn": {"train_bn": "on"},
+    "keep-bn": {"train_bn": "off"},  # the default before 2026-11-26
     "no-weights": {"class_weights": "none"},  # plain cross-entropy, as the smp peer trains
     # feature transfer trains the decoder alone: a frozen encoder may take a faster decoder rate or a Dice term
     "lr-3e-3": {"lr": 3e-3},  # the default before 2026-11-26, named: runs of it keep meaning the same

@@ -75,6 +75,10 @@ def _class_weighting_names() -> list[str]:
     return list(CLASS_WEIGHTINGS)
 
 
+def _bn_modes() -> list[str]:
+    return ["auto", "on", "off"]
+
+
 def _compile_modes() -> list[str]:
     return ["off", "auto", "on"]
 
@@ -139,11 +143,15 @@ class TrainConfig:
         low=0,
         high=1000,
     )
-    train_bn: bool = setting(
-        False,
-        "transfer strategies: let the pretrained encoder's BatchNorm running statistics adapt "
-        "(off: they stay as transferred, which suits small batches and lets feature transfer cache its features)",
-        label="Let the transferred encoder's BatchNorm statistics adapt",
+    # auto adapts where the encoder learns: at lr 1e-2 that scored higher on CamVid's tuning split and on car vs rest
+    # (bench/README.md, "Learning rate"); a frozen encoder keeps its statistics, so feature transfer caches features
+    train_bn: str = setting(
+        "auto",
+        "transfer strategies: whether the pretrained encoder's BatchNorm running statistics adapt to your images. "
+        "auto: they adapt where the encoder learns (parameter, structure) and stay as transferred where it is frozen "
+        "(feature transfer, which can then cache its features); on: always adapt; off: always keep",
+        label="Transferred encoder's BatchNorm statistics",
+        choices=_bn_modes,
     )
     regularizer: str = setting("l2", "R(w) in the objective", label="Regulariser R(w)", choices=_regularizer_names)
     weight_decay: float = setting(
@@ -279,6 +287,11 @@ class TrainConfig:
     def resolved_augment(self) -> str:
         return "flip" if self.augment == "auto" else self.augment
 
+    def encoder_bn_mode(self) -> str:
+        """Which of a transferred encoder's BatchNorm layers adapt their statistics: "all" (train_bn on),
+        "learning" (auto: those whose weights learn; a frozen layer keeps its statistics) or "none" (off)."""
+        return {"on": "all", "auto": "learning", "off": "none"}[self.train_bn]
+
     @property
     def strategy_info(self):
         from .strategies import STRATEGIES
@@ -328,6 +341,8 @@ class TrainConfig:
             values["train_size"] = int(values["train_size"])
         if isinstance(values.get("decoder_channels"), list):  # JSON gives a list
             values["decoder_channels"] = tuple(values["decoder_channels"])
+        if isinstance(values.get("train_bn"), bool):  # runs and lessons saved before train_bn had "auto"
+            values["train_bn"] = "on" if values["train_bn"] else "off"
         return cls(**values)
 
 

@@ -74,7 +74,7 @@ class FeatureCache:
         log: Callable[[str], None] | None = None,
         disk: bool = True,
     ) -> None:
-        assert model.encoder_frozen and not model.encoder_bn_trains, "only a fully frozen encoder can be cached"
+        assert model.encoder_frozen and model.encoder_bn_mode != "all", "only a fully frozen encoder can be cached"
         self.model, self.normalize, self.device, self.build_dtype = model, normalize, device, build_dtype
         self.origin, self.log, self.disk = origin, log or (lambda message: None), disk
         self.store: dict[tuple[int, bool], list[torch.Tensor]] = {}

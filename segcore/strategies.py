@@ -193,10 +193,10 @@ def prepare(config: TrainConfig, num_classes: int) -> PreparedModel:
         )
         transferred = list(model.encoder.parameters()) if info.transfers_encoder else []
     if info.frozen_encoder_levels == "all":
-        model.freeze_encoder(train_bn=config.train_bn)
+        model.freeze_encoder(config.encoder_bn_mode())
     elif info.transfers_encoder:
-        # transferred encoders keep their BatchNorm statistics unless asked (random ones must learn theirs)
-        model.set_encoder_bn_training(config.train_bn)
+        # transferred encoders adapt their BatchNorm statistics as train_bn says (random ones must learn theirs)
+        model.set_encoder_bn_training(config.encoder_bn_mode())
         if info.frozen_encoder_levels:
             frozen = model.freeze_encoder_levels(info.frozen_encoder_levels)
             notes.append(f"encoder: {frozen} frozen, the later stages learn")

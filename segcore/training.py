@@ -207,7 +207,7 @@ class Trainer:
             train_set, make_augmentation(augment_kind, config.size), normalize, device
         )
         if config.strategy_info.caches_features:
-            if config.train_bn or augment_kind == "full":
+            if config.encoder_bn_mode() == "all" or augment_kind == "full":
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
                 cache = FeatureCache(
@@ -280,7 +280,7 @@ class Trainer:
         if not (config.strategy_info.frozen_warmup and config.freeze_epochs):
             return
         if epoch <= config.freeze_epochs and not model.encoder_frozen:
-            model.freeze_encoder(train_bn=config.train_bn)
+            model.freeze_encoder(config.encoder_bn_mode())
         elif epoch > config.freeze_epochs and model.encoder_frozen:
             model.unfreeze_encoder()
             self.writer.log(f"epoch {epoch}: encoder unfrozen")

@@ -87,7 +87,7 @@ def test_a_lesson_saved_and_opened_on_another_machine_plans_exactly_the_same_run
             **PRESETS["quick"].settings,
             "lr": 0.001,
             "decoder_channels": (64, 32, 16, 8),
-            "train_bn": True,
+            "train_bn": "on",
             "regularizer": "l2sp",
             "class_weights": "none",
         },

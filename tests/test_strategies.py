@@ -74,7 +74,7 @@ def test_feature_transfer_leaves_every_encoder_tensor_bit_identical(train_datase
 
 
 def test_feature_transfer_with_train_bn_adapts_only_batchnorm_statistics(train_dataset):
-    trainer, before, after = _one_pass("feature", train_dataset, train_bn=True)
+    trainer, before, after = _one_pass("feature", train_dataset, train_bn="on")
     assert trainer.cache is None  # BN statistics change, so features cannot be cached
     changed = [k for k in before if k.startswith("encoder.") and not torch.equal(before[k], after[k])]
     assert changed and all(("running_" in k or "num_batches" in k) for k in changed)
@@ -89,8 +89,19 @@ def test_parameter_transfer_changes_the_pretrained_encoder(train_dataset):
     assert not torch.equal(before["encoder.conv_stem.weight"], after["encoder.conv_stem.weight"])
     groups = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
     assert groups["encoder"] == pytest.approx(groups["decoder+head"] * 0.1)
-    # by default the transferred BatchNorm statistics stay as they were (small batches would corrupt them)
+    # by default (train_bn "auto") a learning encoder's BatchNorm statistics adapt to the new images
+    assert not torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
+
+
+def test_train_bn_off_keeps_the_transferred_batchnorm_statistics(train_dataset):
+    _, before, after = _one_pass("parameter", train_dataset, train_bn="off")
+    assert not torch.equal(before["encoder.conv_stem.weight"], after["encoder.conv_stem.weight"])  # still learns
     assert torch.equal(before["encoder.bn1.running_mean"], after["encoder.bn1.running_mean"])
+
+
+def test_old_runs_with_a_true_or_false_train_bn_still_read(tmp_path):
+    assert TrainConfig.from_dict({"train_bn": True}).validate().encoder_bn_mode() == "all"
+    assert TrainConfig.from_dict({"strategy": "parameter", "train_bn": False}).validate().encoder_bn_mode() == "none"
 
 
 def test_partial_fine_tune_freezes_early_encoder_stages_and_tunes_late_ones(train_dataset):

@@ -323,11 +323,16 @@ if info.tunes_encoder_rate or info.frozen_warmup:
     if info.frozen_warmup:
         settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
 if info.transfers_encoder:
-    settings["train_bn"] = st.toggle(
-        describe("train_bn")["label"],
-        **initial("train_bn", "value", DEFAULTS.train_bn),
-        key="train_bn",
-        help=describe("train_bn")["help"],
+    settings["train_bn"] = (
+        st.segmented_control(
+            describe("train_bn")["label"],
+            describe("train_bn")["choices"](),
+            **initial("train_bn", "default", DEFAULTS.train_bn),
+            key="train_bn",
+            format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
+            help=describe("train_bn")["help"],
+        )
+        or DEFAULTS.train_bn
     )
 if info.needs_source_run:
     lesson = st.session_state.get("lesson")

@@ -57,7 +57,9 @@ class SegmentationModel(nn.Module):
         self.decoder = UNetDecoder(self.encoder.feature_info.channels(), decoder_channels)
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, kernel_size=1)
         self.encoder_frozen = False
-        self.encoder_bn_trains = True
+        # which encoder BatchNorm layers update their running statistics in training mode:
+        # "all", "learning" (those whose weights learn: frozen means frozen) or "none"
+        self.encoder_bn_mode = "all"
 
     @property
     def num_classes(self) -> int:
@@ -70,9 +72,9 @@ class SegmentationModel(nn.Module):
         logits = self.head(self.decoder(features))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
-    def freeze_encoder(self, train_bn: bool = False) -> None:
-        """No gradients for the encoder; its BatchNorm statistics stay fixed too unless train_bn."""
-        self.encoder_frozen, self.encoder_bn_trains = True, train_bn
+    def freeze_encoder(self, bn_mode: str = "none") -> None:
+        """No gradients for the encoder; its BatchNorm statistics stay fixed too unless bn_mode is "all"."""
+        self.encoder_frozen, self.encoder_bn_mode = True, bn_mode
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
         self.train(self.training)
@@ -99,21 +101,24 @@ class SegmentationModel(nn.Module):
             parameter.requires_grad_(True)
         self.train(self.training)
 
-    def set_encoder_bn_training(self, train_bn: bool) -> None:
-        """Whether the encoder's BatchNorm layers update their running statistics in training mode.
-        Kept fixed, pretrained statistics survive small batches of unfamiliar images."""
-        self.encoder_bn_trains = train_bn
+    def set_encoder_bn_training(self, bn_mode: str) -> None:
+        """Which encoder BatchNorm layers update their running statistics in training mode ("all", "learning",
+        "none"). Kept fixed, pretrained statistics survive small batches of unfamiliar images."""
+        self.encoder_bn_mode = bn_mode
         self.train(self.training)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and not self.encoder_bn_trains:
-            if self.encoder_frozen:
-                self.encoder.eval()  # frozen means frozen: running statistics must not drift either
-            else:
-                for module in self.encoder.modules():
-                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                        module.eval()
+        if not mode or self.encoder_bn_mode == "all":
+            return self
+        if self.encoder_frozen and self.encoder_bn_mode == "none":
+            self.encoder.eval()  # frozen means frozen: running statistics must not drift either
+            return self
+        for module in self.encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                learns = not self.encoder_frozen and any(p.requires_grad for p in module.parameters(recurse=False))
+                if self.encoder_bn_mode == "none" or not learns:
+                    module.eval()
         return self
 
     def replace_head(self, num_classes: int) -> None:
