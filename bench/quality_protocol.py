@@ -61,6 +61,8 @@ CANDIDATES = {
     "encoder-lr-x1": {"encoder_lr_factor": 1.0},
     "train-bn": {"train_bn": "on"},
     "keep-bn": {"train_bn": "off"},  # the default before 2026-11-26
+    # every default before 2026-11-26 at once: "no default loses more than 1 point against the previous default"
+    "previous-defaults": {"lr": 3e-3, "class_weights": "sqrt", "train_bn": "off"},
     "no-weights": {"class_weights": "none"},  # plain cross-entropy, as the smp peer trains
     # feature transfer trains the decoder alone: a frozen encoder may take a faster decoder rate or a Dice term
     "lr-3e-3": {"lr": 3e-3},  # the default before 2026-11-26, named: runs of it keep meaning the same

@@ -191,8 +191,10 @@ def test_a_run_folder_is_readable_while_training_and_after_a_kill(tmp_path, trai
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
+            # an epoch's line is written just before its checkpoint: wait for both (a loaded machine is slow)
             if (runs / "long" / "metrics.jsonl").exists() and len(Run(runs / "long").epochs()) >= 1:
-                break
+                if Run(runs / "long").has_checkpoint():
+                    break
             time.sleep(0.3)
         run = Run.open(runs, "long")
         assert run.state == "running" and run.config["epochs"] == 200
