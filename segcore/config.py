@@ -127,7 +127,7 @@ class TrainConfig:
     )
     batch_size: int = setting(8, "images per optimiser step", label="Batch size", low=1, high=1024)
     # lr 1e-2 for decoder and head, encoder × 0.1: chosen on CamVid's tuning split, confirmed on car vs rest and
-    # membrane (bench/README.md, "Learning rate under the protocol"); 3e-3 left 276 steps under-trained
+    # membrane (bench/README.md, "Today's defaults re-checked"); 3e-3 left 276 steps under-trained
     lr: float = setting(1e-2, "base learning rate (decoder and head)", label="Learning rate", low=1e-7, high=10.0)
     encoder_lr_factor: float = setting(
         0.1,
@@ -144,7 +144,7 @@ class TrainConfig:
         high=1000,
     )
     # auto adapts where the encoder learns: at lr 1e-2 that scored higher on CamVid's tuning split and on car vs rest
-    # (bench/README.md, "Learning rate"); a frozen encoder keeps its statistics, so feature transfer caches features
+    # (bench/README.md, "Today's defaults re-checked"); a frozen encoder keeps its statistics, so feature transfer caches features
     train_bn: str = setting(
         "auto",
         "transfer strategies: whether the pretrained encoder's BatchNorm running statistics adapt to your images. "
@@ -367,7 +367,7 @@ PRESETS = {
         {"height": 128, "width": 128, "epochs": 3, "min_steps": 50},
     ),
     # "Rare classes" (balanced weights) was retired on 2026-11-26: at lr 1e-2 it scored 4 points below the default on
-    # CamVid's tuning split and lower on four of the five thin classes (bench/README.md, "Learning rate")
+    # CamVid's tuning split and lower on four of the five thin classes (bench/README.md, "Today's defaults re-checked")
 }
 
 

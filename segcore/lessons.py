@@ -502,11 +502,10 @@ def _known_preset(name: str | None) -> str | None:
 
 
 # -- the lessons that ship with the workbench ------------------------------------------------------------------
-# The shapes lessons keep the learning rate and BatchNorm handling they were designed and measured with. The default 1e-2 was chosen on
-# CamVid's tuning split; on the synthetic shapes at the lessons' 50-step budget it lowered why-transfer's feature
-# transfer from 0.676 to 0.574 mean mIoU over seeds 0-2 (seed 2: 0.70 → 0.39) and parameter transfer from 0.615 to
-# 0.539 (`python bench/structure_lesson.py --lr 0.01`; bench/README.md, "Learning rate under the protocol").
-# Likewise their transferred encoders keep the BatchNorm statistics (train_bn off), as when they were measured.
+# The shapes lessons keep the learning rate and BatchNorm handling they were designed and measured with. lr 1e-2 was
+# chosen on CamVid's tuning split; on the synthetic shapes at the lessons' 50-step budget it lowered why-transfer's
+# feature transfer from 0.676 to 0.574 mean mIoU over seeds 0-2 (seed 2: 0.70 → 0.39) and parameter transfer from
+# 0.615 to 0.539 (`python bench/structure_lesson.py --lr 0.01`; bench/README.md, "Today's defaults re-checked").
 SHAPES_LESSON_SETTINGS = {**PRESETS["quick"].settings, "lr": 3e-3, "train_bn": "off"}
 
 BUILTIN_LESSONS = {

@@ -111,8 +111,8 @@ class SegmentationModel(nn.Module):
         super().train(mode)
         if not mode or self.encoder_bn_mode == "all":
             return self
-        if self.encoder_frozen and self.encoder_bn_mode == "none":
-            self.encoder.eval()  # frozen means frozen: running statistics must not drift either
+        if self.encoder_frozen:  # "none" or "learning": nothing of it learns, so nothing of it drifts either
+            self.encoder.eval()
             return self
         for module in self.encoder.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
