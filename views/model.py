@@ -225,7 +225,10 @@ st.segmented_control(
 rare = dataset_report(data).rare_classes()
 if rare:
     listed = ", ".join(f"{md(name)} ({share:.1%})" for name, share in sorted(rare.items(), key=lambda kv: kv[1]))
-    unweighted = resolved_class_weighting(st.session_state.get("class_weights") or DEFAULTS.class_weights, 3) == "none"
+    unweighted = (
+        resolved_class_weighting(st.session_state.get("class_weights") or DEFAULTS.class_weights, data.num_classes)
+        == "none"
+    )
     st.info(
         f"Rare classes in this dataset: {listed} of the pixels. They are learned last: the default class weights "
         "(auto: `sqrt` for three classes or more) weigh them up; if their IoU stays near 0 on Compare, train more "
