@@ -143,8 +143,8 @@ class TrainConfig:
         low=0,
         high=1000,
     )
-    # auto adapts where the encoder learns: at lr 1e-2 that scored higher on CamVid's tuning split and on car vs rest
-    # (bench/README.md, "Today's defaults re-checked"); a frozen encoder keeps its statistics, so feature transfer caches features
+    # auto adapts where the encoder learns: at lr 1e-2 that scored higher on CamVid's tuning split and on car vs
+    # rest (bench/README.md, "Today's defaults re-checked"); a frozen encoder keeps them, so features can be cached
     train_bn: str = setting(
         "auto",
         "transfer strategies: whether the pretrained encoder's BatchNorm running statistics adapt to your images. "

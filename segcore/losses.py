@@ -36,7 +36,7 @@ def class_balance_weights(
 def resolved_class_weighting(kind: str, num_classes: int) -> str:
     """The weighting "auto" stands for: plain cross-entropy for two classes, `sqrt` for three or more.
 
-    Chosen on the tuning splits (bench/README.md, "The binary task"): on two-class tasks (car vs rest, membrane)
+    Chosen on the tuning splits (bench/README.md, "Today's defaults re-checked"): on two-class tasks (car vs rest, membrane)
     `sqrt` weights trade precision for recall and plain cross-entropy scored higher in 8 of 8 pairs; on CamVid's
     11 classes `sqrt` gets rare classes predicted at all.
     """
