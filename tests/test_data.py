@@ -254,6 +254,43 @@ def test_download_offline_fails_with_a_message_not_a_traceback(monkeypatch):
         load_dataset("download:pet")
 
 
+def fake_pet_download(root, names=("Abyssinian_1", "Abyssinian_2", "beagle_1", "beagle_2")):
+    """The layout torchvision's OxfordIIITPet leaves after its download (so none is attempted): jpgs, trimaps
+    (1 pet, 2 background, 3 border) and the trainval list."""
+    base = root / "downloads" / "pet" / "oxford-iiit-pet"
+    (base / "images").mkdir(parents=True)
+    (base / "annotations" / "trimaps").mkdir(parents=True)
+    trimap = np.full((24, 32), 2, np.uint8)
+    trimap[6:18, 8:24] = 3
+    trimap[8:16, 10:22] = 1
+    lines = []
+    for i, name in enumerate(names):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, np.uint8)).save(base / "images" / f"{name}.jpg")
+        Image.fromarray(trimap).save(base / "annotations" / "trimaps" / f"{name}.png")
+        lines.append(f"{name} {1 + i // 2} {1 + i // 2} 1")
+    (base / "annotations" / "trainval.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_download_pet_survives_a_killed_conversion_and_two_students_at_once(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("SEGCORE_CACHE", str(tmp_path))
+    fake_pet_download(tmp_path)
+    torn = tmp_path / "downloads" / "pet-folder" / "images"  # what a conversion killed half-way left before
+    torn.mkdir(parents=True)
+    (torn / "Abyssinian_1.jpg").symlink_to(tmp_path / "downloads" / "pet" / "oxford-iiit-pet/images/Abyssinian_1.jpg")
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: load_dataset("download:pet"), range(2))
+    for data in (first, second):
+        assert data.class_names == ["background", "pet"]
+        assert sum(len(pairs) for pairs in data.splits.values()) == 4
+    mask = np.asarray(Image.open(tmp_path / "downloads" / "pet-folder" / "masks" / "beagle_2.png"))
+    assert set(np.unique(mask)) == {0, 1, 255}  # background, pet, the uncertain border ignored
+    assert mask[12, 16] == 1 and mask[0, 0] == 0 and mask[7, 9] == 255
+    assert not list((tmp_path / "downloads").glob(".pet-folder-*"))  # no scratch folder left behind
+
+
 # -- built-in and real data ---------------------------------------------------------------------
 
 

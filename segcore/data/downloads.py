@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from ..errors import DatasetError
@@ -29,16 +34,24 @@ def _pet(root):
     if (target / ".complete").exists():
         return target
     dataset = OxfordIIITPet(root / "pet", split="trainval", target_types="segmentation", download=True)
-    (target / "images").mkdir(parents=True, exist_ok=True)
-    (target / "masks").mkdir(parents=True, exist_ok=True)
-    for image_path, trimap_path in zip(dataset._images, dataset._segs):
-        trimap = np.asarray(Image.open(trimap_path))
-        # trimap: 1 pet, 2 background, 3 uncertain border → 1, 0, ignored
-        mask = np.select([trimap == 1, trimap == 2], [1, 0], default=255).astype(np.uint8)
-        Image.fromarray(mask).save(target / "masks" / (image_path.stem + ".png"))
-        (target / "images" / image_path.name).symlink_to(image_path)
-    (target / "classes.txt").write_text("background\npet\n")
-    (target / ".complete").touch()
+    # converted beside the target and renamed into place: a conversion killed half-way leaves only a scratch folder,
+    # never a target that the next try would trip over
+    scratch = Path(tempfile.mkdtemp(prefix=".pet-folder-", dir=root))
+    try:
+        (scratch / "images").mkdir()
+        (scratch / "masks").mkdir()
+        for image_path, trimap_path in zip(dataset._images, dataset._segs):
+            trimap = np.asarray(Image.open(trimap_path))
+            # trimap: 1 pet, 2 background, 3 uncertain border → 1, 0, ignored
+            mask = np.select([trimap == 1, trimap == 2], [1, 0], default=255).astype(np.uint8)
+            Image.fromarray(mask).save(scratch / "masks" / (image_path.stem + ".png"))
+            (scratch / "images" / image_path.name).symlink_to(image_path.resolve())
+        (scratch / "classes.txt").write_text("background\npet\n")
+        (scratch / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)  # an unfinished folder from before this fix
+        scratch.rename(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
@@ -53,8 +66,11 @@ def download_dataset(name: str):
     if name not in DOWNLOADS:
         raise DatasetError(f"download:{name}", "no such downloadable dataset", f"choose one of {sorted(DOWNLOADS)}")
     root = cache_dir() / "downloads"
+    root.mkdir(parents=True, exist_ok=True)
     try:
-        return {"pet": _pet, "voc": _voc}[name](root)
+        # one download per dataset at a time: two students asking at once get the same folder, not a torn one
+        with FileLock(root / f".{name}.lock"):
+            return {"pet": _pet, "voc": _voc}[name](root)
     except DatasetError:
         raise
     except Exception as exc:  # network errors come in many types (URLError, socket, HTTP, checksum)
