@@ -103,16 +103,20 @@ def test_leaderboard_and_class_comparison_take_each_students_best(tmp_path):
         finished("a2", "5A/Alice", "feature", 0.7),
         finished("b1", "5A/Bob", "feature", 0.65),
         finished("b2", "5A/Bob", "scratch", 0.3),
+        finished("c1", "5A/Carol", "scratch", 0.3),  # the same score as Bob's: both lead, neither is dropped
+        finished("d1", "5A/Dave", "scratch", 0.2999),  # level with them on the page (0.300)
     ]
     board = leaderboard(runs)
-    assert [(r["strategy"], r["student"], r["mIoU"]) for r in board] == [
-        ("feature", "Alice", 0.7),
-        ("scratch", "Bob", 0.3),
+    assert [(r["strategy"], r["students"], r["mIoU"], r["run"]) for r in board] == [
+        ("feature", "Alice", 0.7, "a2"),
+        ("scratch", "Bob, Carol, Dave", 0.3, "b2"),
     ]
     assert {(r["student"], r["strategy"], r["mIoU"]) for r in best_per_student(runs, "builtin:shapes")} == {
         ("Alice", "feature", 0.7),
         ("Bob", "feature", 0.65),
         ("Bob", "scratch", 0.3),
+        ("Carol", "scratch", 0.3),
+        ("Dave", "scratch", 0.2999),
     }
 
 
