@@ -4,19 +4,35 @@ seed, disjoint from the training part and from 'val'; the binary view remaps cla
 import numpy as np
 import pytest
 
-from segcore import load_dataset
-from segcore.data.derived import binary_view, protocol_view, tuning_indices
+from segcore import DatasetError, load_dataset
+from segcore.data.derived import binary_view, protocol_view, sequence_of, tuning_indices
 
 from .conftest import CAMVID, needs_camvid, write_images_masks
 
 
 def test_tuning_indices_are_disjoint_complete_and_seeded():
-    rest, tune = tuning_indices(367)
+    names = [f"{i}" for i in range(367)]
+    rest, tune = tuning_indices(names)
     assert len(tune) == 73 and len(rest) == 294
     assert not set(rest) & set(tune) and sorted(rest + tune) == list(range(367))
-    assert tuning_indices(367) == (rest, tune)  # same seed, same split, every time
-    assert tuning_indices(367, seed=1) != (rest, tune)
-    assert tuning_indices(2) == ([1], [0]) or tuning_indices(2) == ([0], [1])  # never an empty part
+    assert tuning_indices(names) == (rest, tune)  # same seed, same split, every time
+    assert tuning_indices(names, seed=1) != (rest, tune)
+    assert tuning_indices(["a", "b"]) in (([1], [0]), ([0], [1]))  # never an empty part
+    with pytest.raises(DatasetError):
+        tuning_indices(["only"])
+
+
+def test_the_tuning_part_is_a_contiguous_stretch_of_each_recording_not_frames_beside_training_frames():
+    # two video sequences listed shuffled, frame numbers 30 apart as in CamVid (one frame a second)
+    frames = {f"seqA_{30 * i:05d}": ("seqA", i) for i in range(50)}
+    frames |= {f"seqB_f{30 * i:05d}": ("seqB_f", i) for i in range(100)}
+    names = list(np.random.default_rng(0).permutation(list(frames)))
+    _, tune = tuning_indices(names)
+    for sequence, length in (("seqA", 50), ("seqB_f", 100)):
+        held = sorted(frames[names[i]][1] for i in tune if frames[names[i]][0] == sequence)
+        assert len(held) == length // 5  # 20 % of each recording
+        assert held == list(range(held[0], held[0] + len(held)))  # one unbroken stretch
+    assert sequence_of("0016E5_07959") == "0016E5" and sequence_of("0006R0_f02430") == "0006R0_f"
 
 
 def test_protocol_views_on_a_dataset_with_its_own_split(tmp_path):

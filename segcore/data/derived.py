@@ -12,6 +12,7 @@ Views share nothing decoded with the dataset they come from (each has its own in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,19 +27,48 @@ TUNING_SEED = 0  # fixed, and separate from the training seeds: every seed is tu
 SPLITS = ("tune", "report")
 
 
+def sequence_of(name: str) -> str:
+    """The recording a frame or slice belongs to: its name without the trailing frame number
+    ('0016E5_07959' → '0016E5', '0006R0_f02430' → '0006R0_f', '17' → '')."""
+    return re.sub(r"[-_. ]*\d+$", "", name)
+
+
+def _frame_order(name: str) -> tuple:
+    number = re.search(r"(\d+)$", name)
+    return (int(number.group(1)) if number else -1, name)
+
+
 def tuning_indices(
-    train_count: int, fraction: float = TUNING_FRACTION, seed: int = TUNING_SEED
+    names: list[str], fraction: float = TUNING_FRACTION, seed: int = TUNING_SEED
 ) -> tuple[list[int], list[int]]:
-    """(training part, tuning part): indices into the dataset's 'train' pairs, disjoint, seeded, both sorted."""
-    if train_count < 2:
+    """(training part, tuning part): indices into the dataset's 'train' pairs (named `names`), disjoint, seeded,
+    both sorted. The tuning part is one contiguous run of frames from each recording (video sequence, stack of
+    slices), at a seeded place, about `fraction` of it: frames picked one by one would sit a second beside the
+    frames trained on, near-copies of them, and reward memorising — a tuning score the untouched split then
+    does not repeat (bench/README.md, "The tuning split")."""
+    count = len(names)
+    if count < 2:
         raise DatasetError(
             "train",
-            f"{train_count} training image(s) cannot be split into a training and a tuning part",
+            f"{count} training image(s) cannot be split into a training and a tuning part",
             "use a dataset with at least 2 training images",
         )
-    count = min(train_count - 1, max(1, round(train_count * fraction)))
-    order = torch.randperm(train_count, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(order[count:]), sorted(order[:count])
+    generator = torch.Generator().manual_seed(seed)
+    recordings: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        recordings.setdefault(sequence_of(name), []).append(index)
+    tune: list[int] = []
+    for key in sorted(recordings):
+        frames = sorted(recordings[key], key=lambda i: _frame_order(names[i]))
+        block = min(len(frames), round(len(frames) * fraction))
+        start = int(torch.randint(len(frames) - block + 1, (1,), generator=generator))
+        tune += frames[start : start + block]
+    if not tune:  # recordings too short for a block each: the first frames of a seeded recording
+        tune = [int(torch.randint(count, (1,), generator=generator))]
+    if len(tune) == count:
+        tune = tune[1:]
+    held = set(tune)
+    return [i for i in range(count) if i not in held], sorted(tune)
 
 
 def protocol_view(
@@ -50,12 +80,12 @@ def protocol_view(
     if split != "tune":
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     pairs = data.pairs("train")
-    rest, tune = tuning_indices(len(pairs), fraction, seed)
+    rest, tune = tuning_indices([p.name for p in pairs], fraction, seed)
     return replace(
         data,
         splits={"train": [pairs[i] for i in rest], "val": [pairs[i] for i in tune]},
-        split_origin=f"tuning split: {len(tune)} of the {len(pairs)} training pairs ({fraction:.0%}, seed "
-        f"{seed}) scored, the other {len(rest)} trained on; the dataset's own 'val' untouched",
+        split_origin=f"tuning split: {len(tune)} of the {len(pairs)} training pairs (a contiguous {fraction:.0%} of "
+        f"each recording, seed {seed}) scored, the other {len(rest)} trained on; the dataset's own 'val' untouched",
         _cache={},
     )
 
