@@ -70,6 +70,8 @@ CANDIDATES = {
     "lr-1e-2": {"lr": 1e-2},
     "lr-2e-2": {"lr": 2e-2},
     "dice": {"dice_weight": 1.0},
+    # the validation frames come from another stretch of video: scale-crops and colour jitter may carry better
+    "full-augment": {"augment": "full"},
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")
