@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from common import CAMVID, ROOT, machine, peer_model
 
 from segcore import TrainConfig, load_dataset
+from segcore.config import PRESETS
 from segcore.data.dataset import ImageSet
 from segcore.data.derived import BINARY_TASKS, binary_view, protocol_view
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
@@ -72,6 +73,7 @@ CANDIDATES = {
     "dice": {"dice_weight": 1.0},
     # the validation frames come from another stretch of video: scale-crops and colour jitter may carry better
     "full-augment": {"augment": "full"},
+    "detailed": PRESETS["detailed"].settings,  # the preset a practitioner picks (segcore/config.py)
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
 ROW_KEYS = ("key", "section", "task", "config", "candidate", "fraction", "seed", "steps", "height", "width", "settings")

@@ -114,7 +114,7 @@ def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, m
 
     monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
     app = open_page("model")
-    for name in ("quick", "standard", "quick"):
+    for name in [*PRESETS, "quick", "standard"]:  # each one, and back from one to another
         app.segmented_control(key="preset").set_value(name).run()
         assert not app.exception, [e.value for e in app.exception]
         wanted = {**{k: getattr(TrainConfig(), k) for p in PRESETS.values() for k in p.settings}}
@@ -122,11 +122,14 @@ def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, m
         assert app.select_slider(key="size").value == wanted["height"]
         assert app.number_input(key="epochs").value == wanted["epochs"]
         assert app.number_input(key="min_steps").value == wanted["min_steps"]
-    app.segmented_control(key="preset").set_value("quick").run()
-    next(b for b in app.button if b.label == "▶ Train").click().run()
-    (queued,) = list_runs(tmp_path / "runs")
-    JobQueue(tmp_path / "runs").cancel(queued.run_id)  # the point was what it queued
-    assert (queued.config["epochs"], queued.config["min_steps"], queued.config["height"]) == (3, 50, 128)
+    for name in ("quick", "detailed"):
+        app = open_page("model")
+        app.segmented_control(key="preset").set_value(name).run()
+        next(b for b in app.button if b.label == "▶ Train").click().run()
+        queued = next(r for r in list_runs(tmp_path / "runs") if r.state in ("queued", "running"))
+        JobQueue(tmp_path / "runs").cancel(queued.run_id)  # the point was what it queued
+        wanted = {**TrainConfig().to_dict(), **PRESETS[name].settings}
+        assert all(queued.config[k] == wanted[k] for k in ("epochs", "min_steps", "height", "width")), name
 
 
 def test_export_refuses_a_model_with_non_finite_weights(tmp_path, train_dataset):
