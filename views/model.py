@@ -234,10 +234,10 @@ if rare:
         "(auto: `sqrt` for three classes or more) weigh them up; if their IoU stays near 0 on Compare, train more "
         "epochs. "
         + (
-            "**With plain cross-entropy (none) a short run may never predict them** (CamVid's tuning split: "
+            "**With plain cross-entropy (none) a short run may never predict them** (measured on CamVid frames: "
             "pedestrians and bicyclists 0.00 IoU, against 0.28 and 0.30 with the default)."
             if unweighted
-            else "(CamVid's tuning split: pedestrians 0.28 and bicyclists 0.30 IoU with the default, 0.00 without "
+            else "(measured on CamVid frames: pedestrians 0.28 and bicyclists 0.30 IoU with the default, 0.00 without "
             "weights.)"
         ),
         icon="🔎",
