@@ -33,6 +33,10 @@ def test_the_tuning_part_is_a_contiguous_stretch_of_each_recording_not_frames_be
         assert len(held) == length // 5  # 20 % of each recording
         assert held == list(range(held[0], held[0] + len(held)))  # one unbroken stretch
     assert sequence_of("0016E5_07959") == "0016E5" and sequence_of("0006R0_f02430") == "0006R0_f"
+    # photos named without frame numbers are each their own recording: a seeded 20 % of them, as before
+    photos = [f"photo-{word}" for word in ("cat", "dog", "owl", "fox", "elk", "yak", "emu", "gnu", "ant", "bee")]
+    rest, tune = tuning_indices(photos)
+    assert len(tune) == 2 and len(rest) == 8
 
 
 def test_protocol_views_on_a_dataset_with_its_own_split(tmp_path):

@@ -58,14 +58,20 @@ def tuning_indices(
     for index, name in enumerate(names):
         recordings.setdefault(sequence_of(name), []).append(index)
     tune: list[int] = []
+    loose: list[int] = []  # recordings too short for a stretch of their own: photos named without frame numbers
     for key in sorted(recordings):
         frames = sorted(recordings[key], key=lambda i: _frame_order(names[i]))
-        block = min(len(frames), round(len(frames) * fraction))
+        block = round(len(frames) * fraction)
+        if block == 0:
+            loose += frames
+            continue
         start = int(torch.randint(len(frames) - block + 1, (1,), generator=generator))
         tune += frames[start : start + block]
-    if not tune:  # recordings too short for a block each: the first frames of a seeded recording
+    picked = torch.randperm(len(loose), generator=generator)[: round(len(loose) * fraction)].tolist()
+    tune += [loose[i] for i in picked]
+    if not tune:  # at least one image to score
         tune = [int(torch.randint(count, (1,), generator=generator))]
-    if len(tune) == count:
+    if len(tune) == count:  # at least one image to train on
         tune = tune[1:]
     held = set(tune)
     return [i for i in range(count) if i not in held], sorted(tune)
