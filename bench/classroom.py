@@ -34,7 +34,7 @@ def time_preset(preset: str) -> dict:
     if output.returncode != 0:
         raise SystemExit(output.stderr[-3000:])
     sys.path.insert(0, str(ROOT))
-    from segcore.runs import list_runs
+    from segcore.runs.run import list_runs
 
     rows = []
     for run in list_runs(runs):

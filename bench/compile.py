@@ -36,8 +36,8 @@ def sync(device: torch.device) -> None:
 
 def measure(strategy: str, mode: str, compiled: bool, args) -> dict:
     from segcore import TrainConfig
-    from segcore.strategies import prepare
-    from segcore.training import autocast_for
+    from segcore.training.preparation import prepare
+    from segcore.training.loop import autocast_for
 
     device = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
     torch.set_num_threads(args.threads)

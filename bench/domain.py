@@ -18,7 +18,7 @@ os.environ["SEGCORE_CACHE"] = tempfile.mkdtemp(prefix="domain-cache-")  # cold: 
 import torch  # noqa: E402
 from common import machine, print_table, write_results  # noqa: E402
 
-from segcore.domain import REFERENCES, dataset_value, load_reference, pretrained_encoder  # noqa: E402
+from segcore.teaching.domain import REFERENCES, dataset_value, load_reference, pretrained_encoder  # noqa: E402
 
 SETTINGS = (("tf_efficientnet_lite0", 160), ("tf_efficientnet_lite1", 160), ("tf_efficientnet_lite0", 128))
 

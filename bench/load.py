@@ -41,7 +41,7 @@ def main() -> None:
     runs = tempfile.mkdtemp(prefix="load-runs-")
     os.environ["SEGCORE_RUNS"] = runs
     from segcore import TrainConfig
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     idle = {page: render_times(page, args.renders) for page in PAGES}
     queue = JobQueue(runs, max_running=args.max_running)

@@ -26,7 +26,7 @@ from segcore.data.dataset import MaskScan, SegmentationData
 from segcore.data.files import read_mask
 from segcore.data.layouts import Pair
 from segcore.data.masks import MaskEncoding
-from segcore.errors import DatasetError
+from segcore.base.errors import DatasetError
 
 MEMBRANE = ROOT.parent / "shared" / "data" / "membrane"
 

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from common import CAMVID, machine, peer_model, print_table, write_results
-from segcore.strategies import STRATEGIES
+from segcore.settings.strategies import STRATEGIES
 
 from segcore import TrainConfig, load_dataset, train
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
-from segcore.metrics import ConfusionMatrix
-from segcore.training import warmup_cosine
+from segcore.models.metrics import ConfusionMatrix
+from segcore.training.loop import warmup_cosine
 
 
 def train_peer(data, args, name: str, train_size=None) -> dict:

@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from common import CAMVID, ROOT, machine, peer_model
 
 from segcore import TrainConfig, load_dataset
-from segcore.config import PRESETS
+from segcore.settings.config import PRESETS
 from segcore.data.dataset import ImageSet
-from segcore.data.derived import BINARY_TASKS, binary_view, protocol_view
+from segcore.data.eval_splits import BINARY_TASKS, binary_view, protocol_view
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
-from segcore.evaluate import native_confusion
-from segcore.metrics import ConfusionMatrix
-from segcore.spread import mean_sd
-from segcore.training import warmup_cosine
+from segcore.training.evaluate import native_confusion
+from segcore.models.metrics import ConfusionMatrix
+from segcore.compare.spread import mean_sd
+from segcore.training.loop import warmup_cosine
 
 MEMBRANE = ROOT.parent / "shared" / "data" / "membrane"
 PEER_OF = {"parameter": "smp-full", "feature": "smp-frozen", "scratch": "smp-scratch"}  # same strategy, smp's net
@@ -158,8 +158,8 @@ def source_run(spec: dict, runs: Path) -> str:
 
 
 def run_ours(spec: dict, data, runs: Path) -> dict:
-    from segcore.runs import RunWriter
-    from segcore.training import Trainer, configure_process
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer, configure_process
 
     settings = dict(spec["settings"])
     if "decoder_channels" in settings:
@@ -186,7 +186,7 @@ def run_ours(spec: dict, data, runs: Path) -> dict:
     config.validate()
     writer = RunWriter(Path(tempfile.mkdtemp(prefix="run-", dir=runs)))
     try:
-        from segcore.device import pick_device
+        from segcore.models.device import pick_device
 
         configure_process(config, pick_device(config.device))
         trainer = Trainer.build(config, data, writer)
@@ -224,7 +224,7 @@ def run_ours(spec: dict, data, runs: Path) -> dict:
 def run_peer(spec: dict, data) -> dict:
     """smp's U-Net with our optimiser, schedule, flips, data and step budget; its reference loss (plain CE)
     and lr (1e-3); bf16 autocast and channels_last on the GPU like ours."""
-    from segcore.device import pick_device
+    from segcore.models.device import pick_device
 
     device = pick_device(spec["device"])
     torch.set_num_threads(spec["threads"] or os.cpu_count())

@@ -80,7 +80,7 @@ def count(fn) -> int:
 
 def our_model(strategy: str, classes: int, size, device):
     from segcore import TrainConfig
-    from segcore.strategies import prepare
+    from segcore.training.preparation import prepare
 
     config = TrainConfig(data="flops", strategy=strategy, height=size[0], width=size[1])
     return prepare(config, classes).model.to(device)
@@ -206,8 +206,8 @@ def profile_step(args, device, strategy: str) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from segcore import TrainConfig, load_dataset
-    from segcore.runs import RunWriter
-    from segcore.training import Trainer
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
 
     data = load_dataset(args.data, ignore_index=11)
     config = TrainConfig(

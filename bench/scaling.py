@@ -111,7 +111,7 @@ def stop_ray_head(leader_pid: int) -> None:
 def runs_per_hour(backend: str, slots: int, count: int, folder: Path) -> dict:
     """Queue `count` tiny runs at once; time from the first submit until all are done (worker start-up included)."""
     from segcore import TrainConfig
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     os.environ["SEGCORE_BACKEND"] = backend
     queue = JobQueue(folder / "runs", max_running=slots)  # the Ray runs-folder probe happens here, before the clock

@@ -58,9 +58,9 @@ def measure_ours(strategy: str, args) -> dict:
     import tempfile
 
     from segcore import TrainConfig, load_dataset
-    from segcore.runs import RunWriter
-    from segcore.strategies import STRATEGIES
-    from segcore.training import Trainer, configure_process
+    from segcore.runs.writer import RunWriter
+    from segcore.settings.strategies import STRATEGIES
+    from segcore.training.loop import Trainer, configure_process
 
     runs = tempfile.mkdtemp()
     source = source_checkpoint(runs, args) if STRATEGIES[strategy.removesuffix("-warm")].needs_source_run else None
@@ -79,7 +79,7 @@ def measure_ours(strategy: str, args) -> dict:
         train_size=args.train_images,
     )
     writer = RunWriter(__import__("pathlib").Path(runs) / strategy)
-    from segcore.device import pick_device
+    from segcore.models.device import pick_device
 
     configure_process(config, pick_device(config.device))
     trainer = Trainer.build(config.validate(), data, writer)

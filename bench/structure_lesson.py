@@ -31,9 +31,9 @@ from dataclasses import replace
 from common import RESULTS, machine, print_table, write_results
 
 from segcore import TrainConfig, train
-from segcore.config import PRESETS
-from segcore.lessons import BUILTIN_LESSONS
-from segcore.planning import SOURCE_PLACEHOLDER
+from segcore.settings.config import PRESETS
+from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
+from segcore.jobs.planning import SOURCE_PLACEHOLDER
 
 LESSONS = ("when-structure", "why-transfer")
 

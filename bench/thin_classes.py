@@ -17,9 +17,9 @@ from common import CAMVID, print_table, write_results
 from PIL import Image
 
 from segcore import load_dataset
-from segcore.data.derived import protocol_view
+from segcore.data.eval_splits import protocol_view
 from segcore.data.files import read_mask_raw
-from segcore.metrics import ConfusionMatrix
+from segcore.models.metrics import ConfusionMatrix
 
 SIZES = [(96, 128), (144, 192), (192, 256), (288, 384)]
 

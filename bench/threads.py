@@ -28,8 +28,8 @@ def measure(strategy: str, intra: int, inter: int, args) -> dict:
 
     torch.set_num_interop_threads(inter)
     from segcore import TrainConfig, load_dataset
-    from segcore.runs import RunWriter
-    from segcore.training import LiveBatches, Trainer, configure_process
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import LiveBatches, Trainer, configure_process
 
     data = load_dataset(args.data, ignore_index=11)
     config = TrainConfig(

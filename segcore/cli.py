@@ -9,9 +9,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .config import TrainConfig, cli_option, describe
-from .errors import SegcoreError
-from .paths import default_runs_dir
+from .base.errors import SegcoreError
+from .base.paths import default_runs_dir
+from .settings.config import TrainConfig, cli_option, describe
 
 DEFAULTS = TrainConfig()
 
@@ -60,10 +60,10 @@ def _runs_dir(args) -> Path:
 
 def resolve_run(reference: str, runs_dir: Path):
     """A run by id inside the runs folder, or by the path of its folder."""
-    from .runs import Run
+    from .runs.run import Run, is_run_folder
 
     path = Path(reference)
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir() and is_run_folder(path):
         return Run.from_path(path)
     return Run.open(runs_dir, reference)
 
@@ -134,7 +134,7 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: bool = True) -
         help="training image size: 160 (square) or HEIGHTxWIDTH, e.g. 192x256 (multiples of 32)",
     )
     if defaults:
-        from .config import PRESETS
+        from .settings.config import PRESETS
 
         parser.add_argument(
             "--preset",
@@ -153,7 +153,7 @@ def given_settings(argv: list[str]) -> set[str]:
 
 
 def config_from_args(args) -> TrainConfig:
-    from .config import PRESETS
+    from .settings.config import PRESETS
 
     values = {
         spec.name: getattr(args, spec.name)
@@ -171,8 +171,8 @@ def config_from_args(args) -> TrainConfig:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .distributed import Distributed, check_devices, needs_relaunch, run_under_torchrun
-    from .training import train
+    from .training.distributed import Distributed, check_devices, needs_relaunch, run_under_torchrun
+    from .training.lifecycle import train
 
     config = config_from_args(args)
     if config.source_run:
@@ -214,7 +214,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .training import train
+    from .training.lifecycle import train
 
     run = resolve_run(args.run, _runs_dir(args))
     if run.state in ("running", "queued"):
@@ -227,9 +227,9 @@ def cmd_resume(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate_run
-    from .predict import Predictor
-    from .run_data import RUN_OWN, load_run_dataset
+    from .runs.run_data import RUN_OWN, load_run_dataset
+    from .training.evaluate import evaluate_run
+    from .training.predict import Predictor
 
     run = resolve_run(args.run, _runs_dir(args))
     data = load_run_dataset(
@@ -268,8 +268,9 @@ def output_names(inputs: list[str]) -> list[str]:
 def cmd_predict(args) -> int:
     from PIL import Image
 
+    from .base.drawing import colorize
     from .data.files import read_image
-    from .predict import Predictor, colorize
+    from .training.predict import Predictor
 
     predictor = Predictor(resolve_run(args.run, _runs_dir(args)), device=args.device)
     out = Path(args.out)
@@ -285,8 +286,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .comparison_image import save_comparison
-    from .run_data import load_run_dataset
+    from .compare.sheet import save_comparison
+    from .runs.run_data import load_run_dataset
 
     runs = [resolve_run(r, _runs_dir(args)) for r in args.runs]
     data = load_run_dataset(runs[0], args.split, source=args.data)
@@ -298,7 +299,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_run
+    from .training.export import export_run
 
     result = export_run(resolve_run(args.run, _runs_dir(args)), args.out, onnx=not args.no_onnx)
     for key, value in result.items():
@@ -325,10 +326,11 @@ def _lesson_data_reference(source: str) -> str:
 
 
 def cmd_lesson_create(args) -> int:
-    from .config import PRESETS
     from .data.dataset import resolve_source
-    from .lessons import Lesson, save_lesson
-    from .planning import comparison_order
+    from .jobs.planning import comparison_order
+    from .settings.config import PRESETS
+    from .teaching.lesson import Lesson
+    from .teaching.lesson_files import save_lesson
 
     try:
         instructions = Path(args.instructions).read_text(encoding="utf-8") if args.instructions else ""
@@ -360,7 +362,7 @@ def cmd_lesson_create(args) -> int:
 
 
 def cmd_lesson_show(args) -> int:
-    from .lessons import resolve_lesson
+    from .teaching.lesson_files import resolve_lesson
 
     lesson = resolve_lesson(args.lesson)
     plan = lesson.plan("lesson")
@@ -384,8 +386,8 @@ def cmd_lesson_show(args) -> int:
 def cmd_lesson_run(args) -> int:
     from dataclasses import replace
 
-    from .jobs import JobQueue, wait_for
-    from .lessons import queue_lesson, resolve_lesson
+    from .jobs.queue import JobQueue, wait_for
+    from .teaching.lesson_files import queue_lesson, resolve_lesson
 
     lesson = resolve_lesson(args.lesson)
     if args.set:  # this run's overrides (e.g. max_steps=3 for a smoke test), not the lesson's own settings
@@ -407,8 +409,9 @@ def cmd_lesson_run(args) -> int:
 
 
 def cmd_lesson_list(args) -> int:
-    from .lessons import BUILTIN_LESSONS, list_lessons
-    from .paths import default_lessons_dir
+    from .base.paths import default_lessons_dir
+    from .teaching.builtin_lessons import BUILTIN_LESSONS
+    from .teaching.lesson_files import list_lessons
 
     for key, lesson in BUILTIN_LESSONS.items():
         print(f"builtin:{key:<18} {lesson.title}")
@@ -419,8 +422,8 @@ def cmd_lesson_list(args) -> int:
 
 
 def add_lesson_parsers(sub) -> None:
-    from .config import PRESETS
-    from .strategies import STRATEGIES
+    from .settings.config import PRESETS
+    from .settings.strategies import STRATEGIES
 
     lessons = sub.add_parser("lesson", help="lessons a teacher hands out: create, show, run, list").add_subparsers(
         dest="lesson_command", required=True

@@ -1,7 +1,7 @@
 """The advice changes the way its rules say when one input changes (segcore/advice.py); fast, no training."""
 
-from segcore.advice import FEW_IMAGES, PLENTY_IMAGES, advise, estimated_seconds
-from segcore.domain import MICROSCOPY, STREET, DomainDistance
+from segcore.teaching.advice import FEW_IMAGES, PLENTY_IMAGES, advise, estimated_seconds
+from segcore.teaching.domain import MICROSCOPY, STREET, DomainDistance
 
 REFERENCES = {STREET: 0.33, MICROSCOPY: 0.72}
 NEAR = DomainDistance(0.30, REFERENCES, "tf_efficientnet_lite0")

@@ -19,8 +19,8 @@ def runs_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SEGCORE_RUNS", str(path))
     yield path
     # a page's Train button starts real workers: none may outlive its test and slow the rest of the suite
-    from segcore.jobs import JobQueue
-    from segcore.runs import list_runs
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.run import list_runs
 
     queue = JobQueue(path)
     for run in list_runs(path):
@@ -94,11 +94,11 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
     assert any("(80%)" in c.value for c in app.caption)
     app.button[0].click().run()
     assert not app.exception
-    from segcore.runs import list_runs
+    from segcore.runs.run import list_runs
 
     (queued,) = list_runs(runs_dir)
     assert queued.config["strategy"] == "partial"
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     JobQueue(runs_dir).cancel(queued.run_id)  # the point was that it queues; do not train it for minutes
 
@@ -115,8 +115,8 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     _button(app, "▶ Train").click().run()
     assert any("Queued" in s.value for s in app.success), [e.value for e in app.error]
     # the run trains in its own process; the Training page follows it from disk
-    from segcore.jobs import wait_for
-    from segcore.runs import list_runs
+    from segcore.jobs.queue import wait_for
+    from segcore.runs.run import list_runs
 
     (run,) = list_runs(runs_dir)
     assert run.config["strategy"] == "feature" and run.config["height"] == 64
@@ -165,7 +165,7 @@ def test_the_chosen_dataset_is_kept_in_the_workspace_across_sessions(runs_dir, t
 
 def test_the_teacher_page_needs_the_pin_then_shows_and_stops_any_students_run(runs_dir, monkeypatch, train_dataset):
     from segcore import TrainConfig
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     monkeypatch.setenv("SEGCORE_TEACHER_PIN", "2468")
     queue = JobQueue(runs_dir, max_running=0)  # nothing starts: the runs wait in the queue
@@ -280,8 +280,8 @@ def test_a_seeded_sweep_draws_each_point_with_its_spread_and_says_its_step_budge
     import json
 
     from segcore import TrainConfig, load_dataset, train
-    from segcore.jobs import JobQueue
-    from segcore.planning import queue_all_strategies, sweep_step_budget
+    from segcore.jobs.planning import queue_all_strategies, sweep_step_budget
+    from segcore.jobs.queue import JobQueue
 
     base = TrainConfig(
         data=str(train_dataset), strategy="feature", epochs=1, batch_size=4, height=64, width=64, augment="none"

@@ -233,8 +233,8 @@ def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", 
     """Train a tiny run in this process in a staging folder, then move it finished into the server's runs
     folder (the server's scheduler would start a queued run itself)."""
     from segcore import TrainConfig, train
-    from segcore.jobs import JobQueue
-    from segcore.runs import Run
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.run import Run
 
     staging = Path(tempfile.mkdtemp(dir=runs.parent, prefix="staging-"))  # its own: ids are picked per folder
     # an id of its own (not a prefix of another's), whatever second it is made in
@@ -251,8 +251,8 @@ def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", 
 
 
 def cancel_active(runs: Path, owners):
-    from segcore.jobs import JobQueue
-    from segcore.runs import list_runs
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.run import list_runs
 
     queue = JobQueue(runs)
     for run in list_runs(runs):
@@ -450,8 +450,8 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path
         click_button(page, "▶ Train")
         settle(page)
         page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
-        from segcore.classroom import WorkspaceRecord
-        from segcore.runs import list_runs
+        from segcore.jobs.workspace import WorkspaceRecord
+        from segcore.runs.run import list_runs
 
         try:
             (run,) = [r for r in list_runs(runs) if r.owner == "Zoe"]
@@ -562,7 +562,7 @@ def test_two_students_see_only_their_own_runs_and_train_side_by_side(server, bro
         for page in (alice, bob):
             settle(page)
             page.locator("[data-testid='stAlert']").filter(has_text="Queued").wait_for()
-        from segcore.runs import list_runs
+        from segcore.runs.run import list_runs
 
         clicked = {
             r.owner: r for r in list_runs(runs) if r.owner in ("Alice", "Bob") and r.state in ("queued", "running")
@@ -640,7 +640,7 @@ def pick_select(page, label, option_text):
 
 def test_teacher_page_needs_the_pin_lists_everyone_and_cancels_a_run(server, browser, tmp_path_factory):
     from segcore import TrainConfig
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     url, runs = server
     data = dataset(tmp_path_factory, "stones", seed=9)
@@ -720,7 +720,7 @@ def test_a_bundle_and_a_report_taken_home(server, browser, toms_runs, tmp_path):
     page.context.close()
 
     # at home: an empty runs folder, the bundle imported, the same numbers on Compare
-    from segcore.bundle import import_comparison
+    from segcore.compare.bundle import import_comparison
 
     home = tmp_path / "home-runs"
     home.mkdir()

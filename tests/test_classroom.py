@@ -7,17 +7,12 @@ import json
 import pytest
 
 from segcore import TrainConfig
-from segcore.classroom import (
-    ClassroomSettings,
-    WorkspaceError,
-    best_per_student,
-    leaderboard,
-    pin_matches,
-    workspace_id,
-)
-from segcore.errors import RunError
-from segcore.jobs import JobQueue
-from segcore.runs import atomic_write_json, list_runs
+from segcore.base.atomic import atomic_write_json
+from segcore.base.errors import RunError
+from segcore.compare.leaderboard import best_per_student, leaderboard
+from segcore.jobs.classroom import ClassroomSettings, WorkspaceError, pin_matches, workspace_id
+from segcore.jobs.queue import JobQueue
+from segcore.runs.run import list_runs
 
 
 def config(data, **kw):
@@ -64,7 +59,7 @@ def test_the_per_student_waiting_limit_is_the_teachers_and_per_student(tmp_path,
     queue.submit(config(train_dataset, seed=9), owner="Bob", start=False)  # a classmate is not held back
     assert ClassroomSettings.load(runs).max_waiting_per_student == 2
     # a plan that does not fit (a sweep with seeds) is refused whole: none of its runs is queued
-    from segcore.planning import queue_all_strategies
+    from segcore.jobs.planning import queue_all_strategies
 
     before = len(list_runs(runs))
     with pytest.raises(RunError, match="Carol already has 0 run\\(s\\) waiting.*this plan is 6 runs"):
@@ -88,7 +83,7 @@ def test_the_teacher_pin_is_checked_in_constant_time_and_from_the_environment(mo
 
 
 def test_leaderboard_and_class_comparison_take_each_students_best(tmp_path):
-    from segcore.runs import Run
+    from segcore.runs.run import Run
 
     def finished(name, owner, strategy, miou):
         folder = tmp_path / name
@@ -121,8 +116,8 @@ def test_leaderboard_and_class_comparison_take_each_students_best(tmp_path):
 
 
 def test_delete_my_work_removes_only_my_finished_runs(tmp_path, train_dataset):
-    from segcore.classroom import WorkspaceRecord, delete_workspace
-    from segcore.runs import list_runs
+    from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
+    from segcore.runs.run import list_runs
 
     runs = tmp_path / "runs"
     queue = JobQueue(runs, max_running=1)

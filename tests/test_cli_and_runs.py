@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from segcore import Predictor, Run
-from segcore.runs import atomic_write_json
+from segcore.base.atomic import atomic_write_json
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI in its own process or trains through it
 

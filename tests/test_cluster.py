@@ -18,8 +18,9 @@ import psutil
 import pytest
 
 from segcore import RunError, TrainConfig
-from segcore.jobs import JobQueue, wait_for
-from segcore.runs import Run, judge_running
+from segcore.jobs.queue import JobQueue, wait_for
+from segcore.runs.liveness import judge_running
+from segcore.runs.run import Run
 
 from .conftest import wait_until
 
@@ -148,7 +149,7 @@ def test_ray_backend_trains_a_run_to_done_and_cancel_stops_its_job(ray_queue, ra
     assert [s["step"] for s in steps] == [1, 2, 3] and len(epochs) == 1 and "miou" in epochs[0]
     # the worker records "done" before its process exits: Ray's verdict follows a moment later
     assert wait_until(lambda: ray_job_status(ray_address, "short-attempt1") == "SUCCEEDED", 60)
-    assert "segcore.worker" in ray_queue.job_log(done, 200)  # the Training page's log box reads Ray's job log
+    assert "segcore.jobs.worker" in ray_queue.job_log(done, 200)  # the Training page's log box reads Ray's job log
 
 
 def test_a_ray_job_whose_process_is_killed_reads_failed_with_rays_reason_and_resumes_once(
@@ -172,7 +173,7 @@ def test_a_ray_job_whose_process_is_killed_reads_failed_with_rays_reason_and_res
 
 
 def test_a_runs_folder_a_ray_node_cannot_see_is_refused_at_start_up(ray_address, tmp_path, monkeypatch):
-    from segcore import launchers
+    from segcore.jobs import launchers
 
     monkeypatch.setenv("SEGCORE_BACKEND", f"ray:{ray_address}")
     monkeypatch.setattr(launchers, "PROBE_TIMEOUT_S", 3.0)

@@ -9,9 +9,9 @@ from dataclasses import fields
 import pytest
 
 from segcore import TrainConfig
+from segcore.base.errors import ConfigError
 from segcore.cli import build_parser, main
-from segcore.config import cli_option, describe
-from segcore.errors import ConfigError
+from segcore.settings.config import cli_option, describe
 
 INVALID = [
     ("lr", ["--lr", "nan"], {"lr": math.nan}, "must be a finite number"),
@@ -47,7 +47,7 @@ def test_every_invalid_setting_is_refused_by_name(setting, argv, values, allowed
 
 
 def test_the_queue_refuses_invalid_settings_before_queueing(tmp_path):
-    from segcore.jobs import JobQueue
+    from segcore.jobs.queue import JobQueue
 
     with pytest.raises(ConfigError, match="setting lr"):
         JobQueue(tmp_path / "runs").submit(TrainConfig(lr=math.nan), start=False)
@@ -84,7 +84,7 @@ def test_model_page_inputs_carry_the_declared_ranges(tmp_path, monkeypatch):
 
 def test_a_preset_fills_in_what_the_command_line_does_not_say():
     from segcore.cli import config_from_args
-    from segcore.config import PRESETS
+    from segcore.settings.config import PRESETS
 
     def config(*argv):
         args = build_parser().parse_args(["train", *argv])
@@ -107,9 +107,9 @@ def test_a_preset_fills_in_what_the_command_line_does_not_say():
 
 def test_every_preset_sets_the_model_page_and_reaches_the_queued_run(tmp_path, monkeypatch):
     """Switching presets sets each widget a preset touches (to the preset's value or back to the default)."""
-    from segcore.config import PRESETS
-    from segcore.jobs import JobQueue
-    from segcore.runs import list_runs
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.run import list_runs
+    from segcore.settings.config import PRESETS
     from tests.test_app import open_page
 
     monkeypatch.setenv("SEGCORE_RUNS", str(tmp_path / "runs"))
@@ -137,8 +137,8 @@ def test_export_refuses_a_model_with_non_finite_weights(tmp_path, train_dataset)
     from safetensors.torch import load_file, save_file
 
     from segcore import train
-    from segcore.errors import RunError
-    from segcore.export import export_run
+    from segcore.base.errors import RunError
+    from segcore.training.export import export_run
 
     run = train(
         TrainConfig(data=str(train_dataset), epochs=1, min_steps=0, max_steps=1, height=64, width=64), tmp_path / "runs"

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from segcore import DatasetError, dataset_report, load_dataset
-from segcore.atomic_dir import build_folder_once
-from segcore.data import archives
+from segcore.base import safezip
+from segcore.base.atomic import build_folder_once
 from segcore.data.preview import augmentation_preview, sample_overlays
-from segcore.uploads import save_uploads
+from segcore.data.uploads import save_uploads
 
 from .conftest import write_images_masks
 
@@ -440,7 +440,7 @@ def test_a_full_disk_while_unzipping_is_said_and_nothing_is_left(tmp_path, cache
         def __exit__(self, *exc):
             self.handle.close()
 
-    monkeypatch.setattr(archives, "open", lambda path, mode="r": FullDisk(real_open(path, mode)), raising=False)
+    monkeypatch.setattr(safezip, "open", lambda path, mode="r": FullDisk(real_open(path, mode)), raising=False)
     with pytest.raises(
         DatasetError, match=r"upload\.zip → ds/.*img_002\.png: the server's disk is full.*nothing was kept"
     ):
@@ -480,14 +480,15 @@ def test_a_full_disk_while_saving_an_upload_is_said_and_nothing_is_left(cache, m
 
 def test_data_and_drawing_modules_import_nothing_from_the_model_side():
     network = {"predict", "checkpoints", "models", "training", "strategies", "features", "export"}
-    for path in [*sorted((ROOT / "segcore" / "data").glob("*.py")), ROOT / "segcore" / "drawing.py"]:
+    for path in [*sorted((ROOT / "segcore" / "data").glob("*.py")), ROOT / "segcore" / "base" / "drawing.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 module = (node.module or "").split(".")
                 assert not network & set(module), f"{path.name} imports {node.module}"
             elif isinstance(node, ast.Import):
                 assert not any("segcore.predict" in alias.name for alias in node.names), path.name
-    from segcore import drawing, predict
+    from segcore.base import drawing
+    from segcore.training import predict
 
     assert (predict.overlay, predict.colorize, predict.unpainted_classes) == (
         drawing.overlay,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from segcore import load_dataset
-from segcore.domain import (
+from segcore.teaching.domain import (
     MICROSCOPY,
     SHAPES,
     STREET,

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from segcore import Run, RunError, TrainConfig, TrainingFailed, train
-from segcore import resume as resume_points
-from segcore.jobs import JobQueue, wait_for
-from segcore.resume import RunBusy
+from segcore.jobs.queue import JobQueue, wait_for
+from segcore.runs import resume as resume_points
+from segcore.runs.resume import RunBusy
 
 from .conftest import wait_until
 
@@ -115,7 +115,7 @@ def test_training_survives_the_server_that_started_it(tmp_path, train_dataset):
 
 
 def test_out_of_memory_fails_the_run_with_advice(tmp_path, train_dataset, monkeypatch):
-    from segcore import training
+    from segcore.training import loop as training
 
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -194,7 +194,7 @@ def test_thirty_students_queue_at_once_and_each_run_trains_exactly_once_in_order
 
 
 def test_a_full_queue_refuses_with_a_reason(tmp_path, train_dataset, monkeypatch):
-    monkeypatch.setattr("segcore.jobs.MAX_QUEUED", 3)
+    monkeypatch.setattr("segcore.jobs.queue.MAX_QUEUED", 3)
     queue = JobQueue(tmp_path / "runs", max_running=1)
     for seed in range(3):
         queue.submit(TrainConfig(data=str(train_dataset), seed=seed), start=False)
@@ -271,7 +271,7 @@ def test_a_resume_point_with_a_missing_or_mismatched_piece_is_not_used(
     run_path = tmp_path / "damaged"
     damage(run_path, json.loads((run_path / "resume.json").read_text()))
     assert resume_points.read_resume_point(run_path)[0] is None
-    with caplog.at_level(logging.WARNING, logger="segcore.resume"):
+    with caplog.at_level(logging.WARNING, logger="segcore.runs.resume"):
         resumed = train(settings, tmp_path, run_id="damaged", resume=True)
     assert message in caplog.text and "resume point not used" in caplog.text
     assert f"{message}" in resumed.log_tail(40) and "starting from the beginning" in resumed.log_tail(40)

@@ -11,12 +11,12 @@ import torch
 from segcore import Predictor, Run, TrainConfig, load_dataset, train
 from segcore.data.dataset import ImageSet
 from segcore.data.transforms import Normalizer
-from segcore.device import inference_dtype
-from segcore.evaluate import evaluate_run
-from segcore.features import FeatureCache, evict, features_dir
 from segcore.models import build
-from segcore.runs import RunWriter
-from segcore.training import Trainer
+from segcore.models.device import inference_dtype
+from segcore.runs.writer import RunWriter
+from segcore.training.evaluate import evaluate_run
+from segcore.training.feature_cache import FeatureCache, evict, features_dir
+from segcore.training.loop import Trainer
 
 SMALL = dict(strategy="feature", epochs=1, min_steps=0, height=64, width=64, batch_size=4, augment="flip")
 
@@ -185,8 +185,8 @@ def test_a_zero_limit_turns_the_disk_cache_off(train_dataset, tmp_path, monkeypa
 
 def test_the_cache_builds_in_bf16_only_on_a_cpu_that_has_it_natively(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr("segcore.device.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("segcore.models.device.cpu_has_native_bf16", lambda: False)
     assert inference_dtype(cpu) is None  # emulated bf16 would be slower than fp32
-    monkeypatch.setattr("segcore.device.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("segcore.models.device.cpu_has_native_bf16", lambda: True)
     assert inference_dtype(cpu) == torch.bfloat16
     assert inference_dtype(torch.device("mps")) is None

@@ -13,8 +13,8 @@ from PIL import Image
 
 from segcore import DatasetError, RunError, dataset_report, load_dataset
 from segcore.data.masks import IGNORE
-from segcore.runs import Run, check_run_id
-from segcore.uploads import save_uploads
+from segcore.data.uploads import save_uploads
+from segcore.runs.run import Run, check_run_id
 
 from .conftest import synthetic_pair, write_images_masks
 

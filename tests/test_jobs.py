@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from segcore import RunError, TrainConfig
-from segcore.jobs import JobQueue, wait_for
-from segcore.planning import queue_all_strategies
+from segcore.jobs.planning import queue_all_strategies
+from segcore.jobs.queue import JobQueue, wait_for
 
 from .conftest import wait_until
 
@@ -88,7 +88,7 @@ def test_a_killed_worker_is_marked_failed_with_its_reason(tmp_path, train_datase
 def test_train_all_strategies_runs_the_source_task_before_structure_transfer(
     tmp_path, train_dataset, source_dataset, monkeypatch
 ):
-    monkeypatch.setattr("segcore.planning.SOURCE_TASK", str(source_dataset))
+    monkeypatch.setattr("segcore.jobs.planning.SOURCE_TASK", str(source_dataset))
     queue = JobQueue(tmp_path / "runs", max_running=1)
     runs = queue_all_strategies(queue, config(train_dataset, max_steps=2), group="lesson")
     # the cheapest run first, so a class sees a result early; the source run just before structure transfer
@@ -209,7 +209,7 @@ def test_a_relative_runs_folder_from_another_directory_trains_to_done(tmp_path, 
 
 
 def test_a_worker_that_cannot_open_its_run_records_the_real_reason(tmp_path):
-    from segcore import worker
+    from segcore.jobs import worker
 
     folder = tmp_path / "runs" / "lost-config"
     folder.mkdir(parents=True)

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 
 from segcore import TrainConfig, load_dataset, train
+from segcore.base.errors import ConfigError, LessonError
 from segcore.cli import main
-from segcore.config import PRESETS
-from segcore.errors import ConfigError, LessonError
-from segcore.lessons import BUILTIN_LESSONS, Lesson, list_lessons, open_lesson, save_lesson
-from segcore.planning import SOURCE_PLACEHOLDER, SOURCE_TASK, SWEEP_SIZES
-from segcore.runs import Run
-from segcore.strategies import STRATEGIES
+from segcore.jobs.planning import SOURCE_PLACEHOLDER, SOURCE_TASK, SWEEP_SIZES
+from segcore.runs.run import Run
+from segcore.settings.config import PRESETS
+from segcore.settings.strategies import STRATEGIES
+from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
+from segcore.teaching.lesson import Lesson
+from segcore.teaching.lesson_files import list_lessons, open_lesson, save_lesson
 
 TINY = dict(epochs=1, min_steps=0, max_steps=2, height=64, width=64)
 
@@ -129,7 +131,7 @@ def test_an_embedded_dataset_and_source_run_round_trip(tmp_path, small_dataset, 
     assert [c.strategy for c in plan] == ["feature", "structure"]  # no source run planned: the lesson carries one
     assert plan[1].source_run == opened.source_run and plan[0].data == opened.data_source
 
-    from segcore.strategies import prepare
+    from segcore.training.preparation import prepare
 
     prepared = prepare(opened.to_config(strategy="structure"), num_classes=3)  # structure transfer can load it
     assert "source run source-task" in prepared.origin

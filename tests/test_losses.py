@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from segcore.losses import class_balance_weights, segmentation_loss
+from segcore.models.losses import class_balance_weights, segmentation_loss
 
 
 def test_median_frequency_weights_favour_rare_classes_and_skip_ignored_and_absent_ones():
@@ -42,7 +42,7 @@ def test_sqrt_weighting_is_the_milder_square_root_of_balanced():
 
 def test_an_unknown_class_weighting_is_refused_with_the_choices():
     from segcore import TrainingFailed
-    from segcore.losses import class_weights_for
+    from segcore.models.losses import class_weights_for
 
     masks = torch.zeros(1, 4, dtype=torch.uint8)
     assert class_weights_for("none", masks, 2) is None
@@ -52,7 +52,7 @@ def test_an_unknown_class_weighting_is_refused_with_the_choices():
 
 def test_the_default_weighting_is_plain_cross_entropy_for_two_classes_and_sqrt_for_more():
     from segcore import TrainConfig
-    from segcore.losses import class_weights_for
+    from segcore.models.losses import class_weights_for
 
     assert TrainConfig().class_weights == "auto"
     binary = torch.tensor([[0] * 30 + [1] * 2], dtype=torch.uint8)

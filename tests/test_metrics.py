@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from segcore.metrics import ConfusionMatrix
+from segcore.models.metrics import ConfusionMatrix
 
 
 def test_metrics_match_a_hand_computed_confusion_matrix():

@@ -10,8 +10,8 @@ from torch import nn
 
 from segcore import TrainConfig, load_dataset, train
 from segcore.data.transforms import Normalizer
-from segcore.evaluate import evaluate_run, native_confusion
-from segcore.predict import Predictor
+from segcore.training.evaluate import evaluate_run, native_confusion
+from segcore.training.predict import Predictor
 
 from .conftest import write_images_masks
 

@@ -53,8 +53,8 @@ def test_predict_gives_same_stem_inputs_distinct_outputs(tmp_path, tiny_runs):
 
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_comparison_sheet_text_never_overlaps_with_long_run_names(count, tiny_runs, train_dataset):
-    from segcore.comparison_image import render_comparison
-    from segcore.predict import Predictor
+    from segcore.compare.sheet import render_comparison
+    from segcore.training.predict import Predictor
 
     predictors = [Predictor(run.path, device="cpu") for run in tiny_runs[:count]]
     sheet = render_comparison(predictors, load_dataset(str(train_dataset)), count=2)

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from segcore.config import PRESETS, TrainConfig
-from segcore.estimate import PROCESS_START_S, estimate_seconds
-from segcore.planning import SOURCE_PLACEHOLDER, comparison_order, comparison_plan
-from segcore.runs import Run
-from segcore.strategies import STRATEGIES
+from segcore.jobs.estimate import PROCESS_START_S, estimate_seconds
+from segcore.jobs.planning import SOURCE_PLACEHOLDER, comparison_order, comparison_plan
+from segcore.runs.run import Run
+from segcore.settings.config import PRESETS, TrainConfig
+from segcore.settings.strategies import STRATEGIES
 
 
 def fake_finished_run(folder, strategy: str, seconds: float, images: int = 96, size: int = 160) -> Run:
@@ -60,7 +60,7 @@ def test_a_comparison_runs_the_cheapest_first_and_the_source_just_before_structu
 
 def test_every_point_of_a_sweep_trains_the_steps_of_the_full_run_and_seeds_give_each_point_a_spread():
     from segcore.data.builtin import BUILTINS
-    from segcore.lessons import BUILTIN_LESSONS
+    from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
 
     base = TrainConfig(data="builtin:shapes", seed=4)
     full = BUILTINS["shapes"].train
@@ -90,8 +90,8 @@ def test_every_point_of_a_sweep_trains_the_steps_of_the_full_run_and_seeds_give_
 
 def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tmp_path, train_dataset):
     from segcore import load_dataset, train
-    from segcore.jobs import JobQueue
-    from segcore.progress import run_progress
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.progress import run_progress
 
     config = TrainConfig(
         data=str(train_dataset),
@@ -114,8 +114,8 @@ def test_a_queued_run_shows_the_epochs_and_steps_it_will_train_from_the_start(tm
 
 
 def test_default_names_say_what_a_run_is(tmp_path, train_dataset):
-    from segcore.naming import dataset_name
-    from segcore.runs import new_run_id
+    from segcore.runs.naming import dataset_name
+    from segcore.runs.run import new_run_id
 
     assert dataset_name("builtin:shapes") == "shapes" and dataset_name("/data/camvid/") == "camvid"
     run_id = new_run_id(tmp_path, None, "feature", "builtin:shapes")
@@ -127,8 +127,8 @@ def test_default_names_say_what_a_run_is(tmp_path, train_dataset):
 
 
 def test_names_given_to_runs_and_comparisons_are_kept_and_limited(tmp_path):
-    from segcore.errors import SegcoreError
-    from segcore.naming import Titles
+    from segcore.base.errors import SegcoreError
+    from segcore.runs.naming import Titles
 
     titles = Titles(tmp_path)
     titles.set("runs", "shapes-feature-1125-231102", "  my   first run ")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from segcore import DatasetError, load_dataset
-from segcore.data.derived import binary_view, protocol_view, sequence_of, tuning_indices
+from segcore.data.eval_splits import binary_view, protocol_view, sequence_of, tuning_indices
 
 from .conftest import CAMVID, needs_camvid, write_images_masks
 

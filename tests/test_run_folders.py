@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import save
 
 from segcore import RunError, TrainConfig
-from segcore.errors import DatasetError
-from segcore.jobs import JobQueue
-from segcore.progress import run_progress
-from segcore.run_data import load_run_dataset
-from segcore.runs import Run, list_runs
+from segcore.base.errors import DatasetError
+from segcore.jobs.queue import JobQueue
+from segcore.runs.progress import run_progress
+from segcore.runs.run import Run, list_runs
+from segcore.runs.run_data import load_run_dataset
 
 SEGCORE = Path(__file__).resolve().parents[1] / "segcore"
 POSIX_ONLY = {"fcntl", "resource", "termios", "pwd", "grp"}

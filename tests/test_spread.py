@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from segcore.spread import data_efficiency_with_spread, format_mean_sd, mean_sd
+from segcore.compare.spread import data_efficiency_with_spread, format_mean_sd, mean_sd
 
 
 def test_mean_and_sample_sd_by_hand():
@@ -71,8 +71,8 @@ def test_only_runs_of_the_same_recipe_are_pooled_into_one_point(tmp_path):
     import json
 
     from segcore import TrainConfig
-    from segcore.comparison_stats import same_recipe
-    from segcore.runs import Run
+    from segcore.compare.stats import same_recipe
+    from segcore.runs.run import Run
 
     def run(name, **settings):
         folder = tmp_path / name

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from segcore import RunError, TrainConfig, load_dataset, train
-from segcore.checkpoints import load_checkpoint
-from segcore.strategies import STRATEGIES, prepare
+from segcore.models.checkpoints import load_checkpoint
+from segcore.settings.strategies import STRATEGIES
+from segcore.training.preparation import prepare
 
 SMALL = dict(epochs=2, min_steps=0, height=64, width=64, batch_size=4, lr=3e-3, augment="none", warmup_epochs=0.25)
 
@@ -48,8 +49,8 @@ def _encoder_state(model):
 
 def _one_pass(strategy, train_dataset, **kw):
     """Prepare a model and train it briefly in-process, returning (before, after) state dicts."""
-    from segcore.runs import RunWriter
-    from segcore.training import Trainer
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
 
     data = load_dataset(train_dataset)
     config = TrainConfig(data=str(train_dataset), strategy=strategy, **{**SMALL, "epochs": 1, **kw})
@@ -147,7 +148,7 @@ def test_l2sp_pulls_weights_towards_the_start_more_than_l2(train_dataset):
 
 
 def test_absurd_learning_rate_is_refused_before_a_run_folder_exists(train_dataset, runs):
-    from segcore.errors import ConfigError
+    from segcore.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"lr \(--lr\) = 1000000000000.0: must be between 1e-07 and 10"):
         _train(train_dataset, runs, "scratch", run_name="absurd", lr=1e12, epochs=3)
@@ -156,7 +157,7 @@ def test_absurd_learning_rate_is_refused_before_a_run_folder_exists(train_datase
 
 def test_a_loss_that_becomes_nan_fails_the_run_with_its_reason(train_dataset, runs, monkeypatch):
     from segcore import Run, TrainingFailed
-    from segcore import training as train_module
+    from segcore.training import loop as train_module
 
     monkeypatch.setattr(train_module, "segmentation_loss", lambda logits, *a: logits.sum() * float("nan"))
     with pytest.raises(TrainingFailed, match="loss became"):
@@ -167,7 +168,7 @@ def test_a_loss_that_becomes_nan_fails_the_run_with_its_reason(train_dataset, ru
 
 def test_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(train_dataset, runs, monkeypatch):
     from segcore import Predictor, Run, TrainingFailed
-    from segcore import training as train_module
+    from segcore.training import loop as train_module
 
     real_loss, calls = train_module.segmentation_loss, {"n": 0}
 

@@ -4,15 +4,10 @@ its structure run on the matching source task (not the default one)."""
 import numpy as np
 
 from segcore import TrainConfig
-from segcore.config import PRESETS
 from segcore.data.builtin import BUILTINS, builtin_dataset_dir, render_sample
-from segcore.lessons import BUILTIN_LESSONS
-from segcore.planning import (
-    SOURCE_PLACEHOLDER,
-    SOURCE_TASK,
-    comparison_plan,
-    matching_source_task,
-)
+from segcore.jobs.planning import SOURCE_PLACEHOLDER, SOURCE_TASK, comparison_plan, matching_source_task
+from segcore.settings.config import PRESETS
+from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
 
 
 def test_the_new_pair_renders_identically_from_its_seed_and_labels_related_classes():

@@ -19,10 +19,10 @@ from PIL import Image
 from safetensors.torch import save
 
 from segcore import TrainConfig, load_dataset, train
-from segcore.bundle import BundleError, export_comparison, import_comparison
-from segcore.errors import RunError
-from segcore.predict import Predictor
-from segcore.runs import Run, list_runs
+from segcore.base.errors import RunError
+from segcore.compare.bundle import BundleError, export_comparison, import_comparison
+from segcore.runs.run import Run, list_runs
+from segcore.training.predict import Predictor
 
 from .conftest import write_images_masks
 
@@ -289,7 +289,7 @@ def two_runs(hostile_dataset, tmp_path_factory) -> list[Run]:
 
 @pytest.mark.slow
 def test_imported_runs_show_the_same_numbers_and_predict_the_same_pixels(two_runs, hostile_dataset, tmp_path):
-    from segcore.comparison_stats import summary_row
+    from segcore.compare.stats import summary_row
 
     bundle = export_comparison(two_runs, tmp_path / "take-home.zip", sheet_png=b"\x89PNG")
     imported = import_comparison(bundle, tmp_path / "empty-runs")
@@ -324,7 +324,7 @@ class _Collector(HTMLParser):
 
 @pytest.mark.slow
 def test_the_html_report_is_self_contained_inert_and_complete(two_runs, hostile_dataset, tmp_path):
-    from segcore.report_html import comparison_report
+    from segcore.compare.report_html import comparison_report
 
     data = load_dataset(str(hostile_dataset))
     rows = len(data.pairs("val"))
@@ -357,7 +357,7 @@ def test_the_report_renders_offline_in_chromium(two_runs, hostile_dataset):
     if not Path(chromium).exists():
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from segcore.report_html import comparison_report
+    from segcore.compare.report_html import comparison_report
 
     artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -388,7 +388,7 @@ def test_the_report_renders_offline_in_chromium(two_runs, hostile_dataset):
 
 @pytest.mark.slow
 def test_worst_images_are_sorted_by_that_class_iou_and_match_a_hand_count(two_runs, hostile_dataset):
-    from segcore.worst_images import worst_images_for_class
+    from segcore.compare.worst_images import worst_images_for_class
 
     data = load_dataset(str(hostile_dataset))
     predictors = [Predictor(r, device="cpu") for r in two_runs]
@@ -419,7 +419,7 @@ def test_worst_images_are_sorted_by_that_class_iou_and_match_a_hand_count(two_ru
 
 @pytest.mark.slow
 def test_a_class_absent_from_every_image_gives_no_worst_images(two_runs, hostile_dataset):
-    from segcore.worst_images import worst_images_for_class
+    from segcore.compare.worst_images import worst_images_for_class
 
     # a fourth class no mask holds and no model can predict (their heads have three outputs)
     data = load_dataset(str(hostile_dataset), class_names=["background", HOSTILE_CLASS, "disc", "unicorn"])
@@ -436,7 +436,7 @@ def test_a_class_absent_from_every_image_gives_no_worst_images(two_runs, hostile
 
 @pytest.mark.parametrize("xs, ys", [([1, 12], [1.3, 0.2]), ([0, 45.3], [0.1, 0.7]), ([3, 3], [0.5, 0.5])])
 def test_every_curve_point_is_drawn_inside_the_chart(xs, ys):
-    from segcore.report_html import svg_chart
+    from segcore.compare.report_html import svg_chart
 
     svg = svg_chart("t", "x", "y", [("<A>", "#123456", list(zip(map(float, xs), map(float, ys))))])
     frame = re.search(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', svg)

@@ -7,7 +7,7 @@ from tests.test_app import open_page, runs_dir  # noqa: F401  (the fixture)
 
 
 def test_data_page_measures_the_domain_distance_only_when_asked(runs_dir, monkeypatch):  # noqa: F811
-    from segcore import domain
+    from segcore.teaching import domain
 
     calls = []
     monkeypatch.setattr(domain, "reference_points", lambda *a, **k: calls.append(a) or ({domain.STREET: 0.3}, ()))
@@ -27,7 +27,7 @@ def test_model_page_suggests_a_strategy_and_queues_its_test(runs_dir):  # noqa: 
     assert any("not measured" in m.value for m in app.markdown)
     next(b for b in app.button if b.key == "queue_advice").click().run()
     assert not app.exception, [e.value for e in app.exception]
-    from segcore.runs import list_runs
+    from segcore.runs.run import list_runs
 
     queued = sorted(r.config["strategy"] for r in list_runs(runs_dir))
     assert queued == ["feature", "parameter"]

@@ -12,12 +12,14 @@ from pathlib import Path
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
-from segcore.classroom import WorkspaceError, WorkspaceRecord, delete_workspace, teacher_pin, workspace_id
-from segcore.comparison_stats import dataset_title
-from segcore.config import describe
-from segcore.jobs import JobQueue
-from segcore.naming import Titles
-from segcore.runs import STATES, Run, list_runs
+from segcore.compare.stats import dataset_title
+from segcore.jobs.classroom import WorkspaceError, teacher_pin, workspace_id
+from segcore.jobs.queue import JobQueue
+from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
+from segcore.runs.naming import Titles
+from segcore.runs.records import STATES
+from segcore.runs.run import Run, list_runs
+from segcore.settings.config import describe
 
 STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
 STRATEGY_LABELS = {name: info.label for name, info in STRATEGIES.items()}
@@ -160,7 +162,7 @@ def folder_allowed(path: str) -> bool:
 
 def dataset_display_name(source: str) -> str:
     """An uploaded dataset by the name it had on the student's computer; others by their short name."""
-    from segcore.naming import dataset_name
+    from segcore.runs.naming import dataset_name
 
     return workspace().upload_name(source) or dataset_name(source)
 
@@ -207,7 +209,7 @@ def run_label(run: Run) -> str:
 
 @st.cache_data(ttl=30)
 def device_line() -> str:
-    from segcore.device import describe_device
+    from segcore.models.device import describe_device
 
     return describe_device()
 

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, TrainConfig
-from segcore.domain import DomainDistance
+from segcore.teaching.domain import DomainDistance
 from views._shared import error_text, finished_runs, md, plot_text, queue, session_owner
 
 MEASURED = "domain_distance"  # session key: {(source, backbone): DomainDistance}
@@ -65,7 +65,7 @@ def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
 
 def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
     """Data page: measure (on demand, cached on disk) how far these images are from ImageNet, and show it."""
-    from segcore.domain import domain_distance
+    from segcore.teaching.domain import domain_distance
 
     st.subheader("How far are these images from ImageNet?")
     distance = measured_distance(data, backbone)
@@ -97,7 +97,7 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
 
 def matching_source_runs(data, backbone: str) -> list:
     """Finished runs on the source task that matches this dataset, with this backbone: what structure transfer needs."""
-    from segcore.planning import matching_source_task
+    from segcore.jobs.planning import matching_source_task
 
     wanted = matching_source_task(data.source)
     return [r for r in finished_runs() if r.config.get("data") == wanted and r.config.get("backbone") == backbone]
@@ -105,9 +105,9 @@ def matching_source_runs(data, backbone: str) -> list:
 
 def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_run: str | None) -> None:
     """Model page: the advised strategy, why, and a button that queues the comparison that tests it."""
-    from segcore.advice import advise
-    from segcore.device import pick_device
-    from segcore.planning import queue_all_strategies
+    from segcore.jobs.planning import queue_all_strategies
+    from segcore.models.device import pick_device
+    from segcore.teaching.advice import advise
 
     with st.container(border=True):
         st.markdown("**💡 Suggested strategy**")
@@ -142,8 +142,8 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
 
 def structure_evidence_block() -> None:
     """Learn page: the user's own structure-vs-parameter comparisons, if any."""
-    from segcore.evidence import structure_vs_parameter
-    from segcore.runs import list_runs
+    from segcore.runs.run import list_runs
+    from segcore.teaching.evidence import structure_vs_parameter
     from views._shared import runs_dir
 
     rows = structure_vs_parameter(list_runs(runs_dir()))
@@ -172,7 +172,7 @@ def structure_evidence_block() -> None:
 
 def reference_scale_block(backbone: str = TrainConfig.backbone) -> None:
     """Learn page: the reference datasets on the distance scale, measured on demand."""
-    from segcore.domain import reference_points
+    from segcore.teaching.domain import reference_points
 
     key = ("__references__", backbone)
     if key not in _measured():

@@ -9,9 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import Predictor, SegcoreError
-from segcore.bundle import export_comparison, import_comparison
-from segcore.comparison_image import comparison_tiles, render_comparison
-from segcore.comparison_stats import (
+from segcore.compare.bundle import export_comparison, import_comparison
+from segcore.compare.curves import comparison_curves
+from segcore.compare.report_html import comparison_report
+from segcore.compare.sheet import comparison_tiles, render_comparison
+from segcore.compare.spread import data_efficiency_with_spread
+from segcore.compare.stats import (
     dataset_key,
     dataset_title,
     default_selection,
@@ -22,14 +25,11 @@ from segcore.comparison_stats import (
     step_budget_note,
     summary_row,
 )
-from segcore.curves import comparison_curves
+from segcore.compare.worst_images import worst_images_for_class
 from segcore.data.files import read_image
-from segcore.evaluate import evaluate_run
-from segcore.report_html import comparison_report
-from segcore.run_data import load_run_dataset
-from segcore.runs import Run
-from segcore.spread import data_efficiency_with_spread
-from segcore.worst_images import worst_images_for_class
+from segcore.runs.run import Run
+from segcore.runs.run_data import load_run_dataset
+from segcore.training.evaluate import evaluate_run
 from views._shared import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,

@@ -6,14 +6,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import SegcoreError, dataset_report
+from segcore.base.paths import default_lessons_dir
 from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
 from segcore.data.preview import augmentation_preview, sample_overlays
 from segcore.data.report import RARE_SHARE
 from segcore.data.transforms import AUGMENTATIONS
-from segcore.lessons import BUILTIN_LESSONS, list_lessons, open_lesson
-from segcore.paths import default_lessons_dir
-from segcore.uploads import save_uploads
+from segcore.data.uploads import save_uploads
+from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
+from segcore.teaching.lesson_files import list_lessons, open_lesson
 from views._shared import (
     choose_dataset,
     current_dataset,

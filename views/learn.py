@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from segcore.explain import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
+from segcore.teaching.feature_pictures import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
 from views._shared import current_dataset, finished_runs, run_label
 from views._teaching import reference_scale_block, structure_evidence_block
 

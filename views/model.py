@@ -7,15 +7,10 @@ from pathlib import Path
 import streamlit as st
 
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig, dataset_report
-from segcore.config import PRESETS, describe
+from segcore.base.paths import default_lessons_dir
 from segcore.data.transforms import AUGMENTATIONS
-from segcore.estimate import estimate_plan, estimate_seconds
-from segcore.lessons import Lesson, queue_lesson, save_lesson
-from segcore.losses import CLASS_WEIGHTINGS, resolved_class_weighting
-from segcore.models import SHORTLIST, describe_backbone
-from segcore.naming import default_group_name, slug
-from segcore.paths import default_lessons_dir
-from segcore.planning import (
+from segcore.jobs.estimate import estimate_plan, estimate_seconds
+from segcore.jobs.planning import (
     SWEEP_SIZES,
     comparison_order,
     comparison_plan,
@@ -26,8 +21,14 @@ from segcore.planning import (
     sweep_step_budget,
     training_ignore_index,
 )
-from segcore.runs import Run, list_runs
-from segcore.strategies import trainable_parameters
+from segcore.models import SHORTLIST, describe_backbone
+from segcore.models.losses import CLASS_WEIGHTINGS, resolved_class_weighting
+from segcore.runs.naming import default_group_name, slug
+from segcore.runs.run import Run, list_runs
+from segcore.settings.config import PRESETS, describe
+from segcore.teaching.lesson import Lesson
+from segcore.teaching.lesson_files import queue_lesson, save_lesson
+from segcore.training.preparation import trainable_parameters
 from views._shared import (
     current_dataset,
     duration,

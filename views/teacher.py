@@ -4,10 +4,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import SegcoreError
-from segcore.classroom import ClassroomSettings, best_per_student, leaderboard, pin_matches, student_of
-from segcore.naming import dataset_name
-from segcore.progress import run_progress
-from segcore.runs import list_runs
+from segcore.compare.leaderboard import best_per_student, leaderboard
+from segcore.jobs.classroom import ClassroomSettings, pin_matches, student_of
+from segcore.runs.naming import dataset_name
+from segcore.runs.progress import run_progress
+from segcore.runs.run import list_runs
 from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, error_text, md, plot_text, queue, queue_counts, runs_dir
 
 st.title("🧑‍🏫 Teacher")

@@ -5,10 +5,10 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from segcore import SegcoreError
-from segcore.curves import RunCurves, comparison_curves
-from segcore.device import describe_device, pick_device
-from segcore.progress import run_progress
-from segcore.runs import list_runs
+from segcore.compare.curves import RunCurves, comparison_curves
+from segcore.models.device import describe_device, pick_device
+from segcore.runs.progress import run_progress
+from segcore.runs.run import list_runs
 from views._shared import (
     error_text,
     md,

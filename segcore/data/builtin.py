@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..atomic_dir import build_folder_once
-from ..errors import DatasetError
-from ..paths import cache_dir
+from ..base.atomic import build_folder_once
+from ..base.errors import DatasetError
+from ..base.paths import cache_dir
 
 GENERATOR_VERSION = 2
 

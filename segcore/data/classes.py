@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..base.errors import DatasetError
 from .limits import MAX_INDEX_CLASSES
 
 VOC_CLASSES = [

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..atomic_dir import build_folder_once
-from ..errors import DatasetError
-from ..paths import cache_dir
+from ..base.atomic import build_folder_once
+from ..base.errors import DatasetError
+from ..base.paths import cache_dir
 from .archives import safe_extract_zip
 from .classes import VOC_CLASSES, check_class_count, default_palette, find_class_file
 from .files import check_readable, image_size, mask_array, read_image, read_mask, read_mask_image, read_mask_raw

@@ -10,8 +10,8 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
-from ..errors import DatasetError
-from ..paths import cache_dir
+from ..base.errors import DatasetError
+from ..base.paths import cache_dir
 
 DOWNLOADS = {
     "pet": "Oxford-IIIT Pet (pet vs background, ~800 MB)",

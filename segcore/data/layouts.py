@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..base.errors import DatasetError
 from .files import is_image_file
 
 SPLIT_NAMES = ("train", "val", "test")

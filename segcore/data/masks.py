@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..base.errors import DatasetError
 from .limits import MAX_INDEX_CLASSES
 
 IGNORE = 255  # internal index of pixels that count in neither loss nor metrics; no class can be 255

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import torch
 
-from ..drawing import overlay, unpainted_classes
+from ..base.drawing import overlay, unpainted_classes
 from .dataset import ImageSet, SegmentationData
 from .transforms import augment_batch, make_augmentation
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import timm
 import torch
 
-from ..errors import WeightsError
+from ..base.errors import WeightsError
 
 
 @dataclass(frozen=True)

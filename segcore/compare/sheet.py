@@ -1,0 +1,184 @@
+"""The side-by-side comparison as a picture: image | ground truth | one column per run (PNG sheets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..base.drawing import overlay, unpainted_classes
+from ..data.dataset import SegmentationData
+from ..data.masks import IGNORE
+from ..training.predict import Predictor
+
+
+def _font(size: int = 14):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def error_mask(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Pixels a prediction gets wrong, among the labelled ones (ignored pixels are never errors)."""
+    return (prediction != truth) & (truth != IGNORE)
+
+
+def comparison_rows(predictors: list[Predictor], data: SegmentationData, split: str = "val", count: int = 4):
+    """For the first `count` images of a split: (image, ground-truth map, [prediction maps]) at run size."""
+    size = predictors[0].size
+    images = data.load(split, size)
+    rows = []
+    for index in range(min(count, len(images))):
+        image = Image.fromarray(images.images[index].permute(1, 2, 0).numpy())
+        truth = images.masks[index].numpy()
+        rows.append((image, truth, [p.predict(image) for p in predictors]))
+    return rows
+
+
+def comparison_tiles(
+    predictors: list[Predictor],
+    data: SegmentationData,
+    split: str = "val",
+    count: int = 4,
+    alpha: float = 0.55,
+    show_errors: bool = False,
+) -> list[list[np.ndarray]]:
+    """Each row: the image, its ground truth painted, then each run's prediction painted (errors in red if asked).
+    The Compare page shows these tiles; the PNG sheet pastes them."""
+    unpainted = unpainted_classes(predictors[0].classes)
+    tiles = []
+    for image, truth, predictions in comparison_rows(predictors, data, split, count):
+        row = [np.asarray(image), overlay(image, truth, predictors[0].colours, alpha, unpainted=unpainted)]
+        for predictor, prediction in zip(predictors, predictions):
+            row.append(
+                predictor.overlay(image, alpha, prediction, error_mask(prediction, truth) if show_errors else None)
+            )
+        tiles.append(row)
+    return tiles
+
+
+def run_mious(predictors: list[Predictor], data: SegmentationData, split: str = "val") -> list[float]:
+    from ..training.evaluate import evaluate_run
+
+    return [evaluate_run(p, data, split)["miou"] for p in predictors]
+
+
+def wrap_to_width(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_lines: int = 3) -> list[str]:
+    """Break text into lines no wider than `width` pixels (measured, not guessed); the last line ends in '…'
+    when the text needs more than max_lines."""
+
+    def fits(line: str) -> bool:
+        return draw.textbbox((0, 0), line, font=font)[2] <= width
+
+    lines, current = [], ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}".strip()
+        if fits(candidate):
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        current = word
+        while not fits(current):  # a single word wider than the column: cut it
+            cut = len(current)
+            while cut > 1 and not fits(current[:cut]):
+                cut -= 1
+            lines.append(current[:cut])
+            current = current[cut:]
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and not fits(last + "…"):
+            last = last[:-1]
+        lines[-1] = last + "…"
+    return lines
+
+
+def render_comparison(
+    predictors: list[Predictor],
+    data: SegmentationData,
+    split: str = "val",
+    count: int = 4,
+    alpha: float = 0.55,
+    show_errors: bool = False,
+) -> Image.Image:
+    """The PNG sheet. Column titles are wrapped to their column (measured), full run names sit in a legend
+    under the grid; the drawn text boxes are kept in sheet.info["text_boxes"] so overlap can be checked."""
+    tiles = comparison_tiles(predictors, data, split, count, alpha, show_errors)
+    mious = run_mious(predictors, data, split)
+    letters = [chr(ord("A") + i) for i in range(len(predictors))]
+    titles = ["image", "ground truth"] + [
+        f"{letter} · {p.meta.get('strategy', '?')} · mIoU {m:.3f}" for letter, p, m in zip(letters, predictors, mious)
+    ]
+    height, width = predictors[0].size
+    scale = max(1.0, 240 / width)  # small training sizes are drawn larger, so a printed sheet stays readable
+    tile_w, tile_h = round(width * scale), round(height * scale)
+    font, line_h, pad = _font(12), 16, 4
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    title_lines = [wrap_to_width(measure, t, tile_w - 2 * pad, font) for t in titles]
+    sheet_w = tile_w * len(titles)
+    legend_lines = [
+        wrap_to_width(measure, f"{letter}: {p.run.run_id}", sheet_w - 2 * pad, font, max_lines=4)
+        for letter, p in zip(letters, predictors)
+    ]
+    header_h = pad * 2 + line_h * max(len(lines) for lines in title_lines)
+    class_rows = _legend_rows(measure, list(zip(predictors[0].classes, predictors[0].colours)), sheet_w - 2 * pad, font)
+    footer_h = pad * 2 + line_h * (sum(len(lines) for lines in legend_lines) + len(class_rows))
+    sheet = Image.new("RGB", (sheet_w, header_h + tile_h * len(tiles) + footer_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    boxes = []
+
+    def text(xy, value):
+        draw.text(xy, value, fill="black", font=font)
+        boxes.append(draw.textbbox(xy, value, font=font))
+
+    for c, lines in enumerate(title_lines):
+        for i, line in enumerate(lines):
+            text((c * tile_w + pad, pad + i * line_h), line)
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            sheet.paste(
+                Image.fromarray(tile).resize((tile_w, tile_h), Image.BILINEAR), (c * tile_w, header_h + r * tile_h)
+            )
+    y = header_h + tile_h * len(tiles) + pad
+    for lines in legend_lines:
+        for line in lines:
+            text((pad, y), line)
+            y += line_h
+    for row in class_rows:  # class colours, wrapped like the text
+        for x, name, colour in row:
+            draw.rectangle((x, y + 2, x + 12, y + 14), fill=tuple(colour))
+            text((x + 16, y), name)
+        y += line_h
+    sheet.info["text_boxes"] = boxes
+    return sheet
+
+
+def _legend_rows(draw, entries, width: int, font) -> list[list[tuple[int, str, tuple]]]:
+    """Class swatches laid out left to right, wrapping to a new row where the next one would not fit."""
+    rows, row, x = [], [], 4
+    for name, colour in entries:
+        name = wrap_to_width(draw, name, width - 20, font, max_lines=1)[0]
+        entry_w = 16 + draw.textbbox((0, 0), name, font=font)[2] + 14
+        if row and x + entry_w > width:
+            rows.append(row)
+            row, x = [], 4
+        row.append((x, name, colour))
+        x += entry_w
+    return rows + ([row] if row else [])
+
+
+def save_comparison(run_dirs: list[str | Path], data: SegmentationData, output: str | Path, **kwargs) -> Path:
+    predictors = [Predictor(path) for path in run_dirs]
+    sheet = render_comparison(predictors, data, **kwargs)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(output)
+    return output
+
+
+__all__ = ["comparison_rows", "comparison_tiles", "error_mask", "render_comparison", "run_mious", "save_comparison"]

@@ -1,0 +1,143 @@
+"""What the Compare page tabulates and plots, computed from run folders (no drawing here)."""
+
+from __future__ import annotations
+
+from ..runs.naming import dataset_name
+from ..runs.run import Run
+from .curves import run_curves, seconds_to_reach
+
+
+def summary_row(run: Run) -> dict:
+    summary, config = run.summary(), run.config
+    to_90 = seconds_to_reach(run_curves(run))
+    return {
+        "run": run.run_id,
+        "strategy": config.get("strategy"),
+        "backbone": config.get("backbone"),
+        "mIoU": summary.get("miou"),
+        "pixel accuracy": summary.get("pixel_accuracy"),
+        "training time (s)": summary.get("train_time_s"),
+        "s to 90 % of best": to_90,
+        "trainable parameters": summary.get("trainable_params"),
+        "training images": summary.get("train_images"),
+        "epochs": summary.get("epochs", config.get("epochs")),
+        "regulariser": config.get("regularizer"),
+        "class weights": config.get("class_weights", "none"),
+    }
+
+
+def dataset_key(run: Run) -> tuple[str, tuple[str, ...]]:
+    """What a run was scored on: its dataset and the class list of that dataset."""
+    return str(run.config.get("data", "?")), tuple(run.summary().get("classes") or ())
+
+
+def dataset_title(run: Run) -> str:
+    summary = run.summary()
+    images = summary.get("train_images")
+    return dataset_name(run.config.get("data", "?")) + (f", {images} training images" if images else "")
+
+
+def mixing_problem(runs: list[Run]) -> str | None:
+    """Why these runs cannot share one grid, per-class chart or curve (None when they can)."""
+    keys = {dataset_key(r) for r in runs}
+    if len(keys) <= 1:
+        return None
+    sources = sorted({k[0] for k in keys})
+    if len(sources) > 1:
+        return (
+            "these runs were trained on different datasets ("
+            + ", ".join(dataset_name(s) for s in sources)
+            + "): their scores, classes and pictures do not compare — pick runs of one dataset"
+        )
+    return "these runs use different class lists for the same data: pick runs trained with the same classes"
+
+
+def default_selection(runs: list[Run], current_source: str | None, limit: int = 4) -> list[Run]:
+    """The latest finished run of each strategy on the current dataset (runs are oldest first); else the
+    latest comparison's runs."""
+    on_current = [r for r in runs if r.config.get("data") == current_source]
+    latest: dict[str, Run] = {}
+    for run in on_current:
+        latest[run.config.get("strategy")] = run
+    if latest:
+        return sorted(latest.values(), key=lambda r: r.created)[-limit:]
+    if not runs:
+        return []
+    group, data = runs[-1].config.get("group"), runs[-1].config.get("data")
+    return [r for r in runs if group and r.config.get("group") == group and r.config.get("data") == data][
+        -limit:
+    ] or runs[-limit:]
+
+
+def per_class_iou_rows(runs: list[Run]) -> list[dict]:
+    rows = []
+    for run in runs:
+        summary = run.summary()
+        for name, iou in zip(summary.get("classes", []), summary.get("per_class_iou") or []):
+            rows.append(
+                {
+                    "run": run.run_id,
+                    "strategy": run.config.get("strategy"),
+                    "class": name,
+                    "IoU": iou if iou is not None else 0.0,
+                }
+            )
+    return rows
+
+
+def trained_steps(run: Run) -> int | None:
+    """The optimiser steps a finished run trained (summary.json; runs from before it was recorded: their plan)."""
+    steps = run.summary().get("steps")
+    if not isinstance(steps, int):
+        plan = run.config.get("plan") if isinstance(run.config, dict) else None
+        steps = plan.get("steps") if isinstance(plan, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def step_budget_note(runs: list[Run]) -> str:
+    """One sentence on the optimiser steps behind a data-efficiency curve: equal budgets, or not (then a point with
+    fewer images also trained fewer steps, and the curve mixes data with training time)."""
+    steps = {trained_steps(r) for r in runs if r.summary()}
+    if steps == {None} or not steps:
+        return "The runs do not record their optimiser steps."
+    known = sorted(s for s in steps if s is not None)
+    if len(steps) == 1:
+        return f"Every point trained the same {known[0]:,} optimiser steps: the points differ in the data alone."
+    return (
+        f"These runs trained between {known[0]:,} and {known[-1]:,} optimiser steps: a point with fewer images also "
+        "trained less. The 📉 sweep on the Model page gives every point the same budget."
+    )
+
+
+# what may differ between runs that share one point of a data-efficiency curve (or one strategy's line of it)
+_PER_POINT = {
+    "strategy",
+    "seed",
+    "train_size",
+    "run_name",
+    "run_id",
+    "group",
+    "created",
+    "fingerprint",
+    "owner",
+    "plan",
+    "source_run",
+    "min_steps",
+    "max_steps",
+}
+
+
+def same_recipe(runs: list[Run], like: Run) -> list[Run]:
+    """The runs trained like `like` apart from strategy, seed and training-set size: pooled into mean ± sd, runs
+    with other settings (epochs, image size, class weights…) would pass for seed spread."""
+
+    def recipe(run: Run) -> dict:
+        config = run.config if isinstance(run.config, dict) else {}
+        return {k: v for k, v in config.items() if k not in _PER_POINT}
+
+    wanted = recipe(like)
+    return [r for r in runs if recipe(r) == wanted]
+
+
+def differs_in_training_size(runs: list[Run]) -> bool:
+    return len({r.summary().get("train_images") for r in runs if r.summary()}) > 1

@@ -1,0 +1,122 @@
+"""A class on one server: who a run belongs to, a fair queue between students, the per-student limit a
+teacher sets, and the teacher's PIN.
+
+A student is known by a workspace name ("class/student", or just "student" on a server with one class). The
+name is not a secret: it separates students' work so nobody sees or stops a classmate's runs by accident; the
+teacher's page is what a PIN protects.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+import secrets
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..base.atomic import atomic_write_json
+from ..base.errors import SegcoreError
+from ..runs.run import Run
+
+NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,39}$", re.UNICODE)
+SETTINGS_FILE = ".classroom.json"
+
+
+class WorkspaceError(SegcoreError):
+    """A workspace (student or class) name that cannot be used."""
+
+
+def check_name(name: str, what: str = "name") -> str:
+    name = " ".join(str(name).split())
+    if not NAME_PATTERN.match(name):
+        raise WorkspaceError(
+            f"'{name[:40]}' cannot be a {what}: use 1–40 letters, digits, spaces, '.', "
+            "'-', \"'\" or '_', starting with a letter or digit"
+        )
+    return name
+
+
+def workspace_id(student: str, class_name: str | None = None) -> str:
+    """The owner recorded on a student's runs: 'class/student' (or 'student' with no class)."""
+    student = check_name(student, "student name")
+    return f"{check_name(class_name, 'class name')}/{student}" if class_name else student
+
+
+def student_of(owner: str | None) -> str:
+    return (owner or "—").split("/", 1)[-1]
+
+
+@dataclass
+class ClassroomSettings:
+    """What a teacher sets for the whole class, kept beside the runs (survives restarts)."""
+
+    max_waiting_per_student: int = int(os.environ.get("SEGCORE_MAX_WAITING_PER_STUDENT", "20"))
+
+    @classmethod
+    def load(cls, runs_dir: Path) -> ClassroomSettings:
+        try:
+            payload = json.loads((Path(runs_dir) / SETTINGS_FILE).read_text())
+            limit = payload.get("max_waiting_per_student")
+            if isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= 1000:
+                return cls(limit)
+        except (OSError, ValueError, AttributeError):
+            pass  # no settings yet, or a damaged file: the defaults hold
+        return cls()
+
+    def save(self, runs_dir: Path) -> None:
+        if not 1 <= self.max_waiting_per_student <= 1000:
+            raise WorkspaceError("the per-student limit must be between 1 and 1000 waiting runs")
+        atomic_write_json(Path(runs_dir) / SETTINGS_FILE, asdict(self))
+
+
+def fair_order(queued: list[Run], running: list[Run]) -> list[Run]:
+    """Queued runs in the order they should start: round-robin between students rather than first come, so one
+    student's ten runs do not hold up a classmate's one. Each run's turn is its place in its owner's own line,
+    counting what the owner already has running; ties go to the earlier submission."""
+    busy = Counter(r.owner for r in running)
+    turn: Counter = Counter()
+    keyed = []
+    for run in sorted(queued, key=lambda r: r.status_record.queued or 0.0):
+        keyed.append((busy[run.owner] + turn[run.owner], run.status_record.queued or 0.0, run))
+        turn[run.owner] += 1
+    return [run for *_, run in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def waiting_limit_problem(owner: str | None, queued: list[Run], adding: int, runs_dir: Path) -> str | None:
+    if owner is None:
+        return None
+    limit = ClassroomSettings.load(runs_dir).max_waiting_per_student
+    waiting = sum(r.owner == owner for r in queued)
+    if waiting + adding > limit:
+        return (
+            f"{student_of(owner)} already has {waiting} run(s) waiting and the class limit is {limit}: wait for "
+            "some to finish or cancel some (the teacher sets the limit)"
+        )
+    return None
+
+
+def teacher_pin() -> str:
+    """The teacher's PIN: SEGCORE_TEACHER_PIN, else a random one made once per server start (and printed)."""
+    return os.environ.get("SEGCORE_TEACHER_PIN") or _generated_pin()
+
+
+_PIN: list[str] = []
+
+
+def _generated_pin() -> str:
+    if not _PIN:
+        _PIN.append(f"{secrets.randbelow(10**6):06d}")
+        print(f"\n  Teacher PIN for this server: {_PIN[0]}  (set SEGCORE_TEACHER_PIN to choose one)\n", flush=True)
+    return _PIN[0]
+
+
+def pin_matches(given: str) -> bool:
+    return hmac.compare_digest(str(given).strip().encode(), teacher_pin().encode())
+
+
+def offered_classes() -> list[str]:
+    """SEGCORE_CLASSES="5A,5B" on a server that hosts several classes; empty for one class."""
+    return [c.strip() for c in os.environ.get("SEGCORE_CLASSES", "").split(",") if c.strip()]

@@ -1,0 +1,40 @@
+"""A run's progress as the Training page shows it, read from its metrics file (which may hold anything)."""
+
+from __future__ import annotations
+
+import time
+
+from .run import Run
+from ..base.values import finite_number as _number
+
+
+def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) -> dict:
+    config, status = run.config, run.status_record
+    steps, epochs = curves or run.curves()
+    last = steps[-1] if steps else {}
+    plan = config.get("plan") if isinstance(config.get("plan"), dict) else {}  # recorded at submission
+    step = _number(last.get("step")) or 0
+    total = _number(last.get("total_steps")) or _number(plan.get("steps")) or 0
+    fraction = (step / total) if total > 0 else 0.0
+    if status.state == "done":
+        fraction = 1.0
+    eta = None
+    if status.state == "running" and status.started and fraction > 0.02:
+        elapsed = time.time() - status.started
+        eta = elapsed * (1 - fraction) / fraction
+    mious = [m for m in (_number(e.get("miou")) for e in epochs) if m is not None]
+    epochs_planned = last.get("epochs", plan.get("epochs", config.get("epochs")))
+    return {
+        "run": run.run_id,
+        "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
+        "state": status.state,
+        "reason": status.reason,
+        "epoch": int(_number(last.get("epoch")) or 0),
+        "epochs": int(epochs_planned) if _number(epochs_planned) is not None else None,
+        "step": int(step),
+        "total_steps": int(total),
+        "fraction": max(0.0, min(1.0, fraction)),
+        "images_per_s": _number(last.get("images_per_s")),
+        "eta_s": eta,
+        "best_miou": max(mious, default=None),
+    }

@@ -1,0 +1,263 @@
+"""How far is a dataset from what the pretrained encoder was trained on? A measured distance, for the lesson
+"transfer helps less the further the domain".
+
+The ImageNet images themselves are not here, but statistics of them are: a BatchNorm layer's running mean and
+running variance are the per-channel mean and variance of its input over ImageNet training batches. We take the
+last BatchNorm of the encoder's last feature level (the stage whose output, globally pooled, summarises an image),
+feed it the dataset's images through the frozen pretrained encoder, and express that layer's input in the units
+ImageNet gave it: z = (x − running_mean) / √(running_var + eps). On ImageNet-like images z has mean 0 and variance
+about 1 in every channel; that standard Gaussian is the "ImageNet" anchor.
+
+The distance is the Fréchet distance between the dataset's Gaussian of z and the anchor N(0, I), per channel:
+
+    d = 1/C · Σ_c [ m_c² + (s_c − 1)² ]
+
+where m_c is channel c's mean over the dataset (the mean of the globally pooled features: every image has the
+same size, so pooling then averaging equals averaging every position) and s_c its standard deviation over all
+positions. The spread is taken per position, not over pooled vectors, because the running variance measures
+per-position spread: pooled vectors would shrink it and read as "far" for every dataset. Covariances are diagonal
+because the anchor knows only variances. 0 means "looks like ImageNet to this encoder".
+
+A bare number means little, so a distance comes with reference points measured the same way (same backbone and
+size): the built-in shapes, and, where their folders are present, CamVid street scenes and membrane microscopy.
+Results are cached per dataset content, backbone, weights and size under <cache>/domain/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..base.errors import SegcoreError
+from ..base.paths import cache_dir
+
+METHOD_VERSION = 1  # part of the cache key: a change in how the distance is computed must not reuse old values
+DEFAULT_SIZE = 160  # the training default: what runs see
+DEFAULT_MAX_IMAGES = 100
+BATCH = 25
+REFERENCE_DATA_ENV = "SEGCORE_REFERENCE_DATA"  # a folder holding camvid/ and membrane/ (default: ../shared/data)
+STREET, MICROSCOPY, SHAPES = "street scenes (CamVid)", "microscopy (membrane)", "built-in shapes"
+
+
+@dataclass(frozen=True)
+class ReferenceDataset:
+    name: str
+    source: str  # builtin:NAME, or a folder name under the reference data folder
+    ignore_index: int | None = 255
+
+
+REFERENCES = (
+    ReferenceDataset(SHAPES, "builtin:shapes"),
+    ReferenceDataset(STREET, "camvid", ignore_index=11),
+    ReferenceDataset(MICROSCOPY, "membrane"),
+)
+
+
+class DomainError(SegcoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class DomainDistance:
+    """A dataset's distance from the encoder's ImageNet statistics, with reference points measured the same way."""
+
+    value: float
+    reference_points: dict[str, float] = field(default_factory=dict)
+    backbone: str = ""
+    size: int = DEFAULT_SIZE
+    images: int = 0
+    seconds: float = 0.0  # computing this dataset's value (0 when read from the cache)
+    cached: bool = False
+    missing_references: tuple[str, ...] = ()  # reference datasets not present on this machine
+
+    def is_far(self) -> bool | None:
+        """Further than halfway from street scenes to microscopy (None without both reference points)."""
+        street, micro = self.reference_points.get(STREET), self.reference_points.get(MICROSCOPY)
+        if street is None or micro is None:
+            return None
+        return self.value > (street + micro) / 2
+
+    def nearest_reference(self) -> str | None:
+        if not self.reference_points:
+            return None
+        return min(self.reference_points, key=lambda name: abs(self.reference_points[name] - self.value))
+
+    def sentence(self) -> str:
+        """What the number means, for a student."""
+        nearest = self.nearest_reference()
+        where = f"; closest to the reference point '{nearest}'" if nearest else ""
+        far = self.is_far()
+        verdict = (
+            ""
+            if far is None
+            else " — a far domain: ImageNet features fit it less well"
+            if far
+            else " — a near domain: ImageNet features fit it well"
+        )
+        return f"distance {self.value:.2f} from ImageNet (to {self.backbone} at {self.size} px){where}{verdict}"
+
+
+def reference_data_dir() -> Path:
+    return Path(os.environ.get(REFERENCE_DATA_ENV, Path(__file__).resolve().parents[3] / "shared" / "data"))
+
+
+def last_batchnorm(encoder: nn.Module) -> nn.modules.batchnorm._BatchNorm:
+    """The last BatchNorm inside the module that yields the encoder's last feature level."""
+    last_stage = encoder.feature_info.module_name()[-1]
+    found = None
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (name + ".").startswith(last_stage + "."):
+            found = module
+    if found is None or found.running_mean is None:
+        raise DomainError(
+            "this backbone's last stage has no BatchNorm statistics to compare with ImageNet; "
+            "pick an EfficientNet, MobileNet, ResNet or RegNet backbone"
+        )
+    return found
+
+
+def _evenly_spaced(count: int, limit: int) -> list[int]:
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)}) if limit > 1 else [0]
+
+
+def _content_key(paths: list[Path], backbone: str, weights: str, size: int) -> str:
+    digest = hashlib.sha256(f"v{METHOD_VERSION}|{backbone}|{weights}|{size}".encode())
+    for path in paths:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
+_ENCODERS: dict[str, tuple[nn.Module, str, dict]] = {}
+
+
+def pretrained_encoder(backbone: str) -> tuple[nn.Module, str, dict]:
+    """(frozen ImageNet encoder in eval mode, where its weights came from, its normalisation), built once."""
+    if backbone not in _ENCODERS:
+        from ..models import build
+
+        model, origin = build(backbone, 2, pretrained=True)
+        model.eval()
+        _ENCODERS[backbone] = (model.encoder, origin, model.data_config())
+    return _ENCODERS[backbone]
+
+
+@torch.no_grad()
+def _whitened_moments(encoder: nn.Module, normalizer, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of the last BatchNorm's input in ImageNet units, over every position."""
+    bn = last_batchnorm(encoder)
+    scale = (bn.running_var + bn.eps).sqrt()
+    total = total_sq = None
+    positions = 0
+    captured: list[torch.Tensor] = []
+    hook = bn.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
+    try:
+        for start in range(0, len(images), BATCH):
+            captured.clear()
+            encoder(normalizer(images[start : start + BATCH]))
+            z = ((captured[0] - bn.running_mean[None, :, None, None]) / scale[None, :, None, None]).double()
+            z = z.permute(1, 0, 2, 3).reshape(z.shape[1], -1)  # (C, positions)
+            total = z.sum(1) if total is None else total + z.sum(1)
+            total_sq = (z * z).sum(1) if total_sq is None else total_sq + (z * z).sum(1)
+            positions += z.shape[1]
+    finally:
+        hook.remove()
+    mean = total / positions
+    variance = (total_sq / positions - mean * mean).clamp(min=0)
+    return mean, variance.sqrt()
+
+
+def frechet_to_anchor(mean: torch.Tensor, std: torch.Tensor) -> float:
+    """Fréchet distance between N(mean, diag(std²)) and N(0, I), per channel."""
+    return float(((mean * mean) + (std - 1) ** 2).mean())
+
+
+def dataset_value(
+    data, backbone: str, size: int = DEFAULT_SIZE, max_images: int = DEFAULT_MAX_IMAGES, split: str = "train"
+) -> tuple[float, int, float, bool]:
+    """(distance, images used, seconds, read from the cache) for one dataset: up to max_images evenly spaced images
+    of a split, resized to size × size as training does."""
+    from ..data.transforms import Normalizer
+
+    pairs = data.pairs(split)
+    indices = _evenly_spaced(len(pairs), max_images)
+    encoder, origin, normalisation = pretrained_encoder(backbone)
+    key = _content_key([pairs[i].image for i in indices], backbone, origin, size)
+    cached = cache_dir() / "domain" / f"{key}.json"
+    try:
+        stored = json.loads(cached.read_text())
+        return float(stored["value"]), int(stored["images"]), 0.0, True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    started = time.perf_counter()
+    images = data.load_subset(split, (size, size), indices).images
+    value = frechet_to_anchor(*_whitened_moments(encoder, Normalizer(**normalisation), images))
+    seconds = time.perf_counter() - started
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(
+        json.dumps(
+            {
+                "value": value,
+                "images": len(indices),
+                "backbone": backbone,
+                "size": size,
+                "weights": origin,
+                "source": str(data.source),
+                "seconds": seconds,
+            }
+        )
+    )
+    partial.replace(cached)  # atomic: another process may be writing the same key
+    return value, len(indices), seconds, False
+
+
+def load_reference(reference: ReferenceDataset):
+    """The reference dataset, or None when its folder is not on this machine."""
+    from ..data.dataset import load_dataset
+
+    if reference.source.startswith("builtin:"):
+        return load_dataset(reference.source)
+    folder = reference_data_dir() / reference.source
+    return load_dataset(folder, ignore_index=reference.ignore_index) if folder.is_dir() else None
+
+
+def reference_points(
+    backbone: str,
+    size: int = DEFAULT_SIZE,
+    max_images: int = DEFAULT_MAX_IMAGES,
+) -> tuple[dict[str, float], tuple[str, ...]]:
+    """({reference name: distance}, names of the references not present here)."""
+    points, missing = {}, []
+    for reference in REFERENCES:
+        data = load_reference(reference)
+        if data is None:
+            missing.append(reference.name)
+            continue
+        points[reference.name] = dataset_value(data, backbone, size, max_images)[0]
+    return points, tuple(missing)
+
+
+def domain_distance(
+    data,
+    backbone: str = "tf_efficientnet_lite0",
+    size: int = DEFAULT_SIZE,
+    max_images: int = DEFAULT_MAX_IMAGES,
+    with_references: bool = True,
+) -> DomainDistance:
+    """The distance of `data` (a SegmentationData) from the encoder's ImageNet statistics, with reference points."""
+    value, images, seconds, cached = dataset_value(data, backbone, size, max_images)
+    points, missing = reference_points(backbone, size, max_images) if with_references else ({}, ())
+    return DomainDistance(value, points, backbone, size, images, seconds, cached, missing)
+
+
+def to_dict(distance: DomainDistance) -> dict:
+    return asdict(distance)

@@ -1,0 +1,480 @@
+"""The training loop: a Trainer built complete for one run, train_one_epoch / evaluate in the torchvision-references
+shape, the best checkpoint and resume points after each epoch. The run's life around it (its folder, its status,
+what a failure records) is lifecycle.py; the feature-transfer cache is feature_cache.py."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..base.errors import TrainingFailed
+from ..data.dataset import ImageSet, SegmentationData
+from ..data.transforms import Normalizer, augment_batch, make_augmentation
+from ..models import SegmentationModel, count_parameters
+from ..models.device import describe_device, inference_dtype, pick_device
+from ..models.losses import class_weights_for, resolved_class_weighting, segmentation_loss
+from ..models.metrics import MIOU_NOTE, ConfusionMatrix
+from ..runs import resume as resume_points
+from ..runs.writer import RunWriter
+from ..settings.config import TrainConfig
+from .distributed import DecodeFeatures, Distributed
+from .feature_cache import FeatureCache
+from .preparation import PreparedModel, Regularizer, prepare
+
+
+class Cancelled(Exception):
+    """The user asked the run to stop."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """Mixed precision on GPUs only: bf16 where supported, else fp16 (with a gradient scaler)."""
+    return inference_dtype(device) if device.type == "cuda" else None
+
+
+def autocast_for(device: torch.device) -> Callable:
+    dtype = amp_dtype_for(device)
+    return (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else nullcontext
+
+
+def optimizer_options(device: torch.device) -> dict:
+    """AdamW's single fused kernel over all parameters where this torch has one (CPU and CUDA), instead of a
+    Python loop over ~200 tensors each step (bench/README.md, 'Step speed')."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+
+
+def compiles(config: TrainConfig, device: torch.device) -> bool:
+    """Whether this run compiles its network (TrainConfig.compile; auto: on CUDA only, see bench/README.md)."""
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
+
+
+def compile_network(model: SegmentationModel) -> None:
+    """torch.compile (inductor) each part in place: the state_dict keys stay as they are (checkpoints, resume),
+    and cached-feature runs, which call the decoder and head alone, compile those. A part inductor cannot
+    compile runs eager instead of failing the run."""
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    for part in (model.encoder, model.decoder, model.head):
+        part.compile(dynamic=False)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def configure_process(config: TrainConfig, device: torch.device) -> None:
+    """Process-wide settings, made once by the entry point that owns the process (train(), the worker, the CLI):
+    CPU threads, the seed, and the GPU's fast-math switches."""
+    torch.set_num_threads(config.threads or Distributed.from_env().cpu_threads())
+    seed_everything(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+class LiveBatches:
+    """Training batches through the whole network: augmented images → encoder → decoder → head."""
+
+    def __init__(self, images: ImageSet, augmentation, normalize: Normalizer, device: torch.device) -> None:
+        self.images, self.augmentation, self.normalize, self.device = images, augmentation, normalize, device
+        self.channels_last = True  # CPU too: the depthwise convolutions run faster (bench/README.md, 'Step speed')
+
+    def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.images.images[indices].to(self.device, non_blocking=True)
+        masks = self.images.masks[indices].to(self.device, non_blocking=True)
+        images, masks = augment_batch(self.augmentation, images, masks)
+        inputs = self.normalize(images)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return model(inputs), masks
+
+
+class CachedBatches:
+    """Training batches from the frozen encoder's cached features: only decoder and head run."""
+
+    def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool) -> None:
+        self.cache, self.images, self.flips = cache, images, flips
+
+    def prepare(self) -> None:
+        self.cache.ensure(self.images, flips=self.flips)  # read from disk, or one encoder pass at a throughput batch
+
+    def forward(self, decode: DecodeFeatures, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        features, masks = self.cache.batch(self.images, indices, flip=self.flips)
+        return decode(features, masks.shape[-2:]), masks
+
+
+@dataclass
+class Trainer:
+    """Everything one run needs between epochs, built complete by `Trainer.build`; `fit` runs the epochs."""
+
+    config: TrainConfig
+    writer: RunWriter
+    data: SegmentationData
+    device: torch.device
+    train_set: ImageSet
+    val_set: ImageSet
+    model: SegmentationModel
+    origin: str
+    groups: list[dict]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    regularizer: Regularizer
+    normalize: Normalizer
+    batches: LiveBatches | CachedBatches
+    cache: FeatureCache | None
+    class_weights: torch.Tensor | None
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+    trainable: int
+    dist: Distributed
+    net: torch.nn.Module  # what a training step calls: the model, or decoder + head on cached features; DDP-wrapped
+    should_stop: Callable[[], bool] = lambda: False
+    step: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        config: TrainConfig,
+        data: SegmentationData,
+        writer: RunWriter,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Trainer:
+        dist = Distributed.from_env()
+        device = dist.device(pick_device(config.device))
+        train_set = data.load_subset("train", config.size, data.train_indices(config.train_size, config.seed))
+        val_set = data.load("val", config.size)
+        if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
+            train_set, val_set = (
+                ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set)
+            )
+        prepared: PreparedModel = prepare(config, data.num_classes)
+        # channels_last before any DDP wrapper is made, so its gradient buckets see the final parameter layout
+        model = dist.prepare_model(prepared.model.to(device, memory_format=torch.channels_last), device)
+        for note in prepared.notes:
+            writer.log(note)
+        # λR(w) is applied by Regularizer
+        optimizer = torch.optim.AdamW(prepared.param_groups, weight_decay=0.0, **optimizer_options(device))
+        images_per_process = dist.shard_size(len(train_set))  # each of N processes steps through its shard
+        steps_per_epoch = config.steps_per_epoch(images_per_process)
+        epochs = config.planned_epochs(images_per_process)
+        total_steps = config.planned_steps(images_per_process)
+        warmup = min(total_steps // 2, round(config.warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, max(1, warmup)))
+        weighting = resolved_class_weighting(config.class_weights, data.num_classes)
+        chosen = weighting if weighting == config.class_weights else f"{config.class_weights} → {weighting}"
+        class_weights = class_weights_for(weighting, train_set.masks, data.num_classes)
+        if class_weights is None:
+            writer.log(f"class weights ({chosen}): plain cross-entropy, every pixel counts the same")
+        else:
+            class_weights = class_weights.to(device)
+            writer.log(
+                f"class weights ({chosen}, from median class frequencies): "
+                + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist()))
+            )
+        normalize = Normalizer(**model.data_config(), device=device)
+        augment_kind = config.resolved_augment()
+        cache = None
+        batches: LiveBatches | CachedBatches = LiveBatches(
+            train_set, make_augmentation(augment_kind, config.size), normalize, device
+        )
+        if config.strategy_info.caches_features:
+            if config.encoder_bn_mode() == "all" or augment_kind == "full":
+                writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
+            else:
+                cache = FeatureCache(
+                    model, normalize, device, inference_dtype(device), origin=prepared.origin, log=writer.log
+                )
+                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
+        if compiles(config, device):
+            compile_network(model)
+            writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
+        return cls(
+            config=config,
+            writer=writer,
+            data=data,
+            device=device,
+            train_set=train_set,
+            val_set=val_set,
+            model=model,
+            origin=prepared.origin,
+            groups=prepared.param_groups,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            regularizer=Regularizer(model, prepared.param_groups, prepared.reference, config.weight_decay),
+            normalize=normalize,
+            batches=batches,
+            cache=cache,
+            class_weights=class_weights,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            total_steps=total_steps,
+            trainable=count_parameters(model, trainable_only=True),
+            dist=dist,
+            net=dist.wrap(DecodeFeatures(model) if cache else model),
+            should_stop=should_stop or (lambda: False),
+        )
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @cached_property
+    def amp_dtype(self) -> torch.dtype | None:
+        return amp_dtype_for(self.device)
+
+    @cached_property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    def autocast(self):
+        return autocast_for(self.device)()
+
+    def step_autocast(self):
+        """The training step's precision: the device's autocast, and bf16 for the decoder on cached features on
+        a CPU with native bf16 (1.35× per epoch there; a whole network's step gained nothing, bench/README.md).
+        Evaluation stays in full precision on a CPU, so the run's mIoU is what `segcore eval` recomputes."""
+        if self.cache is not None and self.device.type == "cpu" and inference_dtype(self.device) == torch.bfloat16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return self.autocast()
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def _check_loss(self, value: float, epoch: int) -> None:
+        if not math.isfinite(value):
+            raise TrainingFailed(
+                f"the training loss became {value} at epoch {epoch}, step {self.step}: "
+                "the learning rate is probably too high — lower it (e.g. ÷10) and train again"
+            )
+
+    def _apply_frozen_warmup(self, epoch: int) -> None:
+        """Strategies with a frozen warm-up train the first `freeze_epochs` epochs with the encoder frozen."""
+        config, model = self.config, self.model
+        if not (config.strategy_info.frozen_warmup and config.freeze_epochs):
+            return
+        if epoch <= config.freeze_epochs and not model.encoder_frozen:
+            model.freeze_encoder(config.encoder_bn_mode())
+        elif epoch > config.freeze_epochs and model.encoder_frozen:
+            model.unfreeze_encoder()
+            self.writer.log(f"epoch {epoch}: encoder unfrozen")
+        else:
+            return
+        if self.dist.active:  # DDP reduces the gradients of the parameters that learned when it was built
+            self.net = self.dist.wrap(model)
+
+    def _optimise(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.regularizer.step()
+        self.scheduler.step()
+
+    def train_one_epoch(self, epoch: int) -> float:
+        config = self.config
+        self._apply_frozen_warmup(epoch)
+        self.model.train()
+        if isinstance(self.batches, CachedBatches):
+            self.batches.prepare()
+        if self.dist.active:
+            order = self.dist.shard(len(self.train_set), config.seed, epoch)
+        else:
+            order = torch.randperm(len(self.train_set)).tolist()
+        losses, seen, started = [], 0, time.perf_counter()
+        for batch_start in range(0, len(order), config.batch_size):
+            if self.dist.any(self.should_stop()):
+                raise Cancelled()
+            if config.max_steps and self.step >= config.max_steps:
+                break
+            indices = order[batch_start : batch_start + config.batch_size]
+            with self.step_autocast():
+                logits, masks = self.batches.forward(self.net, indices)
+                loss = segmentation_loss(logits, masks, config.dice_weight, self.class_weights)
+            value = self.dist.mean(float(loss.detach()))  # the one host sync of a step
+            self._check_loss(value, epoch)
+            self._optimise(loss)
+            self.step += 1
+            self.dist.record_checksum(self.model, self.step)
+            seen += len(indices) * self.dist.world
+            losses.append(value)
+            self.writer.log_metrics(
+                {
+                    "kind": "step",
+                    "epoch": epoch,
+                    "epochs": self.epochs,
+                    "step": self.step,
+                    "total_steps": self.total_steps,
+                    "loss": value,
+                    "lr": self.optimizer.param_groups[-1]["lr"],
+                    "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
+                }
+            )
+        return float(np.mean(losses)) if losses else float("nan")
+
+    @torch.inference_mode()
+    def evaluate(self, images: ImageSet | None = None) -> dict:
+        images = images or self.val_set
+        self.model.eval()
+        self.dist.sync_buffers(self.model)
+        matrix = ConfusionMatrix(self.data.num_classes)
+        batch = max(self.config.batch_size, 16)
+        share = self.dist.eval_range(len(images))  # every image once over all processes
+        for start in range(share.start, share.stop, batch):
+            stop = min(start + batch, share.stop)
+            masks = images.masks[start:stop]
+            with self.autocast():
+                if self.cache is not None and images is self.val_set:
+                    features, _ = self.cache.batch(images, range(start, stop), flip=False)
+                    logits = self.model.decode(features, masks.shape[-2:])
+                else:
+                    logits = self.model(self.normalize(images.images[start:stop].to(self.device)))
+            matrix.update(masks, logits.argmax(1))
+        matrix.matrix = self.dist.sum_counts(matrix.matrix)
+        return matrix.compute()
+
+    # -- the whole run ------------------------------------------------------------------------
+    def checkpoint_meta(self, epoch: int, metrics: dict) -> dict:
+        config = self.config
+        return {
+            "backbone": config.backbone,
+            "num_classes": self.data.num_classes,
+            "classes": self.data.class_names,
+            "colours": self.data.class_colours,
+            "strategy": config.strategy,
+            "height": config.height,
+            "width": config.width,
+            "decoder_channels": list(self.model.decoder_channels()),
+            **self.model.data_config(),
+            "epoch": epoch,
+            "miou": metrics["miou"],
+            "run_id": self.writer.run_id,
+        }
+
+    def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
+        """Everything needed to continue after `epoch` as if never interrupted: weights, optimiser,
+        schedule, random state — as one consistent point (resume.py: both pieces, then the manifest naming them)."""
+        if not self.dist.is_main:
+            return
+        weights = {key: value.detach().to("cpu").contiguous() for key, value in self.model.state_dict().items()}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "best": best,
+            "elapsed": elapsed,
+        }
+        if self.on_gpu:
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        resume_points.save_resume_point(self.writer.path, weights, state, epoch, self.step)
+
+    def load_resume_point(self) -> tuple[int, dict, float]:
+        """(next epoch, best so far, time already spent) from the last resume point, if there is a whole one."""
+        point, why_not = resume_points.read_resume_point(self.writer.path)
+        if point is None:
+            self.writer.log(f"{why_not}: starting from the beginning")
+            if why_not != "no resume point saved yet":
+                resume_points.logger.warning("%s: resume point not used: %s", self.writer.path, why_not)
+            return 1, {"miou": -1.0}, 0.0
+        weights, state = resume_points.load_resume_point(point)
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if self.on_gpu and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.step = point.step
+        self.writer.log(f"resumed after epoch {point.epoch} (step {self.step})")
+        return point.epoch + 1, state["best"], state["elapsed"]
+
+    def fit(self, resume: bool = False) -> dict:
+        config, writer = self.config, self.writer
+        started = time.time()
+        processes = f" × {self.dist.world} processes (DDP)" if self.dist.active else ""
+        writer.log(f"device: {describe_device(self.device)}{processes}; encoder: {self.origin}")
+        writer.log(
+            f"{len(self.train_set)} training images, {len(self.val_set)} validation images, "
+            f"{self.trainable:,} trainable parameters, augmentation: {config.resolved_augment()}"
+        )
+        first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
+        started -= spent
+        if self.cache is not None:
+            self.cache.ensure(self.val_set, flips=False, exact=True)
+        if self.epochs > config.epochs:
+            writer.log(
+                f"small training set: {self.epochs} epochs instead of {config.epochs}, so that it gets "
+                f"at least {config.min_steps} optimiser steps ({self.steps_per_epoch} per epoch)"
+            )
+        for epoch in range(first_epoch, self.epochs + 1):
+            epoch_started = time.perf_counter()
+            train_loss = self.train_one_epoch(epoch)
+            epoch_train_time = time.perf_counter() - epoch_started
+            metrics = self.evaluate()
+            epoch_time = time.perf_counter() - epoch_started
+            record = {
+                "kind": "epoch",
+                "epoch": epoch,
+                "epochs": self.epochs,
+                "train_loss": train_loss,
+                **metrics,
+                "epoch_time_s": epoch_time,
+                "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
+                "eta_s": epoch_time * (self.epochs - epoch),
+            }
+            writer.log_metrics(record)
+            writer.log(
+                f"epoch {epoch}/{self.epochs}: loss {train_loss:.4f}, mIoU {metrics['miou']:.3f}, "
+                f"pixel acc {metrics['pixel_accuracy']:.3f}, {epoch_time:.1f}s"
+            )
+            if metrics["miou"] > best["miou"]:
+                best = {**metrics, "epoch": epoch}
+                if self.dist.is_main:
+                    writer.save_best_checkpoint(self.model, self.checkpoint_meta(epoch, metrics))
+            self.save_resume_point(epoch, best, time.time() - started)
+            if config.max_steps and self.step >= config.max_steps:
+                break
+        return {
+            "strategy": config.strategy,
+            "backbone": config.backbone,
+            "data": config.data,
+            "epochs": self.epochs,
+            "steps": self.step,
+            "best_epoch": best.get("epoch"),
+            "miou": best["miou"],
+            "pixel_accuracy": best.get("pixel_accuracy"),
+            "mean_dice": best.get("mean_dice"),
+            "per_class_iou": best.get("per_class_iou"),
+            "classes": self.data.class_names,
+            "train_time_s": time.time() - started,
+            "trainable_params": self.trainable,
+            "total_params": count_parameters(self.model),
+            "train_images": len(self.train_set),
+            "val_images": len(self.val_set),
+            "device": str(self.device),
+            "encoder_origin": self.origin,
+            "miou_note": MIOU_NOTE,
+            "processes": self.dist.world,
+        }

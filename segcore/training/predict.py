@@ -1,0 +1,73 @@
+"""Segmenting new images with a finished run: class maps and coloured overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+# re-exported: pages and the CLI import the drawing helpers from here
+from ..base.drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # noqa: F401
+from ..data.transforms import Normalizer
+from ..models.checkpoints import build_from_checkpoint
+from ..models.device import pick_device
+from ..runs.run import Run
+
+
+def native_class_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One image's logits (C, h, w) → its class map (H, W) at size=(H, W): logits upsampled bilinearly, then
+    argmax (never argmax first: upsampling a class map turns thin structures into blocks). Prediction for
+    export and overlays and `evaluate_run(native=True)` both go through here, so they cannot disagree."""
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0]
+    return logits.argmax(0).to(torch.uint8)
+
+
+class Predictor:
+    """A run's best model, ready to segment PIL images at the size it was trained for."""
+
+    def __init__(self, run: Run | str | Path, device: str = "auto") -> None:
+        run = run if isinstance(run, Run) else Run.from_path(run)
+        self.run = run
+        self.device = pick_device(device)
+        self.model, self.meta = build_from_checkpoint(run.best_stem)
+        self.model.to(self.device)
+        self.normalize = Normalizer(self.meta["mean"], self.meta["std"], self.device)
+        self.size = (self.meta["height"], self.meta["width"])
+        self.classes: list[str] = self.meta["classes"]
+        self.colours: list = [tuple(c) for c in self.meta["colours"]]
+
+    def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
+        height, width = self.size
+        arrays = [np.asarray(im.convert("RGB").resize((width, height), Image.BILINEAR)) for im in images]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
+
+    @torch.no_grad()
+    def logits(self, images: list[Image.Image]) -> torch.Tensor:
+        return self.model(self.normalize(self.to_tensor(images)))
+
+    @torch.no_grad()
+    def predict(self, image: Image.Image | list[Image.Image], native: bool = True) -> np.ndarray | list[np.ndarray]:
+        """Class maps at each input image's own size (native, the default and what export and overlays use),
+        or at the training size (native=False: the grid the training-size mIoU is scored on)."""
+        single = isinstance(image, Image.Image)
+        images = [image] if single else list(image)
+        logits = self.logits(images)
+        maps = [
+            native_class_map(logit, (im.height, im.width) if native else self.size).cpu().numpy()
+            for im, logit in zip(images, logits)
+        ]
+        return maps[0] if single else maps
+
+    def overlay(
+        self,
+        image: Image.Image,
+        alpha: float = 0.5,
+        class_map: np.ndarray | None = None,
+        errors: np.ndarray | None = None,
+    ) -> np.ndarray:
+        class_map = self.predict(image) if class_map is None else class_map
+        return overlay(image, class_map, self.colours, alpha, errors, unpainted_classes(self.classes))
