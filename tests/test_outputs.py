@@ -82,13 +82,13 @@ def test_comparison_sheet_text_never_overlaps_with_long_run_names(count, tiny_ru
     ],
 )
 def test_page_text_is_inert_in_markdown_and_html(hostile):
-    from views._shared import html_text, md
+    from views._shared import escape_md, html_text
 
     def rendered(markdown: str) -> str:  # CommonMark: a backslash before punctuation shows the punctuation
         return re.sub(r"\\(.)", r"\1", markdown)
 
-    assert rendered(md(hostile)) == hostile
-    for escaped in (md(hostile), html_text(hostile)):
+    assert rendered(escape_md(hostile)) == hostile
+    for escaped in (escape_md(hostile), html_text(hostile)):
         assert not re.search(
             r"(?<!\\)[<\[\]()*_:$`]",
             escaped.replace("&lt;", "")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import threading
-import time
 from pathlib import Path
 
 import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, load_dataset
+from segcore.base.paths import default_runs_dir
 from segcore.compare.stats import dataset_title
-from segcore.jobs.classroom import WorkspaceError, teacher_pin, workspace_id
+from segcore.jobs.classroom import WorkspaceError, offered_classes, teacher_pin, workspace_id
 from segcore.jobs.queue import JobQueue
+from segcore.jobs.scheduler import start_scheduler
 from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
 from segcore.runs.naming import Titles
 from segcore.runs.records import STATES
@@ -28,7 +27,7 @@ _MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation
 _OUTSIDE_ENTITIES = re.compile(r"([!-\"$-%'-/:<-@\[-`{-~])")  # the same, minus & # ; that HTML entities are made of
 
 
-def md(text: object) -> str:
+def escape_md(text: object) -> str:
     """Text from a dataset, a run or a user, made inert inside Markdown (st.markdown, st.error, captions…):
     no HTML, no links or images, no emphasis, no :directives:, no $maths$ — it shows exactly as written."""
     return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
@@ -47,7 +46,7 @@ def plot_text(text: object) -> str:
 def error_text(exc: Exception) -> str:
     """A SegcoreError's message for st.error: one Markdown bullet per file at fault, each line inert."""
     first, *rest = str(exc).split("\n  • ")
-    return md(first) + "".join(f"\n- {md(line)}" for line in rest)
+    return escape_md(first) + "".join(f"\n- {escape_md(line)}" for line in rest)
 
 
 def duration(seconds: float) -> str:
@@ -88,28 +87,14 @@ def setting_input(container, name: str, key: str, value=None, **overrides):
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("SEGCORE_RUNS", "runs"))
+    return default_runs_dir()
 
 
 @st.cache_resource
 def job_queue(path: str) -> JobQueue:
-    """One queue per server, with a scheduler thread that keeps it moving while no page is open.
-    A failed pump is logged and kept in queue.last_error for a page to show; the loop goes on."""
-    import logging
-
+    """One queue per server, with its scheduler (segcore.jobs.scheduler) keeping it moving while no page is open."""
     queue = JobQueue(path)
-    log = logging.getLogger(__name__)
-
-    def keep_pumping() -> None:
-        while True:
-            try:
-                queue.pump()
-            except Exception as exc:  # one broken run folder or a full disk must not stop the scheduler
-                log.exception("the job scheduler could not run the queue in %s", path)
-                queue.last_error = f"{time.strftime('%H:%M:%S')} the scheduler could not run the queue: {exc}"
-            time.sleep(2.0)
-
-    threading.Thread(target=keep_pumping, name="segcore-scheduler", daemon=True).start()
+    start_scheduler(queue)
     return queue
 
 
@@ -144,20 +129,6 @@ def choose_dataset(
     if uploaded_name:
         record.remember_upload(uploaded_name, source)
     record.save(runs_dir())
-
-
-def data_roots() -> list[str]:
-    """Folders whose datasets students may open by path (SEGCORE_DATA_ROOTS, separated by the OS path separator);
-    unset on a personal laptop, where any folder may be opened."""
-    return [r for r in os.environ.get("SEGCORE_DATA_ROOTS", "").split(os.pathsep) if r.strip()]
-
-
-def folder_allowed(path: str) -> bool:
-    roots = data_roots()
-    if not roots:
-        return True
-    resolved = Path(path).expanduser().resolve()
-    return any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
 
 
 def dataset_display_name(source: str) -> str:
@@ -248,11 +219,6 @@ def run_counts(live_page: bool = False) -> None:
     st.caption(f"Class queue: {waiting['running']} training · {waiting['queued']} waiting")
 
 
-def class_names_offered() -> list[str]:
-    """SEGCORE_CLASSES="5A,5B" on a server that hosts several classes; empty for one class."""
-    return [c.strip() for c in os.environ.get("SEGCORE_CLASSES", "").split(",") if c.strip()]
-
-
 def session_owner() -> str:
     """The student's workspace ('class/student'), kept in the page address: a reload keeps it, a bookmark
     brings the student back to their own runs, another browser signs in as itself."""
@@ -295,13 +261,13 @@ def workspace_gate() -> None:
     )
     with st.form("sign_in"):
         name = st.text_input("Your name", max_chars=40)
-        classes = class_names_offered()
+        classes = offered_classes()
         class_name = st.selectbox("Your class", classes) if classes else None
         if st.form_submit_button("Start", type="primary"):
             try:
                 workspace_id(name, class_name)
             except WorkspaceError as exc:
-                st.error(md(exc))
+                st.error(escape_md(exc))
             else:
                 st.query_params["student"] = " ".join(name.split())
                 if class_name:
@@ -326,7 +292,7 @@ def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
     with st.sidebar:
         me = session_owner()
         st.caption("Signed in as")
-        st.markdown(f"**{md(me.replace('/', ' · '))}**")
+        st.markdown(f"**{escape_md(me.replace('/', ' · '))}**")
         if st.button("Switch student", key="switch_student", type="tertiary"):
             st.query_params.clear()
             st.session_state.clear()
@@ -343,13 +309,13 @@ def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
                     st.session_state.pop(key, None)
                 st.toast(f"Deleted {len(removed)} run(s).")
         st.caption("Current dataset")
-        st.markdown(f"**{md(dataset_display_name(source))}**")
+        st.markdown(f"**{escape_md(dataset_display_name(source))}**")
         run_counts(live_page)
         st.caption(f"Device: {device_line()}")
-        st.caption(f"Training backend: {md(queue().backend_description())}")
+        st.caption(f"Training backend: {escape_md(queue().backend_description())}")
         st.caption(
             "🔒 Offline: your images, runs and models stay on this server; nothing is sent anywhere "
             "(only *Download* datasets need the internet)."
         )
         if queue().last_error:
-            st.warning(f"The scheduler hit a problem: {md(queue().last_error)}", icon="⚠️")
+            st.warning(f"The scheduler hit a problem: {escape_md(queue().last_error)}", icon="⚠️")

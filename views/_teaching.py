@@ -9,7 +9,7 @@ import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, TrainConfig
 from segcore.teaching.domain import DomainDistance
-from views._shared import error_text, finished_runs, md, plot_text, queue, session_owner
+from views._shared import error_text, escape_md, finished_runs, plot_text, queue, session_owner
 
 MEASURED = "domain_distance"  # session key: {(source, backbone): DomainDistance}
 
@@ -85,10 +85,10 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
         return
     st.plotly_chart(distance_chart(distance, "your data"), key="domain_scale")
     st.caption(
-        md(distance.sentence()) + ". 0 means the encoder's last layer sees these images the way it saw "
+        escape_md(distance.sentence()) + ". 0 means the encoder's last layer sees these images the way it saw "
         "ImageNet's."
         + (
-            f" Reference data not on this machine: {md(', '.join(distance.missing_references))}."
+            f" Reference data not on this machine: {escape_md(', '.join(distance.missing_references))}."
             if distance.missing_references
             else ""
         )
@@ -124,9 +124,9 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
             base=config,
             finished=finished_runs(),
         )
-        st.markdown(f"**{md(STRATEGIES[advice.strategy].title)}**")
+        st.markdown(f"**{escape_md(STRATEGIES[advice.strategy].title)}**")
         for reason in advice.reasons:
-            st.markdown(f"- {md(reason)}")
+            st.markdown(f"- {escape_md(reason)}")
         test = advice.comparison_to_run
         if st.button(f"▶▶ Test it: {test.title}", key="queue_advice", help=test.why):
             try:
@@ -137,7 +137,7 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
                 st.error(error_text(exc))
                 return
             st.session_state["watch_group"] = runs[-1].config.get("group")
-            st.success("Queued " + ", ".join(f"**{md(r.run_id)}**" for r in runs) + ".")
+            st.success("Queued " + ", ".join(f"**{escape_md(r.run_id)}**" for r in runs) + ".")
 
 
 def structure_evidence_block() -> None:
@@ -188,4 +188,4 @@ def reference_scale_block(backbone: str = TrainConfig.backbone) -> None:
     figure = distance_chart(DomainDistance(0.0, points, backbone), "ImageNet (0)")
     st.plotly_chart(figure, key="reference_scale")
     if missing:
-        st.caption(f"Not on this machine: {md(', '.join(missing))}.")
+        st.caption(f"Not on this machine: {escape_md(', '.join(missing))}.")

@@ -2,14 +2,13 @@
 
 import csv
 import io
-import tempfile
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import Predictor, SegcoreError
-from segcore.compare.bundle import export_comparison, import_comparison
+from segcore.compare.bundle import export_comparison_bytes, import_comparison_bytes
 from segcore.compare.curves import comparison_curves
 from segcore.compare.report_html import comparison_report
 from segcore.compare.sheet import comparison_tiles, render_comparison
@@ -26,7 +25,7 @@ from segcore.compare.stats import (
     summary_row,
 )
 from segcore.compare.worst_images import worst_images_for_class
-from segcore.data.files import read_image
+from segcore.data.uploads import read_uploaded_image
 from segcore.runs.run import Run
 from segcore.runs.run_data import load_run_dataset
 from segcore.training.evaluate import evaluate_run
@@ -35,9 +34,9 @@ from views._shared import (
     STRATEGY_LABELS,
     dataset_settings,
     error_text,
+    escape_md,
     finished_runs,
     html_text,
-    md,
     plot_text,
     run_label,
     runs_dir,
@@ -52,18 +51,15 @@ def import_bundle_box() -> None:
     """Bring a comparison exported elsewhere into this student's workspace (also into an empty one)."""
     imported = st.file_uploader("Import a comparison bundle (zip)", type=["zip"], key="import_bundle")
     if imported and st.session_state.get("imported_bundle") != imported.file_id:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "bundle.zip"
-            path.write_bytes(imported.getvalue())
-            try:
-                new_runs = import_comparison(path, runs_dir(), owner=session_owner())
-            except SegcoreError as exc:
-                st.error(error_text(exc))
-            else:
-                st.session_state["imported_bundle"] = imported.file_id
-                st.session_state["compare_runs"] = new_runs
-                st.success("Imported " + ", ".join(md(r.run_id) for r in new_runs) + ".")
-                st.rerun()
+        try:
+            new_runs = import_comparison_bytes(imported.getvalue(), runs_dir(), owner=session_owner())
+        except SegcoreError as exc:
+            st.error(error_text(exc))
+        else:
+            st.session_state["imported_bundle"] = imported.file_id
+            st.session_state["compare_runs"] = new_runs
+            st.success("Imported " + ", ".join(escape_md(r.run_id) for r in new_runs) + ".")
+            st.rerun()
 
 
 show_class = st.toggle("Include my class's runs (read-only)", key="compare_class_runs")
@@ -95,11 +91,11 @@ if not chosen:
     st.stop()
 problem = mixing_problem(chosen)
 if problem:
-    st.error(f"Not compared: {md(problem)}.")
+    st.error(f"Not compared: {escape_md(problem)}.")
     for run in chosen:
-        st.caption(f"• {md(run.run_id)} — {md(dataset_title(run))}")
+        st.caption(f"• {escape_md(run.run_id)} — {escape_md(dataset_title(run))}")
     st.stop()
-st.caption(f"Dataset: **{md(dataset_title(chosen[0]))}**")
+st.caption(f"Dataset: **{escape_md(dataset_title(chosen[0]))}**")
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -166,11 +162,11 @@ with st.expander("mIoU at each image's own size (how published results are score
     if st.button("Score at native size", key="score_native", help="Predicts every validation image once per run"):
         bar = st.progress(0.0, text="Scoring…")
         for done, (run, key) in enumerate(zip(chosen, keys)):
-            bar.progress(done / len(chosen), text=f"Scoring {md(run.run_id)} ({done + 1} of {len(chosen)})…")
+            bar.progress(done / len(chosen), text=f"Scoring {escape_md(run.run_id)} ({done + 1} of {len(chosen)})…")
             try:
                 scores[key] = native_miou(*key)
             except SegcoreError as exc:
-                st.error(f"{md(run.run_id)}: {error_text(exc)}")
+                st.error(f"{escape_md(run.run_id)}: {error_text(exc)}")
         bar.empty()
     if any(key in scores for key in keys):
         st.dataframe(
@@ -273,7 +269,7 @@ st.subheader("Side by side")
 try:
     data = dataset_of(str(chosen[0].path))
 except SegcoreError as exc:
-    st.error(f"The dataset of {md(chosen[0].run_id)} cannot be read now: {error_text(exc)}")
+    st.error(f"The dataset of {escape_md(chosen[0].run_id)} cannot be read now: {error_text(exc)}")
     st.stop()
 c1, c2, c3 = st.columns(3)
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
@@ -283,7 +279,7 @@ headers = st.columns(2 + len(predictors))
 headers[0].markdown("**image**")
 headers[1].markdown("**ground truth**")
 for column, run in zip(headers[2:], chosen):
-    column.markdown(f"**{md(STRATEGY_LABELS.get(run.config.get('strategy'), ''))}**  \n{md(run.run_id)}")
+    column.markdown(f"**{escape_md(STRATEGY_LABELS.get(run.config.get('strategy'), ''))}**  \n{escape_md(run.run_id)}")
 for row in comparison_tiles(predictors, data, "val", int(count), alpha, show_errors):
     for column, tile in zip(st.columns(2 + len(predictors)), row):
         column.image(tile, width="stretch")
@@ -310,12 +306,14 @@ entries = worst(
     tuple(str(r.path) for r in chosen), tuple(r.checkpoint.stat().st_mtime for r in chosen), int(class_index), 3, alpha
 )
 if not entries:
-    st.info(f"No validation image holds {md(classes[class_index])} and no run predicts it.")
+    st.info(f"No validation image holds {escape_md(classes[class_index])} and no run predicts it.")
 for entry in entries:
-    scores = " · ".join(f"{md(run.run_id)}: {'—' if v is None else f'{v:.3f}'}" for run, v in zip(chosen, entry["iou"]))
-    st.caption(f"{md(entry['name'])} — IoU of {md(classes[class_index])}: {scores}")
+    scores = " · ".join(
+        f"{escape_md(run.run_id)}: {'—' if v is None else f'{v:.3f}'}" for run, v in zip(chosen, entry["iou"])
+    )
+    st.caption(f"{escape_md(entry['name'])} — IoU of {escape_md(classes[class_index])}: {scores}")
     for column, tile, title in zip(st.columns(len(entry["tiles"])), entry["tiles"], entry["titles"]):
-        column.image(tile, caption=md(title), width="stretch")
+        column.image(tile, caption=escape_md(title), width="stretch")
 
 st.subheader("Take it home")
 c1, c2, c3 = st.columns(3)
@@ -339,12 +337,11 @@ if c3.button(
     sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            bundle = export_comparison(chosen, Path(folder) / "comparison-bundle.zip", sheet_png=buffer.getvalue())
-            c3.download_button("Download bundle (zip)", bundle.read_bytes(), "comparison-bundle.zip", "application/zip")
-        except SegcoreError as exc:
-            st.error(error_text(exc))
+    try:
+        bundle = export_comparison_bytes(chosen, sheet_png=buffer.getvalue())
+        c3.download_button("Download bundle (zip)", bundle, "comparison-bundle.zip", "application/zip")
+    except SegcoreError as exc:
+        st.error(error_text(exc))
 import_bundle_box()
 
 st.subheader("Try your own image")
@@ -352,19 +349,16 @@ upload = st.file_uploader(
     "An image of your own (it stays on this machine)", type=["png", "jpg", "jpeg", "bmp", "webp"], key="own_image"
 )
 if upload:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / Path(upload.name).name
-        path.write_bytes(upload.getvalue())
-        try:
-            image = read_image(path)
-        except SegcoreError as exc:
-            st.error(error_text(exc))
-            st.stop()
+    try:
+        image = read_uploaded_image(upload.name, upload.getvalue())
+    except SegcoreError as exc:
+        st.error(error_text(exc))
+        st.stop()
     image.thumbnail((640, 640))
     columns = st.columns(1 + len(predictors))
     columns[0].image(image, caption="your image", width="stretch")
     for column, p, run in zip(columns[1:], predictors, chosen):
-        column.image(p.overlay(image, alpha), caption=md(run.run_id), width="stretch")
+        column.image(p.overlay(image, alpha), caption=escape_md(run.run_id), width="stretch")
     legend = " ".join(
         f"<span style='padding:2px 6px;border-radius:6px;background:rgb{tuple(c)};"
         f"color:{'#000' if sum(c) > 380 else '#fff'}'>{html_text(n)}</span>"

@@ -11,6 +11,7 @@ from segcore.data.builtin import BUILTINS
 from segcore.data.downloads import DOWNLOADS
 from segcore.data.preview import augmentation_preview, sample_overlays
 from segcore.data.report import RARE_SHARE
+from segcore.data.roots import roots_problem
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.data.uploads import save_uploads
 from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
@@ -18,13 +19,11 @@ from segcore.teaching.lesson_files import list_lessons, open_lesson
 from views._shared import (
     choose_dataset,
     current_dataset,
-    data_roots,
     dataset_display_name,
     dataset_settings,
     error_text,
-    folder_allowed,
+    escape_md,
     html_text,
-    md,
     plot_text,
     runs_dir,
     workspace,
@@ -52,7 +51,7 @@ with st.expander("📚 Lessons from your teacher", expanded=False):
     offered = [*BUILTIN_LESSONS.values(), *[item for _, item in listed if not isinstance(item, Exception)]]
     for path, item in listed:
         if isinstance(item, Exception):
-            st.warning(f"{md(path.name)} cannot be opened: {error_text(item)}")
+            st.warning(f"{escape_md(path.name)} cannot be opened: {error_text(item)}")
     c1, c2 = st.columns([3, 1])
     chosen_lesson = c1.selectbox(
         "Lesson", offered, format_func=lambda lesson: f"{lesson.title}  ({Path(lesson.origin).name})", key="lesson_pick"
@@ -122,10 +121,10 @@ elif choice == "Folder on this server":
         "Folder path", value="" if source.startswith(("builtin:", "download:")) else source, placeholder="/data/camvid"
     )
     new_source = path.strip() or None
-    if new_source and not folder_allowed(new_source):
+    outside = roots_problem(new_source) if new_source else None
+    if outside:
         st.error(
-            f"{md(new_source)} is outside the dataset folders this server shares "
-            f"({md(', '.join(data_roots()))}): ask the teacher to put the dataset there, or upload it."
+            f"{escape_md(new_source)} {escape_md(outside)}: ask the teacher to put the dataset there, or upload it."
         )
         new_source = None
 else:
@@ -147,7 +146,7 @@ with st.expander("How masks are read", expanded=False):
 try:
     new_ignore = int(ignore_text) if ignore_text.strip() else None
 except ValueError:
-    st.error(f"'{md(ignore_text)}' is not a number: type the mask value to ignore, e.g. 255 or 11")
+    st.error(f"'{escape_md(ignore_text)}' is not a number: type the mask value to ignore, e.g. 255 or 11")
     new_ignore = ignore_index
 new_names = tuple(n.strip() for n in names_text.splitlines() if n.strip()) or None
 
@@ -161,26 +160,26 @@ if problem:
     st.stop()
 
 report = dataset_report(data)
-st.success(f"Using **{md(dataset_display_name(data.source))}** — {md(report.layout)}")
+st.success(f"Using **{escape_md(dataset_display_name(data.source))}** — {escape_md(report.layout)}")
 cols = st.columns(4)
 cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
 cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))
 cols[2].metric("Classes", len(report.classes))
 cols[3].metric("Ignored pixels", f"{report.ignored_share:.1%}")
 st.caption(
-    f"Split: {md(report.split_origin)}. Image sizes: "
-    + ", ".join(f"{md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4])
+    f"Split: {escape_md(report.split_origin)}. Image sizes: "
+    + ", ".join(f"{escape_md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4])
 )
 
 if report.warnings:
     with st.expander(f"⚠️ {len(report.warnings)} file(s) skipped", expanded=False):
         for warning in report.warnings[:100]:
-            st.markdown(f"- {md(warning)}")
+            st.markdown(f"- {escape_md(warning)}")
 
 left, right = st.columns([1, 1])
 with left:
     st.subheader("Mask values → classes")
-    st.caption(f"{md(report.mask_encoding)}. Classes from {md(report.class_source)}.")
+    st.caption(f"{escape_md(report.mask_encoding)}. Classes from {escape_md(report.class_source)}.")
     chips = " ".join(
         f"<span style='display:inline-block;margin:2px;padding:2px 8px;border-radius:8px;"
         f"background:rgb{tuple(c)};color:{'#000' if sum(c) > 380 else '#fff'}'>{i}: {html_text(n)}</span>"
@@ -206,7 +205,7 @@ with right:
     rare = report.rare_classes()
     if rare:
         st.caption(
-            f"Rare here (under {RARE_SHARE:.0%} of the pixels): {', '.join(md(name) for name in rare)}. Rare classes "
+            f"Rare here (under {RARE_SHARE:.0%} of the pixels): {', '.join(escape_md(name) for name in rare)}. Rare classes "
             "are learned last: the default class weights weigh them up; watch their IoU on the Compare page."
         )
     else:
@@ -223,7 +222,7 @@ alpha = st.slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="sample_alpha")
 samples = sample_overlays(data, "train", count=8, alpha=alpha)
 for row in range(0, len(samples), 4):
     for column, (name, picture) in zip(st.columns(4), samples[row : row + 4]):
-        column.image(picture, caption=md(name), width="stretch")
+        column.image(picture, caption=escape_md(name), width="stretch")
 
 st.subheader("Augmentation preview")
 kind = (

@@ -1,7 +1,5 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import streamlit as st
@@ -23,19 +21,19 @@ from segcore.jobs.planning import (
 )
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.models.losses import CLASS_WEIGHTINGS, resolved_class_weighting
-from segcore.runs.naming import default_group_name, slug
+from segcore.runs.naming import default_group_name
 from segcore.runs.run import Run, list_runs
 from segcore.settings.config import PRESETS, describe
 from segcore.teaching.lesson import Lesson
-from segcore.teaching.lesson_files import queue_lesson, save_lesson
+from segcore.teaching.lesson_files import lesson_file_bytes, publish_lesson, queue_lesson
 from segcore.training.preparation import trainable_parameters
 from views._shared import (
     current_dataset,
     duration,
     error_text,
+    escape_md,
     finished_runs,
     initial,
-    md,
     queue,
     run_label,
     runs_dir,
@@ -43,16 +41,10 @@ from views._shared import (
     setting_input,
     teacher_markdown,
 )
+from views._teaching import suggested_strategy_box
 
-st.title("🧠 Model & strategy")
 DEFAULTS = TrainConfig()
 SIZES = [64, 96, 128, 160, 192, 224, 256, 320]
-
-data, problem = current_dataset()
-if problem:
-    st.error(f"Choose a usable dataset on the Data page first.\n\n{problem}")
-    st.stop()
-
 
 WIDGET_SETTINGS = {
     "height": "size",
@@ -86,31 +78,35 @@ def apply_lesson(lesson) -> None:
     st.session_state.update(values)
 
 
-lesson = st.session_state.get("lesson")
-if lesson is not None:
-    if st.session_state.pop("lesson_pending", False):
-        apply_lesson(lesson)
-    with st.container(border=True):
-        st.markdown(f"**📚 Lesson: {md(lesson.title)}**")
-        st.markdown(teacher_markdown(lesson.instructions))
-        b1, b2 = st.columns(2)
-        if b1.button(
-            "▶ Start the lesson",
-            type="primary",
-            key="start_lesson",
-            help="Queues exactly the runs the teacher planned, with the teacher's settings.",
-        ):
-            try:
-                lesson_data = data if data.source == lesson.data_source else None
-                lesson_runs = queue_lesson(queue(), lesson, owner=session_owner(), data=lesson_data)
-                st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
-                st.success(f"Queued {len(lesson_runs)} runs.")
-                st.page_link("views/training.py", label="Watch them train →", icon="📈")
-            except SegcoreError as exc:
-                st.error(error_text(exc))
-        if b2.button("Close the lesson", key="close_lesson"):
-            del st.session_state["lesson"]
-            st.rerun()
+def lesson_box(data):
+    """The open lesson (if any): its instructions, Start and Close. Returns the lesson."""
+    lesson = st.session_state.get("lesson")
+    if lesson is not None:
+        if st.session_state.pop("lesson_pending", False):
+            apply_lesson(lesson)
+        with st.container(border=True):
+            st.markdown(f"**📚 Lesson: {escape_md(lesson.title)}**")
+            st.markdown(teacher_markdown(lesson.instructions))
+            b1, b2 = st.columns(2)
+            if b1.button(
+                "▶ Start the lesson",
+                type="primary",
+                key="start_lesson",
+                help="Queues exactly the runs the teacher planned, with the teacher's settings.",
+            ):
+                try:
+                    lesson_data = data if data.source == lesson.data_source else None
+                    lesson_runs = queue_lesson(queue(), lesson, owner=session_owner(), data=lesson_data)
+                    st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
+                    st.success(f"Queued {len(lesson_runs)} runs.")
+                    st.page_link("views/training.py", label="Watch them train →", icon="📈")
+                except SegcoreError as exc:
+                    st.error(error_text(exc))
+            if b2.button("Close the lesson", key="close_lesson"):
+                del st.session_state["lesson"]
+                st.rerun()
+
+    return lesson
 
 
 @st.cache_data(show_spinner="Looking up backbones…")
@@ -123,79 +119,91 @@ def parameter_counts(backbone: str, strategy: str, num_classes: int) -> tuple[in
     return trainable_parameters(TrainConfig(backbone=backbone, strategy=strategy), num_classes)
 
 
-st.subheader("1 · Backbone (encoder)")
-extra = st.text_input(
-    "Search any timm model (optional)",
-    placeholder="e.g. mobilenetv3_large_100",
-    help="Any timm model that supports features_only works; the list below is CPU-friendly.",
-)
-names = tuple(dict.fromkeys([*SHORTLIST, *([extra.strip()] if extra.strip() else [])]))
-table = backbone_table(names)
-usable = [row for row in table if row["usable"]]
-for row in table:
-    if not row["usable"]:
-        st.warning(f"{md(row['name'])} cannot be used here: {md(row['problem'][:200])}")
-backbone = st.selectbox(
-    "Backbone",
-    [row["name"] for row in usable],
-    **initial("backbone", "index", 0),
-    key="backbone",
-    format_func=lambda n: next(
-        f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
-        for r in usable
-        if r["name"] == n
-    ),
-)
-with st.expander("All backbones", expanded=False):
-    st.dataframe(
-        [
-            {
-                "backbone": r["name"],
-                "parameters (M)": round(r["encoder_params"] / 1e6, 2),
-                "feature channels": str(r["feature_channels"]),
-                "pretrained weights": r["weights"],
-            }
+def backbone_section() -> tuple[str, str]:
+    """The encoder: (backbone name, where its weights come from)."""
+    st.subheader("1 · Backbone (encoder)")
+    extra = st.text_input(
+        "Search any timm model (optional)",
+        placeholder="e.g. mobilenetv3_large_100",
+        help="Any timm model that supports features_only works; the list below is CPU-friendly.",
+    )
+    names = tuple(dict.fromkeys([*SHORTLIST, *([extra.strip()] if extra.strip() else [])]))
+    table = backbone_table(names)
+    usable = [row for row in table if row["usable"]]
+    for row in table:
+        if not row["usable"]:
+            st.warning(f"{escape_md(row['name'])} cannot be used here: {escape_md(row['problem'][:200])}")
+    backbone = st.selectbox(
+        "Backbone",
+        [row["name"] for row in usable],
+        **initial("backbone", "index", 0),
+        key="backbone",
+        format_func=lambda n: next(
+            f"{r['name']} · {r['encoder_params'] / 1e6:.1f} M params · weights: {r['weights']}"
             for r in usable
-        ],
-        hide_index=True,
+            if r["name"] == n
+        ),
     )
-weights = next(r["weights"] for r in usable if r["name"] == backbone)
+    with st.expander("All backbones", expanded=False):
+        st.dataframe(
+            [
+                {
+                    "backbone": r["name"],
+                    "parameters (M)": round(r["encoder_params"] / 1e6, 2),
+                    "feature channels": str(r["feature_channels"]),
+                    "pretrained weights": r["weights"],
+                }
+                for r in usable
+            ],
+            hide_index=True,
+        )
+    weights = next(r["weights"] for r in usable if r["name"] == backbone)
 
-st.subheader("2 · Strategy")
-strategy = st.radio(
-    describe("strategy")["label"],
-    list(STRATEGIES),
-    key="strategy",
-    horizontal=True,
-    **initial("strategy", "index", list(STRATEGIES).index(DEFAULTS.strategy)),
-    format_func=lambda s: STRATEGIES[s].title,
-)
-info = STRATEGIES[strategy]
-st.info(info.explanation.replace("\n", " ") + f"  \n**Pays off when:** {info.lesson}.")
-START_COLOURS = {"random": "#e2e8f0", "ImageNet": "#bfdbfe", "source run": "#fde68a", "random (new classes)": "#e2e8f0"}
-boxes = " <span style='font-size:1.4em'>→</span> ".join(
-    f"<span style='display:inline-block;padding:8px 14px;border-radius:10px;background:{START_COLOURS[start]};"
-    f"border:2px {'dashed #64748b' if learns == 'frozen' else 'solid #16a34a'};margin:4px'><b>{part}</b><br>"
-    f"<small>starts: {start}<br>{'❄️ frozen' if learns == 'frozen' else '🔥 ' + learns}</small></span>"
-    for part, start, learns in info.part_roles()
-)  # our own fixed words only: no user text in this HTML
-st.markdown(f"<div style='margin:6px 0 12px 0'>image → {boxes} → classes per pixel</div>", unsafe_allow_html=True)
-if info.pretrained_encoder and weights == "unavailable":
-    st.error(
-        f"No ImageNet weights for {md(backbone)} here: choose tf_efficientnet_lite0 (bundled) or train from scratch."
-    )
-elif info.pretrained_encoder and weights.startswith("downloadable"):
-    st.warning(
-        f"{md(backbone)}'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled)."
-    )
-st.latex(r"\min_w \; \frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big) \;+\; \lambda\, R(w)")
-trainable, total = parameter_counts(backbone, strategy, data.num_classes)
-st.caption(
-    f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
-    f"({trainable / total:.0%}) for {data.num_classes} classes."
-)
+    return backbone, weights
 
-st.subheader("3 · Settings")
+
+def strategy_section(data, backbone: str, weights: str):
+    """The strategy, drawn as which part starts from where and learns. Returns (strategy, its record)."""
+    st.subheader("2 · Strategy")
+    strategy = st.radio(
+        describe("strategy")["label"],
+        list(STRATEGIES),
+        key="strategy",
+        horizontal=True,
+        **initial("strategy", "index", list(STRATEGIES).index(DEFAULTS.strategy)),
+        format_func=lambda s: STRATEGIES[s].title,
+    )
+    info = STRATEGIES[strategy]
+    st.info(info.explanation.replace("\n", " ") + f"  \n**Pays off when:** {info.lesson}.")
+    START_COLOURS = {
+        "random": "#e2e8f0",
+        "ImageNet": "#bfdbfe",
+        "source run": "#fde68a",
+        "random (new classes)": "#e2e8f0",
+    }
+    boxes = " <span style='font-size:1.4em'>→</span> ".join(
+        f"<span style='display:inline-block;padding:8px 14px;border-radius:10px;background:{START_COLOURS[start]};"
+        f"border:2px {'dashed #64748b' if learns == 'frozen' else 'solid #16a34a'};margin:4px'><b>{part}</b><br>"
+        f"<small>starts: {start}<br>{'❄️ frozen' if learns == 'frozen' else '🔥 ' + learns}</small></span>"
+        for part, start, learns in info.part_roles()
+    )  # our own fixed words only: no user text in this HTML
+    st.markdown(f"<div style='margin:6px 0 12px 0'>image → {boxes} → classes per pixel</div>", unsafe_allow_html=True)
+    if info.pretrained_encoder and weights == "unavailable":
+        st.error(
+            f"No ImageNet weights for {escape_md(backbone)} here: choose tf_efficientnet_lite0 (bundled) or train from scratch."
+        )
+    elif info.pretrained_encoder and weights.startswith("downloadable"):
+        st.warning(
+            f"{escape_md(backbone)}'s weights must be downloaded on first use; offline, pick tf_efficientnet_lite0 (bundled)."
+        )
+    st.latex(r"\min_w \; \frac{1}{N}\sum_{i=1}^{N} L\big(y_i, f_w(x_i)\big) \;+\; \lambda\, R(w)")
+    trainable, total = parameter_counts(backbone, strategy, data.num_classes)
+    st.caption(
+        f"Trainable parameters with this choice: **{trainable:,}** of {total:,} "
+        f"({trainable / total:.0%}) for {data.num_classes} classes."
+    )
+
+    return strategy, info
 
 
 # every setting some preset changes: switching presets sets each of them, to the preset's value or the default
@@ -214,289 +222,308 @@ def apply_preset() -> None:
             st.session_state[WIDGET_SETTINGS[name]] = preset.settings.get(name, getattr(DEFAULTS, name))
 
 
-st.segmented_control(
-    "Preset",
-    list(PRESETS),
-    **initial("preset", "default", "standard"),
-    key="preset",
-    on_change=apply_preset,
-    format_func=lambda p: PRESETS[p].title,
-    help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()),
-)
-rare = dataset_report(data).rare_classes()
-if rare:
-    listed = ", ".join(f"{md(name)} ({share:.1%})" for name, share in sorted(rare.items(), key=lambda kv: kv[1]))
-    unweighted = (
-        resolved_class_weighting(st.session_state.get("class_weights") or DEFAULTS.class_weights, data.num_classes)
-        == "none"
-    )
-    st.info(
-        f"Rare classes in this dataset: {listed} of the pixels. They are learned last: the default class weights "
-        "(auto: `sqrt` for three classes or more) weigh them up; if their IoU stays near 0 on Compare, train more "
-        "epochs. "
-        + (
-            "**With plain cross-entropy (none) a short run may never predict them** (measured on CamVid frames: "
-            "pedestrians and bicyclists 0.00 IoU, against 0.28 and 0.30 with the default)."
-            if unweighted
-            else "(measured on CamVid frames: pedestrians 0.28 and bicyclists 0.30 IoU with the default, 0.00 without "
-            "weights.)"
-        ),
-        icon="🔎",
-    )
-settings: dict = {
-    "data": data.source,
-    "backbone": backbone,
-    "strategy": strategy,
-    "ignore_index": training_ignore_index(data),
-}
-# what the preset or the lesson fixes that has no widget here (decoder widths, warm-up, …)
-settings.update({k: v for k, v in chosen_preset().settings.items() if k not in WIDGET_SETTINGS and k != "width"})
-if lesson is not None:
-    settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
-c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
-size = c1.select_slider(
-    "Image size",
-    SIZES,
-    **initial("size", "value", DEFAULTS.height),
-    key="size",
-    help=describe("height")["help"] + " and width (square)",
-)
-settings["height"] = settings["width"] = size
-settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
-settings["min_steps"] = int(setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50))
-settings["batch_size"] = int(setting_input(c4, "batch_size", "batch_size", max_value=128))
-settings["lr"] = float(setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f"))
-c1, c2, c3, c4 = st.columns(4)
-settings["regularizer"] = c1.selectbox(
-    describe("regularizer")["label"], list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper()
-)
-settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", format="%.5f"))
-total_train = len(data.pairs("train"))
-if total_train > 1:
-    low = smallest_training_share(total_train)
-    if st.session_state.get("train_pct", 100) < low:
-        st.session_state["train_pct"] = low
-    train_pct = c3.slider(
-        "Training images used (%)",
-        low,
-        100,
-        step=5,
-        **initial("train_pct", "value", 100),
-        key="train_pct",
-        help="Fewer images show where transfer pays off (the data-efficiency experiment). "
-        f"This dataset has {total_train} training images, so at least {low} % keeps one.",
-    )
-else:
-    train_pct = 100
-    c3.caption("Training images used: the only one there is.")
-settings["train_size"] = None if train_pct == 100 else train_pct / 100
-settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
-st.caption(REGULARIZERS[settings["regularizer"]])
-c1, c2 = st.columns(2)
-settings["augment"] = (
-    c1.segmented_control(
-        describe("augment")["label"],
-        list(AUGMENTATIONS),
-        **initial("augment", "default", "flip"),
-        key="augment",
-        help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items()),
-    )
-    or "flip"
-)
-settings["class_weights"] = (
-    c2.segmented_control(
-        describe("class_weights")["label"],
-        list(CLASS_WEIGHTINGS),
-        **initial("class_weights", "default", DEFAULTS.class_weights),
-        key="class_weights",
-        help=describe("class_weights")["help"],
-    )
-    or DEFAULTS.class_weights
-)
-if info.caches_features and settings["augment"] == "full":
-    st.caption(
-        "With *full* augmentation every input differs, so feature transfer cannot cache its features: "
-        "epochs get slower."
-    )
+def settings_section(data, backbone: str, strategy: str, info, lesson):
+    """Every setting, from the preset, the lesson and the widgets; the validated config (or the page stops).
+    Returns (config, training images, source run folder or None)."""
+    st.subheader("3 · Settings")
 
-source_run = None
-if info.tunes_encoder_rate or info.frozen_warmup:
-    c1, c2 = st.columns(2)
-    if info.tunes_encoder_rate:
-        settings["encoder_lr_factor"] = float(setting_input(c1, "encoder_lr_factor", "enc_factor", max_value=1.0))
-    if info.frozen_warmup:
-        settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
-if info.transfers_encoder:
-    settings["train_bn"] = (
-        st.segmented_control(
-            describe("train_bn")["label"],
-            describe("train_bn")["choices"](),
-            **initial("train_bn", "default", DEFAULTS.train_bn),
-            key="train_bn",
-            format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
-            help=describe("train_bn")["help"],
-        )
-        or DEFAULTS.train_bn
+    st.segmented_control(
+        "Preset",
+        list(PRESETS),
+        **initial("preset", "default", "standard"),
+        key="preset",
+        on_change=apply_preset,
+        format_func=lambda p: PRESETS[p].title,
+        help="; ".join(f"{p.title}: {p.purpose}" for p in PRESETS.values()),
     )
-if info.needs_source_run:
-    lesson = st.session_state.get("lesson")
-    lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
-    sources = [r for r in lesson_source + finished_runs(include_class=True) if r.config.get("backbone") == backbone]
-    if sources:
-        picked = st.selectbox(
-            describe("source_run")["label"] + " to carry over", sources, format_func=run_label, key="source_run"
+    rare = dataset_report(data).rare_classes()
+    if rare:
+        listed = ", ".join(
+            f"{escape_md(name)} ({share:.1%})" for name, share in sorted(rare.items(), key=lambda kv: kv[1])
         )
-        source_run = settings["source_run"] = str(picked.path)
+        unweighted = (
+            resolved_class_weighting(st.session_state.get("class_weights") or DEFAULTS.class_weights, data.num_classes)
+            == "none"
+        )
+        st.info(
+            f"Rare classes in this dataset: {listed} of the pixels. They are learned last: the default class weights "
+            "(auto: `sqrt` for three classes or more) weigh them up; if their IoU stays near 0 on Compare, train more "
+            "epochs. "
+            + (
+                "**With plain cross-entropy (none) a short run may never predict them** (measured on CamVid frames: "
+                "pedestrians and bicyclists 0.00 IoU, against 0.28 and 0.30 with the default)."
+                if unweighted
+                else "(measured on CamVid frames: pedestrians 0.28 and bicyclists 0.30 IoU with the default, 0.00 without "
+                "weights.)"
+            ),
+            icon="🔎",
+        )
+    settings: dict = {
+        "data": data.source,
+        "backbone": backbone,
+        "strategy": strategy,
+        "ignore_index": training_ignore_index(data),
+    }
+    # what the preset or the lesson fixes that has no widget here (decoder widths, warm-up, …)
+    settings.update({k: v for k, v in chosen_preset().settings.items() if k not in WIDGET_SETTINGS and k != "width"})
+    if lesson is not None:
+        settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
+    c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
+    size = c1.select_slider(
+        "Image size",
+        SIZES,
+        **initial("size", "value", DEFAULTS.height),
+        key="size",
+        help=describe("height")["help"] + " and width (square)",
+    )
+    settings["height"] = settings["width"] = size
+    settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
+    settings["min_steps"] = int(setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50))
+    settings["batch_size"] = int(setting_input(c4, "batch_size", "batch_size", max_value=128))
+    settings["lr"] = float(setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f"))
+    c1, c2, c3, c4 = st.columns(4)
+    settings["regularizer"] = c1.selectbox(
+        describe("regularizer")["label"], list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper()
+    )
+    settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", format="%.5f"))
+    total_train = len(data.pairs("train"))
+    if total_train > 1:
+        low = smallest_training_share(total_train)
+        if st.session_state.get("train_pct", 100) < low:
+            st.session_state["train_pct"] = low
+        train_pct = c3.slider(
+            "Training images used (%)",
+            low,
+            100,
+            step=5,
+            **initial("train_pct", "value", 100),
+            key="train_pct",
+            help="Fewer images show where transfer pays off (the data-efficiency experiment). "
+            f"This dataset has {total_train} training images, so at least {low} % keeps one.",
+        )
     else:
-        st.warning(
-            "No finished run with this backbone to carry over yet. *Train all strategies* first trains "
-            "one on the built-in source task (ellipses, rings, crosses)."
-        )
-
-try:
-    config = TrainConfig(**settings).validate()
-    train_images = len(data.train_indices(config.train_size, config.seed))
-except (SegcoreError, TypeError) as exc:
-    st.error(error_text(exc))
-    st.stop()
-planned_epochs = config.planned_epochs(train_images)
-if planned_epochs > config.epochs:
-    per_epoch = config.steps_per_epoch(train_images)
-    st.caption(
-        f"{train_images} training images make only {per_epoch} optimiser step{'s' if per_epoch > 1 else ''} per "
-        f"epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps."
-    )
-
-st.subheader("4 · Train")
-history = finished_runs()
-group_name = "cmp"
-all_plan = comparison_plan(config, group_name, source_run)
-full_images = full_training_images(config, data)
-c1, c2 = st.columns([1, 3])
-sweep_seeds = int(
-    c1.number_input(
-        "Seeds per sweep point",
-        min_value=1,
-        max_value=5,
-        key="sweep_seeds",
-        help="Train each point of the data-efficiency sweep with this many seeds (seed, seed + 1, …): Compare then "
-        "draws each point's mean and spread. Multiplies the sweep's time.",
-    )
-)
-c2.caption(
-    f"📉 The sweep trains every point for the same **{sweep_step_budget(config, full_images):,} optimiser "
-    f"steps** (those of a run on all {full_images:,} training images), so its points differ in the data alone."
-)
-sweep_plan = comparison_plan(
-    config, group_name, source_run, SWEEP_SIZES, seeds=sweep_seeds, full_train_images=full_images
-)
-one_s, basis = estimate_seconds(config, train_images, history)
-all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
-sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
-ahead = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
-wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
-st.caption(
-    f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
-    f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
-    f"**{duration(sweep_s)}**{wait}. Speed: {basis}."
-)
-b1, b2, b3 = st.columns(3)
-try:
-    if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
-        run = queue().submit(
-            config, group=default_group_name(config.data), owner=session_owner(), train_images=train_images
-        )
-        st.session_state["watch_group"] = run.config.get("group")
-        st.success(f"Queued **{md(run.run_id)}**.")
-        st.page_link("views/training.py", label="Watch it train →", icon="📈")
-    if b2.button(
-        "▶▶ Train all strategies",
-        width="stretch",
-        help="One run per strategy with identical settings (plus the source run structure transfer needs).",
-    ):
-        runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data)
-        st.session_state["watch_group"] = runs[-1].config.get("group")
-        st.success("Queued " + ", ".join(f"**{md(r.run_id)}**" for r in runs) + ".")
-        st.page_link("views/training.py", label="Watch them train →", icon="📈")
-    if b3.button(
-        "📉 Data-efficiency sweep",
-        width="stretch",
-        help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
-    ):
-        runs = queue_all_strategies(
-            queue(),
-            config,
-            source_run=source_run,
-            train_sizes=SWEEP_SIZES,
-            owner=session_owner(),
-            data=data,
-            seeds=sweep_seeds,
-        )
-        st.session_state["watch_group"] = runs[-1].config.get("group")
-        st.success(f"Queued {len(runs)} runs.")
-        st.page_link("views/training.py", label="Watch them train →", icon="📈")
-except SegcoreError as exc:
-    st.error(error_text(exc))
-
-# --- teaching: suggested strategy (issue 15) — one call; the block lives in views/_teaching.py ---
-from views._teaching import suggested_strategy_box  # noqa: E402
-
-suggested_strategy_box(data, config, train_images, source_run)
-# --- end teaching ---
-
-with st.expander("📚 Save these settings as a lesson", expanded=False):
-    st.caption(
-        "A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
-        "to compare and your instructions. Students open it from the Data page and land here with "
-        "everything set."
-    )
-    title = st.text_input("Title", max_chars=80, key="lesson_title")
-    instructions = st.text_area("Instructions for students (Markdown)", key="lesson_instructions", height=120)
+        train_pct = 100
+        c3.caption("Training images used: the only one there is.")
+    settings["train_size"] = None if train_pct == 100 else train_pct / 100
+    settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
+    st.caption(REGULARIZERS[settings["regularizer"]])
     c1, c2 = st.columns(2)
-    lesson_strategies = c1.multiselect(
-        "Strategies to compare",
-        list(STRATEGIES),
-        default=comparison_order(),
-        format_func=lambda s: STRATEGIES[s].title,
-        key="lesson_strategies",
-    )
-    sweep = c2.checkbox("A data-efficiency sweep (every training-set size)", key="lesson_sweep")
-    embed = c2.checkbox(
-        "Put the dataset inside the lesson file",
-        value=not data.source.startswith("builtin:"),
-        disabled=data.source.startswith("builtin:"),
-        key="lesson_embed",
-        help="Needed when students' machines do not have this dataset; built-in data needs nothing.",
-    )
-    if st.button("Make the lesson file", key="make_lesson", disabled=not title.strip() or not lesson_strategies):
-        fixed = {name: getattr(config, name) for name in WIDGET_SETTINGS if name != "backbone"}
-        fixed.update(
-            backbone=config.backbone,
-            width=config.width,
-            augment=config.augment,
-            ignore_index=config.ignore_index,
-            **({} if sweep else {"train_size": config.train_size}),
+    settings["augment"] = (
+        c1.segmented_control(
+            describe("augment")["label"],
+            list(AUGMENTATIONS),
+            **initial("augment", "default", "flip"),
+            key="augment",
+            help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items()),
         )
-        new_lesson = Lesson(
-            title=title.strip(),
-            instructions=instructions,
-            data_source=data.source,
-            settings=fixed,
-            strategies=lesson_strategies,
-            sweep=sweep,
-            preset=st.session_state.get("preset"),
+        or "flip"
+    )
+    settings["class_weights"] = (
+        c2.segmented_control(
+            describe("class_weights")["label"],
+            list(CLASS_WEIGHTINGS),
+            **initial("class_weights", "default", DEFAULTS.class_weights),
+            key="class_weights",
+            help=describe("class_weights")["help"],
         )
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"{slug(title.strip().lower())}.lesson.zip"
+        or DEFAULTS.class_weights
+    )
+    if info.caches_features and settings["augment"] == "full":
+        st.caption(
+            "With *full* augmentation every input differs, so feature transfer cannot cache its features: "
+            "epochs get slower."
+        )
+
+    source_run = None
+    if info.tunes_encoder_rate or info.frozen_warmup:
+        c1, c2 = st.columns(2)
+        if info.tunes_encoder_rate:
+            settings["encoder_lr_factor"] = float(setting_input(c1, "encoder_lr_factor", "enc_factor", max_value=1.0))
+        if info.frozen_warmup:
+            settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
+    if info.transfers_encoder:
+        settings["train_bn"] = (
+            st.segmented_control(
+                describe("train_bn")["label"],
+                describe("train_bn")["choices"](),
+                **initial("train_bn", "default", DEFAULTS.train_bn),
+                key="train_bn",
+                format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
+                help=describe("train_bn")["help"],
+            )
+            or DEFAULTS.train_bn
+        )
+    if info.needs_source_run:
+        lesson = st.session_state.get("lesson")
+        lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
+        sources = [r for r in lesson_source + finished_runs(include_class=True) if r.config.get("backbone") == backbone]
+        if sources:
+            picked = st.selectbox(
+                describe("source_run")["label"] + " to carry over", sources, format_func=run_label, key="source_run"
+            )
+            source_run = settings["source_run"] = str(picked.path)
+        else:
+            st.warning(
+                "No finished run with this backbone to carry over yet. *Train all strategies* first trains "
+                "one on the built-in source task (ellipses, rings, crosses)."
+            )
+
+    try:
+        config = TrainConfig(**settings).validate()
+        train_images = len(data.train_indices(config.train_size, config.seed))
+    except (SegcoreError, TypeError) as exc:
+        st.error(error_text(exc))
+        st.stop()
+    planned_epochs = config.planned_epochs(train_images)
+    if planned_epochs > config.epochs:
+        per_epoch = config.steps_per_epoch(train_images)
+        st.caption(
+            f"{train_images} training images make only {per_epoch} optimiser step{'s' if per_epoch > 1 else ''} per "
+            f"epoch: training runs **{planned_epochs} epochs**, so that it gets at least {config.min_steps} steps."
+        )
+
+    return config, train_images, source_run
+
+
+def train_section(data, config, train_images: int, source_run, info) -> None:
+    """Estimates and the three ways to queue: one run, every strategy, the data-efficiency sweep."""
+    st.subheader("4 · Train")
+    history = finished_runs()
+    group_name = "cmp"
+    all_plan = comparison_plan(config, group_name, source_run)
+    full_images = full_training_images(config, data)
+    c1, c2 = st.columns([1, 3])
+    sweep_seeds = int(
+        c1.number_input(
+            "Seeds per sweep point",
+            min_value=1,
+            max_value=5,
+            key="sweep_seeds",
+            help="Train each point of the data-efficiency sweep with this many seeds (seed, seed + 1, …): Compare then "
+            "draws each point's mean and spread. Multiplies the sweep's time.",
+        )
+    )
+    c2.caption(
+        f"📉 The sweep trains every point for the same **{sweep_step_budget(config, full_images):,} optimiser "
+        f"steps** (those of a run on all {full_images:,} training images), so its points differ in the data alone."
+    )
+    sweep_plan = comparison_plan(
+        config, group_name, source_run, SWEEP_SIZES, seeds=sweep_seeds, full_train_images=full_images
+    )
+    one_s, basis = estimate_seconds(config, train_images, history)
+    all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
+    sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
+    ahead = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+    wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
+    st.caption(
+        f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
+        f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
+        f"**{duration(sweep_s)}**{wait}. Speed: {basis}."
+    )
+    b1, b2, b3 = st.columns(3)
+    try:
+        if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
+            run = queue().submit(
+                config, group=default_group_name(config.data), owner=session_owner(), train_images=train_images
+            )
+            st.session_state["watch_group"] = run.config.get("group")
+            st.success(f"Queued **{escape_md(run.run_id)}**.")
+            st.page_link("views/training.py", label="Watch it train →", icon="📈")
+        if b2.button(
+            "▶▶ Train all strategies",
+            width="stretch",
+            help="One run per strategy with identical settings (plus the source run structure transfer needs).",
+        ):
+            runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data)
+            st.session_state["watch_group"] = runs[-1].config.get("group")
+            st.success("Queued " + ", ".join(f"**{escape_md(r.run_id)}**" for r in runs) + ".")
+            st.page_link("views/training.py", label="Watch them train →", icon="📈")
+        if b3.button(
+            "📉 Data-efficiency sweep",
+            width="stretch",
+            help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
+        ):
+            runs = queue_all_strategies(
+                queue(),
+                config,
+                source_run=source_run,
+                train_sizes=SWEEP_SIZES,
+                owner=session_owner(),
+                data=data,
+                seeds=sweep_seeds,
+            )
+            st.session_state["watch_group"] = runs[-1].config.get("group")
+            st.success(f"Queued {len(runs)} runs.")
+            st.page_link("views/training.py", label="Watch them train →", icon="📈")
+    except SegcoreError as exc:
+        st.error(error_text(exc))
+
+
+def lesson_maker(data, config) -> None:
+    """Save these settings as a lesson file (and publish it for the class when signed in as teacher)."""
+    with st.expander("📚 Save these settings as a lesson", expanded=False):
+        st.caption(
+            "A lesson is one file: the dataset (or a reference to a built-in one), these settings, the strategies "
+            "to compare and your instructions. Students open it from the Data page and land here with "
+            "everything set."
+        )
+        title = st.text_input("Title", max_chars=80, key="lesson_title")
+        instructions = st.text_area("Instructions for students (Markdown)", key="lesson_instructions", height=120)
+        c1, c2 = st.columns(2)
+        lesson_strategies = c1.multiselect(
+            "Strategies to compare",
+            list(STRATEGIES),
+            default=comparison_order(),
+            format_func=lambda s: STRATEGIES[s].title,
+            key="lesson_strategies",
+        )
+        sweep = c2.checkbox("A data-efficiency sweep (every training-set size)", key="lesson_sweep")
+        embed = c2.checkbox(
+            "Put the dataset inside the lesson file",
+            value=not data.source.startswith("builtin:"),
+            disabled=data.source.startswith("builtin:"),
+            key="lesson_embed",
+            help="Needed when students' machines do not have this dataset; built-in data needs nothing.",
+        )
+        if st.button("Make the lesson file", key="make_lesson", disabled=not title.strip() or not lesson_strategies):
+            fixed = {name: getattr(config, name) for name in WIDGET_SETTINGS if name != "backbone"}
+            fixed.update(
+                backbone=config.backbone,
+                width=config.width,
+                augment=config.augment,
+                ignore_index=config.ignore_index,
+                **({} if sweep else {"train_size": config.train_size}),
+            )
+            new_lesson = Lesson(
+                title=title.strip(),
+                instructions=instructions,
+                data_source=data.source,
+                settings=fixed,
+                strategies=lesson_strategies,
+                sweep=sweep,
+                preset=st.session_state.get("preset"),
+            )
             try:
-                save_lesson(new_lesson, path, dataset_folder=data.root if embed else None)
-                st.download_button("Download the lesson file", path.read_bytes(), path.name, "application/zip")
+                name, content = lesson_file_bytes(new_lesson, dataset_folder=data.root if embed else None)
+                st.download_button("Download the lesson file", content, name, "application/zip")
                 if st.session_state.get("teacher"):  # only the teacher publishes to the class's list
-                    shared = default_lessons_dir(runs_dir())
-                    shared.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(path, shared / path.name)
-                    st.success(f"Saved for the class as {md(path.name)}: students find it on the Data page.")
+                    publish_lesson(name, content, default_lessons_dir(runs_dir()))
+                    st.success(f"Saved for the class as {escape_md(name)}: students find it on the Data page.")
                 else:
                     st.caption("Open the Teacher page with the PIN to publish lessons to the whole class.")
             except SegcoreError as exc:
                 st.error(error_text(exc))
+
+
+st.title("🧠 Model & strategy")
+data, problem = current_dataset()
+if problem:
+    st.error(f"Choose a usable dataset on the Data page first.\n\n{problem}")
+    st.stop()
+lesson = lesson_box(data)
+backbone, weights = backbone_section()
+strategy, info = strategy_section(data, backbone, weights)
+config, train_images, source_run = settings_section(data, backbone, strategy, info, lesson)
+train_section(data, config, train_images, source_run, info)
+suggested_strategy_box(data, config, train_images, source_run)
+lesson_maker(data, config)

@@ -9,7 +9,16 @@ from segcore.jobs.classroom import ClassroomSettings, pin_matches, student_of
 from segcore.runs.naming import dataset_name
 from segcore.runs.progress import run_progress
 from segcore.runs.run import list_runs
-from views._shared import STRATEGY_COLOURS, STRATEGY_LABELS, error_text, md, plot_text, queue, queue_counts, runs_dir
+from views._shared import (
+    STRATEGY_COLOURS,
+    STRATEGY_LABELS,
+    error_text,
+    escape_md,
+    plot_text,
+    queue,
+    queue_counts,
+    runs_dir,
+)
 
 st.title("🧑‍🏫 Teacher")
 
@@ -86,7 +95,7 @@ if active:
     if c2.button("Cancel it", key="teacher_cancel"):
         try:
             state = queue().cancel(target.run_id)  # no owner: the teacher may stop anyone's run
-            st.toast(f"{md(target.run_id)}: {md(state)}")
+            st.toast(f"{escape_md(target.run_id)}: {escape_md(state)}")
             st.rerun()
         except SegcoreError as exc:
             st.error(error_text(exc))

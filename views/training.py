@@ -11,7 +11,7 @@ from segcore.runs.progress import run_progress
 from segcore.runs.run import list_runs
 from views._shared import (
     error_text,
-    md,
+    escape_md,
     plot_text,
     queue,
     queue_counts,
@@ -179,23 +179,23 @@ def live_view(group: str) -> None:
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
             c1.markdown(
-                f"{icon} **{md(run_title(run))}** — {md(run_lines.label.split(' · ')[0])} · *{md(progress['state'])}*"
+                f"{icon} **{escape_md(run_title(run))}** — {escape_md(run_lines.label.split(' · ')[0])} · *{escape_md(progress['state'])}*"
             )
             c1.progress(progress["fraction"], text=detail)
             if progress["state"] in ("failed", "lost"):
-                c1.error(md(progress["reason"]))
+                c1.error(escape_md(progress["reason"]))
             elif run.problem:
-                c1.warning(md(run.problem))
+                c1.warning(escape_md(run.problem))
             mine = run.owner in (None, session_owner())
             try:
                 if progress["state"] in ("queued", "running") and mine:
                     if c2.button("Cancel", key=f"cancel-{run.run_id}"):
                         state = queue().cancel(run.run_id, owner=session_owner())
-                        st.toast(f"{md(run.run_id)}: {md(state)}")
+                        st.toast(f"{escape_md(run.run_id)}: {escape_md(state)}")
                 elif progress["state"] in ("failed", "cancelled", "lost") and run.has_resume_point() and mine:
                     if c2.button("Resume", key=f"resume-{run.run_id}", help="Continue from the last finished epoch"):
                         queue().resume(run.run_id, owner=session_owner())
-                        st.toast(f"{md(run.run_id)}: queued to resume")
+                        st.toast(f"{escape_md(run.run_id)}: queued to resume")
             except SegcoreError as exc:
                 c1.error(error_text(exc))
             with c1.expander("Log"):

@@ -21,3 +21,11 @@ def default_lessons_dir(runs_dir: str | Path | None = None) -> Path:
     if os.environ.get("SEGCORE_LESSONS"):
         return Path(os.environ["SEGCORE_LESSONS"])
     return Path(runs_dir or default_runs_dir()).resolve().parent / "lessons"
+
+
+REFERENCE_DATA_ENV = "SEGCORE_REFERENCE_DATA"  # a folder holding camvid/ and membrane/ (default: ../shared/data)
+
+
+def reference_data_dir() -> Path:
+    """Where the domain distance's reference datasets (street scenes, microscopy) are looked for."""
+    return Path(os.environ.get(REFERENCE_DATA_ENV, Path(__file__).resolve().parents[3] / "shared" / "data"))

@@ -128,6 +128,20 @@ def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: b
     return destination
 
 
+def export_comparison_bytes(runs: list[Run], sheet_png: bytes | None = None) -> bytes:
+    """The bundle as bytes, for a page's download button (written and checked as export_comparison writes it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return export_comparison(runs, Path(folder) / "comparison-bundle.zip", sheet_png).read_bytes()
+
+
+def import_comparison_bytes(data: bytes, runs_dir: str | Path, owner: str | None = None) -> list[Run]:
+    """import_comparison of a bundle uploaded through a page (its bytes)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bundle.zip"
+        path.write_bytes(data)
+        return import_comparison(path, runs_dir, owner)
+
+
 def _check_exportable(run: Run) -> None:
     if run.state != "done":
         raise RunError(
@@ -427,4 +441,10 @@ def _rename_over_reserved(folder: Path, target: Path) -> None:
         os.rename(folder, target)
 
 
-__all__ = ["BundleError", "export_comparison", "import_comparison"]
+__all__ = [
+    "BundleError",
+    "export_comparison",
+    "export_comparison_bytes",
+    "import_comparison",
+    "import_comparison_bytes",
+]

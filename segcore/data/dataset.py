@@ -22,6 +22,7 @@ from .files import check_readable, image_size, mask_array, read_image, read_mask
 from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
+from .roots import check_within_roots
 
 # each worker holds one decoded file at a time: more threads than cores only multiplies peak memory
 _THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -301,6 +302,7 @@ def resolve_source(source: str | Path) -> Path:
         from .downloads import download_dataset
 
         return download_dataset(text.split(":", 1)[1])
+    check_within_roots(text)
     path = Path(text).expanduser()
     if not path.exists():
         raise DatasetError(

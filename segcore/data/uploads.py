@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from ..base.atomic import build_folder_once
 from ..base.errors import DatasetError
 from ..base.paths import cache_dir
+from .files import read_image
 
 MAX_UPLOAD_BYTES = 1024 * 1024**2
 MAX_NAME_BYTES = 255  # one path part, as most file systems allow
@@ -84,3 +86,12 @@ def save_uploads(files: list[tuple[str, bytes]], max_bytes: int = MAX_UPLOAD_BYT
     if len(files) == 1 and files[0][0].lower().endswith(".zip"):
         return folder / relative[0][0]
     return folder
+
+
+def read_uploaded_image(name: str, content: bytes):
+    """An image a student uploads to be segmented (not a dataset), read with the same checks as dataset images
+    (pixel limit, orientation): DatasetError naming the file when it cannot be used."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / safe_relative_path(name).name
+        path.write_bytes(content)
+        return read_image(path)

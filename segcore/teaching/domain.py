@@ -36,13 +36,12 @@ import torch
 from torch import nn
 
 from ..base.errors import SegcoreError
-from ..base.paths import cache_dir
+from ..base.paths import cache_dir, reference_data_dir
 
 METHOD_VERSION = 1  # part of the cache key: a change in how the distance is computed must not reuse old values
 DEFAULT_SIZE = 160  # the training default: what runs see
 DEFAULT_MAX_IMAGES = 100
 BATCH = 25
-REFERENCE_DATA_ENV = "SEGCORE_REFERENCE_DATA"  # a folder holding camvid/ and membrane/ (default: ../shared/data)
 STREET, MICROSCOPY, SHAPES = "street scenes (CamVid)", "microscopy (membrane)", "built-in shapes"
 
 
@@ -102,10 +101,6 @@ class DomainDistance:
             else " — a near domain: ImageNet features fit it well"
         )
         return f"distance {self.value:.2f} from ImageNet (to {self.backbone} at {self.size} px){where}{verdict}"
-
-
-def reference_data_dir() -> Path:
-    return Path(os.environ.get(REFERENCE_DATA_ENV, Path(__file__).resolve().parents[3] / "shared" / "data"))
 
 
 def last_batchnorm(encoder: nn.Module) -> nn.modules.batchnorm._BatchNorm:

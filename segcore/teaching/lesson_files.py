@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from ..base.atomic import atomic_write_bytes
 from ..base.errors import LessonError, SegcoreError
 from ..base.paths import cache_dir, default_lessons_dir
 from ..jobs.planning import queue_plan
@@ -84,6 +86,22 @@ def save_lesson(
         EMBEDDED if dataset_folder else lesson.data_source, EMBEDDED if source else lesson.source_run
     )
     return write_lesson_zip(path, manifest, entries)
+
+
+def lesson_file_bytes(lesson: Lesson, dataset_folder: str | Path | None = None) -> tuple[str, bytes]:
+    """(file name, content) of `lesson` saved as a file, for a page's download button and for publishing."""
+    name = f"{slug(lesson.title.strip().lower(), fallback='lesson')}.lesson.zip"
+    with tempfile.TemporaryDirectory() as folder:
+        return name, save_lesson(lesson, Path(folder) / name, dataset_folder=dataset_folder).read_bytes()
+
+
+def publish_lesson(name: str, content: bytes, lessons_dir: str | Path) -> Path:
+    """Put a lesson file into the class's list (`lessons_dir`), whole or not at all: students list it at once."""
+    if Path(name).name != name or not is_lesson_file(Path(name)):
+        raise LessonError(name, f"a lesson file's name must be a plain name ending in {' or '.join(LESSON_SUFFIXES)}")
+    target = Path(lessons_dir) / name
+    atomic_write_bytes(target, content)
+    return target
 
 
 def _field(path: Path, manifest: dict, key: str, kinds, default=...):
