@@ -3,8 +3,8 @@ job slots, and one run's training images/s on 1 and 2 DDP processes (gloo, CPU â
 
     python bench/scaling.py [--runs 4]
 
-Needs requirements-cluster.txt (Ray). Starts its own Ray head in a temporary folder and ends exactly the processes
-that head started (not `ray stop`, which would end every Ray cluster of this user on the machine).
+Needs requirements-cluster.txt (Ray). Starts its own Ray head (segcore.jobs.ray_head.LocalRayHead) and ends exactly
+the processes that head started.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 from common import ROOT, machine, print_table, write_results
+
+from segcore.jobs.ray_head import LocalRayHead
 
 TINY = dict(
     data="builtin:shapes",
@@ -34,78 +35,6 @@ TINY = dict(
     max_steps=4,
     train_size=16,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_ray_head(slots: int, folder: Path) -> tuple[str, int]:
-    dashboard = free_port()
-    ray_cli = Path(sys.executable).with_name("ray")
-    command = [
-        str(ray_cli) if ray_cli.exists() else "ray",
-        "start",
-        "--head",
-        "--num-cpus",
-        str(slots),
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dashboard),
-        "--port",
-        str(free_port()),
-        "--ray-client-server-port",
-        str(free_port()),
-        "--dashboard-agent-listen-port",
-        str(free_port()),
-        "--temp-dir",
-        str(folder / "ray"),
-        "--disable-usage-stats",
-    ]
-    head = subprocess.Popen(
-        command,
-        env={**os.environ, "HOME": str(folder), "RAY_TMPDIR": str(folder)},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output, _ = head.communicate(timeout=180)
-    if head.returncode:
-        raise SystemExit(f"ray start failed:\n{output}")
-    return f"http://127.0.0.1:{dashboard}", head.pid
-
-
-def stop_ray_head(leader_pid: int) -> None:
-    import psutil
-
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == leader_pid:
-                members.append(process)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    everyone = {p.pid: p for p in members}
-    for process in members:
-        try:
-            everyone.update({c.pid: c for c in process.children(recursive=True)})
-        except psutil.Error:
-            pass
-    for process in everyone.values():
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(list(everyone.values()), timeout=5)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
 
 
 def runs_per_hour(backend: str, slots: int, count: int, folder: Path) -> dict:
@@ -193,16 +122,13 @@ def main() -> None:
                 }
             )
         for slots in () if args.only_ddp else (1, 2):
-            address, leader = start_ray_head(slots, work / f"head-{slots}")
-            try:
+            with LocalRayHead(cpus=slots) as address:
                 queue_rows.append(
                     {
                         "backend": f"Ray head, {slots} worker slot(s) (--num-cpus {slots})",
                         **runs_per_hour(f"ray:{address}", slots, args.runs, work / f"ray-{slots}"),
                     }
                 )
-            finally:
-                stop_ray_head(leader)
         # 1 process with 1 thread too: on a busy CPU two threads of one process can be far slower than one each
         ddp_rows = [ddp_images_per_s(n, work / f"ddp-{n}-{t}", t) for n, t in ((1, 0), (1, 1), (2, 0))]
     finally:

@@ -1,24 +1,22 @@
-"""Issue 14 on a CPU: the queue on a (local, one-node) Ray cluster, one run trained by two DDP processes (gloo),
+"""A department cluster on a CPU: the queue on a (local, one-node) Ray cluster, one run trained by two DDP processes (gloo),
 and liveness that never trusts a Ray job's pid."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from segcore import RunError, TrainConfig
 from segcore.jobs.queue import JobQueue, wait_for
+from segcore.jobs.ray_head import LocalRayHead
 from segcore.runs.liveness import judge_running
 from segcore.runs.run import Run
 
@@ -34,81 +32,12 @@ def config(data, **kw) -> TrainConfig:
     return TrainConfig(data=str(data), **{**TINY, **kw})
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # -- a local Ray head ---------------------------------------------------------------------------------
-def stop_process_group(leader_pid: int) -> None:
-    """End the Ray head this module started, and only it: every process of the session `ray start` opened, plus
-    their descendants (job entrypoints start sessions of their own). `ray stop` is not used on purpose: it ends
-    every Ray process of this user on the machine, other people's clusters included."""
-    members = []
-    for process in psutil.process_iter():
-        try:
-            if os.getpgid(process.pid) == leader_pid:
-                members.append(process)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    everyone = {p.pid: p for p in members}
-    for process in members:
-        try:
-            everyone.update({c.pid: c for c in process.children(recursive=True)})
-        except psutil.Error:
-            pass
-    for process in everyone.values():
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(list(everyone.values()), timeout=5)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-
-
 @pytest.fixture(scope="module")
 def ray_address():
     pytest.importorskip("ray.job_submission", reason="ray is not installed: pip install -r requirements-cluster.txt")
-    # Ray puts unix sockets under its temp dir: a short path under /tmp keeps them under the 107-byte limit
-    temp = Path(tempfile.mkdtemp(prefix="segray-"))
-    dashboard = free_port()
-    ray_cli = Path(sys.executable).with_name("ray")
-    command = [
-        str(ray_cli) if ray_cli.exists() else "ray",
-        "start",
-        "--head",
-        "--num-cpus",
-        "2",
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dashboard),
-        "--port",
-        str(free_port()),
-        "--ray-client-server-port",
-        str(free_port()),
-        "--dashboard-agent-listen-port",
-        str(free_port()),
-        "--temp-dir",
-        str(temp / "ray"),
-        "--disable-usage-stats",
-    ]
-    env = {**os.environ, "HOME": str(temp), "RAY_TMPDIR": str(temp)}
-    head = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        output, _ = head.communicate(timeout=120)
-        assert head.returncode == 0, output
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        stop_process_group(head.pid)
-        shutil.rmtree(temp, ignore_errors=True)
+    with LocalRayHead(cpus=2) as address:
+        yield address
 
 
 @pytest.fixture

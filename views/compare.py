@@ -14,6 +14,7 @@ from segcore.compare.report_html import comparison_report
 from segcore.compare.sheet import comparison_tiles, render_comparison
 from segcore.compare.spread import data_efficiency_with_spread
 from segcore.compare.stats import (
+    SUMMARY_COLUMNS,
     dataset_key,
     dataset_title,
     default_selection,
@@ -112,30 +113,22 @@ predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chos
 
 st.subheader("Summary")
 rows = [summary_row(r) for r in chosen]
-shown_columns = [
-    "run",
-    "strategy",
-    "mIoU",
-    "pixel accuracy",
-    "training time (s)",
-    "s to 90 % of best",
-    "training images",
-    "epochs",
-    "class weights",
-]
+page_columns = [column for column in SUMMARY_COLUMNS if column.on_page]
+
+
+def column_config(column):
+    if column.label == "run":
+        return st.column_config.TextColumn(width="medium")
+    if column.digits is None:
+        return None
+    return st.column_config.NumberColumn(format=f"%.{column.digits}f", help=column.help or None)
+
+
 st.dataframe(
-    [{k: row[k] for k in shown_columns} for row in rows],
+    [{column.label: row[column.label] for column in page_columns} for row in rows],
     hide_index=True,
     width="stretch",
-    column_config={
-        "run": st.column_config.TextColumn(width="medium"),
-        "mIoU": st.column_config.NumberColumn(format="%.3f"),
-        "pixel accuracy": st.column_config.NumberColumn(format="%.3f"),
-        "training time (s)": st.column_config.NumberColumn(format="%.0f"),
-        "s to 90 % of best": st.column_config.NumberColumn(
-            format="%.0f", help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best"
-        ),
-    },
+    column_config={column.label: column_config(column) for column in page_columns},
 )
 buffer = io.StringIO()
 writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

@@ -28,6 +28,7 @@ from views._shared import (
     runs_dir,
     workspace,
 )
+from views._teaching import domain_block
 
 st.title("🖼️ Data")
 st.caption("Pick the images and masks to learn from. Everything stays on this machine.")
@@ -211,11 +212,7 @@ with right:
     else:
         st.caption("Rare classes are hard to learn: watch their IoU on the Compare page.")
 
-# --- teaching: domain distance (issue 15) — one call; the block lives in views/_teaching.py ---
-from views._teaching import domain_block  # noqa: E402
-
 domain_block(data, st.session_state.get("backbone") or "tf_efficientnet_lite0")
-# --- end teaching ---
 
 st.subheader("Samples")
 alpha = st.slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="sample_alpha")

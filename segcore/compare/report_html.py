@@ -29,7 +29,7 @@ from ..settings.strategies import STRATEGIES
 from ..training.predict import Predictor
 from .curves import comparison_curves
 from .sheet import comparison_tiles
-from .stats import mixing_problem, summary_row
+from .stats import SUMMARY_COLUMNS, mixing_problem, summary_row
 
 # Okabe–Ito: distinguishable with common colour-vision deficiencies; used when two runs share a strategy colour
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -156,36 +156,20 @@ def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | No
 
 
 def _summary_table(runs, letters) -> str:
-    header = [
-        "",
-        "run",
-        "strategy",
-        "backbone",
-        "mIoU",
-        "pixel accuracy",
-        "training time (s)",
-        "s to 90 % of best",
-        "training images",
-        "epochs",
-    ]
+    columns = [column for column in SUMMARY_COLUMNS if column.in_report]
     rows = []
     for letter, run in zip(letters, runs):
         row = summary_row(run)
-        rows.append(
-            [
-                f"<td><b>{letter}</b></td>",
-                f"<td>{_text(row['run'])}</td>",
-                f"<td>{_text(_strategy(run))}</td>",
-                f"<td>{_text(row['backbone'])}</td>",
-                f'<td class="n">{_number(row["mIoU"])}</td>',
-                f'<td class="n">{_number(row["pixel accuracy"])}</td>',
-                f'<td class="n">{_number(row["training time (s)"], 0)}</td>',
-                f'<td class="n">{_number(row["s to 90 % of best"], 0)}</td>',
-                f'<td class="n">{_number(row["training images"], 0)}</td>',
-                f'<td class="n">{_number(row["epochs"], 0)}</td>',
-            ]
-        )
-    return _table(header, rows)
+        cells = [f"<td><b>{letter}</b></td>"]
+        for column in columns:
+            if column.label == "strategy":
+                cells.append(f"<td>{_text(_strategy(run))}</td>")
+            elif column.digits is None:
+                cells.append(f"<td>{_text(row[column.label])}</td>")
+            else:
+                cells.append(f'<td class="n">{_number(row[column.label], column.digits)}</td>')
+        rows.append(cells)
+    return _table(["", *(column.label for column in columns)], rows)
 
 
 def _per_class_table(runs, letters) -> str:

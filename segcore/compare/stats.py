@@ -2,28 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from ..runs.naming import dataset_name
 from ..runs.run import Run
 from .curves import run_curves, seconds_to_reach
 
 
+@dataclass(frozen=True)
+class SummaryColumn:
+    """One column of a comparison's summary table: the Compare page, its CSV and the HTML report all read these."""
+
+    label: str  # the column's title (and the key of summary_row)
+    value: Callable[[Run, dict, dict], object]  # (run, its summary, its config) → the value
+    digits: int | None = None  # decimals when shown; None: text
+    help: str = ""
+    on_page: bool = True  # shown in the Compare page's table (the CSV has every column)
+    in_report: bool = True  # shown in the HTML report's table
+
+
+SUMMARY_COLUMNS = (
+    SummaryColumn("run", lambda run, summary, config: run.run_id),
+    SummaryColumn("strategy", lambda run, summary, config: config.get("strategy")),
+    SummaryColumn("backbone", lambda run, summary, config: config.get("backbone"), on_page=False),
+    SummaryColumn("mIoU", lambda run, summary, config: summary.get("miou"), 3),
+    SummaryColumn("pixel accuracy", lambda run, summary, config: summary.get("pixel_accuracy"), 3),
+    SummaryColumn("training time (s)", lambda run, summary, config: summary.get("train_time_s"), 0),
+    SummaryColumn(
+        "s to 90 % of best",
+        lambda run, summary, config: seconds_to_reach(run_curves(run)),
+        0,
+        help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best",
+    ),
+    SummaryColumn(
+        "trainable parameters",
+        lambda run, summary, config: summary.get("trainable_params"),
+        0,
+        on_page=False,
+        in_report=False,
+    ),
+    SummaryColumn("training images", lambda run, summary, config: summary.get("train_images"), 0),
+    SummaryColumn("epochs", lambda run, summary, config: summary.get("epochs", config.get("epochs")), 0),
+    SummaryColumn(
+        "regulariser", lambda run, summary, config: config.get("regularizer"), on_page=False, in_report=False
+    ),
+    SummaryColumn("class weights", lambda run, summary, config: config.get("class_weights", "none"), in_report=False),
+)
+
+
 def summary_row(run: Run) -> dict:
+    """Every summary column of one run, keyed by column label (the CSV's row)."""
     summary, config = run.summary(), run.config
-    to_90 = seconds_to_reach(run_curves(run))
-    return {
-        "run": run.run_id,
-        "strategy": config.get("strategy"),
-        "backbone": config.get("backbone"),
-        "mIoU": summary.get("miou"),
-        "pixel accuracy": summary.get("pixel_accuracy"),
-        "training time (s)": summary.get("train_time_s"),
-        "s to 90 % of best": to_90,
-        "trainable parameters": summary.get("trainable_params"),
-        "training images": summary.get("train_images"),
-        "epochs": summary.get("epochs", config.get("epochs")),
-        "regulariser": config.get("regularizer"),
-        "class weights": config.get("class_weights", "none"),
-    }
+    return {column.label: column.value(run, summary, config) for column in SUMMARY_COLUMNS}
 
 
 def dataset_key(run: Run) -> tuple[str, tuple[str, ...]]:

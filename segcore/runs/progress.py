@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from ..base.values import finite_number
 from .run import Run
-from ..base.values import finite_number as _number
 
 
 def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) -> dict:
@@ -13,8 +13,8 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
     steps, epochs = curves or run.curves()
     last = steps[-1] if steps else {}
     plan = config.get("plan") if isinstance(config.get("plan"), dict) else {}  # recorded at submission
-    step = _number(last.get("step")) or 0
-    total = _number(last.get("total_steps")) or _number(plan.get("steps")) or 0
+    step = finite_number(last.get("step")) or 0
+    total = finite_number(last.get("total_steps")) or finite_number(plan.get("steps")) or 0
     fraction = (step / total) if total > 0 else 0.0
     if status.state == "done":
         fraction = 1.0
@@ -22,19 +22,19 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
     if status.state == "running" and status.started and fraction > 0.02:
         elapsed = time.time() - status.started
         eta = elapsed * (1 - fraction) / fraction
-    mious = [m for m in (_number(e.get("miou")) for e in epochs) if m is not None]
+    mious = [m for m in (finite_number(e.get("miou")) for e in epochs) if m is not None]
     epochs_planned = last.get("epochs", plan.get("epochs", config.get("epochs")))
     return {
         "run": run.run_id,
         "strategy": config.get("strategy") if isinstance(config.get("strategy"), str) else None,
         "state": status.state,
         "reason": status.reason,
-        "epoch": int(_number(last.get("epoch")) or 0),
-        "epochs": int(epochs_planned) if _number(epochs_planned) is not None else None,
+        "epoch": int(finite_number(last.get("epoch")) or 0),
+        "epochs": int(epochs_planned) if finite_number(epochs_planned) is not None else None,
         "step": int(step),
         "total_steps": int(total),
         "fraction": max(0.0, min(1.0, fraction)),
-        "images_per_s": _number(last.get("images_per_s")),
+        "images_per_s": finite_number(last.get("images_per_s")),
         "eta_s": eta,
         "best_miou": max(mious, default=None),
     }

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..base.errors import RunError
 from ..base.atomic import atomic_write_bytes, atomic_write_json
+from ..base.errors import RunError
 from ..base.safetensors_header import safetensors_problem
 from .files import LEGACY_RESUME_FILES, RESUME_MANIFEST, TRAINING_LOCK
 

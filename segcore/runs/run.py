@@ -53,8 +53,6 @@ def new_run_id(runs_dir: Path, name: str | None, strategy: str, data: object = "
     return check_run_id(candidate)
 
 
-
-
 @dataclass
 class Run:
     """Read access to a run folder, safe to use while another process writes it, and on damaged folders:

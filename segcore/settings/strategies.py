@@ -26,6 +26,10 @@ class StrategyInfo:
     frozen_encoder_levels: int | str = 0  # 0: all learn; "all": frozen; N: the first N feature levels frozen
     frozen_warmup: bool = False  # may train a few epochs with the encoder frozen first (freeze_epochs)
     in_train_all: bool = True  # part of "Train all strategies"
+    # the situations in which teaching/advice.py advises it first: "source run" (a related finished run exists),
+    # "plenty far" (many labels, a GPU, a far domain), "few near" (few labels, a near domain), "far", "default"
+    advised_for: tuple[str, ...] = ()
+    measured_against: str | None = None  # the rival whose score the lesson's evidence compares it with
     # training images per second on the reference 2-core CPU at 160×160 with the default backbone, whole run
     # included (evaluation, feature cache): bench/results/classroom.txt. Estimates start here, then learn this
     # machine's own speed from its finished runs (segcore/estimate.py).
@@ -83,6 +87,7 @@ STRATEGIES = {
         "The baseline that shows what transfer buys.",
         "lots of data, or data unlike anything seen before",
         encoder_start="random",
+        advised_for=("plenty far",),
         reference_images_per_s=20.1,
     ),
     "parameter": StrategyInfo(
@@ -95,6 +100,7 @@ STRATEGIES = {
         "moderate data, photos like ImageNet's",
         encoder_start="ImageNet",
         frozen_warmup=True,
+        advised_for=("far", "default"),
         reference_images_per_s=20.4,
     ),
     "feature": StrategyInfo(
@@ -107,6 +113,7 @@ STRATEGIES = {
         "very little data, a CPU, or a quick first result",
         encoder_start="ImageNet",
         frozen_encoder_levels="all",
+        advised_for=("few near",),
         reference_images_per_s=59.0,
     ),
     "structure": StrategyInfo(
@@ -118,6 +125,8 @@ STRATEGIES = {
         "task; only the final classifier is remade for your classes; then fine-tune everything.",
         "a related segmentation task was already solved",
         encoder_start="source run",
+        advised_for=("source run",),
+        measured_against="parameter",
         reference_images_per_s=21.0,
     ),
     "partial": StrategyInfo(
@@ -134,6 +143,16 @@ STRATEGIES = {
         reference_images_per_s=24.0,
     ),
 }
+
+
+def advised_in(situation: str) -> str:
+    """The strategy advised first in `situation` (see StrategyInfo.advised_for)."""
+    return next(name for name, info in STRATEGIES.items() if situation in info.advised_for)
+
+
+def train_all_names() -> list[str]:
+    """The strategies "Train all strategies" compares."""
+    return [name for name, info in STRATEGIES.items() if info.in_train_all]
 
 
 REGULARIZERS = {

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field, replace
 
 from ..jobs.planning import comparison_order
 from ..settings.config import TrainConfig
-from ..settings.strategies import STRATEGIES
+from ..settings.strategies import STRATEGIES, advised_in, train_all_names
 from .domain import DomainDistance
 
 FEW_IMAGES = 50  # a handful to a few dozen: what a frozen encoder plus a small decoder can use without overfitting
 PLENTY_IMAGES = 1000  # enough labels for a randomly initialised network to learn features of its own
-COMPARED = ("scratch", "parameter", "feature", "structure")
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,14 @@ def estimated_seconds(train_images: int, base: TrainConfig | None = None, finish
     from ..jobs.estimate import estimate_seconds
 
     base, finished = base or TrainConfig(), list(finished)
-    return {name: estimate_seconds(replace(base, strategy=name), train_images, finished)[0] for name in COMPARED}
+    return {
+        name: estimate_seconds(replace(base, strategy=name), train_images, finished)[0] for name in train_all_names()
+    }
+
+
+def _cached_strategy() -> str:
+    """The strategy that trains on cached features: the fastest on a CPU."""
+    return next(name for name, info in STRATEGIES.items() if info.caches_features and info.in_train_all)
 
 
 def _domain_words(domain: DomainDistance | None) -> tuple[bool | None, str]:
@@ -83,42 +89,41 @@ def _domain_words(domain: DomainDistance | None) -> tuple[bool | None, str]:
     )
 
 
-def _rule_strategy(train_images: int, far: bool | None, device: str, source_run_available: bool) -> tuple[str, str]:
-    """Rules 1–4: (strategy, the sentence that says why)."""
+def _situation(train_images: int, far: bool | None, device: str, source_run_available: bool) -> str:
+    """Rules 1–4 as the situation they recognise (StrategyInfo.advised_for names the strategy for each)."""
     if source_run_available and train_images < PLENTY_IMAGES:
-        return "structure", (
-            "A finished run on a related segmentation task is available: structure transfer starts "
-            "from an encoder and a decoder that already segment this kind of image, and only the "
-            "classifier is new (see the lesson 'When does structure transfer win?')."
-        )
+        return "source run"
     if train_images >= PLENTY_IMAGES and is_gpu(device) and far:
-        return "scratch", (
-            f"With {train_images} labelled images on a GPU and images unlike ImageNet's, training from "
-            "scratch is competitive: enough labels to learn features of their own, and the device "
-            "makes the extra epochs cheap."
-        )
+        return "plenty far"
     if train_images < FEW_IMAGES and not far:
-        return "feature", (
-            f"With only {train_images} labelled images, a frozen ImageNet encoder cannot overfit them, "
-            "and only the small decoder has to learn; it is also the fastest strategy."
-        )
-    if far:
-        return "parameter", (
-            "Far from ImageNet, the encoder should adapt: parameter transfer fine-tunes it slowly, "
-            "keeping what ImageNet taught while learning what your images need."
-        )
-    return "parameter", (
-        f"With {train_images} labelled images there is enough to fine-tune the encoder: parameter "
-        "transfer usually ends highest (bench/README.md: on CamVid it led at every training-set size)."
-    )
+        return "few near"
+    return "far" if far else "default"
+
+
+def _why(situation: str, train_images: int) -> str:
+    """The sentence that says why, for a student."""
+    return {
+        "source run": "A finished run on a related segmentation task is available: structure transfer starts "
+        "from an encoder and a decoder that already segment this kind of image, and only the "
+        "classifier is new (see the lesson 'When does structure transfer win?').",
+        "plenty far": f"With {train_images} labelled images on a GPU and images unlike ImageNet's, training from "
+        "scratch is competitive: enough labels to learn features of their own, and the device "
+        "makes the extra epochs cheap.",
+        "few near": f"With only {train_images} labelled images, a frozen ImageNet encoder cannot overfit them, "
+        "and only the small decoder has to learn; it is also the fastest strategy.",
+        "far": "Far from ImageNet, the encoder should adapt: parameter transfer fine-tunes it slowly, "
+        "keeping what ImageNet taught while learning what your images need.",
+        "default": f"With {train_images} labelled images there is enough to fine-tune the encoder: parameter "
+        "transfer usually ends highest (bench/README.md: on CamVid it led at every training-set size).",
+    }[situation]
 
 
 def _comparison(strategy: str, far: bool | None, source_run_available: bool) -> SuggestedComparison:
-    rivals = {"parameter"} | ({"feature"} if not far else {"scratch"})
+    rivals = {advised_in("default"), advised_in("plenty far" if far else "few near")}
     if source_run_available:
-        rivals.add("structure")
+        rivals.add(advised_in("source run"))
     wanted = comparison_order(sorted({strategy} | rivals))
-    if set(wanted) == {n for n, info in STRATEGIES.items() if info.in_train_all}:
+    if set(wanted) == set(train_all_names()):
         return SuggestedComparison("Train all strategies", wanted, "every strategy with the same settings")
     labels = " vs ".join(STRATEGIES[n].label for n in wanted)
     return SuggestedComparison(
@@ -142,10 +147,15 @@ def advise(
     run (default: segcore.estimate with `base` settings and the `finished` runs of this machine)."""
     seconds = dict(speeds) if speeds is not None else estimated_seconds(train_images, base, finished)
     far, domain_reason = _domain_words(domain)
-    strategy, rule_reason = _rule_strategy(train_images, far, device, source_run_available)
-    reasons = [domain_reason, rule_reason]
+    situation = _situation(train_images, far, device, source_run_available)
+    strategy = advised_in(situation)
+    reasons = [domain_reason, _why(situation, train_images)]
     if seconds_budget is not None and seconds.get(strategy, 0) > seconds_budget:
-        candidates = [n for n in COMPARED if n in seconds and (n != "structure" or source_run_available)]
+        candidates = [
+            n
+            for n in train_all_names()
+            if n in seconds and (not STRATEGIES[n].needs_source_run or source_run_available)
+        ]
         fitting = [n for n in candidates if seconds[n] <= seconds_budget]
         fastest = min(fitting or candidates, key=seconds.get)
         if fitting:
@@ -161,11 +171,16 @@ def advise(
                 "preset or smaller images."
             )
         strategy = fastest
-    elif not is_gpu(device) and strategy != "feature" and "feature" in seconds and seconds.get(strategy):
-        ratio = seconds[strategy] / max(seconds["feature"], 1e-9)
+    elif (
+        not is_gpu(device)
+        and (cached := _cached_strategy()) != strategy
+        and cached in seconds
+        and seconds.get(strategy)
+    ):
+        ratio = seconds[strategy] / max(seconds[cached], 1e-9)
         if ratio > 1.5:
             reasons.append(
-                f"On this CPU, feature transfer would finish about {ratio:.1f}× sooner "
-                f"({seconds['feature']:.0f} s instead of {seconds[strategy]:.0f} s) if time matters."
+                f"On this CPU, {STRATEGIES[cached].label} would finish about {ratio:.1f}× sooner "
+                f"({seconds[cached]:.0f} s instead of {seconds[strategy]:.0f} s) if time matters."
             )
     return Advice(strategy, reasons, _comparison(strategy, far, source_run_available), seconds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..runs.run import Run
+from ..settings.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -31,20 +32,23 @@ def _miou(run: Run) -> float | None:
 
 
 def structure_vs_parameter(runs: list[Run]) -> list[StructureEvidence]:
-    """One row per comparison group holding a finished structure run and a finished parameter run on the same data."""
+    """One row per comparison group holding a finished structure-transfer run and a finished run of the strategy it is
+    measured against (StrategyInfo.measured_against: parameter transfer) on the same data."""
+    challenger = next(name for name, info in STRATEGIES.items() if info.measured_against)
+    rival = STRATEGIES[challenger].measured_against
     by_path = {str(run.path): run for run in runs}
     groups: dict[tuple[str, str], dict[str, Run]] = {}
     for run in runs:
         config = run.config
         group, strategy = config.get("group"), config.get("strategy")
-        if run.state != "done" or not isinstance(group, str) or strategy not in ("structure", "parameter"):
+        if run.state != "done" or not isinstance(group, str) or strategy not in (challenger, rival):
             continue
         groups.setdefault((group, str(config.get("data"))), {})[strategy] = run
     rows = []
     for (group, data), pair in sorted(groups.items()):
         if len(pair) < 2:
             continue
-        structure, parameter = pair["structure"], pair["parameter"]
+        structure, parameter = pair[challenger], pair[rival]
         scores = _miou(structure), _miou(parameter)
         if None in scores:
             continue
