@@ -1,4 +1,4 @@
-"""The quality protocol's splits (segcore/data/derived.py): the tuning split is carved from 'train' with a fixed
+"""The quality protocol's splits (segcore/data/eval_splits.py): the tuning split is carved from 'train' with a fixed
 seed, disjoint from the training part and from 'val'; the binary view remaps classes without touching files."""
 
 import numpy as np

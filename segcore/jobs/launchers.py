@@ -1,6 +1,6 @@
 """What starts, stops and checks a run's training process: the job queue's one seam to the machines.
 
-The runs folder stays the queue's only state (jobs.py: FIFO, double-click guard, source runs, owners); a
+The runs folder stays the queue's only state (queue.py: FIFO, double-click guard, source runs, owners); a
 launcher only turns "start this run" into a process somewhere, and answers for that process afterwards.
 
 - `local` (default): a detached `python -m segcore.jobs.worker` process on this machine; liveness by pid + heartbeat.

@@ -2,7 +2,7 @@
 
 Whatever stops it before or during training, the run's status.json gets the real reason (not a later
 "killed or crashed" guess), unless another live process owns the run; the next job is started either way.
-A run with gpus ≥ 2 replaces this process by torchrun, which starts one worker per GPU (distributed.py);
+A run with gpus ≥ 2 replaces this process by torchrun, which starts one worker per GPU (training/distributed.py);
 rank 0 speaks for the run.
 """
 

@@ -70,7 +70,7 @@ def judge_running(status: dict, now: float | None = None) -> tuple[str, str | No
     host = status.get("host") if isinstance(status.get("host"), str) else None
     heartbeat = finite_number(status.get("heartbeat"))
     if status.get("launcher") == "ray":
-        # a Ray job's pid means nothing here, wherever it runs: Ray's job status (asked by the queue, jobs.py) and
+        # a Ray job's pid means nothing here, wherever it runs: Ray's job status (asked by the queue, jobs/queue.py) and
         # the heartbeat decide. Before the worker reports (no pid yet) Ray is still placing it: no heartbeat to miss.
         if positive_int(status.get("pid")) is None:
             return "running", None

@@ -218,7 +218,7 @@ class TrainConfig:
     )
     device: str = setting("auto", "auto, cpu, cuda, cuda:N, mps", label="Device", check=_check_device)
     threads: int = setting(0, "CPU threads (0: one per core)", label="CPU threads", low=0, high=1024)
-    # 1 is kept apart from 0 so that the Ray backend can reserve a GPU explicitly; 2+ starts torchrun (distributed.py)
+    # 1 is kept apart from 0 so that the Ray backend can reserve a GPU explicitly; 2+ starts torchrun (training/distributed.py)
     gpus: int = setting(
         0,
         "GPUs for this one run: 0 = one process on the best device (auto); 1 = one process on one GPU; "

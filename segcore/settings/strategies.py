@@ -32,7 +32,7 @@ class StrategyInfo:
     measured_against: str | None = None  # the rival whose score the lesson's evidence compares it with
     # training images per second on the reference 2-core CPU at 160×160 with the default backbone, whole run
     # included (evaluation, feature cache): bench/results/classroom.txt. Estimates start here, then learn this
-    # machine's own speed from its finished runs (segcore/estimate.py).
+    # machine's own speed from its finished runs (segcore/jobs/estimate.py).
     reference_images_per_s: float = 20.0
 
     @property
