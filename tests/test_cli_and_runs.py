@@ -17,6 +17,7 @@ from PIL import Image
 
 from segcore import Predictor, Run
 from segcore.base.atomic import atomic_write_json
+from segcore.runs.writer import write_judged_status
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI in its own process or trains through it
 
@@ -204,7 +205,7 @@ def test_a_run_folder_is_readable_while_training_and_after_a_kill(tmp_path, trai
         process.wait()
     run = Run.open(runs, "long")
     assert run.state == "failed" and "ended without finishing" in run.status["reason"]
-    run.settle()
+    write_judged_status(run)
     assert json.loads((run.path / "status.json").read_text())["state"] == "failed"
     for line in (run.path / "metrics.jsonl").read_text().splitlines()[:-1]:
         json.loads(line)  # every complete line parses

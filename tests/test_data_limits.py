@@ -257,7 +257,7 @@ from pathlib import Path
 start_at = float(sys.argv[1])
 task = sys.argv[2]
 from segcore import load_dataset
-from segcore.uploads import save_uploads
+from segcore.data.uploads import save_uploads
 while time.time() < start_at:
     time.sleep(0.005)
 if task == "upload":

@@ -98,7 +98,7 @@ def test_training_survives_the_server_that_started_it(tmp_path, train_dataset):
             sys.executable,
             "-c",
             (
-                "import os; from segcore import TrainConfig; from segcore.jobs import JobQueue;"
+                "import os; from segcore import TrainConfig; from segcore.jobs.queue import JobQueue;"
                 f"run = JobQueue({str(runs)!r}).submit(TrainConfig(data={str(train_dataset)!r}, epochs=2, min_steps=0, height=64, width=64));"
                 "print(run.run_id); os._exit(0)"
             ),
@@ -129,7 +129,7 @@ def test_out_of_memory_fails_the_run_with_advice(tmp_path, train_dataset, monkey
 WRITER = """
 import sys, itertools
 from pathlib import Path
-from segcore.runs import atomic_write_json
+from segcore.base.atomic import atomic_write_json
 folder = Path(sys.argv[1])
 for i in itertools.count():
     payload = {"state": "running", "step": i, "padding": "x" * (i % 5000)}
