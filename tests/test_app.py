@@ -33,10 +33,24 @@ def shown(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown)
 
 
-def open_page(page: str) -> AppTest:
+def sign_in(app: AppTest, student: str = "Tester", secret: str = "tester passphrase") -> AppTest:
+    """Sign in as a student does: a name, then the passphrase (chosen twice on the first visit)."""
+    app.text_input(key="signin_name").set_value(student)
+    app.button[0].click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    app.text_input(key="signin_secret").set_value(secret)
+    if any(t.key == "signin_secret_again" for t in app.text_input):
+        app.text_input(key="signin_secret_again").set_value(secret)
+    app.button[0].click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    return app
+
+
+def open_page(page: str, student: str = "Tester") -> AppTest:
+    """A fresh browser session of `student` (signed in) on `page`."""
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    app.query_params["student"] = "Tester"
     app.run()
+    sign_in(app, student)
     app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
@@ -135,16 +149,15 @@ def test_a_run_launched_from_the_ui_trains_and_appears_on_compare(runs_dir):
     assert 0 < native["mIoU, native size"][0] <= 1 and native["run"][0] == run.run_id
 
 
-def test_a_first_visit_asks_for_a_name_and_then_keeps_it(runs_dir):
+def test_a_first_visit_asks_for_a_name_and_a_passphrase_and_then_keeps_them(runs_dir):
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     app.run()
     assert "Welcome" in app.title[0].value and not app.exception
-    app.text_input[0].set_value("<b>x</b>")
+    app.text_input(key="signin_name").set_value("<b>x</b>")
     app.button[0].click().run()
-    assert app.error and "student" not in app.query_params  # refused with the reason
-    app.text_input[0].set_value("Ada  Lovelace")
-    app.button[0].click().run()
-    assert app.session_state["student"] == "Ada Lovelace"
+    assert app.error and "owner" not in app.session_state  # refused with the reason
+    sign_in(app, "Ada  Lovelace", "analytical engine")
+    assert app.session_state["owner"] == "Ada Lovelace" and "student" not in app.query_params
     app.switch_page("views/model.py").run()
     assert not app.exception and any("Ada Lovelace" in shown(m.value) for m in app.sidebar.markdown)
 

@@ -17,7 +17,6 @@ import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -133,11 +132,36 @@ def click_button(page, name: str) -> None:
     button.click()
 
 
-def visit(page, url, path="", student="Tester"):
-    """Open a page as a student: the address carries who it is (a fresh load has no session yet)."""
-    page.goto(f"{url}/{path}?student={quote(student)}")
+SECRET = "a class passphrase"
+
+
+def sign_in(page, student: str, secret: str = SECRET) -> None:
+    """Sign in as a student does: name, Continue, then the passphrase (typed twice on the first visit)."""
+    page.get_by_label("Your name").fill(student)
+    page.get_by_role("button", name="Continue").click()
     settle(page)
-    page.locator("[data-testid='stSidebar']").get_by_text("Signed in as").wait_for()
+    first = page.get_by_label("Choose a passphrase")
+    playwright.expect(first.or_(page.get_by_label("Your passphrase"))).to_be_visible()
+    if first.is_visible():
+        first.fill(secret)
+        page.get_by_label("Type it again").fill(secret)
+        page.get_by_role("button", name="Create my workspace").click()
+    else:
+        page.get_by_label("Your passphrase").fill(secret)
+        page.get_by_role("button", name="Sign in").click()
+    settle(page)
+
+
+def visit(page, url, path="", student="Tester"):
+    """Open a page as a student: signed in by the browser's session cookie, or through the sign-in (never by the
+    page address)."""
+    page.goto(f"{url}/{path}")
+    settle(page)
+    signed = page.locator("[data-testid='stSidebar']").get_by_text("Signed in as")
+    playwright.expect(signed.or_(page.get_by_label("Your name"))).to_be_visible()
+    if not signed.is_visible():
+        sign_in(page, student)
+    signed.wait_for()
     settle(page)
 
 
@@ -437,7 +461,7 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path
         for title in ("Model", "Training", "Compare", "Learn", "Data"):
             via_sidebar(page, title)
             assert "my-petri-dishes.zip" in sidebar_text(page), f"{title}: {sidebar_text(page)}"
-            assert "student=Zoe" in page.url, page.url
+            assert "student=" not in page.url and "Zoe" in sidebar_text(page), page.url  # the session knows her
         page.reload()
         settle(page)
         page.get_by_text("Training pairs").wait_for()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -11,7 +9,8 @@ import streamlit as st
 from segcore import STRATEGIES, SegcoreError, load_dataset
 from segcore.base.paths import default_runs_dir
 from segcore.compare.stats import dataset_title
-from segcore.jobs.classroom import WorkspaceError, offered_classes, teacher_pin, workspace_id
+from segcore.jobs.accounts import Accounts
+from segcore.jobs.classroom import teacher_pin
 from segcore.jobs.queue import JobQueue
 from segcore.jobs.scheduler import start_scheduler
 from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
@@ -19,50 +18,12 @@ from segcore.runs.naming import Titles
 from segcore.runs.records import STATES
 from segcore.runs.run import Run, list_runs
 from segcore.settings.config import describe
+from views._signin import current_account, keep_session_cookie, sign_in_gate, sign_out
+from views._text import duration, error_text, escape_md, html_text, plot_text, teacher_markdown  # noqa: F401
 
 STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
 STRATEGY_LABELS = {name: info.label for name, info in STRATEGIES.items()}
 DEFAULT_DATASET = "builtin:shapes"
-_MARKDOWN_SPECIALS = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark: CommonMark escapes them all
-_OUTSIDE_ENTITIES = re.compile(r"([!-\"$-%'-/:<-@\[-`{-~])")  # the same, minus & # ; that HTML entities are made of
-
-
-def escape_md(text: object) -> str:
-    """Text from a dataset, a run or a user, made inert inside Markdown (st.markdown, st.error, captions…):
-    no HTML, no links or images, no emphasis, no :directives:, no $maths$ — it shows exactly as written."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", "  \n")
-
-
-def html_text(text: object) -> str:
-    """The same text inside HTML that the page builds itself (colour chips): HTML-escaped, then Markdown-inert."""
-    return _OUTSIDE_ENTITIES.sub(r"\\\1", html.escape(str(text), quote=True))
-
-
-def plot_text(text: object) -> str:
-    """Text for plotly labels, which understand a little HTML (<b>, <a href>, <br>): escaped so it is shown as is."""
-    return html.escape(str(text), quote=True)
-
-
-def error_text(exc: Exception) -> str:
-    """A SegcoreError's message for st.error: one Markdown bullet per file at fault, each line inert."""
-    first, *rest = str(exc).split("\n  • ")
-    return escape_md(first) + "".join(f"\n- {escape_md(line)}" for line in rest)
-
-
-def duration(seconds: float) -> str:
-    """'45 s', '3 min', '1 h 5 min': rounded the way a person says it."""
-    if seconds < 90:
-        return f"{max(5, round(seconds / 5) * 5):.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-
-
-def teacher_markdown(text: str) -> str:
-    """A teacher's Markdown (lesson instructions) as formatting only: no HTML (Streamlit's default), and links and
-    images reduced to their text, so a student's browser never fetches anything from elsewhere."""
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", str(text))
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
-    return re.sub(r"<[^>]*>", "", text)
 
 
 def initial(key: str, argument: str, value) -> dict:
@@ -220,21 +181,18 @@ def run_counts(live_page: bool = False) -> None:
 
 
 def session_owner() -> str:
-    """The student's workspace ('class/student'), kept in the page address: a reload keeps it, a bookmark
-    brings the student back to their own runs, another browser signs in as itself."""
-    return workspace_id(st.session_state["student"], st.session_state.get("student_class") or None)
+    """The signed-in student's workspace ('class/student'): set only by signing in (views/_signin.py), never by the
+    page address."""
+    return st.session_state["owner"]
 
 
-def _keep_identity() -> None:
-    """The address carries the identity across reloads; the session carries it across pages (Streamlit drops
-    query parameters when the page changes), and each run writes it back into the address."""
-    params = st.query_params
-    if "student" in params:
-        st.session_state["student"], st.session_state["student_class"] = params["student"], params.get("class")
-    elif "student" in st.session_state:
-        params["student"] = st.session_state["student"]
-        if st.session_state.get("student_class"):
-            params["class"] = st.session_state["student_class"]
+@st.cache_resource
+def accounts(path: str) -> Accounts:
+    return Accounts(path)
+
+
+def class_accounts() -> Accounts:
+    return accounts(str(runs_dir()))
 
 
 def workspace() -> WorkspaceRecord:
@@ -242,38 +200,15 @@ def workspace() -> WorkspaceRecord:
 
 
 def signed_in() -> bool:
-    _keep_identity()
-    try:
-        session_owner()
-        return True
-    except (KeyError, WorkspaceError):
-        return False
+    return current_account(class_accounts()) is not None
 
 
 def workspace_gate() -> None:
-    """On a first visit, ask for a name (and the class on a server with several), then carry on to the page."""
-    if signed_in():
-        return
-    st.title("👋 Welcome to the Segmentation Transfer Workbench")
-    st.write(
-        "Give your name so that your runs and uploads are kept apart from your classmates'. "
-        "Nothing leaves this computer."
-    )
-    with st.form("sign_in"):
-        name = st.text_input("Your name", max_chars=40)
-        classes = offered_classes()
-        class_name = st.selectbox("Your class", classes) if classes else None
-        if st.form_submit_button("Start", type="primary"):
-            try:
-                workspace_id(name, class_name)
-            except WorkspaceError as exc:
-                st.error(escape_md(exc))
-            else:
-                st.query_params["student"] = " ".join(name.split())
-                if class_name:
-                    st.query_params["class"] = class_name
-                st.rerun()
-    st.stop()
+    """Until the student has signed in (name and passphrase), show the sign-in and stop the page."""
+    for stale in ("student", "class"):  # old bookmarks: a name in the address is no key to anyone's work
+        st.query_params.pop(stale, None)
+    if not signed_in():
+        sign_in_gate(class_accounts())
 
 
 @st.cache_resource
@@ -288,14 +223,14 @@ def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
     if not signed_in_page:
         return
     workspace_gate()
+    keep_session_cookie()
     source, _, _ = dataset_settings()
     with st.sidebar:
         me = session_owner()
         st.caption("Signed in as")
         st.markdown(f"**{escape_md(me.replace('/', ' · '))}**")
-        if st.button("Switch student", key="switch_student", type="tertiary"):
-            st.query_params.clear()
-            st.session_state.clear()
+        if st.button("Sign out", key="switch_student", type="tertiary"):
+            sign_out(class_accounts())
             st.rerun()
         with st.expander("Delete my work"):
             st.caption(

@@ -19,6 +19,7 @@ from views._shared import (
     queue_counts,
     runs_dir,
 )
+from views._signin import browser_session_id
 
 st.title("🧑‍🏫 Teacher")
 
@@ -27,10 +28,13 @@ if not st.session_state.get("teacher"):
     with st.form("teacher_pin"):
         given = st.text_input("Teacher PIN", type="password")
         if st.form_submit_button("Open", type="primary"):
-            if pin_matches(given):
-                st.session_state["teacher"] = True
-                st.rerun()
-            st.error("That is not the PIN.")
+            try:
+                if pin_matches(given, browser_session_id()):
+                    st.session_state["teacher"] = True
+                    st.rerun()
+                st.error("That is not the PIN.")
+            except SegcoreError as exc:
+                st.error(error_text(exc))
     st.stop()
 
 settings = ClassroomSettings.load(runs_dir())

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from ..base.errors import RunError
 from ..base.safetensors_header import safetensors_problem
 from ..base.safezip import SafeZip, ZipRules
+from ..jobs.classroom import may_act_on
 from ..runs.files import BEST_WEIGHTS, CONFIG, JSON_OBJECTS, NEEDED_TO_COMPARE, PORTABLE, STATUS
 from ..runs.naming import dataset_name
 from ..runs.records import config_problem
@@ -68,10 +69,23 @@ class BundleError(RunError):
 
 
 # -- export -----------------------------------------------------------------------------------------
-def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: bytes | None = None) -> Path:
+def export_comparison(
+    runs: list[Run],
+    destination_zip: str | Path,
+    sheet_png: bytes | None = None,
+    owner: str | None = None,
+    teacher: bool = False,
+) -> Path:
     """Write one zip holding each finished run's files, the comparison sheet if given, and a manifest with
-    the sha256 of every file. Written to a temporary name and renamed, so a failed export leaves no half zip."""
+    the sha256 of every file. Written to a temporary name and renamed, so a failed export leaves no half zip.
+    `owner`: a student may take home only their own runs (the teacher, and the command line, any)."""
     destination = Path(destination_zip)
+    foreign = [run.run_id for run in runs if not may_act_on(run, owner, teacher)]
+    if foreign:
+        raise RunError(
+            f"{', '.join(foreign)} belong{'s' if len(foreign) == 1 else ''} to another student: a bundle takes home "
+            "your own runs only — leave theirs out"
+        )
     if not runs:
         raise RunError("nothing to export: choose at least one finished run")
     if len(runs) > MAX_RUNS:
@@ -128,10 +142,13 @@ def export_comparison(runs: list[Run], destination_zip: str | Path, sheet_png: b
     return destination
 
 
-def export_comparison_bytes(runs: list[Run], sheet_png: bytes | None = None) -> bytes:
+def export_comparison_bytes(
+    runs: list[Run], sheet_png: bytes | None = None, owner: str | None = None, teacher: bool = False
+) -> bytes:
     """The bundle as bytes, for a page's download button (written and checked as export_comparison writes it)."""
     with tempfile.TemporaryDirectory() as folder:
-        return export_comparison(runs, Path(folder) / "comparison-bundle.zip", sheet_png).read_bytes()
+        destination = Path(folder) / "comparison-bundle.zip"
+        return export_comparison(runs, destination, sheet_png, owner, teacher).read_bytes()
 
 
 def import_comparison_bytes(data: bytes, runs_dir: str | Path, owner: str | None = None) -> list[Run]:

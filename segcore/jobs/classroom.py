@@ -11,38 +11,42 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import re
 import secrets
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..base.atomic import atomic_write_json
-from ..base.errors import SegcoreError
+from ..base.attempts import AttemptLimiter
 from ..runs.run import Run
+from .accounts import SignInError
+from .names import WorkspaceError, check_name
 
-NAME_PATTERN = re.compile(r"^[\w][\w .'-]{0,39}$", re.UNICODE)
 SETTINGS_FILE = ".classroom.json"
-
-
-class WorkspaceError(SegcoreError):
-    """A workspace (student or class) name that cannot be used."""
-
-
-def check_name(name: str, what: str = "name") -> str:
-    name = " ".join(str(name).split())
-    if not NAME_PATTERN.match(name):
-        raise WorkspaceError(
-            f"'{name[:40]}' cannot be a {what}: use 1–40 letters, digits, spaces, '.', "
-            "'-', \"'\" or '_', starting with a letter or digit"
-        )
-    return name
+PIN_ENV = "SEGCORE_TEACHER_PIN"
+# the teacher's PIN: 5 wrong tries per browser session, 20 across the server, then waits that double
+PIN_GUESSES = AttemptLimiter(free=5, first_wait_s=2.0, max_wait_s=300.0)
+SERVER_PIN_GUESSES = AttemptLimiter(free=20, first_wait_s=2.0, max_wait_s=60.0)
 
 
 def workspace_id(student: str, class_name: str | None = None) -> str:
-    """The owner recorded on a student's runs: 'class/student' (or 'student' with no class)."""
+    """The owner recorded on a student's runs: 'class/student' (or 'student' with no class). With SEGCORE_CLASSES
+    set, only those classes."""
     student = check_name(student, "student name")
-    return f"{check_name(class_name, 'class name')}/{student}" if class_name else student
+    if not class_name:
+        if offered_classes():
+            raise WorkspaceError(f"choose your class: {', '.join(offered_classes())}")
+        return student
+    class_name = check_name(class_name, "class name")
+    if offered_classes() and class_name not in offered_classes():
+        raise WorkspaceError(f"'{class_name}' is not a class on this server: choose {', '.join(offered_classes())}")
+    return f"{class_name}/{student}"
+
+
+def may_act_on(run: Run, owner: str | None, teacher: bool = False) -> bool:
+    """Whether someone may cancel, resume, rename, delete or export `run`: its owner, the teacher, and anyone at all
+    for a run without an owner (made from the command line). `owner` None: the command line itself."""
+    return teacher or owner is None or run.owner is None or run.owner == owner
 
 
 def student_of(owner: str | None) -> str:
@@ -99,8 +103,8 @@ def waiting_limit_problem(owner: str | None, queued: list[Run], adding: int, run
 
 
 def teacher_pin() -> str:
-    """The teacher's PIN: SEGCORE_TEACHER_PIN, else a random one made once per server start (and printed)."""
-    return os.environ.get("SEGCORE_TEACHER_PIN") or _generated_pin()
+    """The teacher's PIN: SEGCORE_TEACHER_PIN, else a random 6-digit one made once per server start (and printed)."""
+    return os.environ.get(PIN_ENV) or _generated_pin()
 
 
 _PIN: list[str] = []
@@ -113,8 +117,19 @@ def _generated_pin() -> str:
     return _PIN[0]
 
 
-def pin_matches(given: str) -> bool:
-    return hmac.compare_digest(str(given).strip().encode(), teacher_pin().encode())
+def pin_matches(given: str, session_id: str = "") -> bool:
+    """Whether `given` is the teacher's PIN. After too many wrong tries (per browser session, and across the server)
+    every try waits, growing with each failure: SignInError says how long. Failures are logged on the console."""
+    keys = (f"session:{session_id}",)
+    wait = max(PIN_GUESSES.wait_s(*keys), SERVER_PIN_GUESSES.wait_s("server"))
+    if wait > 0:
+        raise SignInError(f"too many wrong PINs: wait {wait:.0f} s and try again")
+    if hmac.compare_digest(str(given).strip().encode(), teacher_pin().encode()):
+        PIN_GUESSES.succeeded(*keys)
+        return True
+    PIN_GUESSES.failed(*keys, what="teacher PIN")
+    SERVER_PIN_GUESSES.failed("server", what="teacher PIN")
+    return False
 
 
 def offered_classes() -> list[str]:

@@ -26,7 +26,8 @@ from ..base.errors import RunError
 from ..runs.run import Run, check_run_id, is_run_folder, list_runs, new_run_id
 from ..runs.writer import RunWriter, record_status, write_judged_status
 from ..settings.config import TrainConfig
-from .classroom import fair_order, waiting_limit_problem
+from ..runs.naming import Titles
+from .classroom import fair_order, may_act_on, waiting_limit_problem
 from .launchers import Launcher, launcher_from_env
 
 logger = logging.getLogger(__name__)
@@ -137,19 +138,32 @@ class JobQueue:
             self.pump()
         return Run(writer.path)
 
-    def _check_owner(self, run: Run, owner: str | None, action: str) -> None:
-        """A session may only act on its own runs; runs without an owner (command line, older runs) are anyone's."""
-        if owner is not None and run.owner is not None and run.owner != owner:
-            raise RunError(
-                f"run {run.run_id} belongs to another session: only the session that queued it can {action} it"
-            )
+    def _check_owner(self, run: Run, owner: str | None, action: str, teacher: bool = False) -> None:
+        """A student may only act on their own runs (classroom.may_act_on); the teacher and the command line on any."""
+        if not may_act_on(run, owner, teacher):
+            raise RunError(f"run {run.run_id} belongs to another student: only they or the teacher can {action} it")
 
-    def cancel(self, run_id: str, grace_s: float = 8.0, owner: str | None = None) -> str:
+    def rename(self, kind: str, key: str, title: str, owner: str | None = None, teacher: bool = False) -> str:
+        """Give a run ("runs", its id) or a comparison ("comparisons", its group) a name people read; refused for a
+        classmate's. Names are plain text wherever they are shown."""
+        if kind == "runs":
+            targets = [Run.open(self.runs_dir, check_run_id(key))]
+        elif kind == "comparisons":
+            targets = [r for r in self.runs() if r.config.get("group") == key]
+            if not targets:
+                raise RunError(f"no comparison '{key}' in {self.runs_dir}")
+        else:
+            raise ValueError(f"{kind!r} is not runs or comparisons")
+        for run in targets:
+            self._check_owner(run, owner, "rename", teacher)
+        return Titles(self.runs_dir).set(kind, key, title)
+
+    def cancel(self, run_id: str, grace_s: float = 8.0, owner: str | None = None, teacher: bool = False) -> str:
         """Stop a run: a queued one never starts; a running one is asked to stop (it stops at the next step),
         then killed if it has not stopped after grace_s. Only a process proven to be the run's own (same pid and
         start time, this machine) is ever signalled. Returns the final state."""
         run = Run.open(self.runs_dir, check_run_id(run_id))
-        self._check_owner(run, owner, "cancel")
+        self._check_owner(run, owner, "cancel", teacher)
         with self._lock():
             status = run.status
             if status["state"] == "queued":
@@ -198,10 +212,10 @@ class JobQueue:
         self.pump()
         return Run(run.path).state
 
-    def resume(self, run_id: str, owner: str | None = None) -> Run:
+    def resume(self, run_id: str, owner: str | None = None, teacher: bool = False) -> Run:
         """Queue a failed, cancelled or lost run again; it continues from its last finished epoch."""
         run = Run.open(self.runs_dir, check_run_id(run_id))
-        self._check_owner(run, owner, "resume")
+        self._check_owner(run, owner, "resume", teacher)
         problem = run.config_problem()
         if problem:
             raise RunError(f"run {run_id} cannot be resumed: {problem} — train it again as a new run")
