@@ -331,7 +331,7 @@ if c3.button(
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     try:
-        bundle = export_comparison_bytes(chosen, sheet_png=buffer.getvalue())
+        bundle = export_comparison_bytes(chosen, buffer.getvalue(), owner=session_owner())
         c3.download_button("Download bundle (zip)", bundle, "comparison-bundle.zip", "application/zip")
     except SegcoreError as exc:
         st.error(error_text(exc))

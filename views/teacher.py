@@ -5,13 +5,15 @@ import streamlit as st
 
 from segcore import SegcoreError
 from segcore.compare.leaderboard import best_per_student, leaderboard
-from segcore.jobs.classroom import ClassroomSettings, pin_matches, student_of
+from segcore.jobs.accounts import roster_names
+from segcore.jobs.classroom import ClassroomSettings, offered_classes, pin_matches, student_of
 from segcore.runs.naming import dataset_name
 from segcore.runs.progress import run_progress
 from segcore.runs.run import list_runs
 from views._shared import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
+    class_accounts,
     error_text,
     escape_md,
     plot_text,
@@ -36,6 +38,62 @@ if not st.session_state.get("teacher"):
             except SegcoreError as exc:
                 st.error(error_text(exc))
     st.stop()
+
+
+def students_box() -> None:
+    """The class's names: who signed in, reset a forgotten passphrase, remove a name, add names (roster)."""
+    accounts = class_accounts()
+    everyone = accounts.all()
+    with st.expander(f"👥 {len(everyone)} names: sign-in, passphrases, the class list", expanded=False):
+        roster_file = roster_names() is not None
+        only = st.toggle(
+            "Only names I added may sign in",
+            value=accounts.roster_only,
+            disabled=roster_file,
+            key="teacher_roster_only",
+            help="SEGCORE_ROSTER sets the list on this server." if roster_file else "New names then need your code.",
+        )
+        if only != accounts.roster_only and not roster_file:
+            accounts.set_roster_only(only)
+            st.rerun()
+        st.dataframe(
+            [
+                {
+                    "student": a.owner,
+                    "signs in with": "school login"
+                    if a.single_sign_on
+                    else "passphrase"
+                    if a.has_secret
+                    else "your code"
+                    if a.code_waiting
+                    else "—",
+                }
+                for a in everyone
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+        c1, c2 = st.columns(2)
+        with c1.form("teacher_add_name", clear_on_submit=True):
+            name = st.text_input("Add a name", max_chars=40)
+            classes = offered_classes()
+            class_name = st.selectbox("Class", classes) if classes else None
+            if st.form_submit_button("Add and make a code"):
+                try:
+                    code = accounts.add(name, class_name)
+                    st.success(f"Give {escape_md(name)} this code: **{code}** (once, within a week).")
+                except SegcoreError as exc:
+                    st.error(error_text(exc))
+        if everyone:
+            picked = c2.selectbox("A student", everyone, format_func=lambda a: a.owner, key="teacher_student_pick")
+            b1, b2 = c2.columns(2)
+            if b1.button("Reset the passphrase", key="teacher_reset", help="Signs them out; they sign in with a code"):
+                code = accounts.reset(picked.key)
+                c2.success(f"Give {escape_md(picked.owner)} this code: **{code}**")
+            if b2.button("Remove the name", key="teacher_remove", help="Their runs stay until deleted"):
+                accounts.remove(picked.key)
+                st.rerun()
+
 
 settings = ClassroomSettings.load(runs_dir())
 limit = st.number_input(
@@ -98,7 +156,7 @@ if active:
     )
     if c2.button("Cancel it", key="teacher_cancel"):
         try:
-            state = queue().cancel(target.run_id)  # no owner: the teacher may stop anyone's run
+            state = queue().cancel(target.run_id, teacher=True)
             st.toast(f"{escape_md(target.run_id)}: {escape_md(state)}")
             st.rerun()
         except SegcoreError as exc:
@@ -145,3 +203,6 @@ if datasets:
     )
     st.plotly_chart(figure, key="class_comparison")
     st.caption("Each student's best finished run per strategy on this dataset.")
+
+st.subheader("Students")
+students_box()

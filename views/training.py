@@ -59,9 +59,10 @@ with st.popover("✏️ Rename"):  # outside the live view, which redraws every 
     )
     if st.button("Save the names", key="rename_save"):
         try:
-            titles().set("comparisons", group, new_name)
+            queue().rename("comparisons", group, new_name, owner=session_owner())
             if renamed:
-                titles().set("runs", renamed.run_id, "" if run_name == renamed.run_id else run_name)
+                new_title = "" if run_name == renamed.run_id else run_name
+                queue().rename("runs", renamed.run_id, new_title, owner=session_owner())
             st.rerun()
         except SegcoreError as exc:
             st.error(error_text(exc))

@@ -30,7 +30,9 @@ class AttemptLimiter:
         """Seconds until any of `keys` may try again (0: now)."""
         now = self.clock()
         with self._lock:
-            return max((max(0.0, self._records[k].blocked_until - now) for k in keys if k in self._records), default=0.0)
+            return max(
+                (max(0.0, self._records[k].blocked_until - now) for k in keys if k in self._records), default=0.0
+            )
 
     def failed(self, *keys: str, what: str = "attempt") -> None:
         """Count a failure against every key (and log it on the server's console)."""

@@ -231,8 +231,10 @@ class Accounts:
         keys = (f"name:{key}", f"session:{session_id}") if session_id else (f"name:{key}",)
         self._check_wait(keys)
         entry = self._read()["accounts"].get(key)
-        if entry and entry.get("hash") and hmac.compare_digest(
-            _hash(secret, bytes.fromhex(entry["salt"])), entry["hash"]
+        if (
+            entry
+            and entry.get("hash")
+            and hmac.compare_digest(_hash(secret, bytes.fromhex(entry["salt"])), entry["hash"])
         ):
             GUESSES.succeeded(*keys)
             return self._update(lambda payload: self._new_session(payload, key))
@@ -285,7 +287,8 @@ class Accounts:
 
         def open_session(payload: dict) -> str:
             payload["accounts"].setdefault(
-                key, {"name": name, "class": class_name, "salt": os.urandom(16).hex(), "sso": True, "created": time.time()}
+                key,
+                {"name": name, "class": class_name, "salt": os.urandom(16).hex(), "sso": True, "created": time.time()},
             )
             return self._new_session(payload, key)
 
@@ -323,7 +326,12 @@ class Accounts:
         def add_name(payload: dict) -> str:
             if key in payload["accounts"]:
                 raise WorkspaceError(f"'{name}' is already on the list: reset their passphrase instead")
-            payload["accounts"][key] = {"name": name, "class": class_name, "salt": os.urandom(16).hex(), "created": time.time()}
+            payload["accounts"][key] = {
+                "name": name,
+                "class": class_name,
+                "salt": os.urandom(16).hex(),
+                "created": time.time(),
+            }
             return self._new_code(payload, key)
 
         return self._update(add_name)

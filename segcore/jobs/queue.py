@@ -23,10 +23,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from ..base.errors import RunError
+from ..runs.naming import Titles
 from ..runs.run import Run, check_run_id, is_run_folder, list_runs, new_run_id
 from ..runs.writer import RunWriter, record_status, write_judged_status
 from ..settings.config import TrainConfig
-from ..runs.naming import Titles
 from .classroom import fair_order, may_act_on, waiting_limit_problem
 from .launchers import Launcher, launcher_from_env
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..base.errors import ConfigError
+from ..data.roots import roots_problem
 
 
 def setting(
@@ -306,6 +307,12 @@ class TrainConfig:
             problem = _field_problem(spec, getattr(self, spec.name))
             if problem:
                 raise ConfigError(spec.name, getattr(self, spec.name), problem, cli_option(spec))
+        if check_files:
+            for name in ("data", "source_run", "weights_file"):
+                value = getattr(self, name)
+                problem = roots_problem(value) if value else None
+                if problem:
+                    raise ConfigError(name, value, problem, cli_option(next(f for f in fields(self) if f.name == name)))
         if check_files and self.weights_file and not Path(self.weights_file).is_file():
             raise ConfigError(
                 "weights_file",
@@ -313,6 +320,12 @@ class TrainConfig:
                 "no such file: give the path of a .safetensors or .pth weights file",
                 "--weights",
             )
+        if check_files:  # the backbone exists and takes this size: asked of timm (torch), so imported here
+            from ..models.backbones import backbone_problem, size_problem
+
+            problem = backbone_problem(self.backbone) or size_problem(self.backbone, self.height, self.width)
+            if problem:
+                raise ConfigError("backbone", self.backbone, problem, "--backbone")
         info = self.strategy_info
         if info.needs_source_run and not self.source_run:
             raise ConfigError(

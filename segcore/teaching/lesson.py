@@ -13,6 +13,7 @@ from pathlib import Path
 from ..base.errors import ConfigError, LessonError
 from ..data.builtin import BUILTINS
 from ..data.downloads import DOWNLOADS
+from ..data.roots import roots_problem
 from ..jobs.planning import SOURCE_PLACEHOLDER, SWEEP_SIZES, comparison_order, comparison_plan, full_training_images
 from ..runs.files import NEEDED_AS_SOURCE
 from ..runs.run import Run
@@ -204,6 +205,9 @@ class Lesson:
 def dataset_reference_problem(source: str, where: str) -> None:
     """Refuse a dataset reference that cannot work here: an unknown built-in or download, a path that is not there.
     Nothing is generated, downloaded or read."""
+    outside = roots_problem(source)
+    if outside:
+        raise LessonError(where, f"its dataset {source!r} {outside}", "ask for a lesson with the dataset embedded")
     kind, _, name = source.partition(":")
     if kind == "builtin" and name:
         if name not in BUILTINS:
@@ -247,6 +251,11 @@ def backbone_problem(meta: object, backbone: str, run_name: str) -> str | None:
 
 def check_source_run(folder: Path, backbone: str, where: str) -> None:
     """A source run a lesson can carry over: its settings, best checkpoint and sidecar whole, the same backbone."""
+    outside = roots_problem(folder)
+    if outside:
+        raise LessonError(
+            where, f"its source run {str(folder)!r} {outside}", "ask for a lesson with the source run embedded"
+        )
     run = Run(folder)
     missing = [n for n in NEEDED_AS_SOURCE if not (folder / n).is_file()]
     if missing:
