@@ -65,6 +65,11 @@ def import_bundle_box() -> None:
 
 show_class = st.toggle("Include my class's runs (read-only)", key="compare_class_runs")
 runs = [r for r in finished_runs(include_class=show_class) if not r.broken]
+damaged = [r for r in visible_runs(include_class=show_class) if r.state == "done" and r.broken]
+if damaged:
+    with st.expander(f"⚠️ {len(damaged)} finished run(s) left out: their files are damaged", expanded=False):
+        for run in damaged:
+            st.caption(escape_md(run.problem))
 if not runs:
     busy = [r for r in visible_runs() if r.state in ("queued", "running")]
     if busy:

@@ -35,7 +35,7 @@ class ZipRules:
     max_entries: int
     max_total_bytes: int
     max_entry_bytes: int
-    max_ratio: float = 200.0  # a dataset, a checkpoint or a run never compresses 200:1; a bomb does
+    max_ratio: float = 20.0  # datasets, checkpoints and runs hardly compress (images and weights): a bomb does
     ratio_exempt_bytes: int = 50 * 1024**2  # small zips may compress well (empty masks, logs): their size is harmless
     windows_separators: bool = False  # a backslash separates folders (zips made by older Windows tools)
     redo_hint: str = "copy or download it again"  # for a damaged entry

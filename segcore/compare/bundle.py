@@ -25,9 +25,20 @@ from ..base.errors import RunError
 from ..base.safetensors_header import safetensors_problem
 from ..base.safezip import SafeZip, ZipRules
 from ..jobs.classroom import may_act_on
-from ..runs.files import BEST_WEIGHTS, CONFIG, JSON_OBJECTS, NEEDED_TO_COMPARE, PORTABLE, STATUS
+from ..runs.files import (
+    BEST_META,
+    BEST_WEIGHTS,
+    CONFIG,
+    JSON_OBJECTS,
+    LOG,
+    METRICS,
+    NEEDED_TO_COMPARE,
+    PORTABLE,
+    STATUS,
+    SUMMARY,
+)
 from ..runs.naming import dataset_name
-from ..runs.records import config_problem
+from ..runs.records import best_meta_problem, config_problem, metric_record_problem, summary_problem
 from ..runs.run import Run, check_run_id
 from ..runs.writer import record_config, record_status, write_portable_files
 
@@ -45,8 +56,17 @@ MAX_ENTRIES = MAX_RUNS * len(RUN_FILES) + 2 + MAX_RUNS + 1  # + manifest, sheet,
 MAX_MANIFEST_BYTES = 1024**2
 MAX_ENTRY_BYTES = 2 * 1024**3  # a large backbone's checkpoint
 MAX_TOTAL_BYTES = 8 * 1024**3
-MAX_RATIO = 200  # run files never compress 200:1 (checkpoints barely compress); a bomb does
+MAX_RATIO = 20  # checkpoints barely compress, so a whole bundle never packs 20:1; a bomb does
 IMPORTED_SUFFIX = "-imported"
+# per file: what a real run writes, with room to spare; more is a bundle made to tie up the pages that read it
+FILE_LIMITS = {
+    CONFIG: MAX_MANIFEST_BYTES,
+    STATUS: MAX_MANIFEST_BYTES,
+    SUMMARY: MAX_MANIFEST_BYTES,
+    BEST_META: MAX_MANIFEST_BYTES,
+    METRICS: 64 * 1024**2,
+    LOG: 16 * 1024**2,
+}
 BUNDLE_ZIP_RULES = ZipRules(
     inside="the bundle",
     hint="import only bundles exported by the workbench",
@@ -366,8 +386,21 @@ def _stage_run(
 
 
 def _check_content(zip_path: Path, entry: str, name: str, data: bytes) -> None:
-    """The JSON files Compare reads must be objects (config.json with valid settings); the rest is read defensively."""
-    if name not in JSON_OBJECTS or name == STATUS:
+    """Every field a run carries keeps the rules a run made here keeps (runs/records.py): the JSON files are objects
+    (config.json with valid settings, numbers are numbers, colours are colours), every metrics line is a record of
+    the right kind. Refused naming the entry (and line) otherwise."""
+    limit = FILE_LIMITS.get(name, MAX_ENTRY_BYTES)
+    if len(data) > limit:
+        raise BundleError(
+            zip_path,
+            entry,
+            f"{len(data) / 1024**2:.1f} MiB, over the {limit / 1024**2:.0f} MiB a run's {name} may be",
+            "import only bundles exported by the workbench",
+        )
+    if name == METRICS:
+        _check_metrics(zip_path, entry, data)
+        return
+    if name not in JSON_OBJECTS:
         return
     try:
         value = json.loads(data.decode("utf-8"))
@@ -375,12 +408,29 @@ def _check_content(zip_path: Path, entry: str, name: str, data: bytes) -> None:
         raise BundleError(zip_path, entry, "not valid JSON", "export the comparison again") from None
     if not isinstance(value, dict):
         raise BundleError(zip_path, entry, "not a JSON object", "export the comparison again")
-    if name == CONFIG:
-        problem = config_problem(value)
-        if problem:
+    rule = {CONFIG: config_problem, SUMMARY: summary_problem, BEST_META: best_meta_problem}.get(name)
+    problem = rule(value) if rule else None
+    if problem:
+        raise BundleError(zip_path, entry, problem, "this run's files are damaged; leave it out of the bundle")
+
+
+def _check_metrics(zip_path: Path, entry: str, data: bytes) -> None:
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise BundleError(zip_path, entry, "not text", "export the comparison again") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             raise BundleError(
-                zip_path, entry, problem, "this run's settings cannot be used; leave it out of the bundle"
-            )
+                zip_path, entry, f"line {number} is not valid JSON", "export the comparison again"
+            ) from None
+        problem = "not a JSON object" if not isinstance(record, dict) else metric_record_problem(record)
+        if problem:
+            raise BundleError(zip_path, entry, f"line {number}: {problem}", "this run's curves are damaged")
 
 
 def _move_into_place(staged: list[tuple[str, Path]], runs_dir: Path, zip_path: Path, owner: str | None) -> list[Run]:

@@ -77,6 +77,7 @@ def comparison_report(
         f'<p class="muted">Dataset: {_text(source)} · written {_text(time.strftime("%Y-%m-%d %H:%M"))} by the '
         "Segmentation Transfer Workbench</p>",
         _legend(runs, letters, colours, predictors[0]),
+        _problems(runs, letters),
         "<h2>Summary</h2>",
         _summary_table(runs, letters),
         "<h2>Curves</h2>",
@@ -127,6 +128,14 @@ def _strategy(run: Run) -> str:
 
 
 # -- sections ---------------------------------------------------------------------------------------
+def _problems(runs, letters) -> str:
+    """Damaged files of the runs, by name: what the report had to leave out or replace."""
+    items = "".join(
+        f"<li><b>{letter}</b>: {_text(run.problem)}</li>" for letter, run in zip(letters, runs) if run.problem
+    )
+    return f'<h2>Problems</h2><ul class="problems">{items}</ul>' if items else ""
+
+
 def _legend(runs, letters, colours, predictor: Predictor) -> str:
     items = "".join(
         f'<li><span class="key" style="background:{colour}"></span><b>{letter}</b>: {_text(run.run_id)} '

@@ -63,21 +63,33 @@ def process_alive(pid, host=None, started=None) -> bool:
     return process_identity(pid, started) == "alive"
 
 
-def judge_running(status: dict, now: float | None = None) -> tuple[str, str | None]:
-    """What a status.json that says 'running' really means now: ('running', None), ('failed', why) or ('lost', why)."""
+def last_report(status: dict, now: float, written: float | None = None) -> float | None:
+    """When the run last reported: its newest heartbeat / update / start time, but never later than status.json was
+    last written (`written`, this machine's clock: a heartbeat claimed from the future cannot keep a run alive) nor
+    than now."""
+    reports = [finite_number(status.get(key)) for key in ("heartbeat", "updated", "started")]
+    last = max((t for t in reports if t is not None), default=None)
+    if written is not None:
+        last = written if last is None else min(last, written)
+    return None if last is None else min(last, now)
+
+
+def judge_running(status: dict, now: float | None = None, written: float | None = None) -> tuple[str, str | None]:
+    """What a status.json that says 'running' really means now: ('running', None), ('failed', why) or ('lost', why).
+    `written`: when status.json was last written (its modification time), which bounds every time it claims."""
     now = time.time() if now is None else now
     limit = heartbeat_limit_s()
     host = status.get("host") if isinstance(status.get("host"), str) else None
-    heartbeat = finite_number(status.get("heartbeat"))
     if status.get("launcher") == "ray":
         # a Ray job's pid means nothing here, wherever it runs: Ray's job status (asked by the queue, jobs/queue.py) and
         # the heartbeat decide. Before the worker reports (no pid yet) Ray is still placing it: no heartbeat to miss.
         if positive_int(status.get("pid")) is None:
             return "running", None
-        return _judge_by_heartbeat(status, f"{host or 'a Ray node'} (Ray job {status.get('ray_job')})", now, limit)
+        where = f"{host or 'a Ray node'} (Ray job {status.get('ray_job')})"
+        return _judge_by_heartbeat(status, where, now, limit, written)
     if host and host != socket.gethostname():
         # another machine's pid means nothing here: never look it up or signal it, judge by its heartbeat only
-        return _judge_by_heartbeat(status, host, now, limit)
+        return _judge_by_heartbeat(status, host, now, limit, written)
     pid = positive_int(status.get("pid"))
     if pid is None:
         return (
@@ -92,17 +104,21 @@ def judge_running(status: dict, now: float | None = None) -> tuple[str, str | No
             f"the training process (pid {pid}) ended without finishing (killed or crashed); "
             f"pid {pid} now belongs to another program"
         )
-    if heartbeat is not None and now - heartbeat > limit:
+    # a live pid is not enough (without its start time pid 1 would pass): the run must also have reported lately
+    last = last_report(status, now, written)
+    if last is None or now - last > limit:
+        silent = "an unknown time" if last is None else age_words(now - last)
         return "lost", (
-            f"the training process (pid {pid}) has not reported for {age_words(now - heartbeat)} (limit {limit:.0f} s, "
+            f"the training process (pid {pid}) has not reported for {silent} (limit {limit:.0f} s, "
             "SEGCORE_HEARTBEAT_LIMIT_S): it is frozen or hung — cancel it, then resume"
         )
     return "running", None
 
 
-def _judge_by_heartbeat(status: dict, where: str, now: float, limit: float) -> tuple[str, str | None]:
-    reports = [finite_number(status.get(key)) for key in ("heartbeat", "updated", "started")]
-    last = max((t for t in reports if t is not None), default=None)
+def _judge_by_heartbeat(
+    status: dict, where: str, now: float, limit: float, written: float | None
+) -> tuple[str, str | None]:
+    last = last_report(status, now, written)
     if last is None or now - last > limit:
         since = "at an unknown time" if last is None else f"{age_words(now - last)} ago"
         return "lost", (

@@ -9,9 +9,15 @@ from .run import Run
 
 
 def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) -> dict:
+    """What a card or the Teacher's table shows of a run. Without `curves` it reads a constant amount, however large
+    the run folder: status.json (which the training process keeps the best mIoU in), config.json and the newest step
+    record from the end of metrics.jsonl."""
     config, status = run.config, run.status_record
-    steps, epochs = curves or run.curves()
-    last = steps[-1] if steps else {}
+    if curves is None:
+        last, epochs = run.latest_step(), []
+    else:
+        steps, epochs = curves
+        last = steps[-1] if steps else {}
     plan = config.get("plan") if isinstance(config.get("plan"), dict) else {}  # recorded at submission
     step = finite_number(last.get("step")) or 0
     total = finite_number(last.get("total_steps")) or finite_number(plan.get("steps")) or 0
@@ -23,6 +29,7 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
         elapsed = time.time() - status.started
         eta = elapsed * (1 - fraction) / fraction
     mious = [m for m in (finite_number(e.get("miou")) for e in epochs) if m is not None]
+    mious += [m for m in (finite_number(run.status.get("best_miou")), status.miou) if m is not None]
     epochs_planned = last.get("epochs", plan.get("epochs", config.get("epochs")))
     return {
         "run": run.run_id,

@@ -19,12 +19,23 @@ from ..settings.config import TrainConfig
 from .files import BEST_META, BEST_STEM, BEST_WEIGHTS, CONFIG, LOG, METRICS, STATUS, SUMMARY
 from .liveness import judge_running
 from .naming import default_run_name, slug
-from .records import STATES, BestInfo, RunStatus, RunSummary, config_problem
+from .records import (
+    STATES,
+    BestInfo,
+    RunStatus,
+    RunSummary,
+    best_meta_problem,
+    config_problem,
+    metric_record_problem,
+    summary_problem,
+)
 from .resume import read_resume_point
 
 logger = logging.getLogger(__name__)
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_METRICS_READ = 8 * 1024**2  # the curves of a run: ~40,000 step records, more than any run here trains
+TAIL_READ = 64 * 1024  # the newest records, for progress
 _MISSING = object()
 
 
@@ -95,6 +106,12 @@ class Run:
             return _MISSING, f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
         except RecursionError:
             return _MISSING, f"{name} is nested too deeply to read"
+
+    def _written(self, name: str) -> float | None:
+        try:
+            return (self.path / name).stat().st_mtime
+        except OSError:
+            return None
 
     def _json(self, name: str, default=None):
         value, _ = self._read_json(name)
@@ -170,7 +187,7 @@ class Run:
                     "reason": f"{problem} — it cannot be started; train it again as a new run",
                 }
         if state == "running":
-            verdict, reason = judge_running(status)
+            verdict, reason = judge_running(status, written=self._written(STATUS))
             if verdict != "running":
                 return {**status, "state": verdict, "reason": reason}
         return status
@@ -184,32 +201,51 @@ class Run:
         return self.status.get("state", "queued")
 
     # -- metrics, summary, log --------------------------------------------------------------------
-    def _metric_lines(self) -> tuple[list[dict], list[str]]:
-        """(records, problems): every complete line that is a JSON object; a last line still being written
-        (no newline yet) is left for next time, a complete line that is not an object is a problem."""
+    def _metric_lines(self, limit: int = MAX_METRICS_READ) -> tuple[list[dict], list[str]]:
+        """(records, problems) from the last `limit` bytes of metrics.jsonl: every complete line that is a JSON
+        object keeping the metric rules (records.metric_record_problem). A last line still being written (no newline
+        yet) is left for next time; a bad complete line is a problem, named by its place. The read is bounded, so a
+        huge file (an imported bundle, a very long run) costs the same as a normal one: its oldest records are left
+        out of the curves."""
         try:
-            text = (self.path / METRICS).read_bytes().decode("utf-8", errors="replace")
+            with open(self.path / METRICS, "rb") as stream:
+                size = stream.seek(0, 2)
+                stream.seek(max(0, size - limit))
+                data = stream.read(limit)
         except FileNotFoundError:
             return [], []
         except OSError as exc:
             return [], [f"{METRICS} cannot be read ({exc.strerror or exc})"]
-        lines = text.split("\n")
-        unfinished = lines.pop()  # after the last newline: empty, or a line still being written
-        del unfinished
-        records, problems = [], []
+        problems = []
+        if size > limit:  # only the newest records: the first line read was cut in the middle
+            data = data[data.find(b"\n") + 1 :]
+        lines = data.decode("utf-8", errors="replace").split("\n")
+        lines.pop()  # after the last newline: empty, or a line still being written
+        where = "line" if size <= limit else "line (from the end)"
+        records = []
         for number, line in enumerate(lines, 1):
+            place = number if size <= limit else len(lines) - number + 1
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
-                problems.append(f"{METRICS} line {number} is not valid JSON")
+                problems.append(f"{METRICS} {where} {place} is not valid JSON")
                 continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                problems.append(f"{METRICS} line {number} holds {json_kind(record)}, not a JSON object")
+            if not isinstance(record, dict):
+                problems.append(f"{METRICS} {where} {place} holds {json_kind(record)}, not a JSON object")
+                continue
+            problem = metric_record_problem(record)
+            if problem:
+                problems.append(f"{METRICS} {where} {place}: {problem}")
+                continue
+            records.append(record)
         return records, problems
+
+    def latest_step(self) -> dict:
+        """The newest step record, read from the end of metrics.jsonl (a constant amount, however long the run)."""
+        steps = [r for r in self._metric_lines(TAIL_READ)[0] if r.get("kind") == "step"]
+        return steps[-1] if steps else {}
 
     def metrics(self) -> list[dict]:
         """Every complete line of metrics.jsonl that is a JSON object; a line still being written is left for next time."""
@@ -265,7 +301,12 @@ class Run:
             if problem:
                 return problem
         meta, problem = self._object(BEST_META)
-        return problem or (None if weights and meta else f"{BEST_META} and {BEST_WEIGHTS} must both be there")
+        if problem:
+            return problem
+        if not (weights and meta):
+            return f"{BEST_META} and {BEST_WEIGHTS} must both be there"
+        problem = best_meta_problem(meta)
+        return f"{BEST_META}: {problem}" if problem else None
 
     def has_checkpoint(self) -> bool:
         return self.checkpoint.is_file() and (self.path / BEST_META).is_file() and self.checkpoint_problem() is None
@@ -279,7 +320,8 @@ class Run:
     def problems(self) -> list[str]:
         found = [self.config_problem(), self.recorded_status()[1], self.checkpoint_problem()]
         if (self.path / SUMMARY).exists():
-            found.append(self._object(SUMMARY)[1])
+            summary, problem = self._object(SUMMARY)
+            found.append(problem or (f"{SUMMARY}: {summary_problem(summary)}" if summary_problem(summary) else None))
         found.extend(self._metric_lines()[1][:3])  # the first few are enough to show what happened
         return [p for p in found if p]
 

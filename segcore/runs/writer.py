@@ -175,8 +175,22 @@ class RunWriter(Run):
     def log_metrics(self, record: dict) -> None:
         self._metrics.write(json.dumps({"time": time.time(), **record}) + "\n")
         self._metrics.flush()
+        if record.get("kind") == "epoch":
+            self._note_epoch(record)
         if self.listener:
             self.listener(record)
+
+    def _note_epoch(self, record: dict) -> None:
+        """Keep the epoch and the best mIoU so far in status.json, so progress is read without reading the metrics."""
+        miou = record.get("miou")
+        with self._status_lock:
+            status, problem = self.recorded_status()
+            if problem or status.get("state") != "running":
+                return
+            best = status.get("best_miou")
+            if isinstance(miou, (int, float)) and (not isinstance(best, (int, float)) or miou > best):
+                status["best_miou"] = miou
+            record_status(self.path, {**status, "epoch": record.get("epoch")})
 
     def log(self, message: str) -> None:
         self._log.write(time.strftime("%H:%M:%S ") + message + "\n")

@@ -11,9 +11,13 @@ from PIL import Image
 
 # re-exported: pages and the CLI import the drawing helpers from here
 from ..base.drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # noqa: F401
+from ..base.errors import RunError
+from ..data.classes import default_palette
 from ..data.transforms import Normalizer
 from ..models.checkpoints import build_from_checkpoint
 from ..models.device import pick_device
+from ..runs.files import BEST_WEIGHTS
+from ..runs.records import best_meta_problem, colours_problem
 from ..runs.run import Run
 
 
@@ -33,12 +37,27 @@ class Predictor:
         run = run if isinstance(run, Run) else Run.from_path(run)
         self.run = run
         self.device = pick_device(device)
+        meta, problem = run.best_meta()
+        structural = problem or best_meta_problem({k: v for k, v in meta.items() if k not in ("classes", "colours")})
+        if structural or not run.has_checkpoint() and (run.checkpoint_problem() or "").startswith(BEST_WEIGHTS):
+            raise RunError(
+                f"run {run.run_id}: its best checkpoint cannot be used ({structural or run.checkpoint_problem()})"
+            )
         self.model, self.meta = build_from_checkpoint(run.best_stem)
         self.model.to(self.device)
         self.normalize = Normalizer(self.meta["mean"], self.meta["std"], self.device)
         self.size = (self.meta["height"], self.meta["width"])
-        self.classes: list[str] = self.meta["classes"]
-        self.colours: list = [tuple(c) for c in self.meta["colours"]]
+        count = self.meta["num_classes"]
+        # names and colours only draw: damaged ones are replaced (and the run says what is wrong), the model still works
+        classes = self.meta.get("classes")
+        self.classes: list[str] = (
+            classes
+            if best_meta_problem({"num_classes": count, "classes": classes}) is None
+            else [f"class {i}" for i in range(count)]
+        )
+        colours = self.meta.get("colours")
+        usable = colours_problem(colours, count) is None
+        self.colours: list = [tuple(c) for c in colours] if usable else default_palette(count)
 
     def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
         height, width = self.size
