@@ -12,6 +12,7 @@ from segcore.compare.stats import dataset_title
 from segcore.jobs.accounts import Accounts
 from segcore.jobs.classroom import teacher_pin
 from segcore.jobs.queue import JobQueue
+from segcore.jobs.quotas import disk_use, quota_bytes
 from segcore.jobs.scheduler import start_scheduler
 from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
 from segcore.runs.naming import Titles
@@ -243,6 +244,8 @@ def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
                 for key in ("dataset_source", "confirm_delete", "compare_runs"):
                     st.session_state.pop(key, None)
                 st.toast(f"Deleted {len(removed)} run(s).")
+        if quota_bytes():
+            st.caption(f"Disk: {disk_use(me, runs_dir(), list_runs(runs_dir())).sentence()} used")
         st.caption("Current dataset")
         st.markdown(f"**{escape_md(dataset_display_name(source))}**")
         run_counts(live_page)

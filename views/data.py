@@ -14,6 +14,8 @@ from segcore.data.report import RARE_SHARE
 from segcore.data.roots import roots_problem
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.data.uploads import save_uploads
+from segcore.jobs.quotas import check_upload
+from segcore.runs.run import list_runs
 from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
 from segcore.teaching.lesson_files import list_lessons, open_lesson
 from views._shared import (
@@ -26,6 +28,7 @@ from views._shared import (
     html_text,
     plot_text,
     runs_dir,
+    session_owner,
     workspace,
 )
 from views._teaching import domain_block
@@ -62,7 +65,9 @@ with st.expander("📚 Lessons from your teacher", expanded=False):
     lesson_file = st.file_uploader("…or open a lesson file (.lesson.zip)", type=["zip", "segl"], key="lesson_file")
     if lesson_file and st.button("Open this file", key="open_lesson_file"):
         try:
-            saved = save_uploads([(lesson_file.name, lesson_file.getvalue())])
+            upload = [(lesson_file.name, lesson_file.getvalue())]
+            check_upload(session_owner(), runs_dir(), list_runs(runs_dir()), upload)
+            saved = save_uploads(upload)
             open_the_lesson(open_lesson(saved))
         except SegcoreError as exc:
             st.error(error_text(exc))
@@ -108,6 +113,7 @@ elif choice == "Upload":
     files = [(archive.name, archive.getvalue())] if archive else [(f.name, f.getvalue()) for f in folder or []]
     if files:
         try:
+            check_upload(session_owner(), runs_dir(), list_runs(runs_dir()), files)
             new_source = str(save_uploads(files))
             uploaded_name = archive.name if archive else files[0][0].replace("\\", "/").split("/")[0]
         except SegcoreError as exc:

@@ -7,6 +7,7 @@ from segcore import SegcoreError
 from segcore.compare.leaderboard import best_per_student, leaderboard
 from segcore.jobs.accounts import roster_names
 from segcore.jobs.classroom import ClassroomSettings, offered_classes, pin_matches, student_of
+from segcore.jobs.quotas import disk_use
 from segcore.runs.naming import dataset_name
 from segcore.runs.progress import run_progress
 from segcore.runs.run import list_runs
@@ -56,10 +57,12 @@ def students_box() -> None:
         if only != accounts.roster_only and not roster_file:
             accounts.set_roster_only(only)
             st.rerun()
+        runs = list_runs(runs_dir())
         st.dataframe(
             [
                 {
                     "student": a.owner,
+                    "disk": disk_use(a.owner, runs_dir(), runs).sentence(),
                     "signs in with": "school login"
                     if a.single_sign_on
                     else "passphrase"

@@ -23,6 +23,7 @@ from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
 from .roots import check_within_roots
+from .uploads import mark_used
 
 # each worker holds one decoded file at a time: more threads than cores only multiplies peak memory
 _THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -308,6 +309,8 @@ def resolve_source(source: str | Path) -> Path:
         raise DatasetError(
             path, "no such file or folder", "check the path, or use builtin:shapes for the built-in data"
         )
+    if path.resolve().is_relative_to(cache_dir().resolve()):  # an upload: most recently used, last removed
+        mark_used(path if path.is_dir() else path.parent)
     if path.is_file():
         if path.suffix.lower() != ".zip":
             raise DatasetError(path, "a dataset must be a folder or a .zip of one", "zip the dataset folder")
@@ -317,9 +320,11 @@ def resolve_source(source: str | Path) -> Path:
                 digest.update(chunk)
         # unpacked privately and renamed into place: sessions opening the same zip at once never see
         # each other's half-written files, and a failure leaves nothing behind
-        return build_folder_once(
+        unpacked = build_folder_once(
             cache_dir() / "unzipped" / digest.hexdigest()[:16], lambda staging: safe_extract_zip(path, staging)
         )
+        mark_used(unpacked)
+        return unpacked
     return path
 
 

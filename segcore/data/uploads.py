@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -83,9 +85,50 @@ def save_uploads(files: list[tuple[str, bytes]], max_bytes: int = MAX_UPLOAD_BYT
     folder = build_folder_once(
         cache_dir() / "uploads" / digest.hexdigest()[:16], lambda tmp: _write_files(tmp, relative)
     )
+    evict_uploads(keep=folder)
     if len(files) == 1 and files[0][0].lower().endswith(".zip"):
         return folder / relative[0][0]
     return folder
+
+
+UPLOADS_ENV = "SEGCORE_UPLOADS_MB"
+CACHED_DATA = ("uploads", "unzipped")  # the cache folders that hold students' data, keyed by content
+
+
+def evict_uploads(keep: Path | None = None) -> list[Path]:
+    """Past SEGCORE_UPLOADS_MB in all (unset: no limit), remove the least recently used uploads and unpacked zips
+    (a dataset is marked used each time it is opened), never `keep`. Returns the folders removed."""
+    try:
+        limit = float(os.environ.get(UPLOADS_ENV, "0") or 0) * 1024**2
+    except ValueError:
+        limit = 0
+    if limit <= 0:
+        return []
+    entries = []
+    for kind in CACHED_DATA:
+        root = cache_dir() / kind
+        for folder in root.iterdir() if root.is_dir() else []:
+            if folder.is_dir() and not folder.name.startswith("."):
+                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                entries.append((folder.stat().st_mtime, size, folder))
+    total, removed = sum(size for _, size, _ in entries), []
+    for _, size, folder in sorted(entries):
+        if total <= limit:
+            break
+        if keep is not None and folder.resolve() == Path(keep).resolve():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        total -= size
+    return removed
+
+
+def mark_used(path: Path) -> None:
+    """Mark a cached dataset folder as just used (least recently used ones are removed first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def read_uploaded_image(name: str, content: bytes):

@@ -29,6 +29,7 @@ from ..runs.writer import RunWriter, record_status, write_judged_status
 from ..settings.config import TrainConfig
 from .classroom import fair_order, may_act_on, waiting_limit_problem
 from .launchers import Launcher, launcher_from_env
+from .quotas import new_run_problem
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ class JobQueue:
             limit = waiting_limit_problem(owner, [r for r in active if r.state == "queued"], 1, self.runs_dir)
             if limit:
                 raise RunError(limit)
+            over = new_run_problem(owner, self.runs_dir, list_runs(self.runs_dir))
+            if over:
+                raise RunError(over)
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy, config.data)
             writer = RunWriter(self.runs_dir / run_id)
             writer.write_config(
