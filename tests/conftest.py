@@ -81,3 +81,18 @@ def train_dataset(tmp_path_factory) -> Path:
 def source_dataset(tmp_path_factory) -> Path:
     """A different task for structure transfer: 2 classes."""
     return write_images_masks(tmp_path_factory.mktemp("source") / "data", count=12, classes=2, seed=7)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    path = tmp_path / "runs"
+    monkeypatch.setenv("SEGCORE_RUNS", str(path))
+    yield path
+    # a page's Train button starts real workers: none may outlive its test and slow the rest of the suite
+    from segcore.jobs.queue import JobQueue
+    from segcore.runs.run import list_runs
+
+    queue = JobQueue(path)
+    for run in list_runs(path):
+        if run.state in ("queued", "running"):
+            queue.cancel(run.run_id, grace_s=3)

@@ -13,21 +13,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["data", "model", "training", "compare", "learn", "teacher"]
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    path = tmp_path / "runs"
-    monkeypatch.setenv("SEGCORE_RUNS", str(path))
-    yield path
-    # a page's Train button starts real workers: none may outlive its test and slow the rest of the suite
-    from segcore.jobs.queue import JobQueue
-    from segcore.runs.run import list_runs
-
-    queue = JobQueue(path)
-    for run in list_runs(path):
-        if run.state in ("queued", "running"):
-            queue.cancel(run.run_id, grace_s=3)
-
-
 def shown(markdown: str) -> str:
     """What a reader sees of Markdown whose user text was escaped: the backslashes go."""
     return re.sub(r"\\(.)", r"\1", markdown)

@@ -797,3 +797,62 @@ def test_time_to_accuracy_on_training_and_compare(server, browser, toms_runs):
     assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").count() == 2
     shoot(page, "15-compare")
     page.context.close()
+
+
+# -- a name is not a key --------------------------------------------------------------------------------
+def test_a_name_in_the_address_is_no_key_and_a_reload_keeps_the_sign_in(server, browser):
+    url, _ = server
+    owner, stranger = new_page(browser), new_page(browser)
+    try:
+        visit(owner, url, student="Hana")
+        owner.reload()  # the session cookie keeps her signed in: no name, no passphrase asked again
+        settle(owner)
+        owner.locator("[data-testid='stSidebar']").get_by_text("Hana", exact=True).wait_for()
+        assert owner.get_by_label("Your name").count() == 0 and "Hana" not in owner.url
+        shoot(owner, "21-reload-keeps-sign-in")
+
+        stranger.goto(f"{url}/training?student=Hana")  # the old way in
+        settle(stranger)
+        stranger.get_by_label("Your name").wait_for()
+        assert "Hana" not in sidebar_text(stranger) and "student=" not in stranger.url
+        stranger.get_by_label("Your name").fill("hana")  # knows the name, not the passphrase
+        stranger.get_by_role("button", name="Continue").click()
+        settle(stranger)
+        stranger.get_by_label("Your passphrase").fill("a guess at it")
+        stranger.get_by_role("button", name="Sign in").click()
+        settle(stranger)
+        stranger.get_by_text("that name and passphrase do not match").wait_for()
+        assert stranger.locator("[data-testid='stSidebar']").get_by_text("Signed in as").count() == 0
+        shoot(stranger, "21-name-only-refused")
+
+        owner.get_by_role("button", name="Sign out").click()
+        owner.get_by_label("Your name").wait_for()  # the sign-out has run on the server
+        settle(owner)
+        owner.reload()  # signed out: the cookie no longer opens her workspace
+        settle(owner)
+        owner.get_by_label("Your name").wait_for()
+    finally:
+        owner.context.close()
+        stranger.context.close()
+
+
+def test_single_sign_on_through_a_trusted_proxy_header(browser, tmp_path_factory):
+    """What oauth2-proxy in front of the app does (README, "Serving a class"): it sets X-Forwarded-User, and the
+    workbench trusts that header instead of asking for a passphrase."""
+    runs = tmp_path_factory.mktemp("sso") / "runs"
+    runs.mkdir()
+    with streamlit_server(runs, SEGCORE_TRUSTED_USER_HEADER="X-Forwarded-User") as url:
+        through_proxy = new_page(browser, extra_http_headers={"X-Forwarded-User": "carol.smith"})
+        around_it = new_page(browser)
+        try:
+            through_proxy.goto(url)
+            settle(through_proxy)
+            through_proxy.locator("[data-testid='stSidebar']").get_by_text("carol.smith", exact=True).wait_for()
+            assert through_proxy.get_by_label("Your passphrase").count() == 0
+            around_it.goto(url)
+            settle(around_it)
+            around_it.get_by_text("signs people in through the school's login").wait_for()
+            assert around_it.get_by_label("Your name").count() == 0  # no way to claim a name by typing it
+        finally:
+            through_proxy.context.close()
+            around_it.context.close()

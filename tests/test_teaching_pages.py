@@ -3,7 +3,7 @@ the suggested strategy is shown with its reasons, and its button queues the comp
 
 from __future__ import annotations
 
-from tests.test_app import open_page, runs_dir  # noqa: F401  (the fixture)
+from tests.test_app import open_page
 
 
 def test_data_page_measures_the_domain_distance_only_when_asked(runs_dir, monkeypatch):  # noqa: F811

@@ -18,8 +18,8 @@ class _Record:
 
 
 class AttemptLimiter:
-    """`free` failures per key without waiting; after that, each failure makes the key wait `first_wait_s`, then
-    twice as long, up to `max_wait_s`. A success forgets the key's failures."""
+    """`free` tries per key; from the `free`-th failure on, each failure makes the key wait `first_wait_s`, then twice
+    as long, up to `max_wait_s`. A success forgets the key's failures."""
 
     def __init__(self, free: int = 5, first_wait_s: float = 2.0, max_wait_s: float = 300.0, clock=time.monotonic):
         self.free, self.first_wait_s, self.max_wait_s, self.clock = free, first_wait_s, max_wait_s, clock
@@ -41,7 +41,7 @@ class AttemptLimiter:
             for key in keys:
                 record = self._records.setdefault(key, _Record())
                 record.failures += 1
-                beyond = record.failures - self.free
+                beyond = record.failures - self.free + 1  # the free-th failure already makes the next try wait
                 if beyond > 0:
                     record.blocked_until = now + min(self.max_wait_s, self.first_wait_s * 2 ** (beyond - 1))
         logger.warning("failed %s (%s)", what, ", ".join(keys))
@@ -50,3 +50,8 @@ class AttemptLimiter:
         with self._lock:
             for key in keys:
                 self._records.pop(key, None)
+
+    def forget_all(self) -> None:
+        """Forget every key's failures (a server restart does the same)."""
+        with self._lock:
+            self._records.clear()

@@ -188,7 +188,7 @@ class RayLauncher:
             for node in self.nodes():
                 job_id = f"segcore-probe-{token[:12]}-{re.sub(r'[^A-Za-z0-9]', '-', node['ip'])}"
                 self.client.submit_job(
-                    entrypoint=f"python -c {shlex.quote(code)} {shlex.quote(str(marker))} {token}",
+                    entrypoint=f"{shlex.quote(ray_python())} -c {shlex.quote(code)} {shlex.quote(str(marker))} {token}",
                     submission_id=job_id,
                     entrypoint_num_cpus=0,
                     entrypoint_resources={f"node:{node['ip']}": 0.001},
@@ -228,7 +228,7 @@ class RayLauncher:
         attempt = _count(run.recorded_status()[0].get("attempt")) + 1
         # 0 = auto: one GPU where the cluster has GPUs, else a CPU run
         gpus = config.gpus or (1 if self.totals()["GPU"] else 0)
-        entrypoint = f"python -m segcore.jobs.worker {shlex.quote(str(runs_dir))} {run.run_id} {max_running}"
+        entrypoint = f"{shlex.quote(ray_python())} -m segcore.jobs.worker {shlex.quote(str(runs_dir))} {run.run_id} {max_running}"
         for _ in range(5):  # Ray refuses a submission id it has seen (a resume, or a cluster that kept old jobs)
             job_id = f"{run.run_id}-attempt{attempt}"
             try:
@@ -335,6 +335,16 @@ def backend_description() -> str:
         return launcher_from_env().describe()
     except RunError as exc:
         return f"backend not usable: {exc}"
+
+
+RAY_PYTHON_ENV = "SEGCORE_RAY_PYTHON"
+
+
+def ray_python() -> str:
+    """The interpreter a Ray job runs the worker with: SEGCORE_RAY_PYTHON, else this app's own (a job's shell would
+    otherwise take whatever `python` the node's PATH holds, often one without torch when the app lives in a virtual
+    environment that is not activated). Every node needs an interpreter at that path with the same packages."""
+    return os.environ.get(RAY_PYTHON_ENV, "").strip() or sys.executable
 
 
 def _forwarded_environment() -> dict[str, str]:

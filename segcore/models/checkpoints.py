@@ -37,3 +37,27 @@ def build_from_checkpoint(path: Path):
     model = SegmentationModel(meta["backbone"], meta["num_classes"], tuple(meta["decoder_channels"]))
     model.load_state_dict(state)
     return model.eval(), meta
+
+
+def shapes_problem(weights: Path, meta: dict) -> str | None:
+    """Why the tensors of a checkpoint do not fit the network its sidecar describes (names or shapes differ), read
+    from the safetensors header alone; None when they fit."""
+    from safetensors import safe_open
+
+    from . import SegmentationModel
+
+    try:
+        with torch.device("meta"):
+            expected = SegmentationModel(meta["backbone"], meta["num_classes"], tuple(meta["decoder_channels"]))
+        wanted = {name: tuple(t.shape) for name, t in expected.state_dict().items()}
+        with safe_open(str(weights), framework="pt") as stored:
+            found = {name: tuple(stored.get_slice(name).get_shape()) for name in stored.keys()}
+    except Exception as exc:  # a sidecar naming no model, a file that is not safetensors
+        return f"{weights.name} cannot be checked against its sidecar ({type(exc).__name__}: {str(exc)[:120]})"
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        return f"{weights.name} lacks {len(missing)} tensor(s) of a {meta['backbone']} network (e.g. {missing[0]})"
+    wrong = next((n for n in wanted if found[n] != wanted[n]), None)
+    if wrong:
+        return f"{weights.name}: {wrong} has shape {list(found[wrong])}, a {meta['backbone']} network needs {list(wanted[wrong])}"
+    return None

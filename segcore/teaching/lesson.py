@@ -15,6 +15,7 @@ from ..data.builtin import BUILTINS
 from ..data.downloads import DOWNLOADS
 from ..data.roots import roots_problem
 from ..jobs.planning import SOURCE_PLACEHOLDER, SWEEP_SIZES, comparison_order, comparison_plan, full_training_images
+from ..models.checkpoints import shapes_problem
 from ..runs.files import NEEDED_AS_SOURCE
 from ..runs.run import Run
 from ..settings.config import PRESETS, TrainConfig
@@ -270,6 +271,6 @@ def check_source_run(folder: Path, backbone: str, where: str) -> None:
     meta, problem = run.best_meta()
     if problem:
         raise LessonError(where, f"the source run {folder.name}'s {problem}")
-    problem = backbone_problem(meta, backbone, folder.name)
+    problem = backbone_problem(meta, backbone, folder.name) or shapes_problem(run.checkpoint, meta)
     if problem:
         raise LessonError(where, problem)
