@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import streamlit as st
@@ -17,11 +18,28 @@ from segcore.jobs.scheduler import start_scheduler
 from segcore.jobs.workspace import WorkspaceRecord, delete_workspace
 from segcore.runs.naming import Titles
 from segcore.runs.records import STATES
-from segcore.runs.run import Run, list_runs
+from segcore.runs.run import Run
+from segcore.runs.snapshot import runs_snapshot
 from segcore.settings.config import describe
 from views._signin import current_account, keep_session_cookie, sign_in_gate, sign_out
 from views._text import duration, error_text, escape_md, html_text, plot_text, teacher_markdown  # noqa: F401
 
+
+@st.cache_resource
+def freeze_startup_objects() -> None:
+    """Once per server, after torch, timm and the engine are imported: move every object alive now out of the garbage
+    collector's reach. Streamlit runs gc.collect(2) after every script and fragment run (runner.postScriptGC); with
+    torch loaded that walks ~440,000 objects, 0.19 s on the 2-core server, per open page per tick. Frozen, the same
+    collection takes microseconds and still frees everything made later (bench/README.md, "Thirty open pages")."""
+    import segcore.compare.report_html  # noqa: F401  (the heavy imports the pages make, made now)
+    import segcore.teaching.domain  # noqa: F401
+    import segcore.training.lifecycle  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
+freeze_startup_objects()
 STRATEGY_COLOURS = {name: info.colour for name, info in STRATEGIES.items()}
 STRATEGY_LABELS = {name: info.label for name, info in STRATEGIES.items()}
 DEFAULT_DATASET = "builtin:shapes"
@@ -114,10 +132,21 @@ def current_dataset():
         return None, error_text(exc)
 
 
+def class_runs() -> list[Run]:
+    """Every run of the class, from the server's one reading per tick (segcore.runs.snapshot)."""
+    return list(runs_snapshot(runs_dir()).runs)
+
+
 def visible_runs(include_class: bool = False) -> list[Run]:
     """This student's runs; with include_class, the class's too (read-only: actions check the owner)."""
     me = session_owner()
-    return [r for r in list_runs(runs_dir()) if include_class or r.owner in (me, None)]
+    return [r for r in class_runs() if include_class or r.owner in (me, None)]
+
+
+def live_every(runs: list[Run], seconds: str) -> str | None:
+    """A live view's timer: `seconds` while any of `runs` is queued or training, none once all have ended (an open
+    page with nothing to follow costs the server nothing)."""
+    return seconds if any(r.state in ("queued", "running") for r in runs) else None
 
 
 def finished_runs(include_class: bool = False) -> list[Run]:
@@ -168,14 +197,23 @@ def rerun_if_sidebar_behind(everyone: list[Run]) -> None:
         st.rerun()
 
 
-@st.fragment(run_every="2s")
 def run_counts(live_page: bool = False) -> None:
-    """The sidebar's counts. On a page with live run cards (Training) a change reruns the whole page, so the
-    cards never show an older state than the sidebar (the cards' own view does the same the other way round)."""
-    counts = sidebar_counts(list_runs(runs_dir()))
+    """The sidebar's counts, live while this student has runs queued or training (st.fragment's timer), still once
+    they have all ended. On a page with live run cards (Training) a change reruns the whole page, so the cards never
+    show an older state than the sidebar (the cards' own view does the same the other way round)."""
+    mine = [r for r in class_runs() if r.owner == session_owner()]
+    every = live_every(mine, "2s")
+    st.fragment(run_every=every)(_run_counts)(live_page, every)
+
+
+def _run_counts(live_page: bool, every: str | None) -> None:
+    everyone = class_runs()
+    counts = sidebar_counts(everyone)
     shown, st.session_state["sidebar_counts"] = st.session_state.get("sidebar_counts"), counts
     if live_page and shown is not None and shown != counts:
         st.rerun()
+    if every and not live_every([r for r in everyone if r.owner == session_owner()], every):
+        st.rerun()  # the last of this student's runs has ended: redraw the page without timers
     mine, waiting = counts
     st.caption(f"Your runs: {mine['running']} training · {mine['queued']} queued · {mine['done']} finished")
     st.caption(f"Class queue: {waiting['running']} training · {waiting['queued']} waiting")
@@ -240,12 +278,12 @@ def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
             )
             sure = st.checkbox("Yes, delete my runs", key="confirm_delete")
             if st.button("Delete", key="delete_work", disabled=not sure):
-                removed = delete_workspace(runs_dir(), me, list_runs(runs_dir()))
+                removed = delete_workspace(runs_dir(), me, class_runs())
                 for key in ("dataset_source", "confirm_delete", "compare_runs"):
                     st.session_state.pop(key, None)
                 st.toast(f"Deleted {len(removed)} run(s).")
         if quota_bytes():
-            st.caption(f"Disk: {disk_use(me, runs_dir(), list_runs(runs_dir())).sentence()} used")
+            st.caption(f"Disk: {disk_use(me, runs_dir(), class_runs()).sentence()} used")
         st.caption("Current dataset")
         st.markdown(f"**{escape_md(dataset_display_name(source))}**")
         run_counts(live_page)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from segcore import STRATEGIES, SegcoreError, TrainConfig
 from segcore.teaching.domain import DomainDistance
-from views._shared import error_text, escape_md, finished_runs, plot_text, queue, session_owner
+from views._shared import error_text, escape_md, finished_runs, plot_text, queue, session_owner, visible_runs
 
 MEASURED = "domain_distance"  # session key: {(source, backbone): DomainDistance}
 
@@ -142,11 +142,9 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
 
 def structure_evidence_block() -> None:
     """Learn page: the user's own structure-vs-parameter comparisons, if any."""
-    from segcore.runs.run import list_runs
     from segcore.teaching.evidence import structure_vs_parameter
-    from views._shared import runs_dir
 
-    rows = structure_vs_parameter(list_runs(runs_dir()))
+    rows = structure_vs_parameter(visible_runs())
     if not rows:
         st.caption(
             "No finished comparison of yours holds both a structure and a parameter run yet: start the lesson "

@@ -15,11 +15,11 @@ from segcore.data.roots import roots_problem
 from segcore.data.transforms import AUGMENTATIONS
 from segcore.data.uploads import save_uploads
 from segcore.jobs.quotas import check_upload
-from segcore.runs.run import list_runs
 from segcore.teaching.builtin_lessons import BUILTIN_LESSONS
 from segcore.teaching.lesson_files import list_lessons, open_lesson
 from views._shared import (
     choose_dataset,
+    class_runs,
     current_dataset,
     dataset_display_name,
     dataset_settings,
@@ -66,7 +66,7 @@ with st.expander("📚 Lessons from your teacher", expanded=False):
     if lesson_file and st.button("Open this file", key="open_lesson_file"):
         try:
             upload = [(lesson_file.name, lesson_file.getvalue())]
-            check_upload(session_owner(), runs_dir(), list_runs(runs_dir()), upload)
+            check_upload(session_owner(), runs_dir(), class_runs(), upload)
             saved = save_uploads(upload)
             open_the_lesson(open_lesson(saved))
         except SegcoreError as exc:
@@ -113,7 +113,7 @@ elif choice == "Upload":
     files = [(archive.name, archive.getvalue())] if archive else [(f.name, f.getvalue()) for f in folder or []]
     if files:
         try:
-            check_upload(session_owner(), runs_dir(), list_runs(runs_dir()), files)
+            check_upload(session_owner(), runs_dir(), class_runs(), files)
             new_source = str(save_uploads(files))
             uploaded_name = archive.name if archive else files[0][0].replace("\\", "/").split("/")[0]
         except SegcoreError as exc:

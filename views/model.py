@@ -22,12 +22,13 @@ from segcore.jobs.planning import (
 from segcore.models import SHORTLIST, describe_backbone
 from segcore.models.losses import CLASS_WEIGHTINGS, resolved_class_weighting
 from segcore.runs.naming import default_group_name
-from segcore.runs.run import Run, list_runs
+from segcore.runs.run import Run
 from segcore.settings.config import PRESETS, describe
 from segcore.teaching.lesson import Lesson
 from segcore.teaching.lesson_files import lesson_file_bytes, publish_lesson, queue_lesson
 from segcore.training.preparation import trainable_parameters
 from views._shared import (
+    class_runs,
     current_dataset,
     duration,
     error_text,
@@ -413,7 +414,7 @@ def train_section(data, config, train_images: int, source_run, info) -> None:
     one_s, basis = estimate_seconds(config, train_images, history)
     all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
     sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
-    ahead = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+    ahead = [r for r in class_runs() if r.state in ("queued", "running")]
     wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
     st.caption(
         f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "

@@ -10,17 +10,20 @@ from segcore.jobs.classroom import ClassroomSettings, offered_classes, pin_match
 from segcore.jobs.quotas import disk_use
 from segcore.runs.naming import dataset_name
 from segcore.runs.progress import run_progress
-from segcore.runs.run import list_runs
+from segcore.runs.snapshot import runs_snapshot
 from views._shared import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
     class_accounts,
     error_text,
     escape_md,
+    live_every,
     plot_text,
     queue,
-    queue_counts,
     runs_dir,
+)
+from views._shared import (
+    class_runs as everyones_runs,
 )
 from views._signin import browser_session_id
 
@@ -57,7 +60,7 @@ def students_box() -> None:
         if only != accounts.roster_only and not roster_file:
             accounts.set_roster_only(only)
             st.rerun()
-        runs = list_runs(runs_dir())
+        runs = everyones_runs()
         st.dataframe(
             [
                 {
@@ -112,10 +115,11 @@ if limit != settings.max_waiting_per_student:
     st.toast(f"Each student may now have {limit} runs waiting.")
 
 
-@st.fragment(run_every="2s")
-def class_runs() -> None:
-    runs = list_runs(runs_dir())
-    counts = queue_counts(runs)
+def class_table(every: str | None) -> None:
+    runs = everyones_runs()
+    if every and not live_every(runs, every):
+        st.rerun()  # nothing queued or training any more: redraw the page without the timer
+    counts = runs_snapshot(runs_dir()).counts
     st.caption(
         f"{counts['running']} training · {counts['queued']} waiting · {counts['done']} finished · "
         f"{counts['failed'] + counts['lost']} failed or lost · {len({r.owner for r in runs})} students"
@@ -148,10 +152,11 @@ def class_runs() -> None:
 
 
 st.subheader("The class's runs")
-class_runs()
+every = live_every(everyones_runs(), "2s")
+st.fragment(run_every=every)(class_table)(every)
 
 # outside the live table, which redraws every 2 s: a pick or a click there must never be lost to a refresh
-active = [r for r in list_runs(runs_dir()) if r.state in ("queued", "running")]
+active = [r for r in everyones_runs() if r.state in ("queued", "running")]
 if active:
     c1, c2 = st.columns([3, 1])
     target = c1.selectbox(
@@ -165,7 +170,7 @@ if active:
         except SegcoreError as exc:
             st.error(error_text(exc))
 
-runs = list_runs(runs_dir())
+runs = everyones_runs()
 st.subheader("Leaderboard")
 board = leaderboard(runs)
 if board:

@@ -8,13 +8,14 @@ from segcore import SegcoreError
 from segcore.compare.curves import RunCurves, comparison_curves
 from segcore.models.device import describe_device, pick_device
 from segcore.runs.progress import run_progress
-from segcore.runs.run import list_runs
+from segcore.runs.snapshot import runs_snapshot
 from views._shared import (
+    class_runs,
     error_text,
     escape_md,
+    live_every,
     plot_text,
     queue,
-    queue_counts,
     rerun_if_sidebar_behind,
     run_title,
     runs_dir,
@@ -136,23 +137,36 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
     return figure
 
 
-@st.fragment(run_every="1s")
-def live_view(group: str) -> None:
-    all_runs = list_runs(runs_dir())
-    rerun_if_sidebar_behind(all_runs)  # the sidebar's counts change in the same moment as the cards below
-    members = [
+def group_members(all_runs: list, group: str) -> list:
+    return [
         r
         for r in all_runs
         if (r.config.get("group") or r.run_id) == group and (show_class or r.owner in (session_owner(), None))
     ]
-    curves = comparison_curves(members)
-    st.plotly_chart(training_figure(curves), key="training_curves")
-    st.plotly_chart(time_to_accuracy_figure(curves), key="time_curves")
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def figures(stamp: tuple, _members: list) -> tuple:
+    """The comparison's curves and charts, built once per change of its runs (the stamp) for every page that shows
+    them, however many students watch the same comparison."""
+    curves = comparison_curves(_members)
+    return curves, training_figure(curves), time_to_accuracy_figure(curves)
+
+
+def live_view(group: str, every: str | None) -> None:
+    all_runs = class_runs()
+    rerun_if_sidebar_behind(all_runs)  # the sidebar's counts change in the same moment as the cards below
+    members = group_members(all_runs, group)
+    if every and not live_every(members, every):
+        st.rerun()  # all of them have ended: redraw the page without the timer
+    curves, training_chart, time_chart = figures(runs_snapshot(runs_dir()).stamp(members), members)
+    st.plotly_chart(training_chart, key="training_curves")
+    st.plotly_chart(time_chart, key="time_curves")
     st.caption(
         "mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
         "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset)."
     )
-    counts = queue_counts(all_runs)
+    counts = runs_snapshot(runs_dir()).counts
     st.caption(
         f"Queue: {counts['running']} training · {counts['queued']} waiting · {counts['done']} finished "
         f"(at most {queue().max_running} at a time)"
@@ -204,7 +218,8 @@ def live_view(group: str) -> None:
                 st.code(queue().job_log(run, 15) or "(no output from the training process)", language=None)
 
 
-live_view(group)
+every = live_every(group_members(class_runs(), group), "1s")
+st.fragment(run_every=every)(live_view)(group, every)
 
 with st.expander("Queue", expanded=False):
     waiting = queue().queued()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,35 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_METRICS_READ = 8 * 1024**2  # the curves of a run: ~40,000 step records, more than any run here trains
 TAIL_READ = 64 * 1024  # the newest records, for progress
 _MISSING = object()
+
+
+class _ParsedMetrics:
+    """Parsed metrics files by (path, read limit), least recently used out past BUDGET bytes of source."""
+
+    BUDGET = 256 * 1024**2
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict = OrderedDict()
+        self._sizes: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            return None
+
+    def put(self, key, value, size: int) -> None:
+        with self._lock:
+            self._entries[key], self._sizes[key] = value, size
+            self._entries.move_to_end(key)
+            while sum(self._sizes.values()) > self.BUDGET and len(self._entries) > 1:
+                oldest, _ = self._entries.popitem(last=False)
+                self._sizes.pop(oldest, None)
+
+
+_PARSED_METRICS = _ParsedMetrics()
 
 
 def is_run_folder(path: Path) -> bool:
@@ -202,6 +233,25 @@ class Run:
 
     # -- metrics, summary, log --------------------------------------------------------------------
     def _metric_lines(self, limit: int = MAX_METRICS_READ) -> tuple[list[dict], list[str]]:
+        """(records, problems) from the last `limit` bytes of metrics.jsonl (see _parse_metrics), parsed once per
+        change of the file for the whole process: every page that draws this run's curves shares the parse. The
+        lists are shared: read them, never change them."""
+        path = self.path / METRICS
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return [], []
+        except OSError as exc:
+            return [], [f"{METRICS} cannot be read ({exc.strerror or exc})"]
+        key, stamp = (str(path), limit), (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = _PARSED_METRICS.get(key)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        parsed = self._parse_metrics(limit)
+        _PARSED_METRICS.put(key, (stamp, parsed), min(stat.st_size, limit))
+        return parsed
+
+    def _parse_metrics(self, limit: int) -> tuple[list[dict], list[str]]:
         """(records, problems) from the last `limit` bytes of metrics.jsonl: every complete line that is a JSON
         object keeping the metric rules (records.metric_record_problem). A last line still being written (no newline
         yet) is left for next time; a bad complete line is a problem, named by its place. The read is bounded, so a
@@ -249,7 +299,7 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """Every complete line of metrics.jsonl that is a JSON object; a line still being written is left for next time."""
-        return self._metric_lines()[0]
+        return list(self._metric_lines()[0])
 
     def curves(self) -> tuple[list[dict], list[dict]]:
         """(step records, epoch records) from one read of metrics.jsonl."""

@@ -20,13 +20,15 @@ from .liveness import heartbeat_interval_s, process_start_time
 from .records import STATES
 from .resume import read_resume_point
 from .run import Run
+from .snapshot import forget_snapshot
 
 logger = logging.getLogger(__name__)
 
 
 def record_status(run_path: Path, status: dict) -> None:
-    """Write a run's status.json whole (atomically)."""
+    """Write a run's status.json whole (atomically); this process's pages see the change at once."""
     atomic_write_json(Path(run_path) / STATUS, status)
+    forget_snapshot(Path(run_path).parent)
 
 
 def record_config(run_path: Path, config: dict) -> None:
