@@ -55,7 +55,7 @@ def test_a_second_session_that_only_knows_a_name_cannot_see_or_act_on_that_stude
     stranger.text_input(key="signin_secret").set_value("a guess")
     stranger.button[0].click().run()
     assert stranger.error and "owner" not in stranger.session_state
-    with pytest.raises(RunError, match="belongs to another student"):
+    with pytest.raises(RunError, match="belongs to another session, another student"):
         JobQueue(runs_dir).cancel(run.run_id, owner="Mallory")
 
 

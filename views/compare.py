@@ -11,6 +11,7 @@ from segcore import Predictor, SegcoreError
 from segcore.compare.bundle import export_comparison_bytes, import_comparison_bytes
 from segcore.compare.curves import comparison_curves
 from segcore.compare.report_html import comparison_report
+from segcore.compare.run_views import RunView, run_view
 from segcore.compare.sheet import comparison_tiles, render_comparison
 from segcore.compare.spread import data_efficiency_with_spread
 from segcore.compare.stats import (
@@ -27,6 +28,7 @@ from segcore.compare.stats import (
 )
 from segcore.compare.worst_images import worst_images_for_class
 from segcore.data.uploads import read_uploaded_image
+from segcore.runs.files import VAL_OUTPUTS
 from segcore.runs.run import Run
 from segcore.runs.run_data import load_run_dataset
 from segcore.training.evaluate import evaluate_run
@@ -109,12 +111,34 @@ def predictor(path: str, mtime: float) -> Predictor:
     return Predictor(path, device="cpu")
 
 
-@st.cache_resource(max_entries=2, show_spinner="Reading the dataset…")
-def dataset_of(run_path: str):
+@st.cache_resource(max_entries=4, show_spinner="Reading the dataset…")
+def _dataset(source: str, ignore_index, val_fraction: float, seed: int, run_path: str):
+    # keyed by what decides the split, not by run: a class's 120 runs of one dataset share one decoded copy
     return load_run_dataset(Run(Path(run_path)), "val")
 
 
-predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chosen]
+def dataset_of(run_path: str):
+    config = Run(Path(run_path)).config
+    key = (str(config.get("data")), config.get("ignore_index"), config.get("val_fraction"), config.get("seed"))
+    return _dataset(*key, run_path)
+
+
+@st.cache_resource(max_entries=64, show_spinner="Reading what training saved…")
+def view_of(run_path: str, stamp: tuple) -> RunView:
+    """What training saved of a run (its validation predictions): no model is loaded (run_views.py)."""
+    return run_view(Run(Path(run_path)), dataset_of(run_path))
+
+
+def stamp_of(run) -> tuple:
+    files = [run.checkpoint, run.path / VAL_OUTPUTS]
+    return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+
+
+try:
+    views = [view_of(str(r.path), stamp_of(r)) for r in chosen]
+except SegcoreError as exc:
+    st.error(error_text(exc))
+    st.stop()
 
 st.subheader("Summary")
 rows = [summary_row(r) for r in chosen]
@@ -273,17 +297,17 @@ c1, c2, c3 = st.columns(3)
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
 show_errors = c2.toggle("Show wrong pixels in red", value=False, key="cmp_errors")
 count = c3.number_input("Validation images", 1, 24, 4, key="cmp_count")
-headers = st.columns(2 + len(predictors))
+headers = st.columns(2 + len(views))
 headers[0].markdown("**image**")
 headers[1].markdown("**ground truth**")
 for column, run in zip(headers[2:], chosen):
     column.markdown(f"**{escape_md(STRATEGY_LABELS.get(run.config.get('strategy'), ''))}**  \n{escape_md(run.run_id)}")
-for row in comparison_tiles(predictors, data, "val", int(count), alpha, show_errors):
-    for column, tile in zip(st.columns(2 + len(predictors)), row):
+for row in comparison_tiles(views, data, "val", int(count), alpha, show_errors):
+    for column, tile in zip(st.columns(2 + len(views)), row):
         column.image(tile, width="stretch")
 
 st.subheader("Where does it go wrong?")
-classes = predictors[0].classes
+classes = views[0].classes
 class_index = st.selectbox(
     "Class",
     range(len(classes)),
@@ -294,15 +318,12 @@ class_index = st.selectbox(
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding the hardest images…")
-def worst(run_paths: tuple[str, ...], mtimes: tuple[float, ...], class_index: int, count: int, alpha: float):
-    return worst_images_for_class(
-        [predictor(p, m) for p, m in zip(run_paths, mtimes)], dataset_of(run_paths[0]), class_index, "val", count, alpha
-    )
+def worst(run_paths: tuple[str, ...], stamps: tuple, class_index: int, count: int, alpha: float):
+    chosen_views = [view_of(p, s) for p, s in zip(run_paths, stamps)]
+    return worst_images_for_class(chosen_views, dataset_of(run_paths[0]), class_index, "val", count, alpha)
 
 
-entries = worst(
-    tuple(str(r.path) for r in chosen), tuple(r.checkpoint.stat().st_mtime for r in chosen), int(class_index), 3, alpha
-)
+entries = worst(tuple(str(r.path) for r in chosen), tuple(stamp_of(r) for r in chosen), int(class_index), 3, alpha)
 if not entries:
     st.info(f"No validation image holds {escape_md(classes[class_index])} and no run predicts it.")
 for entry in entries:
@@ -316,7 +337,7 @@ for entry in entries:
 st.subheader("Take it home")
 c1, c2, c3 = st.columns(3)
 if c1.button("Prepare the comparison as PNG"):
-    sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
+    sheet = render_comparison(views, data, count=int(count), alpha=alpha, show_errors=show_errors)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     c1.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
@@ -324,15 +345,13 @@ if c2.button(
     "Prepare a report (one HTML file)",
     help="Curves, the side-by-side grid, per-class table and settings; opens in any browser, offline.",
 ):
-    report = comparison_report(
-        chosen, data, count=int(count), predictors=predictors, alpha=alpha, show_errors=show_errors
-    )
+    report = comparison_report(chosen, data, count=int(count), views=views, alpha=alpha, show_errors=show_errors)
     c2.download_button("Download report (HTML)", report, "comparison.html", "text/html")
 if c3.button(
     "Prepare a bundle (zip)",
     help="The runs (settings, curves, best models) and the comparison picture, to import on another machine.",
 ):
-    sheet = render_comparison(predictors, data, count=int(count), alpha=alpha, show_errors=show_errors)
+    sheet = render_comparison(views, data, count=int(count), alpha=alpha, show_errors=show_errors)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
     try:
@@ -353,6 +372,7 @@ if upload:
         st.error(error_text(exc))
         st.stop()
     image.thumbnail((640, 640))
+    predictors = [predictor(str(r.path), r.checkpoint.stat().st_mtime) for r in chosen]  # a new image needs the models
     columns = st.columns(1 + len(predictors))
     columns[0].image(image, caption="your image", width="stretch")
     for column, p, run in zip(columns[1:], predictors, chosen):

@@ -26,8 +26,8 @@ from ..runs.naming import dataset_name
 from ..runs.run import Run
 from ..settings.config import TrainConfig
 from ..settings.strategies import STRATEGIES
-from ..training.predict import Predictor
 from .curves import comparison_curves
+from .run_views import RunView, as_views
 from .sheet import comparison_tiles
 from .stats import SUMMARY_COLUMNS, mixing_problem, summary_row
 
@@ -52,19 +52,19 @@ def comparison_report(
     runs: list[Run],
     data: SegmentationData,
     count: int = 4,
-    predictors: list[Predictor] | None = None,
+    views: list[RunView] | None = None,
     split: str = "val",
     alpha: float = 0.55,
     show_errors: bool = False,
 ) -> str:
     """The report as one HTML string. `data`: the runs' dataset (segcore.run_data.load_run_dataset);
-    `predictors`: the runs' loaded models when the caller holds them already (else loaded here, on the CPU)."""
+    `views`: the runs' RunViews when the caller holds them already (else read here): no model runs."""
     if not runs:
         raise RunError("choose at least one finished run to report on")
     problem = mixing_problem(runs)
     if problem:
         raise RunError(f"no report: {problem}")
-    predictors = predictors or [Predictor(run, device="cpu") for run in runs]
+    views = views or as_views(runs, data, split)
     letters = [chr(ord("A") + i) for i in range(len(runs))]
     colours = run_colours(runs)
     source = str(runs[0].config.get("data", "?"))
@@ -76,7 +76,7 @@ def comparison_report(
         f"<h1>Comparison of {len(runs)} run{'s' if len(runs) != 1 else ''} on {_text(dataset_name(source))}</h1>",
         f'<p class="muted">Dataset: {_text(source)} · written {_text(time.strftime("%Y-%m-%d %H:%M"))} by the '
         "Segmentation Transfer Workbench</p>",
-        _legend(runs, letters, colours, predictors[0]),
+        _legend(runs, letters, colours, views[0]),
         _problems(runs, letters),
         "<h2>Summary</h2>",
         _summary_table(runs, letters),
@@ -85,7 +85,7 @@ def comparison_report(
         "<h2>IoU per class</h2>",
         _per_class_table(runs, letters),
         "<h2>Side by side</h2>",
-        _grid(runs, predictors, data, letters, split, count, alpha, show_errors),
+        _grid(runs, views, data, letters, split, count, alpha, show_errors),
         "<h2>Settings</h2>",
         _settings_table(runs, letters),
         "</body></html>",
@@ -136,7 +136,7 @@ def _problems(runs, letters) -> str:
     return f'<h2>Problems</h2><ul class="problems">{items}</ul>' if items else ""
 
 
-def _legend(runs, letters, colours, predictor: Predictor) -> str:
+def _legend(runs, letters, colours, view: RunView) -> str:
     items = "".join(
         f'<li><span class="key" style="background:{colour}"></span><b>{letter}</b>: {_text(run.run_id)} '
         f"({_text(_strategy(run))})</li>"
@@ -144,7 +144,7 @@ def _legend(runs, letters, colours, predictor: Predictor) -> str:
     )
     swatches = "".join(
         f'<span class="swatch" style="background:{_rgb(colour)}"></span>{_text(name)}'
-        for name, colour in zip(predictor.classes, predictor.colours)
+        for name, colour in zip(view.classes, view.colours)
     )
     return (
         f"<h2>Legend</h2><ul>{items}</ul><p>Classes:{swatches}</p>"
@@ -216,8 +216,8 @@ def _setting_text(value) -> str:
     return "—" if value is None else str(value)
 
 
-def _grid(runs, predictors, data, letters, split, count, alpha, show_errors) -> str:
-    tiles = comparison_tiles(predictors, data, split, count, alpha, show_errors)
+def _grid(runs, views, data, letters, split, count, alpha, show_errors) -> str:
+    tiles = comparison_tiles(views, data, split, count, alpha, show_errors)
     titles = ["image", "ground truth"] + [
         f"{letter} · {_text(_strategy(run))} · mIoU {_number(run.summary().get('miou'))}"
         for letter, run in zip(letters, runs)

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..base.drawing import overlay, unpainted_classes
 from ..data.dataset import SegmentationData
 from ..data.masks import IGNORE
-from ..training.predict import Predictor
+from .run_views import as_views
 
 
 def _font(size: int = 14):
@@ -25,44 +25,43 @@ def error_mask(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return (prediction != truth) & (truth != IGNORE)
 
 
-def comparison_rows(predictors: list[Predictor], data: SegmentationData, split: str = "val", count: int = 4):
-    """For the first `count` images of a split: (image, ground-truth map, [prediction maps]) at run size."""
-    size = predictors[0].size
-    images = data.load(split, size)
-    rows = []
-    for index in range(min(count, len(images))):
-        image = Image.fromarray(images.images[index].permute(1, 2, 0).numpy())
-        truth = images.masks[index].numpy()
-        rows.append((image, truth, [p.predict(image) for p in predictors]))
-    return rows
-
-
 def comparison_tiles(
-    predictors: list[Predictor],
+    runs_or_views,
     data: SegmentationData,
     split: str = "val",
     count: int = 4,
     alpha: float = 0.55,
     show_errors: bool = False,
 ) -> list[list[np.ndarray]]:
-    """Each row: the image, its ground truth painted, then each run's prediction painted (errors in red if asked).
-    The Compare page shows these tiles; the PNG sheet pastes them."""
-    unpainted = unpainted_classes(predictors[0].classes)
+    """Each row: the image, its ground truth painted, then each run's prediction painted (errors in red if asked), from
+    the runs' saved validation outputs (run_views.py): no model runs. The Compare page shows these tiles; the PNG
+    sheet and the HTML report paste them."""
+    views = as_views(runs_or_views, data, split)
+    first = views[0]
+    images = data.load(split, first.size)
+    unpainted = unpainted_classes(first.classes)
     tiles = []
-    for image, truth, predictions in comparison_rows(predictors, data, split, count):
-        row = [np.asarray(image), overlay(image, truth, predictors[0].colours, alpha, unpainted=unpainted)]
-        for predictor, prediction in zip(predictors, predictions):
-            row.append(
-                predictor.overlay(image, alpha, prediction, error_mask(prediction, truth) if show_errors else None)
-            )
+    for index in range(min(count, len(images))):
+        picture = images.images[index].permute(1, 2, 0).numpy()
+        truth = images.masks[index].numpy()
+        row = [picture, overlay(picture, truth, first.colours, alpha, unpainted=unpainted)]
+        for view in views:
+            prediction = view.map(index)
+            errors = error_mask(prediction, truth) if show_errors else None
+            row.append(overlay(picture, prediction, view.colours, alpha, errors, unpainted))
         tiles.append(row)
     return tiles
 
 
-def run_mious(predictors: list[Predictor], data: SegmentationData, split: str = "val") -> list[float]:
-    from ..training.evaluate import evaluate_run
-
-    return [evaluate_run(p, data, split)["miou"] for p in predictors]
+def run_mious(runs_or_views, data: SegmentationData, split: str = "val") -> list[float]:
+    """Each run's mIoU on the split, from its saved per-image intersections and unions (the same confusion-matrix
+    mIoU training reports: classes present in the truth or the prediction)."""
+    scores = []
+    for view in as_views(runs_or_views, data, split):
+        intersection, union = view.outputs.intersection.sum(0), view.outputs.union.sum(0)
+        present = union > 0
+        scores.append(float((intersection[present] / union[present]).mean()) if present.any() else 0.0)
+    return scores
 
 
 def wrap_to_width(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_lines: int = 3) -> list[str]:
@@ -99,7 +98,7 @@ def wrap_to_width(draw: ImageDraw.ImageDraw, text: str, width: int, font, max_li
 
 
 def render_comparison(
-    predictors: list[Predictor],
+    runs_or_views,
     data: SegmentationData,
     split: str = "val",
     count: int = 4,
@@ -108,13 +107,14 @@ def render_comparison(
 ) -> Image.Image:
     """The PNG sheet. Column titles are wrapped to their column (measured), full run names sit in a legend
     under the grid; the drawn text boxes are kept in sheet.info["text_boxes"] so overlap can be checked."""
-    tiles = comparison_tiles(predictors, data, split, count, alpha, show_errors)
-    mious = run_mious(predictors, data, split)
-    letters = [chr(ord("A") + i) for i in range(len(predictors))]
+    views = as_views(runs_or_views, data, split)
+    tiles = comparison_tiles(views, data, split, count, alpha, show_errors)
+    mious = run_mious(views, data, split)
+    letters = [chr(ord("A") + i) for i in range(len(views))]
     titles = ["image", "ground truth"] + [
-        f"{letter} · {p.meta.get('strategy', '?')} · mIoU {m:.3f}" for letter, p, m in zip(letters, predictors, mious)
+        f"{letter} · {v.strategy} · mIoU {m:.3f}" for letter, v, m in zip(letters, views, mious)
     ]
-    height, width = predictors[0].size
+    height, width = views[0].size
     scale = max(1.0, 240 / width)  # small training sizes are drawn larger, so a printed sheet stays readable
     tile_w, tile_h = round(width * scale), round(height * scale)
     font, line_h, pad = _font(12), 16, 4
@@ -122,11 +122,11 @@ def render_comparison(
     title_lines = [wrap_to_width(measure, t, tile_w - 2 * pad, font) for t in titles]
     sheet_w = tile_w * len(titles)
     legend_lines = [
-        wrap_to_width(measure, f"{letter}: {p.run.run_id}", sheet_w - 2 * pad, font, max_lines=4)
-        for letter, p in zip(letters, predictors)
+        wrap_to_width(measure, f"{letter}: {v.run.run_id}", sheet_w - 2 * pad, font, max_lines=4)
+        for letter, v in zip(letters, views)
     ]
     header_h = pad * 2 + line_h * max(len(lines) for lines in title_lines)
-    class_rows = _legend_rows(measure, list(zip(predictors[0].classes, predictors[0].colours)), sheet_w - 2 * pad, font)
+    class_rows = _legend_rows(measure, list(zip(views[0].classes, views[0].colours)), sheet_w - 2 * pad, font)
     footer_h = pad * 2 + line_h * (sum(len(lines) for lines in legend_lines) + len(class_rows))
     sheet = Image.new("RGB", (sheet_w, header_h + tile_h * len(tiles) + footer_h), "white")
     draw = ImageDraw.Draw(sheet)
@@ -173,12 +173,11 @@ def _legend_rows(draw, entries, width: int, font) -> list[list[tuple[int, str, t
 
 
 def save_comparison(run_dirs: list[str | Path], data: SegmentationData, output: str | Path, **kwargs) -> Path:
-    predictors = [Predictor(path) for path in run_dirs]
-    sheet = render_comparison(predictors, data, **kwargs)
+    sheet = render_comparison(list(run_dirs), data, **kwargs)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(output)
     return output
 
 
-__all__ = ["comparison_rows", "comparison_tiles", "error_mask", "render_comparison", "run_mious", "save_comparison"]
+__all__ = ["comparison_tiles", "error_mask", "render_comparison", "run_mious", "save_comparison"]

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
 from ..base.drawing import overlay, unpainted_classes
 from ..base.errors import RunError
 from ..data.dataset import SegmentationData
 from ..data.masks import IGNORE
-from ..runs.run import Run
-from ..training.predict import Predictor
+from .run_views import as_views
 from .sheet import error_mask
 
 PREDICTION_BATCH = 16
-
-
-def as_predictors(runs_or_predictors, device: str = "auto") -> list[Predictor]:
-    """Predictors as given, or built from runs / run folders (loading a model is the slow part: pass
-    predictors when you already hold them)."""
-    return [
-        item if isinstance(item, Predictor) else Predictor(item if isinstance(item, Run) else Path(item), device=device)
-        for item in runs_or_predictors
-    ]
 
 
 def class_iou(prediction: np.ndarray, truth: np.ndarray, class_index: int) -> float | None:
@@ -44,7 +31,6 @@ def worst_images_for_class(
     count: int = 4,
     alpha: float = 0.55,
     class_errors_only: bool = True,
-    device: str = "auto",
 ) -> list[dict]:
     """The `count` images of `split` where class `class_index` has the lowest IoU averaged over the runs
     (over the runs where the class is in the truth or predicted), worst first; images where no run predicts
@@ -52,10 +38,10 @@ def worst_images_for_class(
     index, name, iou (one per run, None where undefined), mean_iou, titles and tiles (image, truth overlay,
     each run's overlay with wrong pixels in red; with class_errors_only, only the wrong pixels that involve
     this class, i.e. it was missed or wrongly predicted there)."""
-    predictors = as_predictors(runs_or_predictors, device)
-    if not predictors:
+    views = as_views(runs_or_predictors, data, split)
+    if not views:
         raise RunError("choose at least one run to look for its worst images")
-    classes = predictors[0].classes
+    classes = views[0].classes
     if data.num_classes != len(classes):
         raise RunError(
             f"the runs predict {len(classes)} classes but the dataset has {data.num_classes}: "
@@ -63,37 +49,34 @@ def worst_images_for_class(
         )
     if not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < len(classes):
         raise RunError(f"class {class_index!r} does not exist: choose 0 to {len(classes) - 1} ({', '.join(classes)})")
-    images = data.load(split, predictors[0].size)
-    pictures = [Image.fromarray(images.images[i].permute(1, 2, 0).numpy()) for i in range(len(images))]
-    truths = [images.masks[i].numpy() for i in range(len(images))]
-    predictions = [_predict_all(p, pictures) for p in predictors]  # once per image per run
+    images = data.load(split, views[0].size)
 
     scored = []
-    for index, truth in enumerate(truths):
-        ious = [class_iou(run_maps[index], truth, class_index) for run_maps in predictions]
+    for index in range(len(images)):
+        ious = [view.outputs.class_iou(index, class_index) for view in views]  # saved by training: no model runs
         defined = [v for v in ious if v is not None]
         if defined:
             scored.append((float(np.mean(defined)), index, ious))
     scored.sort(key=lambda item: (item[0], item[1]))  # worst first; ties in dataset order, so results are stable
 
     unpainted = unpainted_classes(classes)
-    titles = ["image", "ground truth"] + [p.run.run_id for p in predictors]
+    titles = ["image", "ground truth"] + [v.run.run_id for v in views]
     worst = []
     for mean_iou, index, ious in scored[:count]:
-        picture, truth = pictures[index], truths[index]
-        tiles = [np.asarray(picture), overlay(picture, truth, predictors[0].colours, alpha, unpainted=unpainted)]
-        for predictor, run_maps in zip(predictors, predictions):
-            prediction = run_maps[index]
+        picture, truth = images.images[index].permute(1, 2, 0).numpy(), images.masks[index].numpy()
+        tiles = [picture, overlay(picture, truth, views[0].colours, alpha, unpainted=unpainted)]
+        for view in views:
+            prediction = view.map(index)
             errors = error_mask(prediction, truth)
             if class_errors_only:
                 errors &= (truth == class_index) | (prediction == class_index)
-            tiles.append(predictor.overlay(picture, alpha, prediction, errors))
+            tiles.append(overlay(picture, prediction, view.colours, alpha, errors, unpainted))
         worst.append(
             {
                 "index": index,
                 "name": images.names[index],
                 "class": classes[class_index],
-                "runs": [p.run.run_id for p in predictors],
+                "runs": [v.run.run_id for v in views],
                 "iou": ious,
                 "mean_iou": mean_iou,
                 "titles": titles,
@@ -103,11 +86,4 @@ def worst_images_for_class(
     return worst
 
 
-def _predict_all(predictor: Predictor, pictures: list[Image.Image]) -> list[np.ndarray]:
-    maps: list[np.ndarray] = []
-    for start in range(0, len(pictures), PREDICTION_BATCH):
-        maps.extend(predictor.predict(pictures[start : start + PREDICTION_BATCH]))
-    return maps
-
-
-__all__ = ["as_predictors", "class_iou", "worst_images_for_class"]
+__all__ = ["class_iou", "worst_images_for_class"]

@@ -145,7 +145,10 @@ class JobQueue:
     def _check_owner(self, run: Run, owner: str | None, action: str, teacher: bool = False) -> None:
         """A student may only act on their own runs (classroom.may_act_on); the teacher and the command line on any."""
         if not may_act_on(run, owner, teacher):
-            raise RunError(f"run {run.run_id} belongs to another student: only they or the teacher can {action} it")
+            raise RunError(
+                f"run {run.run_id} belongs to another session, another student's: only they or the teacher can "
+                f"{action} it"
+            )
 
     def rename(self, kind: str, key: str, title: str, owner: str | None = None, teacher: bool = False) -> str:
         """Give a run ("runs", its id) or a comparison ("comparisons", its group) a name people read; refused for a

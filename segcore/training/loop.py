@@ -23,11 +23,14 @@ from ..models.device import describe_device, inference_dtype, pick_device
 from ..models.losses import class_weights_for, resolved_class_weighting, segmentation_loss
 from ..models.metrics import MIOU_NOTE, ConfusionMatrix
 from ..runs import resume as resume_points
+from ..runs.val_outputs import ValOutputs, per_image_counts, write_val_outputs
 from ..runs.writer import RunWriter
 from ..settings.config import TrainConfig
 from .distributed import DecodeFeatures, Distributed
 from .feature_cache import FeatureCache
 from .preparation import PreparedModel, Regularizer, prepare
+
+MAX_KEPT_MAP_BYTES = 256 * 1024**2
 
 
 class Cancelled(Exception):
@@ -336,13 +339,16 @@ class Trainer:
         return float(np.mean(losses)) if losses else float("nan")
 
     @torch.inference_mode()
-    def evaluate(self, images: ImageSet | None = None) -> dict:
+    def evaluate(self, images: ImageSet | None = None, keep_maps: bool = False) -> dict:
+        """Metrics of `images` (default: the validation split); with keep_maps, also "maps": every image's class
+        map (uint8, on the CPU) for the run's validation outputs (one process only: each DDP rank sees a share)."""
         images = images or self.val_set
         self.model.eval()
         self.dist.sync_buffers(self.model)
         matrix = ConfusionMatrix(self.data.num_classes)
         batch = max(self.config.batch_size, 16)
         share = self.dist.eval_range(len(images))  # every image once over all processes
+        maps = []
         for start in range(share.start, share.stop, batch):
             stop = min(start + batch, share.stop)
             masks = images.masks[start:stop]
@@ -352,9 +358,26 @@ class Trainer:
                     logits = self.model.decode(features, masks.shape[-2:])
                 else:
                     logits = self.model(self.normalize(images.images[start:stop].to(self.device)))
-            matrix.update(masks, logits.argmax(1))
+            predicted = logits.argmax(1)
+            matrix.update(masks, predicted)
+            if keep_maps:
+                maps.append(predicted.to(torch.uint8).cpu())
         matrix.matrix = self.dist.sum_counts(matrix.matrix)
-        return matrix.compute()
+        metrics = matrix.compute()
+        if keep_maps:
+            metrics["maps"] = torch.cat(maps).numpy() if maps else None
+        return metrics
+
+    def keeps_val_maps(self) -> bool:
+        """Whether the best epoch's validation maps are kept for the run's outputs: one process, and a split small
+        enough to hold (larger ones are computed on first view)."""
+        height, width = self.config.size
+        return not self.dist.active and len(self.val_set) * height * width <= MAX_KEPT_MAP_BYTES
+
+    def val_outputs(self, maps) -> ValOutputs:
+        truths = self.val_set.masks.cpu().numpy()
+        intersection, union = per_image_counts(maps, truths, self.data.num_classes)
+        return ValOutputs(maps, intersection, union, list(self.val_set.names))
 
     # -- the whole run ------------------------------------------------------------------------
     def checkpoint_meta(self, epoch: int, metrics: dict) -> dict:
@@ -432,7 +455,8 @@ class Trainer:
             epoch_started = time.perf_counter()
             train_loss = self.train_one_epoch(epoch)
             epoch_train_time = time.perf_counter() - epoch_started
-            metrics = self.evaluate()
+            metrics = self.evaluate(keep_maps=self.keeps_val_maps())
+            maps = metrics.pop("maps", None)
             epoch_time = time.perf_counter() - epoch_started
             record = {
                 "kind": "epoch",
@@ -453,6 +477,8 @@ class Trainer:
                 best = {**metrics, "epoch": epoch}
                 if self.dist.is_main:
                     writer.save_best_checkpoint(self.model, self.checkpoint_meta(epoch, metrics))
+                    if maps is not None:  # the best model's predictions: what Compare shows, without a forward pass
+                        write_val_outputs(writer.path, self.val_outputs(maps))
             self.save_resume_point(epoch, best, time.time() - started)
             if config.max_steps and self.step >= config.max_steps:
                 break
