@@ -856,3 +856,68 @@ def test_single_sign_on_through_a_trusted_proxy_header(browser, tmp_path_factory
         finally:
             through_proxy.context.close()
             around_it.context.close()
+
+
+# -- thirty open pages ------------------------------------------------------------------------------------
+def count_reruns(page) -> list:
+    """Every message the page sends its server (a rerun, a fragment's timer tick, a widget change) lands here."""
+    sent: list = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda frame: sent.append(frame)))
+    return sent
+
+
+def test_a_page_whose_runs_have_all_finished_costs_no_reruns_and_a_new_step_reaches_a_watching_page(
+    server, browser, tmp_path_factory
+):
+    import json
+    import os
+
+    import psutil
+
+    url, runs = server
+    data = dataset(tmp_path_factory, "quiet", seed=13)
+    done = make_run(runs, data, owner="Una", group="quiet")
+    page = new_page(browser)
+    sent = count_reruns(page)
+    try:
+        visit(page, url, "training", student="Una")
+        card_of(page, done.run_id).wait_for()
+        settle(page)
+        time.sleep(1)
+        before = len(sent)
+        time.sleep(10)
+        assert len(sent) == before, f"{len(sent) - before} messages in 10 s from a page with nothing to follow"
+
+        # a run training (this test process plays its worker): the page follows its steps without a reload
+        live = make_run(runs, data, owner="Una", group="quiet", strategy="feature")
+        status = {
+            "state": "running",
+            "pid": os.getpid(),
+            "pid_started": psutil.Process().create_time(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "heartbeat": time.time(),
+        }
+        (live.path / "status.json").write_text(json.dumps(status))
+        (live.path / "metrics.jsonl").write_text("")
+        visit(page, url, "training", student="Una")
+        card_of(page, live.run_id).wait_for()
+        for step in (1, 2, 3):
+            record = {
+                "kind": "step",
+                "epoch": 1,
+                "epochs": 1,
+                "step": step,
+                "total_steps": 3,
+                "loss": 0.5,
+                "time": time.time(),
+            }
+            with open(live.path / "metrics.jsonl", "a") as stream:
+                stream.write(json.dumps(record) + "\n")
+            status["heartbeat"] = time.time()
+            (live.path / "status.json").write_text(json.dumps(status))
+            playwright.expect(card_of(page, live.run_id)).to_contain_text(f"step {step}/3", timeout=10_000)
+        shoot(page, "22-live-step")
+        (live.path / "status.json").write_text(json.dumps({**status, "state": "done"}))
+    finally:
+        page.context.close()
