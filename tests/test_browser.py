@@ -792,7 +792,7 @@ def test_time_to_accuracy_on_training_and_compare(server, browser, toms_runs):
     assert "best mIoU" in main_text(page)
     shoot(page, "15-training")
     visit(page, url, "compare", student="Tom")
-    page.get_by_text("Time to accuracy: validation mIoU against wall-clock seconds").wait_for()
+    page.get_by_text("Time to accuracy: validation mIoU against compute time").wait_for()
     page.locator("[data-testid='stDataFrame'] th").filter(has_text="s to 90 % of best").first.wait_for(state="attached")
     assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").count() == 2
     shoot(page, "15-compare")

@@ -1,7 +1,7 @@
 """Signing in: a name and a passphrase (or the teacher's one-time code), kept across reloads by a session cookie.
 
 The page address never carries who someone is. The cookie holds only a random session token (segcore.jobs.accounts
-keeps its hash); it is set from a zero-height component, since a Streamlit page cannot set a cookie itself.
+keeps its hash); it is set from a one-pixel same-origin iframe, since a Streamlit page cannot set a cookie itself.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import secrets
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from segcore.jobs.accounts import SESSION_HOURS, Account, Accounts, trusted_header
 from segcore.jobs.classroom import offered_classes, workspace_id
@@ -27,11 +26,12 @@ def browser_session_id() -> str:
 
 def _cookie_script(value: str, max_age: float) -> None:
     # json.dumps quotes the token (URL-safe base64 already); SameSite=Strict: never sent by another site's page
-    components.html(
+    # st.iframe runs our own fixed script same-origin (the only HTML here; the token is URL-safe base64)
+    st.iframe(
         "<script>document.cookie = "
         + json.dumps(f"{SESSION_COOKIE}={value}; path=/; SameSite=Strict; max-age={int(max_age)}")
         + ";</script>",
-        height=0,
+        height=1,
     )
 
 

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import Predictor, SegcoreError
+from segcore.base.drawing import error_colour
 from segcore.compare.bundle import export_comparison_bytes, import_comparison_bytes
 from segcore.compare.curves import comparison_curves
 from segcore.compare.report_html import comparison_report
@@ -32,6 +33,7 @@ from segcore.runs.files import VAL_OUTPUTS
 from segcore.runs.run import Run
 from segcore.runs.run_data import load_run_dataset
 from segcore.training.evaluate import evaluate_run
+from views._charts import busy_note, time_to_accuracy_figure
 from views._shared import (
     STRATEGY_COLOURS,
     STRATEGY_LABELS,
@@ -203,28 +205,10 @@ with st.expander("mIoU at each image's own size (how published results are score
             },
         )
 
-time_chart = go.Figure()
-for lines in comparison_curves(chosen):
-    if lines.seconds:
-        time_chart.add_trace(
-            go.Scatter(
-                x=lines.seconds,
-                y=[e["miou"] for e in lines.epochs],
-                mode="lines+markers",
-                name=plot_text(lines.label),
-                line=dict(color=lines.colour),
-            )
-        )
-time_chart.update_layout(
-    title="Time to accuracy: validation mIoU against wall-clock seconds",
-    height=320,
-    xaxis_title="seconds since the run started",
-    yaxis=dict(title="mIoU", range=[0, 1]),
-    xaxis=dict(rangemode="tozero"),
-    margin=dict(l=10, r=10, t=80, b=10),
-    legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
-)
-st.plotly_chart(time_chart, key="time_to_accuracy")
+chosen_curves = comparison_curves(chosen)
+st.plotly_chart(time_to_accuracy_figure(chosen_curves), key="time_to_accuracy")
+if note := busy_note(chosen_curves):
+    st.caption(f"⚠️ {note}")
 
 left, right = st.columns(2)
 with left:
@@ -295,7 +279,12 @@ except SegcoreError as exc:
     st.stop()
 c1, c2, c3 = st.columns(3)
 alpha = c1.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="cmp_alpha")
-show_errors = c2.toggle("Show wrong pixels in red", value=False, key="cmp_errors")
+show_errors = c2.toggle(
+    f"Show wrong pixels in {error_colour(views[0].colours)[0]}",
+    value=False,
+    key="cmp_errors",
+    help="The colour that stands out most from these classes' colours.",
+)
 count = c3.number_input("Validation images", 1, 24, 4, key="cmp_count")
 headers = st.columns(2 + len(views))
 headers[0].markdown("**image**")

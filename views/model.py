@@ -1,5 +1,6 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import streamlit as st
@@ -25,7 +26,7 @@ from segcore.runs.naming import default_group_name
 from segcore.runs.run import Run
 from segcore.settings.config import PRESETS, describe
 from segcore.teaching.lesson import Lesson
-from segcore.teaching.lesson_files import lesson_file_bytes, publish_lesson, queue_lesson
+from segcore.teaching.lesson_files import earlier_lesson_runs, lesson_file_bytes, publish_lesson, queue_lesson
 from segcore.training.preparation import trainable_parameters
 from views._shared import (
     class_runs,
@@ -41,6 +42,7 @@ from views._shared import (
     session_owner,
     setting_input,
     teacher_markdown,
+    workspace,
 )
 from views._teaching import suggested_strategy_box
 
@@ -79,6 +81,47 @@ def apply_lesson(lesson) -> None:
     st.session_state.update(values)
 
 
+# what the student chose on this page, kept across pages (Streamlit forgets a widget's value when its page is left)
+# and reloads (the workspace on disk); the source run is picked again, since a run folder is no setting
+KEPT = [key for key in WIDGET_SETTINGS.values()] + ["strategy", "preset", "train_pct", "augment", "sweep_seeds"]
+CHOICES = {
+    "strategy": list(STRATEGIES),
+    "preset": list(PRESETS),
+    "size": SIZES,
+    "regularizer": list(REGULARIZERS),
+    "augment": list(AUGMENTATIONS),
+    "class_weights": list(CLASS_WEIGHTINGS),
+    "train_bn": ["auto", "on", "off"],
+}
+
+
+def restore_settings() -> None:
+    """Put back what the student chose here before (this session, else the workspace on disk): values of the wrong
+    kind or not among a widget's options (a damaged record) are left out, the widget then starts from its default."""
+    kept = st.session_state.get("kept_model_settings")
+    if kept is None:
+        kept = workspace().model_settings or {}
+    for key, value in kept.items():
+        if key not in KEPT or key in st.session_state:
+            continue
+        if key in CHOICES and value not in CHOICES[key] and not (key == "preset" and value is None):
+            continue
+        if key not in CHOICES and key != "backbone" and not isinstance(value, (int, float)):
+            continue
+        st.session_state[key] = value
+
+
+def keep_settings() -> None:
+    """Remember the current choices, in the session and (when they changed) in the workspace on disk."""
+    values = {key: st.session_state[key] for key in KEPT if key in st.session_state}
+    known = st.session_state.get("kept_model_settings")
+    st.session_state["kept_model_settings"] = values
+    if known is not None and values != known:  # a change the student made (a first look writes nothing)
+        record = workspace()
+        record.model_settings = values
+        record.save(runs_dir())
+
+
 def lesson_box(data):
     """The open lesson (if any): its instructions, Start and Close. Returns the lesson."""
     lesson = st.session_state.get("lesson")
@@ -89,25 +132,50 @@ def lesson_box(data):
             st.markdown(f"**📚 Lesson: {escape_md(lesson.title)}**")
             st.markdown(teacher_markdown(lesson.instructions))
             b1, b2 = st.columns(2)
-            if b1.button(
+            b1.button(
                 "▶ Start the lesson",
                 type="primary",
                 key="start_lesson",
                 help="Queues exactly the runs the teacher planned, with the teacher's settings.",
-            ):
-                try:
-                    lesson_data = data if data.source == lesson.data_source else None
-                    lesson_runs = queue_lesson(queue(), lesson, owner=session_owner(), data=lesson_data)
-                    st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
-                    st.success(f"Queued {len(lesson_runs)} runs.")
-                    st.page_link("views/training.py", label="Watch them train →", icon="📈")
-                except SegcoreError as exc:
-                    st.error(error_text(exc))
+                on_click=start_lesson_click,
+                args=(False,),
+            )
+            outcome = st.session_state.pop("lesson_result", None)
+            if outcome and outcome[0] == "ask":
+                st.warning(
+                    f"You started this lesson before: {outcome[1]} of its runs are queued, training or done. "
+                    "Starting it again queues all its runs once more."
+                )
+                st.button("Start it again", key="start_lesson_again", on_click=start_lesson_click, args=(True,))
+            elif outcome and outcome[0] == "ok":
+                st.success(f"Queued {outcome[1]} runs.")
+                st.page_link("views/training.py", label="Watch them train →", icon="📈")
+            elif outcome:
+                st.error(outcome[1])
             if b2.button("Close the lesson", key="close_lesson"):
                 del st.session_state["lesson"]
                 st.rerun()
 
     return lesson
+
+
+def start_lesson_click(again: bool) -> None:
+    """Start the lesson (a callback: the click queues even if the student leaves the page at once); when this student
+    started it before, ask first."""
+    lesson, (data, _) = st.session_state.get("lesson"), current_dataset()
+    if lesson is None:
+        return
+    if not again and (earlier := earlier_lesson_runs(lesson, session_owner(), class_runs())):
+        st.session_state["lesson_result"] = ("ask", len(earlier))
+        return
+    try:
+        lesson_data = data if data is not None and data.source == lesson.data_source else None
+        lesson_runs = queue_lesson(queue(), lesson, owner=session_owner(), data=lesson_data)
+    except SegcoreError as exc:
+        st.session_state["lesson_result"] = ("error", error_text(exc))
+        return
+    st.session_state["watch_group"] = lesson_runs[-1].config.get("group")
+    st.session_state["lesson_result"] = ("ok", len(lesson_runs))
 
 
 @st.cache_data(show_spinner="Looking up backbones…")
@@ -223,6 +291,54 @@ def apply_preset() -> None:
             st.session_state[WIDGET_SETTINGS[name]] = preset.settings.get(name, getattr(DEFAULTS, name))
 
 
+def _as_declared(name: str, value):
+    """A number widget's value as its setting's type (a float field typed as 3 arrives as an int, and back)."""
+    kind = str(next(f.type for f in fields(TrainConfig) if f.name == name))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if kind.startswith("int") else float(value) if kind.startswith("float") else value
+    return value
+
+
+def chosen_config(data) -> tuple[TrainConfig, int, str | None]:
+    """The settings as the widgets hold them now (their session state): what the page shows and what a click on
+    Train queues, so a callback can queue before the page draws anything. ConfigError when one is not allowed.
+    Returns (the validated config, its training images, the source run folder or None)."""
+    state, lesson = st.session_state, st.session_state.get("lesson")
+    strategy = state.get("strategy", DEFAULTS.strategy)
+    info = STRATEGIES[strategy]
+    settings: dict = {
+        "data": data.source,
+        "backbone": state.get("backbone", DEFAULTS.backbone),
+        "strategy": strategy,
+        "ignore_index": training_ignore_index(data),
+    }
+    # what the preset or the lesson fixes that has no widget here (decoder widths, warm-up, …)
+    settings.update({k: v for k, v in chosen_preset().settings.items() if k not in WIDGET_SETTINGS and k != "width"})
+    if lesson is not None:
+        settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
+    settings["height"] = settings["width"] = state.get("size", DEFAULTS.height)
+    for name, key in WIDGET_SETTINGS.items():
+        if name not in ("height", "backbone", "encoder_lr_factor", "freeze_epochs", "train_bn") and key in state:
+            settings[name] = _as_declared(name, state[key])
+    if not settings.get("class_weights"):
+        settings["class_weights"] = DEFAULTS.class_weights
+    settings["augment"] = state.get("augment") or "flip"
+    percent = state.get("train_pct", 100) if len(data.pairs("train")) > 1 else 100
+    settings["train_size"] = None if percent == 100 else percent / 100
+    if info.tunes_encoder_rate and "enc_factor" in state:
+        settings["encoder_lr_factor"] = float(state["enc_factor"])
+    if info.frozen_warmup and "freeze_epochs" in state:
+        settings["freeze_epochs"] = int(state["freeze_epochs"])
+    if info.transfers_encoder:
+        settings["train_bn"] = state.get("train_bn") or DEFAULTS.train_bn
+    source = state.get("source_run") if info.needs_source_run else None
+    source_run = str(source.path) if isinstance(source, Run) else None
+    if source_run:
+        settings["source_run"] = source_run
+    config = TrainConfig(**settings).validate()
+    return config, len(data.train_indices(config.train_size, config.seed)), source_run
+
+
 def settings_section(data, backbone: str, strategy: str, info, lesson):
     """Every setting, from the preset, the lesson and the widgets; the validated config (or the page stops).
     Returns (config, training images, source run folder or None)."""
@@ -259,40 +375,29 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
             ),
             icon="🔎",
         )
-    settings: dict = {
-        "data": data.source,
-        "backbone": backbone,
-        "strategy": strategy,
-        "ignore_index": training_ignore_index(data),
-    }
-    # what the preset or the lesson fixes that has no widget here (decoder widths, warm-up, …)
-    settings.update({k: v for k, v in chosen_preset().settings.items() if k not in WIDGET_SETTINGS and k != "width"})
-    if lesson is not None:
-        settings.update({k: v for k, v in lesson.settings.items() if k not in WIDGET_SETTINGS and k != "width"})
     c1, c2, c3, c4, c5 = st.columns([1.3, 1, 1, 1, 1])
-    size = c1.select_slider(
+    c1.select_slider(
         "Image size",
         SIZES,
         **initial("size", "value", DEFAULTS.height),
         key="size",
         help=describe("height")["help"] + " and width (square)",
     )
-    settings["height"] = settings["width"] = size
-    settings["epochs"] = int(setting_input(c2, "epochs", "epochs", max_value=200))
-    settings["min_steps"] = int(setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50))
-    settings["batch_size"] = int(setting_input(c4, "batch_size", "batch_size", max_value=128))
-    settings["lr"] = float(setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f"))
+    setting_input(c2, "epochs", "epochs", max_value=200)
+    setting_input(c3, "min_steps", "min_steps", max_value=5000, step=50)
+    setting_input(c4, "batch_size", "batch_size", max_value=128)
+    setting_input(c5, "lr", "lr", min_value=1e-5, max_value=1.0, format="%.5f")
     c1, c2, c3, c4 = st.columns(4)
-    settings["regularizer"] = c1.selectbox(
+    regularizer = c1.selectbox(
         describe("regularizer")["label"], list(REGULARIZERS), key="regularizer", format_func=lambda r: r.upper()
     )
-    settings["weight_decay"] = float(setting_input(c2, "weight_decay", "lambda", format="%.5f"))
+    setting_input(c2, "weight_decay", "lambda", format="%.5f")
     total_train = len(data.pairs("train"))
     if total_train > 1:
         low = smallest_training_share(total_train)
         if st.session_state.get("train_pct", 100) < low:
             st.session_state["train_pct"] = low
-        train_pct = c3.slider(
+        c3.slider(
             "Training images used (%)",
             low,
             100,
@@ -303,13 +408,11 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
             f"This dataset has {total_train} training images, so at least {low} % keeps one.",
         )
     else:
-        train_pct = 100
         c3.caption("Training images used: the only one there is.")
-    settings["train_size"] = None if train_pct == 100 else train_pct / 100
-    settings["seed"] = int(setting_input(c4, "seed", "seed", max_value=10_000))
-    st.caption(REGULARIZERS[settings["regularizer"]])
+    setting_input(c4, "seed", "seed", max_value=10_000)
+    st.caption(REGULARIZERS[regularizer])
     c1, c2 = st.columns(2)
-    settings["augment"] = (
+    augment = (
         c1.segmented_control(
             describe("augment")["label"],
             list(AUGMENTATIONS),
@@ -319,7 +422,7 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         )
         or "flip"
     )
-    settings["class_weights"] = (
+    (
         c2.segmented_control(
             describe("class_weights")["label"],
             list(CLASS_WEIGHTINGS),
@@ -329,21 +432,20 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         )
         or DEFAULTS.class_weights
     )
-    if info.caches_features and settings["augment"] == "full":
+    if info.caches_features and augment == "full":
         st.caption(
             "With *full* augmentation every input differs, so feature transfer cannot cache its features: "
             "epochs get slower."
         )
 
-    source_run = None
     if info.tunes_encoder_rate or info.frozen_warmup:
         c1, c2 = st.columns(2)
         if info.tunes_encoder_rate:
-            settings["encoder_lr_factor"] = float(setting_input(c1, "encoder_lr_factor", "enc_factor", max_value=1.0))
+            setting_input(c1, "encoder_lr_factor", "enc_factor", max_value=1.0)
         if info.frozen_warmup:
-            settings["freeze_epochs"] = int(setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50))
+            setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50)
     if info.transfers_encoder:
-        settings["train_bn"] = (
+        (
             st.segmented_control(
                 describe("train_bn")["label"],
                 describe("train_bn")["choices"](),
@@ -359,10 +461,9 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
         sources = [r for r in lesson_source + finished_runs(include_class=True) if r.config.get("backbone") == backbone]
         if sources:
-            picked = st.selectbox(
+            st.selectbox(
                 describe("source_run")["label"] + " to carry over", sources, format_func=run_label, key="source_run"
             )
-            source_run = settings["source_run"] = str(picked.path)
         else:
             st.warning(
                 "No finished run with this backbone to carry over yet. *Train all strategies* first trains "
@@ -370,8 +471,7 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
             )
 
     try:
-        config = TrainConfig(**settings).validate()
-        train_images = len(data.train_indices(config.train_size, config.seed))
+        config, train_images, source_run = chosen_config(data)
     except (SegcoreError, TypeError) as exc:
         st.error(error_text(exc))
         st.stop()
@@ -422,42 +522,72 @@ def train_section(data, config, train_images: int, source_run, info) -> None:
         f"**{duration(sweep_s)}**{wait}. Speed: {basis}."
     )
     b1, b2, b3 = st.columns(3)
+    b1.button(
+        "▶ Train",
+        type="primary",
+        width="stretch",
+        disabled=info.needs_source_run and not source_run,
+        on_click=queue_click,
+        args=("one",),
+        key="train_one",
+    )
+    b2.button(
+        "▶▶ Train all strategies",
+        width="stretch",
+        help="One run per strategy with identical settings (plus the source run structure transfer needs).",
+        on_click=queue_click,
+        args=("all",),
+        key="train_all",
+    )
+    b3.button(
+        "📉 Data-efficiency sweep",
+        width="stretch",
+        help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
+        on_click=queue_click,
+        args=("sweep",),
+        key="train_sweep",
+    )
+    outcome = st.session_state.pop("train_result", None)
+    if outcome and outcome[0] == "ok":
+        queued = outcome[1]
+        st.success(
+            f"Queued **{escape_md(queued[0])}**."
+            if len(queued) == 1
+            else f"Queued {len(queued)} runs: "
+            + ", ".join(f"**{escape_md(r)}**" for r in queued[:6])
+            + ("…" if len(queued) > 6 else "")
+        )
+        st.page_link("views/training.py", label="Watch them train →", icon="📈")
+    elif outcome:
+        st.error(outcome[1])
+
+
+def queue_click(kind: str) -> None:
+    """A Train button's callback: it runs before the page draws anything, so the click queues even when the student
+    leaves the page at once; the page shows the outcome (or the Training page shows the runs)."""
+    data, problem = current_dataset()
     try:
-        if b1.button("▶ Train", type="primary", width="stretch", disabled=info.needs_source_run and not source_run):
-            run = queue().submit(
-                config, group=default_group_name(config.data), owner=session_owner(), train_images=train_images
-            )
-            st.session_state["watch_group"] = run.config.get("group")
-            st.success(f"Queued **{escape_md(run.run_id)}**.")
-            st.page_link("views/training.py", label="Watch it train →", icon="📈")
-        if b2.button(
-            "▶▶ Train all strategies",
-            width="stretch",
-            help="One run per strategy with identical settings (plus the source run structure transfer needs).",
-        ):
-            runs = queue_all_strategies(queue(), config, source_run=source_run, owner=session_owner(), data=data)
-            st.session_state["watch_group"] = runs[-1].config.get("group")
-            st.success("Queued " + ", ".join(f"**{escape_md(r.run_id)}**" for r in runs) + ".")
-            st.page_link("views/training.py", label="Watch them train →", icon="📈")
-        if b3.button(
-            "📉 Data-efficiency sweep",
-            width="stretch",
-            help=f"Every strategy × {', '.join(f'{s:.0%}' for s in SWEEP_SIZES)} of the training images.",
-        ):
+        if problem:
+            raise SegcoreError("choose a usable dataset on the Data page first")
+        config, train_images, source_run = chosen_config(data)
+        if kind == "one":
+            group = default_group_name(config.data)
+            runs = [queue().submit(config, group=group, owner=session_owner(), train_images=train_images)]
+        else:
+            sweep = {"train_sizes": SWEEP_SIZES, "seeds": int(st.session_state.get("sweep_seeds", 1))}
             runs = queue_all_strategies(
                 queue(),
                 config,
                 source_run=source_run,
-                train_sizes=SWEEP_SIZES,
                 owner=session_owner(),
                 data=data,
-                seeds=sweep_seeds,
+                **(sweep if kind == "sweep" else {}),
             )
-            st.session_state["watch_group"] = runs[-1].config.get("group")
-            st.success(f"Queued {len(runs)} runs.")
-            st.page_link("views/training.py", label="Watch them train →", icon="📈")
     except SegcoreError as exc:
-        st.error(error_text(exc))
+        st.session_state["train_result"] = ("error", error_text(exc))
+        return
+    st.session_state["watch_group"] = runs[-1].config.get("group")
+    st.session_state["train_result"] = ("ok", [r.run_id for r in runs])
 
 
 def lesson_maker(data, config) -> None:
@@ -521,10 +651,12 @@ data, problem = current_dataset()
 if problem:
     st.error(f"Choose a usable dataset on the Data page first.\n\n{problem}")
     st.stop()
+restore_settings()
 lesson = lesson_box(data)
 backbone, weights = backbone_section()
 strategy, info = strategy_section(data, backbone, weights)
 config, train_images, source_run = settings_section(data, backbone, strategy, info, lesson)
+keep_settings()
 train_section(data, config, train_images, source_run, info)
 suggested_strategy_box(data, config, train_images, source_run)
 lesson_maker(data, config)

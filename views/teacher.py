@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from segcore import SegcoreError
-from segcore.compare.leaderboard import best_per_student, leaderboard
+from segcore.compare.leaderboard import SOURCE_ROLE, best_per_student, leaderboard, maker
 from segcore.jobs.accounts import roster_names
 from segcore.jobs.classroom import ClassroomSettings, offered_classes, pin_matches, student_of
 from segcore.jobs.quotas import disk_use
@@ -126,15 +126,18 @@ def class_table(every: str | None) -> None:
     )
     waiting = {run.run_id: place + 1 for place, run in enumerate(queue().queued())}
     rows = []
-    for run in reversed(runs):
+    # the runs that need the teacher's eye first: training, then waiting (in the order they start), then the rest
+    order = {"running": 0, "queued": 1, "failed": 2, "lost": 2, "done": 3, "cancelled": 4}
+    for run in sorted(reversed(runs), key=lambda r: (order.get(r.state, 5), waiting.get(r.run_id, 0))):
         progress = run_progress(run)
+        source = run.config.get("role") == SOURCE_ROLE
         rows.append(
             {
-                "student": student_of(run.owner),
+                "student": maker(run),
                 "run": run.run_id,
-                "strategy": STRATEGY_LABELS.get(progress["strategy"], progress["strategy"]),
+                "strategy": "source run" if source else STRATEGY_LABELS.get(progress["strategy"], progress["strategy"]),
                 "dataset": dataset_name(run.config.get("data", "?")),
-                "state": progress["state"],
+                "state": progress["state"] + (" (shared)" if run.status.get("linked_to") else ""),
                 "queue place": str(waiting.get(run.run_id, "")),
                 "progress": progress["fraction"],
                 "best mIoU": progress["best_miou"] if progress["best_miou"] is not None else float("nan"),
@@ -144,9 +147,14 @@ def class_table(every: str | None) -> None:
         rows,
         hide_index=True,
         width="stretch",
-        column_config={
-            "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-            "best mIoU": st.column_config.NumberColumn(format="%.3f"),
+        column_config={  # narrow enough that every column shows at 1400 px
+            "student": st.column_config.TextColumn(width="small"),
+            "run": st.column_config.TextColumn(width="medium"),
+            "dataset": st.column_config.TextColumn(width="small"),
+            "state": st.column_config.TextColumn(width="small"),
+            "queue place": st.column_config.TextColumn(width="small"),
+            "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent", width="small"),
+            "best mIoU": st.column_config.NumberColumn(format="%.3f", width="small"),
         },
     )
 

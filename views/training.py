@@ -6,9 +6,11 @@ from plotly.subplots import make_subplots
 
 from segcore import SegcoreError
 from segcore.compare.curves import RunCurves, comparison_curves
+from segcore.jobs.classroom import student_of
 from segcore.models.device import describe_device, pick_device
 from segcore.runs.progress import run_progress
 from segcore.runs.snapshot import runs_snapshot
+from views._charts import busy_note, time_to_accuracy_figure
 from views._shared import (
     class_runs,
     error_text,
@@ -70,31 +72,6 @@ with st.popover("✏️ Rename"):  # outside the live view, which redraws every 
 st.caption(f"Device: {describe_device(pick_device())}")
 
 
-def time_to_accuracy_figure(curves: list[RunCurves]) -> go.Figure:
-    """Validation mIoU against wall-clock seconds: how soon each strategy is good, not only how good."""
-    figure = go.Figure()
-    for run in curves:
-        if run.seconds:
-            figure.add_trace(
-                go.Scatter(
-                    x=run.seconds,
-                    y=[e["miou"] for e in run.epochs],
-                    mode="lines+markers",
-                    name=plot_text(run.label),
-                    line=dict(color=run.colour, dash="dash" if run.is_source else None),
-                )
-            )
-    figure.update_layout(
-        title="Time to accuracy: validation mIoU against wall-clock seconds",
-        height=300,
-        xaxis=dict(title="seconds since the run started", rangemode="tozero"),
-        yaxis=dict(title="mIoU", range=[0, 1]),
-        showlegend=False,
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
-    return figure
-
-
 def training_figure(curves: list[RunCurves]) -> go.Figure:
     """Loss, mIoU and pixel accuracy side by side, one legend above all three (a click hides a run everywhere)."""
     figure = make_subplots(
@@ -150,7 +127,7 @@ def figures(stamp: tuple, _members: list) -> tuple:
     """The comparison's curves and charts, built once per change of its runs (the stamp) for every page that shows
     them, however many students watch the same comparison."""
     curves = comparison_curves(_members)
-    return curves, training_figure(curves), time_to_accuracy_figure(curves)
+    return curves, training_figure(curves), time_to_accuracy_figure(curves, height=300, legend=False)
 
 
 def live_view(group: str, every: str | None) -> None:
@@ -162,6 +139,8 @@ def live_view(group: str, every: str | None) -> None:
     curves, training_chart, time_chart = figures(runs_snapshot(runs_dir()).stamp(members), members)
     st.plotly_chart(training_chart, key="training_curves")
     st.plotly_chart(time_chart, key="time_curves")
+    if note := busy_note(curves):
+        st.caption(f"⚠️ {note}")
     st.caption(
         "mIoU: mean IoU over the classes present in the ground truth or the prediction; ignored pixels "
         "excluded. Grey dashed lines: the source task a structure transfer carries over (another dataset)."
@@ -197,6 +176,16 @@ def live_view(group: str, every: str | None) -> None:
                 f"{icon} **{escape_md(run_title(run))}** — {escape_md(run_lines.label.split(' · ')[0])} · *{escape_md(progress['state'])}*"
             )
             c1.progress(progress["fraction"], text=detail)
+            if run.status.get("linked_to"):
+                c1.caption(
+                    f"🔗 Same settings as {escape_md(run.status['linked_to'])}, already trained on this server: "
+                    "an identical result, shared instead of trained again."
+                )
+            elif run.status.get("follows"):
+                c1.caption(
+                    f"🔗 Same settings as {escape_md(run.status['follows'])}, which is training now: this run follows "
+                    "it and gets its identical result when it ends."
+                )
             if progress["state"] in ("failed", "lost"):
                 c1.error(escape_md(progress["reason"]))
             elif run.problem:
@@ -221,11 +210,29 @@ def live_view(group: str, every: str | None) -> None:
 every = live_every(group_members(class_runs(), group), "1s")
 st.fragment(run_every=every)(live_view)(group, every)
 
+mine_waiting = [r for r in class_runs() if r.owner == session_owner() and r.state == "queued"]
+if mine_waiting and st.button(f"Cancel all my waiting runs ({len(mine_waiting)})", key="cancel_waiting"):
+    cancelled = queue().cancel_waiting(session_owner())
+    st.toast(f"Cancelled {len(cancelled)} waiting run(s).")
+    st.rerun()
+
 with st.expander("Queue", expanded=False):
     waiting = queue().queued()
-    st.write(f"{len(waiting)} waiting, first in, first out.")
+    st.write(
+        f"{len(waiting)} waiting, in the order they will start: the student who has had the least training time in "
+        "the last hour goes first; a run that follows an identical one takes no place."
+    )
     if waiting:
         st.dataframe(
-            [{"position": i + 1, "run": r.run_id, "strategy": r.config.get("strategy")} for i, r in enumerate(waiting)],
+            [
+                {
+                    "place": i + 1,
+                    "student": student_of(r.owner),
+                    "run": r.run_id,
+                    "strategy": r.config.get("strategy"),
+                    "note": "follows an identical run" if r.status.get("follows") else "",
+                }
+                for i, r in enumerate(waiting)
+            ],
             hide_index=True,
         )

@@ -9,7 +9,17 @@ import numpy as np
 from PIL import Image
 
 IGNORED_INDEX = 255  # class maps mark ignored pixels with 255 (segcore.data.masks.IGNORE)
-ERROR_RED = np.array([255, 0, 0], dtype=np.float32)
+# colours wrong pixels may be painted in: the one farthest from every class colour of the run is used, so errors stand
+# out on a projector whatever the palette (red on an orange class was hard to tell apart)
+ERROR_COLOURS = {
+    "red": (255, 0, 0),
+    "magenta": (255, 0, 255),
+    "cyan": (0, 255, 255),
+    "yellow": (255, 255, 0),
+    "blue": (0, 0, 255),
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+}
 
 BACKGROUND_NAMES = {"background", "bg", "_background_", "void", "unlabelled", "unlabeled"}
 
@@ -26,9 +36,20 @@ def unpainted_classes(class_names: list[str]) -> tuple[int, ...]:
     return (0,) if class_names and class_names[0].lower() in BACKGROUND_NAMES else ()
 
 
-def paint_errors(picture: np.ndarray, errors: np.ndarray) -> np.ndarray:
-    """Tint the pixels marked in `errors` red (float picture, changed in place and returned)."""
-    picture[errors] = picture[errors] * 0.3 + ERROR_RED * 0.7
+def error_colour(colours: list) -> tuple[str, tuple[int, int, int]]:
+    """(name, RGB) of the error colour farthest from every class colour (the smallest distance is largest)."""
+    palette = np.asarray(colours, dtype=np.float32).reshape(-1, 3)
+
+    def nearest(rgb) -> float:
+        return float(np.min(np.linalg.norm(palette - np.asarray(rgb, dtype=np.float32), axis=1))) if len(palette) else 0
+
+    name = max(ERROR_COLOURS, key=lambda n: nearest(ERROR_COLOURS[n]))
+    return name, ERROR_COLOURS[name]
+
+
+def paint_errors(picture: np.ndarray, errors: np.ndarray, colour: tuple = ERROR_COLOURS["red"]) -> np.ndarray:
+    """Paint the pixels marked in `errors` in `colour` (float picture, changed in place and returned)."""
+    picture[errors] = picture[errors] * 0.15 + np.asarray(colour, dtype=np.float32) * 0.85
     return picture
 
 
@@ -41,7 +62,7 @@ def overlay(
     unpainted: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Blend class colours over the image (ignored and `unpainted` classes stay clear); optionally paint
-    wrong pixels red."""
+    wrong pixels in the error colour that stands out most from these class colours (error_colour)."""
     base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
     colour = colorize(class_map, colours).astype(np.float32)
     labelled = class_map != IGNORED_INDEX
@@ -50,5 +71,5 @@ def overlay(
     labelled = labelled[..., None]
     blended = np.where(labelled, base * (1 - alpha) + colour * alpha, base)
     if errors is not None:
-        paint_errors(blended, errors)
+        paint_errors(blended, errors, error_colour(colours)[1])
     return blended.clip(0, 255).astype(np.uint8)

@@ -486,6 +486,8 @@ def _finish_run(folder: Path, run_id: str, targets: dict[str, Path], zip_path: P
         config["run_id"] = target.name
     if "source_run" in config:
         config["source_run"] = _redirected_source(config["source_run"], targets)
+    if isinstance(config.get("owner"), str) and config.get("owner") != owner:
+        config["made_by"] = config["owner"]  # credited to whoever trained it (Teacher page), not to the importer
     config["owner"] = owner
     record_config(folder, config)
     os.chmod(folder, stat.S_IMODE(target.stat().st_mode))  # mkdtemp made it private; now as this folder makes runs

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..runs.run import Run
+from ..runs.run import Run, is_run_folder, is_valid_run_id
 from ..settings.strategies import STRATEGIES
 
 
@@ -19,6 +19,9 @@ class RunCurves:
     steps: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     epochs: list[dict] = field(default_factory=list)  # epoch records (miou, pixel_accuracy, …)
     seconds: list[float] = field(default_factory=list)  # wall-clock seconds since the run started, per epoch
+    # the training process's own work by the end of each epoch (ComputeClock): what the strategy cost, whatever the
+    # machine's load or the run's place in the queue; empty for runs trained before it was recorded
+    compute: list[float] = field(default_factory=list)
     images_seen: list[int] = field(default_factory=list)  # training images seen by the end of each epoch
     step_records: list[dict] = field(default_factory=list)  # as logged, for progress (total steps, speed)
 
@@ -32,8 +35,8 @@ def run_curves(run: Run, is_source: bool = False) -> RunCurves:
     strategy = str(config.get("strategy", "?"))
     info = STRATEGIES.get(strategy)
     label = f"source task: {config.get('data', '?')}" if is_source else (info.label if info else strategy)
-    steps, epochs = run.curves()
-    started = status.get("started")
+    steps, epochs = _followed(run).curves()  # a run following an identical one shows that run's live curves
+    started = _followed(run).status.get("started") if status.get("follows") else status.get("started")
     batch = config.get("batch_size") or 1
     curves = RunCurves(
         run.run_id,
@@ -52,7 +55,33 @@ def run_curves(run: Run, is_source: bool = False) -> RunCurves:
         if isinstance(started, (int, float)) and isinstance(record.get("time"), (int, float)):
             curves.seconds.append(max(0.0, record["time"] - started))
         curves.images_seen.append(step_at_epoch.get(record["epoch"], 0) * batch)
+    compute = [record.get("compute_s") for record in curves.epochs]
+    if compute and all(isinstance(c, (int, float)) for c in compute):
+        curves.compute = [float(c) for c in compute]
     return curves
+
+
+def time_axis(curves: RunCurves) -> tuple[list[float], str]:
+    """The seconds a time-to-accuracy curve is drawn against, and their name: compute time when the run recorded it,
+    else wall-clock time since it started."""
+    if curves.compute and len(curves.compute) == len(curves.epochs):
+        return curves.compute, "compute"
+    return curves.seconds, "wall"
+
+
+def load_slowdown(curves: RunCurves) -> float | None:
+    """How much longer the run took on the wall clock than its own compute (2.0: the machine was busy with other work
+    half the time); None when the run did not record its compute time."""
+    if not curves.compute or len(curves.seconds) != len(curves.compute) or curves.compute[-1] <= 0:
+        return None
+    return curves.seconds[-1] / curves.compute[-1]
+
+
+def _followed(run: Run) -> Run:
+    leader = run.status.get("follows")
+    if isinstance(leader, str) and is_valid_run_id(leader) and is_run_folder(run.path.parent / leader):
+        return Run(run.path.parent / leader)
+    return run
 
 
 def comparison_curves(runs: list[Run]) -> list[RunCurves]:
@@ -61,11 +90,13 @@ def comparison_curves(runs: list[Run]) -> list[RunCurves]:
 
 
 def seconds_to_reach(curves: RunCurves, share: float = 0.9) -> float | None:
-    """Wall-clock seconds until validation mIoU first reached `share` of the run's best (None if unknown)."""
-    if not curves.epochs or len(curves.seconds) != len(curves.epochs):
+    """Seconds of the run's own compute (wall-clock seconds for runs that did not record it) until validation mIoU
+    first reached `share` of the run's best; None if unknown."""
+    times, _ = time_axis(curves)
+    if not curves.epochs or len(times) != len(curves.epochs):
         return None
     best = max(e["miou"] for e in curves.epochs)
-    for record, seconds in zip(curves.epochs, curves.seconds):
+    for record, seconds in zip(curves.epochs, times):
         if record["miou"] >= share * best:
             return seconds
     return None

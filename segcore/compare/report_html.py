@@ -26,7 +26,7 @@ from ..runs.naming import dataset_name
 from ..runs.run import Run
 from ..settings.config import TrainConfig
 from ..settings.strategies import STRATEGIES
-from .curves import comparison_curves
+from .curves import comparison_curves, time_axis
 from .run_views import RunView, as_views
 from .sheet import comparison_tiles
 from .stats import SUMMARY_COLUMNS, mixing_problem, summary_row
@@ -256,7 +256,7 @@ def _charts(runs, letters, colours) -> str:
         for letter, colour, c in zip(letters, colours, curves)
     ]
     timed = [
-        (letter, colour, [(float(t), float(e["miou"])) for t, e in zip(c.seconds, c.epochs)])
+        (letter, colour, [(float(t), float(e["miou"])) for t, e in zip(time_axis(c)[0], c.epochs)])
         for letter, colour, c in zip(letters, colours, curves)
     ]
     return (
@@ -264,8 +264,8 @@ def _charts(runs, letters, colours) -> str:
         + svg_chart("Training loss per step", "step", "loss", loss)
         + svg_chart("Validation mIoU per epoch", "epoch", "mIoU", miou, y_range=(0.0, 1.0))
         + svg_chart(
-            "Validation mIoU against wall-clock time",
-            "seconds since the run started",
+            "Validation mIoU against compute time",
+            "compute seconds (the training process's own work)",
             "mIoU",
             timed,
             y_range=(0.0, 1.0),

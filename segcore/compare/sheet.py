@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..base.drawing import overlay, unpainted_classes
+from ..base.drawing import error_colour, overlay, unpainted_classes
 from ..data.dataset import SegmentationData
 from ..data.masks import IGNORE
 from .run_views import as_views
@@ -126,7 +126,11 @@ def render_comparison(
         for letter, v in zip(letters, views)
     ]
     header_h = pad * 2 + line_h * max(len(lines) for lines in title_lines)
-    class_rows = _legend_rows(measure, list(zip(views[0].classes, views[0].colours)), sheet_w - 2 * pad, font)
+    entries = list(zip(views[0].classes, views[0].colours))
+    if show_errors:  # the error colour is part of the picture: say what it means
+        name, colour = error_colour(views[0].colours)
+        entries.append((f"wrong pixels ({name})", colour))
+    class_rows = _legend_rows(measure, entries, sheet_w - 2 * pad, font)
     footer_h = pad * 2 + line_h * (sum(len(lines) for lines in legend_lines) + len(class_rows))
     sheet = Image.new("RGB", (sheet_w, header_h + tile_h * len(tiles) + footer_h), "white")
     draw = ImageDraw.Draw(sheet)

@@ -33,7 +33,8 @@ SUMMARY_COLUMNS = (
         "s to 90 % of best",
         lambda run, summary, config: seconds_to_reach(run_curves(run)),
         0,
-        help="Wall-clock seconds until validation mIoU first reached 90 % of the run's best",
+        help="Compute seconds (the training process's own CPU time per thread, so a busy server or a long wait in the "
+        "queue does not count) until validation mIoU first reached 90 % of the run's best",
     ),
     SummaryColumn(
         "trainable parameters",
@@ -155,6 +156,9 @@ _PER_POINT = {
     "source_run",
     "min_steps",
     "max_steps",
+    "result_key",
+    "role",
+    "made_by",
 }
 
 

@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,17 +59,22 @@ class ClassroomSettings:
     """What a teacher sets for the whole class, kept beside the runs (survives restarts)."""
 
     max_waiting_per_student: int = int(os.environ.get("SEGCORE_MAX_WAITING_PER_STUDENT", "20"))
+    share_identical: bool = True  # identical runs trained once (jobs/identical.py)
 
     @classmethod
     def load(cls, runs_dir: Path) -> ClassroomSettings:
         try:
             payload = json.loads((Path(runs_dir) / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return cls()  # no settings yet, or a damaged file: the defaults hold
+        settings = cls()
+        if isinstance(payload, dict):
             limit = payload.get("max_waiting_per_student")
             if isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= 1000:
-                return cls(limit)
-        except (OSError, ValueError, AttributeError):
-            pass  # no settings yet, or a damaged file: the defaults hold
-        return cls()
+                settings.max_waiting_per_student = limit
+            if isinstance(payload.get("share_identical"), bool):
+                settings.share_identical = payload["share_identical"]
+        return settings
 
     def save(self, runs_dir: Path) -> None:
         if not 1 <= self.max_waiting_per_student <= 1000:
@@ -76,15 +82,37 @@ class ClassroomSettings:
         atomic_write_json(Path(runs_dir) / SETTINGS_FILE, asdict(self))
 
 
-def fair_order(queued: list[Run], running: list[Run]) -> list[Run]:
-    """Queued runs in the order they should start: round-robin between students rather than first come, so one
-    student's ten runs do not hold up a classmate's one. Each run's turn is its place in its owner's own line,
-    counting what the owner already has running; ties go to the earlier submission."""
-    busy = Counter(r.owner for r in running)
+SERVICE_WINDOW_S = 3600.0
+
+
+def service_received(runs: list[Run], now: float | None = None) -> Counter:
+    """Runs each student had trained for them in the last hour (started, whether running or ended): what a fair
+    queue evens out. A linked copy of an identical run and an imported run cost the server nothing and do not count."""
+    now = time.time() if now is None else now
+    served: Counter = Counter()
+    for run in runs:
+        record = run.status
+        started = record.get("started")
+        recent = isinstance(started, (int, float)) and now - started < SERVICE_WINDOW_S
+        if (
+            (run.state == "running" or record.get("state") != "queued" and recent)
+            and not record.get("linked_to")
+            and not record.get("imported")
+        ):
+            served[run.owner] += 1
+    return served
+
+
+def fair_order(queued: list[Run], others: list[Run], now: float | None = None) -> list[Run]:
+    """Queued runs in the order they should start: the student who has had the least service comes first, so a
+    classmate's first run starts before a student's second, whatever is running and whatever has finished (with one
+    slot, counting only running runs let a student's next run follow their last). Each waiting run's turn is its
+    owner's service plus its place in the owner's own line; ties go to the earlier submission."""
+    served = service_received(others, now)
     turn: Counter = Counter()
     keyed = []
     for run in sorted(queued, key=lambda r: r.status_record.queued or 0.0):
-        keyed.append((busy[run.owner] + turn[run.owner], run.status_record.queued or 0.0, run))
+        keyed.append((served[run.owner] + turn[run.owner], run.status_record.queued or 0.0, run))
         turn[run.owner] += 1
     return [run for *_, run in sorted(keyed, key=lambda k: (k[0], k[1]))]
 

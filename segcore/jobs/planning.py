@@ -155,8 +155,9 @@ def queue_plan(
     for config, images in zip(plan, train_images or [None] * len(plan)):
         if config.source_run == SOURCE_PLACEHOLDER:
             config = replace(config, source_run=source_path)
-        run = queue.submit(config, group=group, owner=owner, train_images=images)
-        if config.run_name == f"{group}-source":
+        is_source = config.run_name == f"{group}-source"
+        run = queue.submit(config, group=group, owner=owner, train_images=images, role="source" if is_source else None)
+        if is_source:
             source_path = str(run.path)
         runs.append(run)
     return runs

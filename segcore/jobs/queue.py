@@ -25,9 +25,10 @@ from filelock import FileLock
 from ..base.errors import RunError
 from ..runs.naming import Titles
 from ..runs.run import Run, check_run_id, is_run_folder, list_runs, new_run_id
-from ..runs.writer import RunWriter, record_status, write_judged_status
+from ..runs.writer import RunWriter, record_status, write_judged_status, write_linked_copy
 from ..settings.config import TrainConfig
-from .classroom import fair_order, may_act_on, waiting_limit_problem
+from .classroom import ClassroomSettings, fair_order, may_act_on, waiting_limit_problem
+from .identical import active_twin, result_key, sharing_on, trained_twin
 from .launchers import Launcher, launcher_from_env
 from .quotas import new_run_problem
 
@@ -90,8 +91,9 @@ class JobQueue:
         start: bool = True,
         owner: str | None = None,
         train_images: int | None = None,
+        role: str | None = None,
     ) -> Run:
-        """Queue a run. The same settings submitted again by the same owner (a browser session) while the first
+        """Queue a run. `role` "source": the source run a comparison's structure transfer carries over. The same settings submitted again by the same owner (a browser session) while the first
         is still queued or running and under 30 s old (a double-click) return the first run; another owner's
         identical settings are their own run. Invalid settings are refused here, before anything is queued,
         not later inside a worker. `train_images`, when the caller knows it, records the planned epochs and steps
@@ -123,20 +125,31 @@ class JobQueue:
             if over:
                 raise RunError(over)
             run_id = new_run_id(self.runs_dir, config.run_name, config.strategy, config.data)
+            key = result_key(config) if sharing_on(ClassroomSettings.load(self.runs_dir).share_identical) else None
+            record = {
+                **config.to_dict(),
+                "created": time.time(),
+                "run_id": run_id,
+                "group": group,
+                "fingerprint": fingerprint,
+                "owner": owner,
+                "plan": plan,
+                "result_key": key,
+                "role": role,
+            }
+            everyone = list_runs(self.runs_dir)
+            twin = trained_twin(everyone, key) if key else None
+            if twin is not None:  # trained here already with everything that decides the result: done at once
+                write_linked_copy(twin, self.runs_dir / run_id, record, self._linked_status(twin))
+                return Run(self.runs_dir / run_id)
+            leader = active_twin(everyone, key) if key else None
             writer = RunWriter(self.runs_dir / run_id)
-            writer.write_config(
-                {
-                    **config.to_dict(),
-                    "created": time.time(),
-                    "run_id": run_id,
-                    "group": group,
-                    "fingerprint": fingerprint,
-                    "owner": owner,
-                    "plan": plan,
-                }
-            )
-            record_status(writer.path, {"state": "queued", "queued": time.time()})
-            writer.log("queued")
+            writer.write_config(record)
+            status = {"state": "queued", "queued": time.time()}
+            if leader is not None:  # the same run is queued or training: follow it instead of training it again
+                status["follows"] = leader.run_id
+            record_status(writer.path, status)
+            writer.log("queued" + (f", following the identical run {leader.run_id}" if leader else ""))
             writer.close()
         if start:
             self.pump()
@@ -219,6 +232,11 @@ class JobQueue:
         self.pump()
         return Run(run.path).state
 
+    def cancel_waiting(self, owner: str) -> list[str]:
+        """Cancel every run of `owner` that has not started yet (one click for a student who queued too much)."""
+        waiting = [r for r in self.runs() if r.owner == owner and r.state == "queued"]
+        return [run.run_id for run in waiting if self.cancel(run.run_id, owner=owner) == "cancelled"]
+
     def resume(self, run_id: str, owner: str | None = None, teacher: bool = False) -> Run:
         """Queue a failed, cancelled or lost run again; it continues from its last finished epoch."""
         run = Run.open(self.runs_dir, check_run_id(run_id))
@@ -252,7 +270,7 @@ class JobQueue:
     def queued(self) -> list[Run]:
         """Waiting runs in the order they will start: fair between students (classroom.fair_order)."""
         runs = self.runs()
-        return fair_order([r for r in runs if r.state == "queued"], [r for r in runs if r.state == "running"])
+        return fair_order([r for r in runs if r.state == "queued"], [r for r in runs if r.state != "queued"])
 
     def running(self) -> list[Run]:
         return [r for r in self.runs() if r.state == "running"]
@@ -270,8 +288,16 @@ class JobQueue:
                 except Exception as exc:  # e.g. a folder we may not write: leave it, keep the queue moving
                     logger.exception("run %s: could not settle its status", run.run_id)
                     self._note(f"run {run.run_id}: could not settle its status ({exc})")
+            waiting = []
+            for run in self.queued():  # runs following an identical one take no slot: linked as soon as it is done
+                try:
+                    if not self._waits_for_twin(run):
+                        waiting.append(run)
+                except Exception as exc:
+                    logger.exception("run %s: could not follow its identical run", run.run_id)
+                    self._note(f"run {run.run_id}: could not follow its identical run ({exc})")
             running = len(self.running())
-            for run in self.queued():
+            for run in waiting:
                 if running >= self.max_running:
                     break
                 try:
@@ -343,6 +369,38 @@ class JobQueue:
                 {**run.status, "state": "failed", "reason": f"its source run {source_path.name} {state}"},
             )
             return True
+        return False
+
+    @staticmethod
+    def _linked_status(twin: Run) -> dict:
+        now = time.time()
+        return {
+            "state": "done",
+            "linked_to": twin.run_id,
+            "queued": now,
+            "started": now,
+            "updated": now,
+            "miou": twin.status_record.miou,
+        }
+
+    def _waits_for_twin(self, run: Run) -> bool:
+        """A run following an identical one: linked when that one is done, trains itself if that one ended otherwise,
+        waits (without taking a slot) while it trains."""
+        leader_id = run.status.get("follows")
+        if not isinstance(leader_id, str):
+            return False
+        try:
+            leader = Run.open(self.runs_dir, leader_id)
+        except RunError:
+            leader = None
+        state = leader.state if leader is not None else "gone"
+        if state in ACTIVE:
+            return True
+        if state == "done" and leader.has_checkpoint() and not leader.broken:
+            write_linked_copy(leader, run.path, None, self._linked_status(leader))
+            return True
+        status = {k: v for k, v in run.recorded_status()[0].items() if k != "follows"}
+        record_status(run.path, {**status, "previous": f"the identical run {leader_id} {state}: trained itself"})
         return False
 
     def _start(self, run: Run) -> None:

@@ -21,6 +21,7 @@ class WorkspaceRecord:
     dataset: str | None = None
     ignore_index: int | None = 255
     uploads: list[dict] | None = None  # [{"name": original file or folder name, "source": dataset source}]
+    model_settings: dict | None = None  # the Model page's choices (widget key → JSON value), kept across reloads
 
     @staticmethod
     def path(runs_dir: Path, owner: str) -> Path:
@@ -40,11 +41,18 @@ class WorkspaceRecord:
             if isinstance(u, dict) and isinstance(u.get("name"), str) and isinstance(u.get("source"), str)
         ]
         ignore = payload.get("ignore_index")
+        kept = payload.get("model_settings")
+        kept = {
+            k: v
+            for k, v in (kept if isinstance(kept, dict) else {}).items()
+            if isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool)))
+        }
         return cls(
             owner,
             payload.get("dataset") if isinstance(payload.get("dataset"), str) else None,
             ignore if ignore is None or isinstance(ignore, int) else 255,
             uploads,
+            kept,
         )
 
     def save(self, runs_dir: Path) -> None:

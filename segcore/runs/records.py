@@ -121,7 +121,17 @@ def _numbers(record: dict, keys: tuple[str, ...]) -> str | None:
 
 
 STEP_NUMBERS = ("loss", "lr", "images_per_s", "time")
-EPOCH_NUMBERS = ("train_loss", "miou", "pixel_accuracy", "mean_dice", "epoch_time_s", "images_per_s", "eta_s", "time")
+EPOCH_NUMBERS = (
+    "train_loss",
+    "miou",
+    "pixel_accuracy",
+    "mean_dice",
+    "epoch_time_s",
+    "images_per_s",
+    "eta_s",
+    "time",
+    "compute_s",
+)
 
 
 def metric_record_problem(record: dict) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -59,6 +60,24 @@ def write_portable_files(folder: Path, contents: dict[str, bytes]) -> None:
         if name not in PORTABLE:
             raise ValueError(f"{name} is not a file a finished run is read from")
         (Path(folder) / name).write_bytes(contents[name])
+
+
+def write_linked_copy(source: Run, target: Path, config: dict | None, status: dict) -> None:
+    """A finished run's result under another folder, owner and group (identical settings trained once): its files
+    hard-linked (copied where the file system cannot link), its own status.json and config.json (config last; None
+    keeps the folder's own, for a run that waited for its twin)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PORTABLE:
+        if name in (CONFIG, STATUS) or not (source.path / name).is_file():
+            continue
+        (target / name).unlink(missing_ok=True)
+        try:
+            os.link(source.path / name, target / name)
+        except OSError:
+            shutil.copy2(source.path / name, target / name)
+    record_status(target, status)
+    if config is not None:
+        record_config(target, config)
 
 
 def forget_metrics_after_resume_point(run_path: Path) -> None:

@@ -241,6 +241,19 @@ def lesson_group(lesson: Lesson) -> str:
     return f"{slug(lesson.title.lower(), limit=40, fallback='lesson')}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def earlier_lesson_runs(lesson: Lesson, owner: str | None, runs: list[Run]) -> list[Run]:
+    """This student's runs of an earlier start of the same lesson that are queued, training or done: starting it again
+    would queue them all once more (the page asks first)."""
+    prefix = lesson_group(lesson).rsplit("-", 2)[0] + "-"
+    return [
+        run
+        for run in runs
+        if run.owner == owner
+        and str(run.config.get("group") or "").startswith(prefix)
+        and run.state in ("queued", "running", "done")
+    ]
+
+
 def queue_lesson(
     queue,
     lesson: Lesson,

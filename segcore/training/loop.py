@@ -33,6 +33,22 @@ from .preparation import PreparedModel, Regularizer, prepare
 MAX_KEPT_MAP_BYTES = 256 * 1024**2
 
 
+class ComputeClock:
+    """The training process's own work, in seconds: its CPU time divided by its threads on a CPU (other processes on a
+    loaded server slow the wall clock, not this), its wall time on a GPU (the kernels run there). What makes "time to
+    accuracy" mean the strategy rather than the machine's load or the run's place in the queue."""
+
+    def __init__(self, device: torch.device, already: float = 0.0) -> None:
+        self.on_cpu, self.already = device.type == "cpu", already  # already: spent before a resume
+        self.threads = max(1, torch.get_num_threads())
+        self.start_cpu, self.start_wall = time.process_time(), time.perf_counter()
+
+    def seconds(self) -> float:
+        if self.on_cpu:
+            return self.already + (time.process_time() - self.start_cpu) / self.threads
+        return self.already + time.perf_counter() - self.start_wall
+
+
 class Cancelled(Exception):
     """The user asked the run to stop."""
 
@@ -397,7 +413,7 @@ class Trainer:
             "run_id": self.writer.run_id,
         }
 
-    def save_resume_point(self, epoch: int, best: dict, elapsed: float) -> None:
+    def save_resume_point(self, epoch: int, best: dict, elapsed: float, compute_s: float = 0.0) -> None:
         """Everything needed to continue after `epoch` as if never interrupted: weights, optimiser,
         schedule, random state — as one consistent point (resume.py: both pieces, then the manifest naming them)."""
         if not self.dist.is_main:
@@ -409,6 +425,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "best": best,
             "elapsed": elapsed,
+            "compute": compute_s,
         }
         if self.on_gpu:
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -431,11 +448,13 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"])
         self.step = point.step
         self.writer.log(f"resumed after epoch {point.epoch} (step {self.step})")
+        self.compute_before = float(state.get("compute", 0.0))  # points saved before compute time was kept: 0
         return point.epoch + 1, state["best"], state["elapsed"]
 
     def fit(self, resume: bool = False) -> dict:
         config, writer = self.config, self.writer
         started = time.time()
+        self.compute_before = 0.0
         processes = f" × {self.dist.world} processes (DDP)" if self.dist.active else ""
         writer.log(f"device: {describe_device(self.device)}{processes}; encoder: {self.origin}")
         writer.log(
@@ -444,6 +463,7 @@ class Trainer:
         )
         first_epoch, best, spent = self.load_resume_point() if resume else (1, {"miou": -1.0}, 0.0)
         started -= spent
+        compute = ComputeClock(self.device, self.compute_before)
         if self.cache is not None:
             self.cache.ensure(self.val_set, flips=False, exact=True)
         if self.epochs > config.epochs:
@@ -465,6 +485,7 @@ class Trainer:
                 "train_loss": train_loss,
                 **metrics,
                 "epoch_time_s": epoch_time,
+                "compute_s": compute.seconds(),  # this process's own work: what the strategy cost, whatever the load
                 "images_per_s": len(self.train_set) / max(epoch_train_time, 1e-9),
                 "eta_s": epoch_time * (self.epochs - epoch),
             }
@@ -479,7 +500,7 @@ class Trainer:
                     writer.save_best_checkpoint(self.model, self.checkpoint_meta(epoch, metrics))
                     if maps is not None:  # the best model's predictions: what Compare shows, without a forward pass
                         write_val_outputs(writer.path, self.val_outputs(maps))
-            self.save_resume_point(epoch, best, time.time() - started)
+            self.save_resume_point(epoch, best, time.time() - started, compute.seconds())
             if config.max_steps and self.step >= config.max_steps:
                 break
         return {
@@ -495,6 +516,7 @@ class Trainer:
             "per_class_iou": best.get("per_class_iou"),
             "classes": self.data.class_names,
             "train_time_s": time.time() - started,
+            "compute_time_s": compute.seconds(),
             "trainable_params": self.trainable,
             "total_params": count_parameters(self.model),
             "train_images": len(self.train_set),
