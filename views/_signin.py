@@ -116,7 +116,7 @@ def sign_in_gate(accounts: Accounts) -> None:
 
 def _ask_name() -> None:
     with st.form("sign_in_name"):
-        name = st.text_input("Your name", max_chars=40, key="signin_name")
+        name = st.text_input("Your name", key="signin_name")  # no max_chars: a long paste is kept and explained
         classes = offered_classes()
         class_name = st.selectbox("Your class", classes, key="signin_class") if classes else None
         if st.form_submit_button("Continue", type="primary"):

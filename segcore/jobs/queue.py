@@ -62,7 +62,7 @@ class JobQueue:
         self.launcher = launcher or launcher_from_env()
         if check_backend:
             self.launcher.check_ready(self.runs_dir)
-        self.max_running = max_running or self.launcher.default_slots()
+        self.max_running = max_running if max_running is not None else self.launcher.default_slots()  # 0: none start
         self.last_error: str | None = None  # the latest problem pump() met and survived, for a page to show
         self._reported: set[tuple[str, str]] = set()  # (run, problem) pairs already logged, so a loop does not flood
 
@@ -80,8 +80,12 @@ class JobQueue:
         """Why `adding` more runs would not fit the queue or the student's waiting limit (None: they fit). Asked
         before a plan of several runs is queued, so a sweep is refused whole instead of queued in part."""
         queued = [r for r in list_runs(self.runs_dir) if r.state == "queued"]
-        if len(queued) + adding > MAX_QUEUED:
-            return f"the queue holds at most {MAX_QUEUED} waiting runs and {len(queued)} are waiting: these {adding} do not fit"
+        training = [r for r in queued if not r.status.get("follows")]  # a follower costs nothing: not counted
+        if len(training) + adding > MAX_QUEUED:
+            return (
+                f"the queue holds at most {MAX_QUEUED} waiting runs and {len(training)} are waiting: these {adding} "
+                "do not fit"
+            )
         return waiting_limit_problem(owner, queued, adding, self.runs_dir)
 
     def submit(
@@ -114,7 +118,7 @@ class JobQueue:
                     and time.time() - run.created < DUPLICATE_WINDOW_S
                 ):
                     return run
-            if sum(r.state == "queued" for r in active) >= MAX_QUEUED:
+            if sum(r.state == "queued" and not r.status.get("follows") for r in active) >= MAX_QUEUED:
                 raise RunError(
                     f"the queue is full ({MAX_QUEUED} runs waiting): wait for some to finish, or cancel some"
                 )
