@@ -241,6 +241,14 @@ def compare_burst(klass: Class, names: list[str]) -> dict:
     return {"first_s": min(done), "last_s": max(done)}
 
 
+class Progress(dict):
+    """The results, each printed as it is measured (a slow server still leaves its figures behind)."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=30)
@@ -259,7 +267,7 @@ def main() -> None:
     names = make_class(tree, runs, args.students, 4, data)
     cookies = session_cookies(tree, runs, names)
     server = Server(tree, runs, {"SEGCORE_CACHE": str(cache)})
-    result: dict = {"students": args.students, "tree": str(tree), "sign_in": "cookie" if cookies else "address"}
+    result = Progress({"students": args.students, "tree": str(tree), "sign_in": "cookie" if cookies else "address"})
     try:
         with sync_playwright() as playwright:
             klass = Class(playwright, server, cookies)

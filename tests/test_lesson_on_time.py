@@ -9,6 +9,7 @@ import socket
 import time
 
 import psutil
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from segcore import TrainConfig, train

@@ -1,5 +1,6 @@
 """Model & strategy: pick a backbone and a transfer strategy, set the knobs, queue training."""
 
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import streamlit as st
 from segcore import REGULARIZERS, STRATEGIES, SegcoreError, TrainConfig, dataset_report
 from segcore.base.paths import default_lessons_dir
 from segcore.data.transforms import AUGMENTATIONS
-from segcore.jobs.estimate import estimate_plan, estimate_seconds
+from segcore.jobs.estimate import estimate_plan, estimate_seconds, forecast, queue_wait_s
 from segcore.jobs.planning import (
     SWEEP_SIZES,
     comparison_order,
@@ -489,7 +490,6 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
 def train_section(data, config, train_images: int, source_run, info) -> None:
     """Estimates and the three ways to queue: one run, every strategy, the data-efficiency sweep."""
     st.subheader("4 · Train")
-    history = finished_runs()
     group_name = "cmp"
     all_plan = comparison_plan(config, group_name, source_run)
     full_images = full_training_images(config, data)
@@ -511,15 +511,24 @@ def train_section(data, config, train_images: int, source_run, info) -> None:
     sweep_plan = comparison_plan(
         config, group_name, source_run, SWEEP_SIZES, seeds=sweep_seeds, full_train_images=full_images
     )
+    everyone = class_runs()
+    history = [r for r in everyone if r.state == "done"]  # the server's speed, from anyone's runs
     one_s, basis = estimate_seconds(config, train_images, history)
     all_s = estimate_plan(list(zip(all_plan, plan_train_images(all_plan, data))), history)
     sweep_s = estimate_plan(list(zip(sweep_plan, plan_train_images(sweep_plan, data))), history)
-    ahead = [r for r in class_runs() if r.state in ("queued", "running")]
-    wait = f" — after {len(ahead)} run(s) already in the queue" if ahead else ""
+    running = [r for r in everyone if r.state == "running"]
+    waiting = queue().queued(everyone)
+    wait_s = queue_wait_s(forecast(waiting, running, history, queue().max_running), queue().max_running)
+    ahead = (
+        f" — {len(running) + len(waiting)} run(s) ahead in the queue, about {duration(wait_s)} of work"
+        if (running or waiting)
+        else ""
+    )
+    done_by = time.strftime("%H:%M", time.localtime(time.time() + wait_s + all_s))
     st.caption(
-        f"⏱️ Estimated on this machine: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
-        f"({len(all_plan)} runs) about **{duration(all_s)}** · 📉 sweep ({len(sweep_plan)} runs) about "
-        f"**{duration(sweep_s)}**{wait}. Speed: {basis}."
+        f"⏱️ On this server now: ▶ Train about **{duration(one_s)}** · ▶▶ Train all "
+        f"({len(all_plan)} runs) about **{duration(all_s)}**, done by about **{done_by}** · 📉 sweep "
+        f"({len(sweep_plan)} runs) about **{duration(sweep_s)}**{ahead}. Speed: {basis}."
     )
     b1, b2, b3 = st.columns(3)
     b1.button(

@@ -1,5 +1,7 @@
 """Training: live curves for every run of the comparison, progress, queue, cancel, logs."""
 
+import time
+
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
@@ -7,12 +9,14 @@ from plotly.subplots import make_subplots
 from segcore import SegcoreError
 from segcore.compare.curves import RunCurves, comparison_curves
 from segcore.jobs.classroom import student_of
+from segcore.jobs.estimate import forecast
 from segcore.models.device import describe_device, pick_device
 from segcore.runs.progress import run_progress
 from segcore.runs.snapshot import runs_snapshot
 from views._charts import busy_note, time_to_accuracy_figure
 from views._shared import (
     class_runs,
+    duration,
     error_text,
     escape_md,
     live_every,
@@ -158,6 +162,11 @@ def live_view(group: str, every: str | None) -> None:
         st.session_state["compare_group"] = group
         st.page_link("views/compare.py", label="All runs of this comparison have finished — compare them →", icon="🔍")
 
+    ahead = {}
+    if any(r.state == "queued" for r in members):  # when the waiting ones should start and end, from the whole queue
+        done = [r for r in all_runs if r.state == "done"]
+        running = [r for r in all_runs if r.state == "running"]
+        ahead = forecast(queue().queued(all_runs), running, done, queue().max_running)
     for run, run_lines in zip(members, curves):
         progress = run_progress(run, (run_lines.step_records, run_lines.epochs))
         icon = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️", "lost": "📡"}.get(
@@ -169,7 +178,13 @@ def live_view(group: str, every: str | None) -> None:
             if progress["images_per_s"]:
                 detail += f" · {progress['images_per_s']:.1f} images/s"
             if progress["eta_s"] is not None:
-                detail += f" · about {progress['eta_s']:.0f}s left"
+                detail += f" · about {duration(progress['eta_s'])} left"
+            elif progress["state"] == "queued" and run.run_id in ahead:
+                expected = ahead[run.run_id]
+                detail += (
+                    f" · starts in about {duration(max(0.0, expected.start - time.time()))}, done by about "
+                    f"{time.strftime('%H:%M', time.localtime(expected.end))}"
+                )
             if progress["best_miou"] is not None:
                 detail += f" · best mIoU {progress['best_miou']:.3f}"
             c1.markdown(

@@ -22,6 +22,7 @@ from PIL import Image
 from ..base.atomic import build_folder_once
 from ..base.errors import DatasetError
 from ..base.paths import cache_dir
+from .subsets import subset_count
 
 GENERATOR_VERSION = 2
 
@@ -176,3 +177,11 @@ def _render_into(spec: BuiltinSpec, staging: Path) -> None:
             Image.fromarray(image).save(staging / "images" / split / f"{index:04d}.png")
             Image.fromarray(mask).save(staging / "masks" / split / f"{index:04d}.png")
     (staging / "classes.txt").write_text("\n".join(spec.classes) + "\n")
+
+
+def builtin_train_images(config) -> int | None:
+    """The training images a run on a built-in dataset uses (known without generating it), else None."""
+    kind, _, name = str(config.data).partition(":")
+    if kind != "builtin" or name not in BUILTINS:
+        return None
+    return subset_count(BUILTINS[name].train, config.train_size)

@@ -23,6 +23,7 @@ from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
 from .roots import check_within_roots
+from .subsets import subset_count
 from .uploads import mark_used
 
 # each worker holds one decoded file at a time: more threads than cores only multiplies peak memory
@@ -154,10 +155,7 @@ class SegmentationData:
         total = len(self.pairs("train"))
         if train_size is None:
             return list(range(total))
-        # a share of a small split keeps at least one image: 10 % of 6 images is 1 image, not none
-        count = (
-            max(1, round(train_size * total)) if isinstance(train_size, float) and train_size <= 1 else int(train_size)
-        )
+        count = subset_count(total, train_size)
         if count < 1:
             raise DatasetError(self.root, f"a training-set size of {train_size} leaves no image", "ask for at least 1")
         order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).tolist()

@@ -23,6 +23,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from ..base.errors import RunError
+from ..data.builtin import builtin_train_images
 from ..runs.naming import Titles
 from ..runs.run import Run, check_run_id, is_run_folder, list_runs, new_run_id
 from ..runs.writer import RunWriter, record_status, write_judged_status, write_linked_copy
@@ -103,6 +104,7 @@ class JobQueue:
         not later inside a worker. `train_images`, when the caller knows it, records the planned epochs and steps
         so a queued run shows them from the start."""
         config.validate()
+        train_images = train_images or builtin_train_images(config)
         plan = (
             {"epochs": config.planned_epochs(train_images), "steps": config.planned_steps(train_images)}
             if train_images
@@ -271,9 +273,10 @@ class JobQueue:
     def runs(self) -> list[Run]:
         return list_runs(self.runs_dir)
 
-    def queued(self) -> list[Run]:
-        """Waiting runs in the order they will start: fair between students (classroom.fair_order)."""
-        runs = self.runs()
+    def queued(self, runs: list[Run] | None = None) -> list[Run]:
+        """Waiting runs in the order they will start: fair between students (classroom.fair_order). `runs`: a reading
+        of the runs folder the caller holds already (a page's snapshot)."""
+        runs = self.runs() if runs is None else runs
         return fair_order([r for r in runs if r.state == "queued"], [r for r in runs if r.state != "queued"])
 
     def running(self) -> list[Run]:
