@@ -298,6 +298,23 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_adapt(args) -> int:
+    from .data.unlabelled import decode_unlabelled, unlabelled_paths
+    from .runs.run_data import load_run_dataset
+    from .training.adapt import adapt_run
+
+    run = resolve_run(args.run, _runs_dir(args))
+    size = (run.train_config.height, run.train_config.width)
+    data = load_run_dataset(run, "val", source=args.data) if args.data else None
+    images = decode_unlabelled(unlabelled_paths(data or load_run_dataset(run), args.unlabelled), size)
+    adapted = adapt_run(run, images, _runs_dir(args), data=data, about=args.unlabelled)
+    miou = adapted.summary().get("miou")
+    scored = f", mIoU {miou:.4f} on {args.data}" if data is not None and isinstance(miou, float) else ""
+    print(f"run {adapted.run_id}: BatchNorm re-estimated on {len(images)} images{scored}")
+    print(f"folder: {adapted.path}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from .training.export import export_run
 
@@ -530,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", action="store_true", help="paint wrongly classified pixels red")
     p.add_argument("--out", default="comparison.png")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("adapt", help="a new run: a finished run's BatchNorm statistics re-estimated on a new domain")
+    p.add_argument("run", help="run id (in --runs-dir) or run folder")
+    p.add_argument("--unlabelled", required=True, help="images of the new domain: a folder / .zip, or 'dataset'")
+    p.add_argument("--data", help="a labelled dataset of the new domain to score the adapted run on (its val split)")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("export", help="copy the checkpoint and write an ONNX file checked against PyTorch")
     p.add_argument("run")

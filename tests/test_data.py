@@ -163,10 +163,32 @@ def test_joint_augmentation_moves_mask_with_image():
 # -- bad input: each names the file and what to do ------------------------------------------------
 
 
-def test_image_without_mask_names_the_image(small_dataset):
+def test_an_image_without_a_mask_is_an_unlabelled_image_and_said_so(small_dataset):
     (small_dataset / "masks" / "img_004.png").unlink()
-    with pytest.raises(DatasetError, match=r"img_004\.png: this image has no mask"):
+    data = load_dataset(small_dataset)
+    assert [p.name for p in data.unlabelled] == ["img_004.png"]
+    assert not any(pair.image.name == "img_004.png" for pairs in data.splits.values() for pair in pairs)
+    assert any("img_004.png" in w and "unlabelled" in w for w in data.warnings)
+
+
+def test_images_with_no_mask_at_all_name_the_first_image(small_dataset):
+    for mask in (small_dataset / "masks").iterdir():
+        mask.unlink()
+    with pytest.raises(DatasetError, match=r"img_000\.png: no image has a mask"):
         load_dataset(small_dataset)
+
+
+def test_a_validation_image_without_a_mask_is_still_an_error(tmp_path, small_dataset):
+    root = tmp_path / "split"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for pair in sorted((small_dataset / "images").iterdir())[:3]:
+            (root / split / pair.name).write_bytes(pair.read_bytes())
+            (root / f"{split}annot" / pair.name).write_bytes((small_dataset / "masks" / pair.name).read_bytes())
+    (root / "valannot" / "img_001.png").unlink()
+    with pytest.raises(DatasetError, match=r"img_001\.png: this image has no mask in valannot/"):
+        load_dataset(root)
 
 
 def test_mask_size_mismatch_names_the_mask(small_dataset):

@@ -114,9 +114,10 @@ def predictor(path: str, mtime: float) -> Predictor:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading the dataset…")
-def _dataset(source: str, ignore_index, val_fraction: float, seed: int, run_path: str):
-    # keyed by what decides the split, not by run: a class's 120 runs of one dataset share one decoded copy
-    return load_run_dataset(Run(Path(run_path)), "val")
+def _dataset(source: str, ignore_index, val_fraction: float, seed: int, _run_path: str):
+    # keyed by what decides the split, not by run (_run_path is left out of the key): a class's 120 runs of one
+    # dataset share one decoded copy
+    return load_run_dataset(Run(Path(_run_path)), "val")
 
 
 def dataset_of(run_path: str):

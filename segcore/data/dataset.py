@@ -76,6 +76,7 @@ class SegmentationData:
     ignore_index: int | None
     scan: MaskScan
     warnings: list[str] = field(default_factory=list)
+    unlabelled: list[Path] = field(default_factory=list)  # images without masks (semi-supervised training)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -340,6 +341,13 @@ def load_dataset(
     splits = {name: pairs for name, pairs in scan.splits.items() if pairs}
     all_pairs = [p for pairs in splits.values() for p in pairs] or scan.unsplit
     if not all_pairs:
+        if scan.unlabelled:  # images but not one mask: a forgotten masks folder, not a semi-supervised dataset
+            first = scan.unlabelled[0]
+            raise DatasetError(
+                first,
+                f"no image has a mask ({len(scan.unlabelled)} image(s) without one, {first.name} first)",
+                "add a mask for each labelled image (same file name, in the masks folder)",
+            )
         raise DatasetError(scan.root, "the dataset holds no image/mask pairs", "add images with their masks")
     if "train" in splits and "val" in splits:
         split_origin = "the dataset's own split"
@@ -393,6 +401,7 @@ def load_dataset(
         ignore_index=ignore_index if encoding.kind == "index" else None,
         scan=mask_scan,
         warnings=warnings,
+        unlabelled=list(scan.unlabelled),
     )
 
 

@@ -140,3 +140,33 @@ def binary_view(data: SegmentationData, positive: list[str], name: str | None = 
 
 
 BINARY_TASKS = {"car": (["Car"], "car"), "person": (["Pedestrian", "Bicyclist"], "person")}
+
+
+DUSK = "0001TP"  # CamVid's recording filmed at dusk; the others are by day (its frames' names say which)
+
+
+def domain_shift_view(
+    data: SegmentationData, target: str = DUSK, adapt_fraction: float = 0.5, seed: int = TUNING_SEED
+) -> SegmentationData:
+    """Adapting to a new domain without its labels: train on the labelled frames of every other recording (the source
+    domain), take one contiguous stretch of the `target` recording's frames as unlabelled images (their masks never
+    read) and score on the rest of it — never on a frame the adaptation saw. 'train' → the source domain's pairs,
+    'val' → the target's scored stretch, `unlabelled` → the target's adaptation stretch."""
+    pairs = data.pairs("train")
+    target_frames = sorted(
+        (i for i, p in enumerate(pairs) if sequence_of(p.name) == target), key=lambda i: pairs[i].name
+    )
+    if len(target_frames) < 2:
+        raise DatasetError(data.root, f"no recording named {target} with two frames or more", "check the dataset")
+    names = [pairs[i].name for i in target_frames]
+    scored, adapt = tuning_indices(names, adapt_fraction, seed)  # the stretch to adapt on; the rest scored
+    source = [p for i, p in enumerate(pairs) if sequence_of(p.name) != target]
+    return replace(
+        data,
+        source=f"{data.source} [{target} as a new domain]",
+        splits={"train": source, "val": [pairs[target_frames[i]] for i in scored]},
+        split_origin=f"domain shift: trained on the {len(source)} frames of the other recordings, "
+        f"{len(adapt)} frames of {target} unlabelled (one contiguous stretch), scored on the other {len(scored)}",
+        unlabelled=[pairs[target_frames[i]].image for i in adapt],
+        _cache={},
+    )

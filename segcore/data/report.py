@@ -30,6 +30,11 @@ class DatasetReport:
     pixel_share: dict[str, float]  # class name → share of labelled pixels
     ignored_share: float
     warnings: list[str]
+    unlabelled_images: int = 0  # images without masks: used only by semi-supervised training
+
+    @property
+    def labelled_images(self) -> int:
+        return sum(self.pairs_per_split.values())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,6 +55,7 @@ class DatasetReport:
             "splits       "
             + ", ".join(f"{k}: {v} pairs" for k, v in self.pairs_per_split.items())
             + f"  ({self.split_origin})",
+            f"images       {self.labelled_images} labelled, {self.unlabelled_images} unlabelled",
             "image sizes  " + ", ".join(f"{k} ×{v}" for k, v in list(self.image_sizes.items())[:5]),
             f"masks        {self.mask_encoding}",
             "mask values  " + ", ".join(f"{k}→{v}" for k, v in list(self.value_to_class.items())[:32]),
@@ -96,4 +102,5 @@ def dataset_report(data: SegmentationData) -> DatasetReport:
         pixel_share={k: v / labelled for k, v in counts.items()},
         ignored_share=ignored / max(1, sum(data.scan.value_counts.values())),
         warnings=data.warnings,
+        unlabelled_images=len(data.unlabelled),
     )

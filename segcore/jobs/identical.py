@@ -68,6 +68,10 @@ def result_key(config: TrainConfig) -> str | None:
     settings["data"] = dataset_digest(config.data)
     if settings["data"] is None:
         return None
+    if config.unlabelled and config.unlabelled not in ("dataset", "rest"):  # a folder of unlabelled images: its content
+        settings["unlabelled"] = dataset_digest(config.unlabelled)
+        if settings["unlabelled"] is None:
+            return None
     if config.source_run:
         if not is_run_folder(Path(config.source_run)):
             return None

@@ -94,13 +94,16 @@ def comparison_plan(
     source_task: str | None = None,
     seeds: int = 1,
     full_train_images: int | None = None,
+    unlabelled: str | None = None,
 ) -> list[TrainConfig]:
     """The runs of a comparison, in queue order: one per strategy (× training-set size × seed) with identical
     settings; the source run, when one is needed, just before the first run that carries it over.
     strategies: the names to compare (default: those of "Train all"); source_task: the dataset the source run
     trains on (default: the one matching config.data, see matching_source_task); seeds: runs per point, with seeds
     config.seed, config.seed + 1, … (the spread of each point); full_train_images: the size of the whole training
-    split, which gives every point of a sweep (several train_sizes) the same optimiser steps (sweep_step_budget)."""
+    split, which gives every point of a sweep (several train_sizes) the same optimiser steps (sweep_step_budget);
+    unlabelled: also each strategy trained semi-supervised from these unlabelled images, beside its labelled-only run
+    (what unlabelled images add, with everything else equal)."""
     source_task = source_task or matching_source_task(config.data)
     budget = sweep_step_budget(config, full_train_images) if len(train_sizes) > 1 else None
     if budget is not None and config.max_steps:  # a step limit asked for (a smoke test) still holds
@@ -114,17 +117,19 @@ def comparison_plan(
                 if info.needs_source_run and not source_run:
                     plan.append(source_config(config, group, source_task))
                     source_run = SOURCE_PLACEHOLDER
-                run = replace(
-                    config,
-                    strategy=strategy,
-                    train_size=size,
-                    seed=config.seed + offset,
-                    run_name=f"{group}-{strategy}{suffix}",
-                    source_run=source_run if info.needs_source_run else None,
-                )
-                if budget is not None:
-                    run = replace(run, min_steps=budget, max_steps=budget)
-                plan.append(run)
+                for extra in (None, unlabelled) if unlabelled else (config.unlabelled,):
+                    run = replace(
+                        config,
+                        strategy=strategy,
+                        train_size=size if size is not None else config.train_size,
+                        seed=config.seed + offset,
+                        run_name=f"{group}-{strategy}{suffix}" + ("-semi" if extra and unlabelled else ""),
+                        source_run=source_run if info.needs_source_run else None,
+                        unlabelled=extra,
+                    )
+                    if budget is not None:
+                        run = replace(run, min_steps=budget, max_steps=budget)
+                    plan.append(run)
     return plan
 
 

@@ -120,7 +120,7 @@ def _numbers(record: dict, keys: tuple[str, ...]) -> str | None:
     return None
 
 
-STEP_NUMBERS = ("loss", "lr", "images_per_s", "time")
+STEP_NUMBERS = ("loss", "lr", "images_per_s", "time", "sup_loss", "unsup_loss", "confident")
 EPOCH_NUMBERS = (
     "train_loss",
     "miou",

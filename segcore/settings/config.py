@@ -108,6 +108,16 @@ def _check_decoder_channels(value: tuple) -> str | None:
     return None
 
 
+def _check_unlabelled(value: str) -> str | None:
+    if not value.strip():
+        return "give 'dataset', 'rest', or a folder / .zip of images"
+    return None
+
+
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
 def _check_run_name(value: str) -> str | None:
     return None if len(value) <= 100 and value.strip() else "must be 1 to 100 characters"
 
@@ -268,6 +278,36 @@ class TrainConfig:
         label="Compile the network",
         choices=_compile_modes,
     )
+    # semi-supervised training (training/semi_supervised.py): one setting for every strategy, off by default
+    unlabelled: str | None = setting(
+        None,
+        "semi-supervised training from unlabelled images: 'dataset' (the dataset's own images without masks), "
+        "'rest' (the training images --train-size leaves out, their masks never read), or a folder / .zip of images",
+        label="Unlabelled images",
+        optional=True,
+        check=_check_unlabelled,
+    )
+    confidence: float = setting(
+        0.95,
+        "semi-supervised: a pixel's pseudo-label counts only where the model is at least this sure of it",
+        label="Pseudo-label confidence",
+        low=0.5,
+        high=1.0,
+    )
+    unlabelled_ratio: int = setting(
+        1,
+        "semi-supervised: unlabelled images per labelled image in each step",
+        label="Unlabelled per labelled",
+        low=1,
+        high=8,
+    )
+    unlabelled_weight: float = setting(
+        1.0,
+        "semi-supervised: the weight of the consistency loss on unlabelled images beside the supervised loss",
+        label="Unlabelled loss weight",
+        low=0.0,
+        high=100.0,
+    )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -308,9 +348,10 @@ class TrainConfig:
             if problem:
                 raise ConfigError(spec.name, getattr(self, spec.name), problem, cli_option(spec))
         if check_files:
-            for name in ("data", "source_run", "weights_file"):
+            for name in ("data", "source_run", "weights_file", "unlabelled"):
                 value = getattr(self, name)
-                problem = roots_problem(value) if value else None
+                named = name == "unlabelled" and value in ("dataset", "rest")  # not paths
+                problem = roots_problem(value) if value and not named else None
                 if problem:
                     raise ConfigError(name, value, problem, cli_option(next(f for f in fields(self) if f.name == name)))
         if check_files and self.weights_file and not Path(self.weights_file).is_file():
@@ -326,6 +367,21 @@ class TrainConfig:
             problem = backbone_problem(self.backbone) or size_problem(self.backbone, self.height, self.width)
             if problem:
                 raise ConfigError("backbone", self.backbone, problem, "--backbone")
+        if check_files and self.unlabelled not in (None, "dataset", "rest") and not _exists(self.unlabelled):
+            raise ConfigError(
+                "unlabelled",
+                self.unlabelled,
+                "no such folder or .zip: give a folder (or .zip) of images, 'dataset' or 'rest'",
+                "--unlabelled",
+            )
+        if self.unlabelled == "rest" and self.train_size is None:
+            raise ConfigError(
+                "unlabelled",
+                self.unlabelled,
+                "'rest' means the training images --train-size leaves out, and no training-set size is given: set "
+                "train_size (e.g. 0.1), or give a folder of unlabelled images",
+                "--unlabelled",
+            )
         info = self.strategy_info
         if info.needs_source_run and not self.source_run:
             raise ConfigError(

@@ -73,4 +73,26 @@ BUILTIN_LESSONS = {
         origin="built-in",
         source_task="builtin:shapes-more",
     ),
+    # measured in bench/semi_lesson.py (bench/README.md, "Unlabelled images"): the gain over 3 seeds at this preset
+    "labels-expensive": Lesson(
+        title="Labels are expensive: what do unlabelled photos add?",
+        instructions=(
+            "1. Click **Start the lesson**: it trains feature and parameter transfer on **10 % of the labelled images** "
+            "(about 10), each twice: once on those alone, once also learning from the other 90 % **without their "
+            "masks** (semi-supervised: the network's own confident predictions on them are the targets it learns "
+            "from, under stronger changes of colour and blur). About three minutes on a quiet machine.\n"
+            "2. On **Training**, watch the loss of the semi-supervised runs: the supervised part, the unlabelled part, "
+            "and the share of pixels confident enough to count.\n"
+            "3. On **Compare**, put the two runs of one strategy side by side. Which objects did the unlabelled "
+            "images help with? Where did confident mistakes teach the wrong thing?\n"
+            "4. Answer: when labelling costs an hour an image, what is an unlabelled photo worth?"
+        ),
+        data_source="builtin:shapes",
+        settings={**SHAPES_LESSON_SETTINGS, "train_size": 0.1},
+        preset="quick",
+        strategies=["feature", "parameter"],
+        sweep=False,
+        origin="built-in",
+        unlabelled="rest",
+    ),
 }

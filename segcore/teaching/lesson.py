@@ -56,6 +56,9 @@ class Lesson:
     origin: str = ""  # the file it was opened from, or "built-in"
     # the dataset a planned source run trains on when the lesson carries none (None: the one matching data_source)
     source_task: str | None = None
+    # also each strategy trained semi-supervised from these unlabelled images ('rest', 'dataset'), beside its
+    # labelled-only run: the lesson "what do unlabelled photos add?"
+    unlabelled: str | None = None
 
     @property
     def where(self) -> str:
@@ -106,6 +109,7 @@ class Lesson:
             strategies,
             self.source_task,
             full_train_images=full_training_images(shared, data),
+            unlabelled=self.unlabelled,
         )
         for config in plan:
             config.validate(check_files=config.source_run != SOURCE_PLACEHOLDER)
@@ -163,6 +167,12 @@ class Lesson:
                 f"'source_task' is {self.source_task!r}, not a dataset",
                 "give builtin:NAME, a folder or a .zip, or leave it out",
             )
+        if self.unlabelled is not None and self.unlabelled not in ("rest", "dataset"):
+            raise LessonError(
+                self.where,
+                f"'unlabelled' is {self.unlabelled!r}",
+                "give 'rest' (the images the training-set size leaves out) or 'dataset' (its images without masks)",
+            )
         if self.preset is not None and self.preset not in PRESETS:
             raise LessonError(self.where, f"unknown preset {self.preset!r}", f"choose from {', '.join(PRESETS)}")
         return self
@@ -199,6 +209,7 @@ class Lesson:
             "dataset": dataset,
             "source_run": source_run,
             "source_task": self.source_task,
+            "unlabelled": self.unlabelled,
         }
 
 

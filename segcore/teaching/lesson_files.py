@@ -183,6 +183,7 @@ def open_lesson(path: str | Path, workdir: str | Path | None = None) -> Lesson:
         preset=_known_preset(_field(path, manifest, "preset", (str, type(None)), None)),
         origin=str(path),
         source_task=_field(path, manifest, "source_task", (str, type(None)), None),
+        unlabelled=_field(path, manifest, "unlabelled", (str, type(None)), None),
     )
     lesson.check_shape()
     if source_ref == EMBEDDED:  # refuse a source run of another backbone before unpacking anything

@@ -18,6 +18,7 @@ import torch
 from ..base.errors import TrainingFailed
 from ..data.dataset import ImageSet, SegmentationData
 from ..data.transforms import Normalizer, augment_batch, make_augmentation
+from ..data.unlabelled import decode_unlabelled, unlabelled_paths
 from ..models import SegmentationModel, count_parameters
 from ..models.device import describe_device, inference_dtype, pick_device
 from ..models.losses import class_weights_for, resolved_class_weighting, segmentation_loss
@@ -29,6 +30,7 @@ from ..settings.config import TrainConfig
 from .distributed import DecodeFeatures, Distributed
 from .feature_cache import FeatureCache
 from .preparation import PreparedModel, Regularizer, prepare
+from .semi_supervised import UnlabelledImages, consistency_loss, cutmix, perturb_features, pseudo_labels, strong_view
 
 MAX_KEPT_MAP_BYTES = 256 * 1024**2
 
@@ -123,10 +125,22 @@ class LiveBatches:
         images = self.images.images[indices].to(self.device, non_blocking=True)
         masks = self.images.masks[indices].to(self.device, non_blocking=True)
         images, masks = augment_batch(self.augmentation, images, masks)
+        return model(self._inputs(images)), masks
+
+    def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         inputs = self.normalize(images)
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return model(inputs), masks
+        return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
+
+    def consistency(self, model, unlabelled: ImageSet, indices: list[int], confidence: float) -> tuple:
+        """(consistency loss, share of confident pixels) of unlabelled images: the weak view (a flip) labels, the
+        strong view (colour, blur, CutMix) learns (semi_supervised.py)."""
+        images = unlabelled.images[indices].to(self.device, non_blocking=True)
+        flipped = torch.rand(len(indices)) < 0.5
+        images[flipped.to(images.device)] = images[flipped.to(images.device)].flip(-1)
+        with torch.no_grad():
+            labels, confident = pseudo_labels(model(self._inputs(images)), confidence)
+        strong, labels, confident = cutmix(strong_view(images), labels, confident)
+        return consistency_loss(model(self._inputs(strong)), labels, confident), confident.float().mean()
 
 
 class CachedBatches:
@@ -135,12 +149,23 @@ class CachedBatches:
     def __init__(self, cache: FeatureCache, images: ImageSet, flips: bool) -> None:
         self.cache, self.images, self.flips = cache, images, flips
 
-    def prepare(self) -> None:
-        self.cache.ensure(self.images, flips=self.flips)  # read from disk, or one encoder pass at a throughput batch
+    def prepare(self, unlabelled: ImageSet | None = None) -> None:
+        """The features in memory before the epoch's steps (outside their autocast): read from disk, or one encoder
+        pass at a throughput batch; a semi-supervised run's unlabelled images too."""
+        for images in (self.images, unlabelled) if unlabelled is not None else (self.images,):
+            self.cache.ensure(images, flips=self.flips)
 
     def forward(self, decode: DecodeFeatures, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         features, masks = self.cache.batch(self.images, indices, flip=self.flips)
         return decode(features, masks.shape[-2:]), masks
+
+    def consistency(self, decode: DecodeFeatures, unlabelled: ImageSet, indices: list[int], confidence: float) -> tuple:
+        """The same on cached features: the strong view is feature dropout (the images' features are cached)."""
+        features, placeholder = self.cache.batch(unlabelled, indices, flip=self.flips)
+        size = placeholder.shape[-2:]
+        with torch.no_grad():
+            labels, confident = pseudo_labels(decode(features, size), confidence)
+        return consistency_loss(decode(perturb_features(features), size), labels, confident), confident.float().mean()
 
 
 @dataclass
@@ -162,6 +187,7 @@ class Trainer:
     normalize: Normalizer
     batches: LiveBatches | CachedBatches
     cache: FeatureCache | None
+    unlabelled: UnlabelledImages | None  # semi-supervised training's images (None: supervised only)
     class_weights: torch.Tensor | None
     steps_per_epoch: int
     epochs: int
@@ -226,6 +252,16 @@ class Trainer:
                     model, normalize, device, inference_dtype(device), origin=prepared.origin, log=writer.log
                 )
                 batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
+        unlabelled = None
+        if config.unlabelled:  # semi-supervised: the unlabelled images decoded once, at the training size
+            paths = unlabelled_paths(data, config.unlabelled, config.train_size, config.seed)
+            unlabelled = UnlabelledImages(decode_unlabelled(paths, config.size), config.seed)
+            writer.log(
+                f"semi-supervised: {len(paths)} unlabelled images ({config.unlabelled}), {config.unlabelled_ratio} per "
+                f"labelled image a step, pseudo-labels at confidence ≥ {config.confidence}, weight "
+                f"{config.unlabelled_weight}"
+                + ("; strong view: feature dropout on the cached features" if cache else "")
+            )
         if compiles(config, device):
             compile_network(model)
             writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
@@ -245,6 +281,7 @@ class Trainer:
             normalize=normalize,
             batches=batches,
             cache=cache,
+            unlabelled=unlabelled,
             class_weights=class_weights,
             steps_per_epoch=steps_per_epoch,
             epochs=epochs,
@@ -318,7 +355,7 @@ class Trainer:
         self._apply_frozen_warmup(epoch)
         self.model.train()
         if isinstance(self.batches, CachedBatches):
-            self.batches.prepare()
+            self.batches.prepare(self.unlabelled.set if self.unlabelled is not None else None)
         if self.dist.active:
             order = self.dist.shard(len(self.train_set), config.seed, epoch)
         else:
@@ -330,9 +367,18 @@ class Trainer:
             if config.max_steps and self.step >= config.max_steps:
                 break
             indices = order[batch_start : batch_start + config.batch_size]
+            extra = {}
             with self.step_autocast():
                 logits, masks = self.batches.forward(self.net, indices)
                 loss = segmentation_loss(logits, masks, config.dice_weight, self.class_weights)
+                if self.unlabelled is not None:  # semi-supervised: the consistency loss of unlabelled images
+                    picked = self.unlabelled.next_indices(config.unlabelled_ratio * len(indices))
+                    unsupervised, confident = self.batches.consistency(
+                        self.net, self.unlabelled.set, picked, config.confidence
+                    )
+                    extra = {"sup_loss": float(loss.detach()), "unsup_loss": float(unsupervised.detach())}
+                    extra["confident"] = float(confident)
+                    loss = loss + config.unlabelled_weight * unsupervised
             value = self.dist.mean(float(loss.detach()))  # the one host sync of a step
             self._check_loss(value, epoch)
             self._optimise(loss)
@@ -350,6 +396,7 @@ class Trainer:
                     "loss": value,
                     "lr": self.optimizer.param_groups[-1]["lr"],
                     "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
+                    **extra,
                 }
             )
         return float(np.mean(losses)) if losses else float("nan")
