@@ -166,3 +166,13 @@ def test_the_lesson_on_expensive_labels_plans_each_strategy_with_and_without_unl
         assert semi[0].run_name.endswith("-semi") and semi[0].run_name in by_name
     for config in configs:
         config.validate()
+
+
+def test_the_advice_names_semi_supervised_training_when_unlabelled_images_outnumber_labelled_ones():
+    from segcore.teaching.advice import advise
+
+    speeds = {"scratch": 60.0, "parameter": 60.0, "feature": 20.0, "structure": 60.0}
+    many = advise(30, None, None, "cpu", speeds, unlabelled_images=300)
+    assert any("300 unlabelled images" in reason and "semi-supervised" in reason for reason in many.reasons)
+    few = advise(30, None, None, "cpu", speeds, unlabelled_images=10)
+    assert not any("unlabelled" in reason for reason in few.reasons)

@@ -166,7 +166,10 @@ def run_label(run: Run) -> str:
     """How a run is named in pickers: what it is, on which data, how well it did (widget options are plain text)."""
     summary = run.summary()
     score = f" · mIoU {summary['miou']:.3f}" if isinstance(summary.get("miou"), (int, float)) else ""
-    return f"{run_title(run)} ({STRATEGY_LABELS.get(run.config.get('strategy'), '?')} · {dataset_title(run)}{score})"
+    kind = STRATEGY_LABELS.get(run.config.get("strategy"), "?") + (
+        " + unlabelled" if run.config.get("unlabelled") else ""
+    )
+    return f"{run_title(run)} ({kind} · {dataset_title(run)}{score})"
 
 
 @st.cache_data(ttl=30)

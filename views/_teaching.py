@@ -123,6 +123,7 @@ def suggested_strategy_box(data, config: TrainConfig, train_images: int, source_
             source_run_available=has_source,
             base=config,
             finished=finished_runs(),
+            unlabelled_images=len(data.unlabelled),
         )
         st.markdown(f"**{escape_md(STRATEGIES[advice.strategy].title)}**")
         for reason in advice.reasons:

@@ -168,18 +168,25 @@ if problem:
 
 report = dataset_report(data)
 st.success(f"Using **{escape_md(dataset_display_name(data.source))}** — {escape_md(report.layout)}")
-cols = st.columns(4)
+cols = st.columns(5)
 cols[0].metric("Training pairs", report.pairs_per_split.get("train", 0))
 cols[1].metric("Validation pairs", report.pairs_per_split.get("val", 0))
 cols[2].metric("Classes", len(report.classes))
-cols[3].metric("Ignored pixels", f"{report.ignored_share:.1%}")
+cols[3].metric("Unlabelled images", report.unlabelled_images, help="images without a mask")
+cols[4].metric("Ignored pixels", f"{report.ignored_share:.1%}")
+st.markdown(f"**{report.labelled_images} labelled, {report.unlabelled_images} unlabelled** images.")
+if report.unlabelled_images:
+    st.info(
+        "Images without a mask are **unlabelled**: no run learns from them unless you turn on *semi-supervised "
+        "training* on the Model page (Unlabelled images → this dataset's own)."
+    )
 st.caption(
     f"Split: {escape_md(report.split_origin)}. Image sizes: "
     + ", ".join(f"{escape_md(k)} (×{v})" for k, v in list(report.image_sizes.items())[:4])
 )
 
 if report.warnings:
-    with st.expander(f"⚠️ {len(report.warnings)} file(s) skipped", expanded=False):
+    with st.expander(f"⚠️ {len(report.warnings)} note(s) on the files", expanded=False):
         for warning in report.warnings[:100]:
             st.markdown(f"- {escape_md(warning)}")
 

@@ -2,8 +2,11 @@
 
 import streamlit as st
 
+from segcore.base.errors import SegcoreError
+from segcore.settings.strategies import STRATEGIES
 from segcore.teaching.feature_pictures import FEATURE_VIEW_SIZE, encoders_to_compare, feature_pca_image
-from views._shared import current_dataset, finished_runs, run_label
+from segcore.teaching.pseudo_label_picture import pseudo_label_picture, unlabelled_images_of
+from views._shared import current_dataset, error_text, finished_runs, run_label
 from views._teaching import reference_scale_block, structure_evidence_block
 
 st.title("🎓 Learn: transfer learning for segmentation")
@@ -113,13 +116,24 @@ level = c2.select_slider(
     key="learn_level",
     format_func=lambda level: {1: "early (edges)", 2: "middle (parts)", 3: "late (objects)"}[level],
 )
-runs = finished_runs()
+runs = [
+    r
+    for r in finished_runs()
+    if STRATEGIES.get(r.config.get("strategy")) and STRATEGIES[r.config["strategy"]].encoder_learns
+]
 run = c3.selectbox(
-    "A fine-tuned run (optional)",
+    "A run whose encoder was fine-tuned (optional)",
     [None, *runs],
     key="learn_run",
     format_func=lambda r: "—" if r is None else run_label(r),
 )
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run…")
+def predictor(run_path: str):
+    from segcore import Predictor
+
+    return Predictor(run_path, device="cpu")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing encoders…")
@@ -137,3 +151,46 @@ columns = st.columns(1 + len(models))
 columns[0].image(image, caption="image", width="stretch")
 for column, (name, model) in zip(columns[1:], models.items()):
     column.image(feature_pca_image(model, image, FEATURE_VIEW_SIZE, level), caption=name, width="stretch")
+
+st.header("Learning from unlabelled images")
+st.markdown("""
+Labels are expensive: a mask can take an hour to draw, a photo costs nothing. **Semi-supervised training** uses the
+photos without masks too. For each unlabelled image the network makes its own guess, the **pseudo-label**, on a
+lightly changed copy (a mirror image). Where it is **sure** (its probability for the class is above the threshold),
+that guess becomes the target for a **strongly changed** copy of the same image: other colours, blur, a patch pasted
+from another photo. The network learns to give the same answer however the image looks (*consistency*), and the
+confident region grows as it learns. Where it is confidently wrong, it teaches itself the mistake: that is why only
+sure pixels count. The lesson *Labels are expensive* measures what this adds.
+""")
+semi_runs = [r for r in finished_runs() if r.config.get("unlabelled")]
+if not semi_runs:
+    st.caption(
+        "Train a run with unlabelled images (the lesson *Labels are expensive*, or *Unlabelled images* on the Model "
+        "page) to see what your own network takes from them."
+    )
+else:
+    c1, c2, c3 = st.columns(3)
+    semi_run = c1.selectbox("Your semi-supervised run", semi_runs, key="learn_semi_run", format_func=run_label)
+    threshold = c3.slider(
+        "Confidence threshold",
+        0.5,
+        0.99,
+        float(semi_run.config.get("confidence") or 0.95),
+        0.01,
+        key="learn_threshold",
+    )
+    try:
+        paths = unlabelled_images_of(semi_run)
+        shown = c2.slider("Unlabelled image", 0, len(paths) - 1, 0, key="learn_unlabelled") if len(paths) > 1 else 0
+        picture = pseudo_label_picture(predictor(str(semi_run.path)), paths[shown], threshold)
+    except SegcoreError as exc:
+        st.error(error_text(exc))
+    else:
+        columns = st.columns(3)
+        columns[0].image(picture.image, caption="an unlabelled image", width="stretch")
+        columns[1].image(picture.pseudo_label, caption="its pseudo-label (the run's guess)", width="stretch")
+        columns[2].image(
+            picture.confident,
+            caption=f"what it learns from: {picture.confident_share:.0%} of the pixels are sure enough (grey: not)",
+            width="stretch",
+        )

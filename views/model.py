@@ -64,6 +64,15 @@ WIDGET_SETTINGS = {
     "freeze_epochs": "freeze_epochs",
     "train_bn": "train_bn",
     "backbone": "backbone",
+    "unlabelled": "unlabelled",
+    "confidence": "confidence",
+    "unlabelled_ratio": "unlabelled_ratio",
+    "unlabelled_weight": "unlabelled_weight",
+}
+UNLABELLED_CHOICES = {
+    "off": "off",
+    "dataset": "this dataset's unlabelled images",
+    "rest": "the training images left out (their masks unused)",
 }
 
 
@@ -71,6 +80,7 @@ def apply_lesson(lesson) -> None:
     """Put a lesson's settings into this page's widgets (once, when it has just been opened)."""
     config = lesson.to_config()
     values = {key: getattr(config, name) for name, key in WIDGET_SETTINGS.items()}
+    values["unlabelled"] = config.unlabelled or "off"
     values.update(
         strategy=lesson.ordered_strategies()[0],
         augment=config.resolved_augment(),
@@ -93,6 +103,7 @@ CHOICES = {
     "augment": list(AUGMENTATIONS),
     "class_weights": list(CLASS_WEIGHTINGS),
     "train_bn": ["auto", "on", "off"],
+    "unlabelled": list(UNLABELLED_CHOICES),
 }
 
 
@@ -321,6 +332,7 @@ def chosen_config(data) -> tuple[TrainConfig, int, str | None]:
     for name, key in WIDGET_SETTINGS.items():
         if name not in ("height", "backbone", "encoder_lr_factor", "freeze_epochs", "train_bn") and key in state:
             settings[name] = _as_declared(name, state[key])
+    settings["unlabelled"] = None if state.get("unlabelled") in (None, "off") else state["unlabelled"]
     if not settings.get("class_weights"):
         settings["class_weights"] = DEFAULTS.class_weights
     settings["augment"] = state.get("augment") or "flip"
@@ -457,6 +469,7 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
             )
             or DEFAULTS.train_bn
         )
+    semi_supervised_section(data)
     if info.needs_source_run:
         lesson = st.session_state.get("lesson")
         lesson_source = [Run(Path(lesson.source_run))] if lesson and lesson.source_run else []
@@ -485,6 +498,45 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         )
 
     return config, train_images, source_run
+
+
+def semi_supervised_section(data) -> None:
+    """Semi-supervised training: which unlabelled images, offered only where there are some."""
+    offered = ["off"]
+    if data.unlabelled:
+        offered.append("dataset")
+    if st.session_state.get("train_pct", 100) < 100:
+        offered.append("rest")
+    if st.session_state.get("unlabelled") not in offered:
+        st.session_state["unlabelled"] = "off"
+    if offered == ["off"]:
+        st.caption(
+            "Semi-supervised training (learning from images without masks too) needs unlabelled images: this dataset "
+            "has none, and all its training images are labelled and used. Use fewer training images above to try it "
+            "with the rest as unlabelled."
+        )
+        return
+    choice = (
+        st.segmented_control(
+            describe("unlabelled")["label"],
+            offered,
+            key="unlabelled",
+            format_func=UNLABELLED_CHOICES.get,
+            help="Semi-supervised training: the network's confident predictions on unlabelled images become the "
+            "targets for a strongly changed copy of them (colour, blur, a pasted patch). "
+            + (f"This dataset has {len(data.unlabelled)} unlabelled images." if data.unlabelled else ""),
+        )
+        or "off"
+    )
+    if choice != "off":
+        c1, c2, c3 = st.columns(3)
+        setting_input(c1, "confidence", "confidence", step=0.01, format="%.2f")
+        setting_input(c2, "unlabelled_ratio", "unlabelled_ratio")
+        setting_input(c3, "unlabelled_weight", "unlabelled_weight", step=0.5)
+        st.caption(
+            f"Each step also learns from {int(st.session_state.get('unlabelled_ratio', 1))} unlabelled image(s) per "
+            "labelled one: about that much more compute per step."
+        )
 
 
 def train_section(data, config, train_images: int, source_run, info) -> None:

@@ -86,7 +86,8 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
     )
     max_epoch, max_step = 1, 1
     for run in curves:
-        style = dict(color=run.colour, dash="dash" if run.is_source else None, width=1.5 if run.is_source else 2.5)
+        dash = "dash" if run.is_source else "dot" if run.semi_supervised else None  # semi: its plain twin's colour
+        style = dict(color=run.colour, dash=dash, width=1.5 if run.is_source else 2.5)
         common = dict(name=plot_text(run.label), legendgroup=run.run_id, line=style)
         if run.steps:
             x, y = zip(*run.steps)
@@ -118,6 +119,37 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
     return figure
 
 
+def semi_supervised_figure(curves: list[RunCurves]) -> go.Figure | None:
+    """The semi-supervised runs' loss in its two parts (labelled, unlabelled) and the share of unlabelled pixels
+    confident enough to count; None when the comparison has no such run."""
+    semi = [run for run in curves if run.semi_supervised and run.loss_parts()]
+    if not semi:
+        return None
+    figure = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.08,
+        subplot_titles=("Loss: labelled part (solid), unlabelled part (dotted)", "Confident unlabelled pixels"),
+    )
+    for run in semi:
+        steps, supervised, unsupervised, confident = zip(*run.loss_parts())
+        common = dict(legendgroup=run.run_id, mode="lines")
+        name = plot_text(run.label)
+        figure.add_trace(go.Scatter(x=steps, y=supervised, name=name, line=dict(color=run.colour), **common), 1, 1)
+        line = dict(color=run.colour, dash="dot")
+        figure.add_trace(go.Scatter(x=steps, y=unsupervised, name=name, showlegend=False, line=line, **common), 1, 1)
+        figure.add_trace(go.Scatter(x=steps, y=confident, name=name, showlegend=False, line=line, **common), 1, 2)
+    figure.update_xaxes(title_text="step")
+    figure.update_yaxes(rangemode="tozero", row=1, col=1)
+    figure.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=2)
+    figure.update_layout(
+        height=300,
+        margin=dict(l=10, r=10, t=70, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.15, x=0, font=dict(size=11)),
+    )
+    return figure
+
+
 def group_members(all_runs: list, group: str) -> list:
     return [
         r
@@ -131,7 +163,8 @@ def figures(stamp: tuple, _members: list) -> tuple:
     """The comparison's curves and charts, built once per change of its runs (the stamp) for every page that shows
     them, however many students watch the same comparison."""
     curves = comparison_curves(_members)
-    return curves, training_figure(curves), time_to_accuracy_figure(curves, height=300, legend=False)
+    time_chart = time_to_accuracy_figure(curves, height=300, legend=False)
+    return curves, training_figure(curves), time_chart, semi_supervised_figure(curves)
 
 
 def live_view(group: str, every: str | None) -> None:
@@ -140,8 +173,14 @@ def live_view(group: str, every: str | None) -> None:
     members = group_members(all_runs, group)
     if every and not live_every(members, every):
         st.rerun()  # all of them have ended: redraw the page without the timer
-    curves, training_chart, time_chart = figures(runs_snapshot(runs_dir()).stamp(members), members)
+    curves, training_chart, time_chart, semi_chart = figures(runs_snapshot(runs_dir()).stamp(members), members)
     st.plotly_chart(training_chart, key="training_curves")
+    if semi_chart is not None:
+        st.plotly_chart(semi_chart, key="semi_curves")
+        st.caption(
+            "Dotted lines: runs that also learn from unlabelled images. The unlabelled part of their loss counts only "
+            "the pixels the model is sure of, so it grows as more pixels become confident."
+        )
     st.plotly_chart(time_chart, key="time_curves")
     if note := busy_note(curves):
         st.caption(f"⚠️ {note}")

@@ -24,6 +24,12 @@ class RunCurves:
     compute: list[float] = field(default_factory=list)
     images_seen: list[int] = field(default_factory=list)  # training images seen by the end of each epoch
     step_records: list[dict] = field(default_factory=list)  # as logged, for progress (total steps, speed)
+    semi_supervised: bool = False  # also learnt from unlabelled images (its steps hold the loss's two parts)
+
+    def loss_parts(self) -> list[tuple[int, float, float, float]]:
+        """(step, supervised loss, unlabelled loss, share of confident pixels) of a semi-supervised run's steps."""
+        keys = ("step", "sup_loss", "unsup_loss", "confident")
+        return [tuple(s[k] for k in keys) for s in self.step_records if all(k in s for k in keys)]
 
 
 def source_run_paths(runs: list[Run]) -> set[str]:
@@ -35,6 +41,9 @@ def run_curves(run: Run, is_source: bool = False) -> RunCurves:
     strategy = str(config.get("strategy", "?"))
     info = STRATEGIES.get(strategy)
     label = f"source task: {config.get('data', '?')}" if is_source else (info.label if info else strategy)
+    semi = bool(config.get("unlabelled"))
+    if semi:
+        label += " + unlabelled"
     steps, epochs = _followed(run).curves()  # a run following an identical one shows that run's live curves
     started = _followed(run).status.get("started") if status.get("follows") else status.get("started")
     batch = config.get("batch_size") or 1
@@ -47,6 +56,7 @@ def run_curves(run: Run, is_source: bool = False) -> RunCurves:
         steps=[(s["step"], s["loss"]) for s in steps if "step" in s and "loss" in s],
         epochs=[e for e in epochs if "epoch" in e and "miou" in e],
         step_records=steps,
+        semi_supervised=semi,
     )
     step_at_epoch = {}
     for s in steps:

@@ -25,6 +25,12 @@ class SummaryColumn:
 SUMMARY_COLUMNS = (
     SummaryColumn("run", lambda run, summary, config: run.run_id),
     SummaryColumn("strategy", lambda run, summary, config: config.get("strategy")),
+    SummaryColumn(
+        "unlabelled images",
+        lambda run, summary, config: config.get("unlabelled") or "—",
+        help="Semi-supervised runs also learn from images without masks: 'rest' = the training images left out, "
+        "'dataset' = the dataset's own unlabelled images, else their folder",
+    ),
     SummaryColumn("backbone", lambda run, summary, config: config.get("backbone"), on_page=False),
     SummaryColumn("mIoU", lambda run, summary, config: summary.get("miou"), 3),
     SummaryColumn("pixel accuracy", lambda run, summary, config: summary.get("pixel_accuracy"), 3),
@@ -88,9 +94,9 @@ def default_selection(runs: list[Run], current_source: str | None, limit: int = 
     """The latest finished run of each strategy on the current dataset (runs are oldest first); else the
     latest comparison's runs."""
     on_current = [r for r in runs if r.config.get("data") == current_source]
-    latest: dict[str, Run] = {}
-    for run in on_current:
-        latest[run.config.get("strategy")] = run
+    latest: dict[tuple, Run] = {}
+    for run in on_current:  # a strategy's semi-supervised run is a kind of its own, beside its labelled-only one
+        latest[(run.config.get("strategy"), bool(run.config.get("unlabelled")))] = run
     if latest:
         return sorted(latest.values(), key=lambda r: r.created)[-limit:]
     if not runs:

@@ -30,6 +30,7 @@ from ..settings.strategies import STRATEGIES, advised_in, train_all_names
 from .domain import DomainDistance
 
 FEW_IMAGES = 50  # a handful to a few dozen: what a frozen encoder plus a small decoder can use without overfitting
+MANY_UNLABELLED = 20  # enough unlabelled images (and more than the labelled ones) for the advice to name them
 PLENTY_IMAGES = 1000  # enough labels for a randomly initialised network to learn features of its own
 
 
@@ -141,10 +142,13 @@ def advise(
     source_run_available: bool = False,
     base: TrainConfig | None = None,
     finished: Iterable = (),
+    unlabelled_images: int = 0,
 ) -> Advice:
     """The strategy to try first for `train_images` labelled images, the domain distance (or None), a time budget
     in seconds (or None) and the device ('cpu', 'cuda', 'mps'). speeds: estimated seconds per strategy for one
-    run (default: segcore.estimate with `base` settings and the `finished` runs of this machine)."""
+    run (default: segcore.estimate with `base` settings and the `finished` runs of this machine). unlabelled_images:
+    the dataset's images without masks; when they outnumber the labelled ones, the advice names semi-supervised
+    training."""
     seconds = dict(speeds) if speeds is not None else estimated_seconds(train_images, base, finished)
     far, domain_reason = _domain_words(domain)
     situation = _situation(train_images, far, device, source_run_available)
@@ -183,4 +187,10 @@ def advise(
                 f"On this CPU, {STRATEGIES[cached].label} would finish about {ratio:.1f}× sooner "
                 f"({seconds[cached]:.0f} s instead of {seconds[strategy]:.0f} s) if time matters."
             )
+    if unlabelled_images >= max(MANY_UNLABELLED, train_images):
+        reasons.append(
+            f"This dataset also has {unlabelled_images} unlabelled images beside its {train_images} labelled ones: "
+            "semi-supervised training learns from them too (Unlabelled images, in the settings below; each step "
+            "then costs about twice as much). The lesson 'Labels are expensive' measures what they add."
+        )
     return Advice(strategy, reasons, _comparison(strategy, far, source_run_available), seconds)

@@ -168,6 +168,19 @@ class CachedBatches:
         return consistency_loss(decode(perturb_features(features), size), labels, confident), confident.float().mean()
 
 
+def _unlabelled_images(config: TrainConfig, data: SegmentationData, writer: RunWriter, cached: bool):
+    """A semi-supervised run's unlabelled images, decoded once at the training size; None for a supervised run."""
+    if not config.unlabelled:
+        return None
+    paths = unlabelled_paths(data, config.unlabelled, config.train_size, config.seed)
+    writer.log(
+        f"semi-supervised: {len(paths)} unlabelled images ({config.unlabelled}), {config.unlabelled_ratio} per "
+        f"labelled image a step, pseudo-labels at confidence ≥ {config.confidence}, weight {config.unlabelled_weight}"
+        + ("; strong view: feature dropout on the cached features" if cached else "")
+    )
+    return UnlabelledImages(decode_unlabelled(paths, config.size), config.seed)
+
+
 @dataclass
 class Trainer:
     """Everything one run needs between epochs, built complete by `Trainer.build`; `fit` runs the epochs."""
@@ -252,16 +265,7 @@ class Trainer:
                     model, normalize, device, inference_dtype(device), origin=prepared.origin, log=writer.log
                 )
                 batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
-        unlabelled = None
-        if config.unlabelled:  # semi-supervised: the unlabelled images decoded once, at the training size
-            paths = unlabelled_paths(data, config.unlabelled, config.train_size, config.seed)
-            unlabelled = UnlabelledImages(decode_unlabelled(paths, config.size), config.seed)
-            writer.log(
-                f"semi-supervised: {len(paths)} unlabelled images ({config.unlabelled}), {config.unlabelled_ratio} per "
-                f"labelled image a step, pseudo-labels at confidence ≥ {config.confidence}, weight "
-                f"{config.unlabelled_weight}"
-                + ("; strong view: feature dropout on the cached features" if cache else "")
-            )
+        unlabelled = _unlabelled_images(config, data, writer, cached=cache is not None)
         if compiles(config, device):
             compile_network(model)
             writer.log("network compiled with torch.compile (inductor): the first steps include the compilation")
