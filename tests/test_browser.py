@@ -921,3 +921,77 @@ def test_a_page_whose_runs_have_all_finished_costs_no_reruns_and_a_new_step_reac
         (live.path / "status.json").write_text(json.dumps({**status, "state": "done"}))
     finally:
         page.context.close()
+
+
+# -- issue 24: unlabelled images ------------------------------------------------------------------------
+def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(browser, tmp_path_factory):
+    from PIL import Image
+
+    runs = tmp_path_factory.mktemp("unlabelled-server") / "runs"
+    runs.mkdir()
+    with streamlit_server(runs) as url:
+        data = dataset(tmp_path_factory, "with-photos")
+        (data / "unlabelled").mkdir()
+        for i in range(5):
+            Image.new("RGB", (64, 64), (30 * i, 90, 140)).save(data / "unlabelled" / f"photo_{i}.png")
+        plain = make_run(runs, data, owner="Uma", strategy="feature", group="semi-g")
+        semi = make_run(
+            runs, data, owner="Uma", strategy="feature", group="semi-g", unlabelled="dataset", confidence=0.5
+        )
+
+        page = new_page(browser)
+        visit(page, url, student="Uma")
+        page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+        settle(page)
+        path = page.get_by_label("Folder path")
+        path.fill(str(data))
+        path.press("Enter")
+        page.get_by_text("12 labelled, 5 unlabelled", exact=False).wait_for()
+        settle(page)
+        shoot(page, "24-data-unlabelled")
+
+        via_sidebar(page, "Compare")
+        page.locator("[data-testid='stImage']").nth(5).wait_for()
+        text = main_text(page)
+        assert plain.run_id in text and semi.run_id in text, "Compare did not show the labelled-only and the semi run"
+        assert "+ unlabelled" in text
+        shoot(page, "24-compare-semi")
+
+        via_sidebar(page, "Training")
+        page.get_by_text("Confident unlabelled pixels").wait_for()
+        shoot(page, "24-training-semi")
+
+        via_sidebar(page, "Learn")
+        page.get_by_text("Learning from unlabelled images").wait_for()
+        page.get_by_text("of the pixels are sure enough").wait_for()
+        shoot(page, "24-learn-pseudo-labels")
+
+        via_sidebar(page, "Data")
+        page.get_by_text("Lessons from your teacher").click()
+        box = page.locator("[data-testid='stSelectbox']").filter(has_text="Lesson")
+        choice = box.locator("input").first
+        choice.click()
+        choice.fill("Labels are expensive")  # typing filters the options to the one lesson
+        choice.press("Enter")
+        playwright.expect(choice).to_have_value(re.compile("Labels are expensive"), timeout=30_000)
+        settle(page)
+        page.get_by_test_id("stBaseButton-primary").filter(has_text="Open").click()
+        page.locator("h1").filter(has_text="Model & strategy").first.wait_for()
+        settle(page)
+        click_button(page, "▶ Start the lesson")
+        settle(page)
+        page.get_by_text("Queued 4 runs").wait_for()
+        try:
+            from segcore.runs.run import list_runs
+
+            queued = [r for r in list_runs(runs) if r.config.get("data") == "builtin:shapes"]
+            assert sorted((r.config["strategy"], r.config.get("unlabelled") or "-") for r in queued) == [
+                ("feature", "-"),
+                ("feature", "rest"),
+                ("parameter", "-"),
+                ("parameter", "rest"),
+            ]
+            assert all(r.owner == "Uma" and r.config["train_size"] == 0.1 for r in queued)
+        finally:
+            cancel_active(runs, ["Uma"])
+        page.context.close()

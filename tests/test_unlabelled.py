@@ -176,3 +176,20 @@ def test_the_advice_names_semi_supervised_training_when_unlabelled_images_outnum
     assert any("300 unlabelled images" in reason and "semi-supervised" in reason for reason in many.reasons)
     few = advise(30, None, None, "cpu", speeds, unlabelled_images=10)
     assert not any("unlabelled" in reason for reason in few.reasons)
+
+
+def test_the_pseudo_label_picture_of_a_students_run(tmp_path, train_dataset):
+    from segcore.teaching.pseudo_label_picture import NOT_CONFIDENT, pseudo_label_picture, unlabelled_images_of
+    from segcore.training.predict import Predictor
+
+    folder = _add_unlabelled(tmp_path, count=3)
+    config = TrainConfig(data=str(train_dataset), strategy="scratch", unlabelled=str(folder), **TINY)
+    run = train(config, tmp_path / "runs", run_id="semi")
+    paths = unlabelled_images_of(run)
+    assert sorted(p.name for p in paths) == ["photo_000.jpg", "photo_001.jpg", "photo_002.jpg"]
+    sure = pseudo_label_picture(Predictor(run.path, device="cpu"), paths[0], 0.5)
+    unsure = pseudo_label_picture(Predictor(run.path, device="cpu"), paths[0], 0.99)
+    assert sure.image.shape == sure.pseudo_label.shape == sure.confident.shape == (64, 64, 3)
+    assert 0.0 <= unsure.confident_share <= sure.confident_share <= 1.0
+    grey = (unsure.confident == np.array(NOT_CONFIDENT)).all(-1).mean()
+    assert grey == pytest.approx(1 - unsure.confident_share, abs=0.01)

@@ -33,7 +33,7 @@ class PseudoLabelPicture:
 
 def unlabelled_images_of(run: Run) -> list[Path]:
     """The unlabelled images a semi-supervised run learnt from (empty for a supervised run)."""
-    config = run.train_config()
+    config = run.train_config
     if not config.unlabelled:
         return []
     return unlabelled_paths(load_dataset(config.data), config.unlabelled, config.train_size, config.seed)
