@@ -187,7 +187,14 @@ def cmd_train(args) -> int:
     bar = tqdm(total=None, unit="step", dynamic_ncols=True, disable=args.quiet, file=sys.stderr)
 
     def show(record: dict) -> None:
-        if record["kind"] == "step":
+        if record["kind"] == "preparing":  # decoding the images before the first step
+            bar.set_description(record["what"])
+            bar.total, bar.n = record["total"], record["done"]
+            bar.refresh()
+            if record["done"] == record["total"]:
+                bar.set_description(None)
+                bar.reset(total=None)
+        elif record["kind"] == "step":
             bar.total = record["total_steps"]
             bar.set_postfix(epoch=record["epoch"], loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
             bar.update(1)

@@ -66,16 +66,15 @@ def test_a_dataset_over_the_image_limit_is_refused_with_the_limit(small_dataset,
         load_dataset(small_dataset)
 
 
-def test_decoding_a_split_over_the_memory_limit_is_refused_and_a_smaller_size_loads(small_dataset, monkeypatch):
+def test_a_split_over_the_memory_limit_is_read_from_disk_and_a_smaller_size_stays_in_memory(
+    small_dataset, monkeypatch, tmp_path
+):
     monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "1")
+    monkeypatch.setenv("SEGCORE_CACHE", str(tmp_path / "cache"))
     data = load_dataset(small_dataset)
-    with pytest.raises(
-        DatasetError,
-        match=r"decoding the 10 'train' pairs at 256×256 needs 2 MiB, over the limit of "
-        r"1 MiB \(SEGCORE_MAX_DECODED_MB\) — choose a smaller image size",
-    ):
-        data.load("train", (256, 256))
-    assert data.load("train", (64, 64)).images.shape == (10, 3, 64, 64)
+    assert data.load("train", (256, 256)).on_disk  # 10 pairs at 256×256: 2.5 MiB
+    small = data.load("train", (64, 64))
+    assert not small.on_disk and small.images.shape == (10, 3, 64, 64)
 
 
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale(tmp_path, monkeypatch):

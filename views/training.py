@@ -216,6 +216,8 @@ def live_view(group: str, every: str | None) -> None:
             detail = f"epoch {progress['epoch']}/{progress['epochs']} · step {progress['step']}/{progress['total_steps'] or '?'}"
             if progress["images_per_s"]:
                 detail += f" · {progress['images_per_s']:.1f} images/s"
+            if progress["preparing"]:
+                detail += f" · {progress['preparing']}"
             if progress["eta_s"] is not None:
                 detail += f" · about {duration(progress['eta_s'])} left"
             elif progress["state"] == "queued" and run.run_id in ahead:

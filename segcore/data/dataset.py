@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .files import check_readable, image_size, mask_array, read_image, read_mask
 from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
+from .record_store import Progress, RecordArray, decoded_on_disk, split_bytes
 from .roots import check_within_roots
 from .subsets import subset_count
 from .uploads import mark_used
@@ -36,10 +38,11 @@ _COUNT_CHUNK = 1 << 22  # pixels counted at once when scanning a mask's values
 
 @dataclass
 class ImageSet:
-    """Decoded, resized pairs kept in memory: uint8 images (N,3,H,W) and uint8 class maps (N,H,W)."""
+    """Decoded, resized pairs: uint8 images (N,3,H,W) and uint8 class maps (N,H,W), as tensors in memory or as
+    RecordArrays on disk (indexed the same way; a whole-split pass reads them in chunks)."""
 
-    images: torch.Tensor
-    masks: torch.Tensor
+    images: torch.Tensor | RecordArray
+    masks: torch.Tensor | RecordArray
     names: list[str]
 
     def __len__(self) -> int:
@@ -47,7 +50,13 @@ class ImageSet:
 
     def subset(self, indices) -> ImageSet:
         indices = list(indices)
+        if isinstance(self.images, RecordArray):  # on disk: a view, nothing read
+            return ImageSet(self.images.view(indices), self.masks.view(indices), [self.names[i] for i in indices])
         return ImageSet(self.images[indices], self.masks[indices], [self.names[i] for i in indices])
+
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self.images, RecordArray)
 
 
 @dataclass
@@ -88,31 +97,46 @@ class SegmentationData:
             raise DatasetError(self.root, f"the dataset has no '{split}' split", f"use one of {sorted(self.splits)}")
         return self.splits[split]
 
-    def load(self, split: str, size: tuple[int, int]) -> ImageSet:
-        """Every pair of a split decoded once, resized to size=(H, W), kept in memory for later epochs."""
+    def load(self, split: str, size: tuple[int, int], progress: Progress | None = None) -> ImageSet:
+        """Every pair of a split decoded once, resized to size=(H, W), kept for later epochs: in memory when it fits
+        SEGCORE_MAX_DECODED_MB, else in the disk cache (record_store.py) and read a batch at a time."""
         key = (split, tuple(size))
         if key not in self._cache:
-            pairs = self.pairs(split)
-            check_decoded_memory(self.root, split, len(pairs), size)
-            self._cache[key] = self.decode_pairs(pairs, size)
+            self._cache[key] = self.decode_pairs(self.pairs(split), size, progress)
         return self._cache[key]
 
-    def load_subset(self, split: str, size: tuple[int, int], indices: list[int]) -> ImageSet:
+    def load_subset(
+        self, split: str, size: tuple[int, int], indices: list[int], progress: Progress | None = None
+    ) -> ImageSet:
         """Only these pairs of a split decoded (a 10 % training subset decodes 10 % of the images), unless the
-        whole split is in memory already."""
+        whole split is decoded already."""
         whole = self.loaded(split, size)
         if whole is not None:
             return whole.subset(indices)
         pairs = self.pairs(split)
-        check_decoded_memory(self.root, split, len(indices), size)
-        return self.decode_pairs([pairs[i] for i in indices], size)
+        return self.decode_pairs([pairs[i] for i in indices], size, progress)
 
     def loaded(self, split: str, size: tuple[int, int]) -> ImageSet | None:
-        """The split if it is already in memory at this size, else None (nothing is decoded)."""
+        """The split if it is already decoded at this size, else None (nothing is decoded)."""
         return self._cache.get((split, tuple(size)))
 
-    def decode_pairs(self, pairs: list[Pair], size: tuple[int, int]) -> ImageSet:
-        """These pairs decoded straight to size=(H, W), written into preallocated tensors (no second copy)."""
+    def decoding_key(self) -> str:
+        """What decides a pair's decoded bytes besides its files and the size: the reader and the mask rule."""
+        return f"{type(self).__name__}:{hashlib.blake2b(pickle.dumps(self.encoding), digest_size=16).hexdigest()}"
+
+    def decode_pairs(self, pairs: list[Pair], size: tuple[int, int], progress: Progress | None = None) -> ImageSet:
+        """These pairs decoded straight to size=(H, W): into preallocated tensors (no second copy) when they fit the
+        memory budget, else into the disk cache, read back a batch at a time."""
+        if split_bytes(len(pairs), size) > limits().max_decoded_bytes:
+            images, masks, names = decoded_on_disk(
+                pairs,
+                size,
+                self.decoding_key(),
+                lambda pair: self._decode_pair(pair, size),
+                self._decode_threads(),
+                progress,
+            )
+            return ImageSet(images, masks, names)
         height, width = size
         images = torch.empty((len(pairs), 3, height, width), dtype=torch.uint8)
         masks = torch.empty((len(pairs), height, width), dtype=torch.uint8)
@@ -123,7 +147,9 @@ class SegmentationData:
             masks[index] = torch.from_numpy(mask)
 
         with ThreadPoolExecutor(self._decode_threads()) as pool:
-            list(pool.map(fill, range(len(pairs))))
+            for done, _ in enumerate(pool.map(fill, range(len(pairs))), 1):
+                if progress is not None:
+                    progress(done, len(pairs))
         return ImageSet(images, masks, [pair.name for pair in pairs])
 
     def _decode_threads(self) -> int:

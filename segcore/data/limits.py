@@ -21,16 +21,20 @@ def _env_int(name: str, default: int) -> int:
 class DataLimits:
     max_pixels: int  # per image or mask, read from the header before decoding
     max_images: int  # image/mask pairs per dataset
-    max_decoded_bytes: int  # one split decoded at the training size (images + masks)
+    max_decoded_bytes: int  # resident memory for one decoded split: larger splits go to the disk cache
+    max_decoded_disk_bytes: int  # the disk cache of decoded splits (data/record_store.py), all entries together
 
     @classmethod
     def from_env(cls) -> DataLimits:
         return cls(
             max_pixels=_env_int("SEGCORE_MAX_PIXELS", 40_000_000),
-            max_images=_env_int("SEGCORE_MAX_IMAGES", 10_000),
-            # a process with torch loaded already holds ~0.7 GiB; 256 MiB more keeps one student's data under
-            # 1 GiB (CamVid's 367 training pairs take 72 MiB at 192×256, 254 MiB at their full 360×480)
+            # a dataset's list of pairs and its mask scan stay in memory: 100,000 pairs is about 60 MiB of them
+            max_images=_env_int("SEGCORE_MAX_IMAGES", 100_000),
+            # a process with torch loaded already holds ~0.7 GiB; a split up to 256 MiB decoded stays in memory
+            # (CamVid's 367 training pairs take 72 MiB at 192×256), a larger one is read from the disk cache a batch
+            # at a time, so this bounds resident memory, not the dataset's size
             max_decoded_bytes=_env_int("SEGCORE_MAX_DECODED_MB", 256) * 1024**2,
+            max_decoded_disk_bytes=_env_int("SEGCORE_DECODED_CACHE_MB", 20_480) * 1024**2,
         )
 
 

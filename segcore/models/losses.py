@@ -12,6 +12,9 @@ from ..data.masks import IGNORE
 CLASS_WEIGHTINGS = {"auto": None, "none": None, "balanced": 1.0, "sqrt": 0.5}
 
 
+COUNT_CHUNK = 64  # masks counted at once (data/record_store.READ_CHUNK: a pass over a split on disk reads as much)
+
+
 def class_balance_weights(
     masks: torch.Tensor, num_classes: int, max_weight: float = 10.0, power: float = 1.0
 ) -> torch.Tensor:
@@ -21,9 +24,12 @@ def class_balance_weights(
     people) are never predicted and score 0 IoU. Classes absent from the masks get weight 0 (they contribute
     no pixels anyway); weights are capped so one rare class cannot swamp the loss.
     """
-    labels = masks.reshape(-1)
-    # counted where the masks live (on a GPU, training keeps them there), weighed on the CPU: a few numbers
-    counts = torch.bincount(labels[labels != IGNORE].long(), minlength=num_classes)[:num_classes].double().cpu()
+    counts = torch.zeros(num_classes, dtype=torch.double)
+    for start in range(0, len(masks), COUNT_CHUNK):  # a chunk at a time: masks may be on disk, or large
+        labels = masks[start : start + COUNT_CHUNK].reshape(-1)
+        # counted where the masks live (on a GPU, training keeps them there), weighed on the CPU: a few numbers
+        chunk = torch.bincount(labels[labels != IGNORE].long(), minlength=num_classes)[:num_classes]
+        counts += chunk.double().cpu()
     present = counts > 0
     if not present.any():
         return torch.ones(num_classes)

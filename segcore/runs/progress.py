@@ -44,4 +44,8 @@ def run_progress(run: Run, curves: tuple[list[dict], list[dict]] | None = None) 
         "images_per_s": finite_number(last.get("images_per_s")),
         "eta_s": eta,
         "best_miou": max(mious, default=None),
+        # before the first step: what the run is preparing (decoding its images), "done/total" included
+        "preparing": status_text
+        if status.state == "running" and not step and isinstance(status_text := run.status.get("preparing"), str)
+        else None,
     }

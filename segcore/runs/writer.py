@@ -149,6 +149,16 @@ class RunWriter(Run):
         if state == "running":
             self._start_heartbeat()
 
+    def note_preparing(self, what: str, done: int, total: int) -> None:
+        """What a running run does before its first step (decoding its images), for its card and a progress bar."""
+        text = f"{what}: {done}/{total}"
+        with self._status_lock:
+            status = self.recorded_status()[0]
+            if status.get("state") == "running":
+                record_status(self.path, {**status, "preparing": text})
+        if self.listener:
+            self.listener({"kind": "preparing", "what": what, "done": done, "total": total})
+
     def fail(self, reason: str, details: str | None = None) -> None:
         """Record a failure as well as the disk allows: the status first (what pages and the queue read), then the log."""
         try:

@@ -250,3 +250,6 @@ class QuietWriter(Run):
 
     def log_metrics(self, record: dict) -> None:
         pass
+
+    def note_preparing(self, what: str, done: int, total: int) -> None:
+        pass

@@ -47,13 +47,20 @@ def native_confusion(
     """Confusion matrix at native resolution. The input is the split decoded at the training size exactly as
     the training-size score sees it, so the two scores differ only in where the argmax is taken."""
     images = data.load(split, size)
-    masks = native_masks(data, split)
+    kept = data._cache.get((split, "native-masks"))
+    masks = kept if images.on_disk else native_masks(data, split)  # on disk: one native mask at a time
+    pairs = data.pairs(split)
     matrix = ConfusionMatrix(data.num_classes)
     model.eval()
     for start in range(0, len(images), batch_size):
         with autocast():
             logits = model(normalize(images.images[start : start + batch_size].to(device)))
-        for logit, mask in zip(logits, masks[start : start + batch_size]):
+        for offset, logit in enumerate(logits):
+            if masks is not None:
+                mask = masks[start + offset]
+            else:  # read one native mask at a time: a large split's masks are never all in memory
+                pair = pairs[start + offset]
+                mask = torch.from_numpy(data.encoding.apply(read_mask_raw(pair.mask), pair.mask))
             matrix.update(mask, native_class_map(logit, tuple(mask.shape)))
     return matrix
 

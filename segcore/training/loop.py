@@ -168,6 +168,19 @@ class CachedBatches:
         return consistency_loss(decode(perturb_features(features), size), labels, confident), confident.float().mean()
 
 
+def decode_progress(writer: RunWriter, what: str) -> Callable[[int, int], None]:
+    """A decode's progress for the run's card and the CLI's bar, at most once a second (and at the end)."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= 1.0:
+            last[0] = now
+            writer.note_preparing(what, done, total)
+
+    return report
+
+
 def _unlabelled_images(config: TrainConfig, data: SegmentationData, writer: RunWriter, cached: bool):
     """A semi-supervised run's unlabelled images, decoded once at the training size; None for a supervised run."""
     if not config.unlabelled:
@@ -221,9 +234,18 @@ class Trainer:
     ) -> Trainer:
         dist = Distributed.from_env()
         device = dist.device(pick_device(config.device))
-        train_set = data.load_subset("train", config.size, data.train_indices(config.train_size, config.seed))
-        val_set = data.load("val", config.size)
-        if device.type == "cuda":  # small datasets live on the GPU: no host→device copy per step
+        indices = data.train_indices(config.train_size, config.seed)
+        started = time.perf_counter()
+        train_set = data.load_subset("train", config.size, indices, decode_progress(writer, "decoding training images"))
+        val_set = data.load("val", config.size, decode_progress(writer, "decoding validation images"))
+        if train_set.on_disk or val_set.on_disk:
+            writer.log(
+                f"images read from the disk cache a batch at a time (over SEGCORE_MAX_DECODED_MB in memory): "
+                f"{len(train_set)} training, {len(val_set)} validation at {config.height}×{config.width}, ready in "
+                f"{time.perf_counter() - started:.1f}s"
+            )
+        if device.type == "cuda" and not train_set.on_disk and not val_set.on_disk:
+            # small datasets (they fit the decoded-memory budget) live on the GPU: no host→device copy per step
             train_set, val_set = (
                 ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set)
             )
@@ -258,7 +280,12 @@ class Trainer:
             train_set, make_augmentation(augment_kind, config.size), normalize, device
         )
         if config.strategy_info.caches_features:
-            if config.encoder_bn_mode() == "all" or augment_kind == "full":
+            if train_set.on_disk or val_set.on_disk:
+                writer.log(
+                    "feature cache off: the images are read from the disk cache a batch at a time, and their features "
+                    "(larger than the images) would not fit the decoded-memory budget either; the frozen encoder runs live"
+                )
+            elif config.encoder_bn_mode() == "all" or augment_kind == "full":
                 writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
             else:
                 cache = FeatureCache(
@@ -442,7 +469,7 @@ class Trainer:
         return not self.dist.active and len(self.val_set) * height * width <= MAX_KEPT_MAP_BYTES
 
     def val_outputs(self, maps) -> ValOutputs:
-        truths = self.val_set.masks.cpu().numpy()
+        truths = self.val_set.masks[:].cpu().numpy()
         intersection, union = per_image_counts(maps, truths, self.data.num_classes)
         return ValOutputs(maps, intersection, union, list(self.val_set.names))
 

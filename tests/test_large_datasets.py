@@ -1,0 +1,160 @@
+"""Datasets larger than memory: a split over SEGCORE_MAX_DECODED_MB is decoded once into the disk cache and read a
+batch at a time; entries are shared, built atomically, kept under their own disk budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from segcore import DatasetError, TrainConfig, load_dataset, train
+from segcore.data import record_store
+from segcore.data.record_store import RecordArray, decoded_dir
+
+from .conftest import wait_until, write_images_masks
+
+ON_DISK = {"SEGCORE_MAX_DECODED_MB": "1"}  # 1 MiB: 10 pairs at 256×256 (2.5 MiB) go to disk
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGCORE_CACHE", str(tmp_path / "cache"))
+    for name, value in ON_DISK.items():
+        monkeypatch.setenv(name, value)
+    return tmp_path / "cache"
+
+
+def test_a_split_over_the_memory_budget_is_read_from_disk_and_equals_the_in_memory_decode(
+    small_dataset, cache, monkeypatch
+):
+    on_disk = load_dataset(small_dataset).load("train", (256, 256))
+    assert on_disk.on_disk and len(on_disk) == 10
+    monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "256")
+    in_memory = load_dataset(small_dataset).load("train", (256, 256))
+    assert not in_memory.on_disk
+    assert torch.equal(on_disk.images[:], in_memory.images) and torch.equal(on_disk.masks[:], in_memory.masks)
+    assert on_disk.names == in_memory.names
+
+
+def test_records_index_like_a_tensor(tmp_path):
+    values = torch.arange(10 * 2 * 3, dtype=torch.uint8).reshape(10, 2, 3)
+    path = tmp_path / "records.u8"
+    path.write_bytes(values.numpy().tobytes())
+    records = RecordArray(path, (10, 2, 3))
+    for key in (3, -1, slice(2, 7), slice(None, None, 3), [7, 2, 2, 9], torch.tensor([5, 0]), values[:, 0, 0] % 4 == 0):
+        assert torch.equal(records[key], values[key]), key
+    view = records.view([8, 1, 4])
+    assert len(view) == 3 and torch.equal(view[:], values[[8, 1, 4]]) and torch.equal(view[[2, 0]], values[[4, 8]])
+    with pytest.raises(IndexError):
+        records[10]
+
+
+def test_two_runs_of_the_same_data_share_one_entry_and_decode_once(small_dataset, cache, monkeypatch):
+    decoded = []
+    original = record_store._decode_into
+
+    def counting(staging, pairs, *args):
+        decoded.append(len(pairs))
+        return original(staging, pairs, *args)
+
+    monkeypatch.setattr(record_store, "_decode_into", counting)
+    first = load_dataset(small_dataset).load("train", (256, 256))
+    second = load_dataset(small_dataset).load("train", (256, 256))  # another run, another student: a fresh dataset
+    assert decoded == [10]
+    assert first.images.path == second.images.path
+    assert len([p for p in decoded_dir().iterdir() if p.is_dir()]) == 1
+
+
+def test_training_reads_batches_never_the_whole_split(cache, tmp_path, monkeypatch):
+    data_dir = write_images_masks(tmp_path / "many", count=90)  # 72 training pairs: 18 MiB at 256×256
+    largest = [0]
+    original = RecordArray._positions
+
+    def watched(self, key):
+        positions, single = original(self, key)
+        largest[0] = max(largest[0], len(positions))
+        return positions, single
+
+    monkeypatch.setattr(RecordArray, "_positions", watched)
+    config = TrainConfig(
+        data=str(data_dir), strategy="feature", epochs=1, min_steps=0, height=256, width=256, batch_size=4
+    )
+    run = train(config, tmp_path / "runs", run_id="large")
+    assert run.state == "done", run.status
+    log = run.log_tail(100)
+    assert "read from the disk cache a batch at a time" in log and "feature cache off" in log
+    assert run.summary()["train_images"] == 72
+    assert 0 < largest[0] <= record_store.READ_CHUNK < 72  # batches, and whole-split passes in chunks
+
+
+def test_a_killed_decode_leaves_no_entry_and_the_next_load_rebuilds_it(tmp_path, cache):
+    data_dir = write_images_masks(tmp_path / "slow", count=30, size=(96, 96))
+    script = textwrap.dedent(f"""
+        import time
+        from segcore import load_dataset
+        from segcore.data import dataset
+        slow = dataset.SegmentationData._decode_pair
+        def crawl(self, pair, size):
+            time.sleep(0.2)
+            return slow(self, pair, size)
+        dataset.SegmentationData._decode_pair = crawl
+        load_dataset({str(data_dir)!r}).load("train", (256, 256))
+    """)
+    env = {**os.environ, "SEGCORE_CACHE": str(cache), **ON_DISK}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        assert wait_until(lambda: any(decoded_dir().glob(".*.partial")) if decoded_dir().is_dir() else False, 60)
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not [p for p in decoded_dir().iterdir() if p.is_dir() and not p.name.startswith(".")]
+    rebuilt = load_dataset(data_dir).load("train", (256, 256))
+    assert rebuilt.on_disk
+    fresh = load_dataset(data_dir)
+    fresh._cache.clear()
+    pairs = fresh.pairs("train")
+    expected = np.stack([fresh._decode_pair(p, (256, 256))[1] for p in pairs])
+    assert np.array_equal(rebuilt.masks[:].numpy(), expected)
+    assert not list(decoded_dir().glob(".*.partial")), "the dead decode's staging folder was not cleared"
+
+
+def test_an_entry_over_the_disk_budget_is_refused_naming_the_setting(small_dataset, cache, monkeypatch):
+    monkeypatch.setenv("SEGCORE_DECODED_CACHE_MB", "1")
+    with pytest.raises(DatasetError, match=r"over the disk cache's limit of 1 MiB \(SEGCORE_DECODED_CACHE_MB\)"):
+        load_dataset(small_dataset).load("train", (256, 256))
+
+
+def test_least_recently_used_entries_leave_first(small_dataset, cache, monkeypatch):
+    data = load_dataset(small_dataset)
+    first = data.load("train", (256, 256)).images.path.parent
+    os.utime(first, (time.time() - 100, time.time() - 100))
+    monkeypatch.setenv("SEGCORE_DECODED_CACHE_MB", "3")  # room for one 2.5 MiB entry
+    second = load_dataset(small_dataset).load("train", (224, 224)).images.path.parent
+    assert second.is_dir() and not first.exists()
+
+
+def test_native_scores_stream_from_disk_and_equal_the_in_memory_ones(cache, tmp_path, monkeypatch):
+    from segcore import Predictor
+    from segcore.training.evaluate import evaluate_run
+
+    data_dir = write_images_masks(tmp_path / "forty", count=40)  # 8 validation pairs: 2 MiB at 256×256
+    monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "256")
+    config = TrainConfig(
+        data=str(data_dir), strategy="scratch", epochs=1, min_steps=0, max_steps=2, height=256, width=256
+    )
+    run = train(config, tmp_path / "runs", run_id="native")
+    in_memory = evaluate_run(Predictor(run.path), load_dataset(data_dir), native=True)
+    monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "1")
+    data = load_dataset(data_dir)
+    on_disk = evaluate_run(Predictor(run.path), data, native=True)
+    assert data.loaded("val", (256, 256)).on_disk
+    assert on_disk["miou"] == pytest.approx(in_memory["miou"], abs=1e-9)
+    assert on_disk["per_class_iou"] == pytest.approx(in_memory["per_class_iou"], abs=1e-9)
