@@ -30,7 +30,16 @@ from ..settings.config import TrainConfig
 from .distributed import DecodeFeatures, Distributed
 from .feature_cache import FeatureCache
 from .preparation import PreparedModel, Regularizer, prepare
-from .semi_supervised import UnlabelledImages, consistency_loss, cutmix, perturb_features, pseudo_labels, strong_view
+from .semi_supervised import (
+    UnlabelledImages,
+    as_teacher,
+    consistency_loss,
+    cutmix,
+    perturb_features,
+    pseudo_labels,
+    running_statistics_kept,
+    strong_view,
+)
 
 MAX_KEPT_MAP_BYTES = 256 * 1024**2
 
@@ -137,10 +146,12 @@ class LiveBatches:
         images = unlabelled.images[indices].to(self.device, non_blocking=True)
         flipped = torch.rand(len(indices)) < 0.5
         images[flipped.to(images.device)] = images[flipped.to(images.device)].flip(-1)
-        with torch.no_grad():
+        with as_teacher(model):
             labels, confident = pseudo_labels(model(self._inputs(images)), confidence)
         strong, labels, confident = cutmix(strong_view(images), labels, confident)
-        return consistency_loss(model(self._inputs(strong)), labels, confident), confident.float().mean()
+        with running_statistics_kept(model):
+            strong_logits = model(self._inputs(strong))
+        return consistency_loss(strong_logits, labels, confident), confident.float().mean()
 
 
 class CachedBatches:
@@ -163,9 +174,11 @@ class CachedBatches:
         """The same on cached features: the strong view is feature dropout (the images' features are cached)."""
         features, placeholder = self.cache.batch(unlabelled, indices, flip=self.flips)
         size = placeholder.shape[-2:]
-        with torch.no_grad():
+        with as_teacher(decode):
             labels, confident = pseudo_labels(decode(features, size), confidence)
-        return consistency_loss(decode(perturb_features(features), size), labels, confident), confident.float().mean()
+        with running_statistics_kept(decode):
+            strong_logits = decode(perturb_features(features), size)
+        return consistency_loss(strong_logits, labels, confident), confident.float().mean()
 
 
 def decode_progress(writer: RunWriter, what: str) -> Callable[[int, int], None]:

@@ -6,6 +6,11 @@ must predict it, pixel by pixel, where the confidence is at least TrainConfig.co
 one plus TrainConfig.unlabelled_weight × that consistency loss, averaged over every unlabelled pixel (so it grows as
 more pixels become confident).
 
+The pseudo-label comes from the network in evaluation mode (BatchNorm's running statistics, no dropout: the best guess
+it can make now), and the strong view's forward leaves BatchNorm's running statistics as they are (they stay those of
+the labelled images, which evaluation uses): measured on CamVid's tuning split, strongly changed colours in the running
+statistics cost more than the unlabelled images gave (bench/README.md, "Unlabelled images").
+
 Feature transfer keeps its cache: its frozen encoder's features of the unlabelled images are computed once like the
 labelled ones, and the strong view is a perturbation of those features (dropout, UniMatch's feature perturbation)
 instead of the images. Which of the two a strategy takes is its record's `caches_features`.
@@ -14,6 +19,7 @@ instead of the images. Which of the two a strategy takes is its record's `caches
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +78,34 @@ def consistency_loss(strong_logits: torch.Tensor, labels: torch.Tensor, confiden
     target = torch.where(confident, labels, torch.full_like(labels, IGNORE))
     per_pixel = F.cross_entropy(strong_logits.float(), target.long(), ignore_index=IGNORE, reduction="none")
     return per_pixel.sum() / max(1, target.numel())
+
+
+@contextmanager
+def as_teacher(model: torch.nn.Module):
+    """The network in evaluation mode and without gradients, for the weak view's pseudo-labels; back as it was after
+    (SegmentationModel.train keeps its BatchNorm settings)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def running_statistics_kept(model: torch.nn.Module):
+    """BatchNorm normalises with the batch's statistics as in any training forward, but its running statistics (what
+    evaluation uses) do not take the strongly changed images in: momentum 0 for the duration."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    try:
+        yield model
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
 
 
 def perturb_features(features: list[torch.Tensor]) -> list[torch.Tensor]:
