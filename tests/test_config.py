@@ -30,7 +30,7 @@ INVALID = [
     ("train_size", ["--train-size", "inf"], {"train_size": math.inf}, "finite"),
     ("train_size", ["--train-size", "1.5"], {"train_size": 1.5}, "whole number of images"),
     ("max_steps", ["--max-steps", "-1"], {"max_steps": -1}, "between 0 and"),
-    ("height", ["--size", "100"], {"height": 100, "width": 100}, "multiple of 32"),
+    ("height", ["--size", "100"], {"height": 100, "width": 100}, "multiple of 8"),
     ("source_run", ["--strategy", "structure"], {"strategy": "structure"}, "needs a source run"),
 ]
 

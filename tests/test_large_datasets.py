@@ -158,3 +158,56 @@ def test_native_scores_stream_from_disk_and_equal_the_in_memory_ones(cache, tmp_
     assert data.loaded("val", (256, 256)).on_disk
     assert on_disk["miou"] == pytest.approx(in_memory["miou"], abs=1e-9)
     assert on_disk["per_class_iou"] == pytest.approx(in_memory["per_class_iou"], abs=1e-9)
+
+
+# -- the aspect kept: resize 'crop' ----------------------------------------------------------------------------
+def test_framing_grows_the_training_size_to_the_typical_aspect():
+    from segcore.data.framing import cover_box, framed_size
+
+    assert framed_size((256, 256), (480, 360)) == (256, 341)  # CamVid's 4:3 frames
+    assert framed_size((192, 256), (480, 360)) == (192, 256)  # already its aspect: nothing to cut
+    resized, (top, left) = cover_box((300, 600), (256, 256))  # a tall photo: full width, the middle of its height
+    assert resized == (256, 512) and (top, left) == (128, 0)
+
+
+def test_random_windows_keep_each_mask_on_its_image():
+    from segcore.data.transforms import augment_batch, make_augmentation
+
+    rows = torch.arange(48, dtype=torch.uint8)[:, None].expand(48, 64)
+    images = torch.stack([rows.expand(3, 48, 64), (rows + 50).expand(3, 48, 64)])
+    masks = torch.stack([rows, rows + 50])  # each pixel's class is its image's value there
+    cropped, cropped_masks = augment_batch(make_augmentation("flip", (32, 32), crop=True), images, masks)
+    assert cropped.shape == (2, 3, 32, 32) and cropped_masks.shape == (2, 32, 32)
+    for image, mask in zip(cropped, cropped_masks):
+        assert torch.equal(image[0], mask)
+
+
+def test_a_run_that_keeps_the_aspect_trains_on_windows_and_scores_whole_images(tmp_path):
+    from segcore import Predictor
+    from segcore.compare.run_views import run_view
+    from segcore.training.evaluate import evaluate_run
+
+    data_dir = write_images_masks(tmp_path / "wide", count=12, size=(48, 64))  # 4:3 frames
+    config = TrainConfig(
+        data=str(data_dir), strategy="scratch", resize="crop", epochs=1, min_steps=0, height=32, width=32
+    )
+    run = train(config, tmp_path / "runs", run_id="aspect")
+    assert run.state == "done", run.status
+    assert "aspect kept: images stored at 32×43" in run.log_tail(50)
+    data = load_dataset(data_dir)
+    view = run_view(run, data)
+    assert view.size == (32, 43) and view.outputs.maps.shape[1:] == (32, 43)
+    predictor = Predictor(run.path)
+    image = data.load_pair(data.pairs("val")[0])[0]
+    assert predictor.predict(image).shape == (48, 64)  # the native map, from a whole 32×43 input
+    scored = evaluate_run(predictor, data, native=True)
+    assert scored["miou"] == pytest.approx(run.summary()["miou"], abs=0.15)  # native vs stored grid: close
+
+
+def test_camvid_sized_frames_train_at_their_native_size(tmp_path):
+    data_dir = write_images_masks(tmp_path / "native", count=6, size=(360, 480))
+    config = TrainConfig(
+        data=str(data_dir), strategy="scratch", epochs=1, min_steps=0, max_steps=1, height=360, width=480, batch_size=2
+    ).validate()
+    run = train(config, tmp_path / "runs", run_id="native-size")
+    assert run.state == "done", run.status

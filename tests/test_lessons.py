@@ -151,7 +151,7 @@ def test_an_embedded_dataset_and_source_run_round_trip(tmp_path, small_dataset, 
         ({"strategies": ["scratch", "transfer-magic"]}, "unknown strategy 'transfer-magic'"),
         ({"strategies": []}, "compares no strategy"),
         ({"settings": {"lr": -1}}, "setting lr (--lr) = -1: must be between"),
-        ({"settings": {"height": 100}}, "setting height (--size) = 100: must be a multiple of 32"),
+        ({"settings": {"height": 100}}, "setting height (--size) = 100: must be a multiple of 8"),
         ({"settings": {"learning_rate": 0.1}}, "'learning_rate' is not a training setting"),
         ({"settings": {"device": "cuda"}}, "the setting 'device' cannot be fixed by a lesson"),
         (

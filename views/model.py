@@ -64,6 +64,7 @@ WIDGET_SETTINGS = {
     "freeze_epochs": "freeze_epochs",
     "train_bn": "train_bn",
     "backbone": "backbone",
+    "resize": "resize",
     "unlabelled": "unlabelled",
     "confidence": "confidence",
     "unlabelled_ratio": "unlabelled_ratio",
@@ -104,6 +105,7 @@ CHOICES = {
     "class_weights": list(CLASS_WEIGHTINGS),
     "train_bn": ["auto", "on", "off"],
     "unlabelled": list(UNLABELLED_CHOICES),
+    "resize": ["squash", "crop"],
 }
 
 
@@ -333,6 +335,7 @@ def chosen_config(data) -> tuple[TrainConfig, int, str | None]:
         if name not in ("height", "backbone", "encoder_lr_factor", "freeze_epochs", "train_bn") and key in state:
             settings[name] = _as_declared(name, state[key])
     settings["unlabelled"] = None if state.get("unlabelled") in (None, "off") else state["unlabelled"]
+    settings["resize"] = state.get("resize") or DEFAULTS.resize
     if not settings.get("class_weights"):
         settings["class_weights"] = DEFAULTS.class_weights
     settings["augment"] = state.get("augment") or "flip"
@@ -424,7 +427,15 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         c3.caption("Training images used: the only one there is.")
     setting_input(c4, "seed", "seed", max_value=10_000)
     st.caption(REGULARIZERS[regularizer])
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
+    c3.segmented_control(
+        describe("resize")["label"],
+        ["squash", "crop"],
+        **initial("resize", "default", DEFAULTS.resize),
+        key="resize",
+        format_func={"squash": "squash to the size", "crop": "keep the aspect"}.get,
+        help=describe("resize")["help"],
+    )
     augment = (
         c1.segmented_control(
             describe("augment")["label"],

@@ -12,6 +12,7 @@ import torch
 from ..base.errors import RunError
 from ..data.classes import default_palette
 from ..data.dataset import SegmentationData
+from ..data.framing import COVER, SQUASH, framed_size
 from ..runs.records import best_meta_problem, colours_problem
 from ..runs.run import Run
 from ..runs.val_outputs import ValOutputs, outputs_problem, per_image_counts, read_val_outputs, write_val_outputs
@@ -25,17 +26,18 @@ class RunView:
     run: Run
     classes: list[str]
     colours: list[tuple]
-    size: tuple[int, int]  # (height, width) the run was trained and predicts at
+    size: tuple[int, int]  # (height, width) the validation images were scored at (its training size, or framed)
     strategy: str
     outputs: ValOutputs
+    fit: str = SQUASH  # how the images were decoded (data/framing.py)
 
     def map(self, index: int) -> np.ndarray:
         return self.outputs.maps[index]
 
 
 def drawing_meta(run: Run) -> tuple[list[str], list[tuple], tuple[int, int]]:
-    """(class names, colours, size) from best.json; names and colours that do not keep the rules are replaced
-    (the run's `problem` says so), since they only draw."""
+    """(class names, colours, training size) from best.json; names and colours that do not keep the rules are
+    replaced (the run's `problem` says so), since they only draw."""
     meta, problem = run.best_meta()
     structural = problem or best_meta_problem({k: v for k, v in meta.items() if k not in ("classes", "colours")})
     if structural or not isinstance(meta.get("num_classes"), int) or not isinstance(meta.get("height"), int):
@@ -52,37 +54,44 @@ def drawing_meta(run: Run) -> tuple[list[str], list[tuple], tuple[int, int]]:
 def run_view(run: Run, data: SegmentationData, split: str = "val") -> RunView:
     """The run's view on `data` (the dataset it was trained on, read with its own settings). Outputs are read from
     the run folder; missing (an older or imported run), they are computed once with the model and saved."""
-    classes, colours, size = drawing_meta(run)
+    classes, colours, trained = drawing_meta(run)
+    fit = COVER if run.best_meta()[0].get("resize") == "crop" else SQUASH
+    size = framed_size(trained, data.typical_size()) if fit == COVER else trained
     if data.num_classes != len(classes):
         raise RunError(
             f"run {run.run_id} predicts {len(classes)} classes but the dataset has {data.num_classes}: "
             "use the dataset the run was trained on"
         )
     outputs = read_val_outputs(run.path) if split == "val" else None
-    images = data.load(split, size)
+    images = data.load(split, size, fit=fit)
     if outputs is None or len(outputs.names) != len(images) or outputs.maps.shape[1:] != tuple(size):
-        outputs = compute_outputs(run, data, split, size)
+        outputs = compute_outputs(run, data, split, size, fit=fit)
         if split == "val":
             write_val_outputs(run.path, outputs)
     if outputs_problem(outputs, len(classes)):
         raise RunError(f"run {run.run_id}: {outputs_problem(outputs, len(classes))}")
-    return RunView(run, classes, colours, size, str(run.config.get("strategy", "?")), outputs)
+    return RunView(run, classes, colours, size, str(run.config.get("strategy", "?")), outputs, fit)
 
 
 def compute_outputs(
-    run: Run, data: SegmentationData, split: str, size: tuple[int, int], predictor: Predictor | None = None
+    run: Run,
+    data: SegmentationData,
+    split: str,
+    size: tuple[int, int],
+    predictor: Predictor | None = None,
+    fit: str = SQUASH,
 ) -> ValOutputs:
     """The run's model over the split, once: the one forward pass Compare makes, for runs saved without outputs
     (or a model the caller hands in)."""
     predictor = predictor or Predictor(run, device="cpu")
-    images = data.load(split, size)
+    images = data.load(split, size, fit=fit)
     maps = []
     with torch.inference_mode():
         for start in range(0, len(images), PREDICTION_BATCH):
             batch = images.images[start : start + PREDICTION_BATCH].to(predictor.device)
             maps.append(predictor.model(predictor.normalize(batch)).argmax(1).to("cpu", torch.uint8))
     maps = torch.cat(maps).numpy() if maps else np.zeros((0, *size), dtype=np.uint8)
-    intersection, union = per_image_counts(maps, images.masks.numpy(), data.num_classes)
+    intersection, union = per_image_counts(maps, images.masks[:].numpy(), data.num_classes)
     return ValOutputs(maps, intersection, union, list(images.names))
 
 
@@ -94,9 +103,10 @@ def as_views(items, data: SegmentationData, split: str = "val") -> list[RunView]
         if isinstance(item, RunView):
             views.append(item)
         elif isinstance(item, Predictor):
-            outputs = compute_outputs(item.run, data, split, item.size, item)
+            size = item.framed(data)
+            outputs = compute_outputs(item.run, data, split, size, item, item.fit)
             strategy = str(item.run.config.get("strategy", "?"))
-            views.append(RunView(item.run, list(item.classes), list(item.colours), item.size, strategy, outputs))
+            views.append(RunView(item.run, list(item.classes), list(item.colours), size, strategy, outputs, item.fit))
         else:
             views.append(run_view(item if isinstance(item, Run) else Run.from_path(item), data, split))
     return views

@@ -38,7 +38,7 @@ def comparison_tiles(
     sheet and the HTML report paste them."""
     views = as_views(runs_or_views, data, split)
     first = views[0]
-    images = data.load(split, first.size)
+    images = data.load(split, first.size, fit=first.fit)
     unpainted = unpainted_classes(first.classes)
     tiles = []
     for index in range(min(count, len(images))):

@@ -49,7 +49,7 @@ def worst_images_for_class(
         )
     if not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < len(classes):
         raise RunError(f"class {class_index!r} does not exist: choose 0 to {len(classes) - 1} ({', '.join(classes)})")
-    images = data.load(split, views[0].size)
+    images = data.load(split, views[0].size, fit=views[0].fit)
 
     scored = []
     for index in range(len(images)):

@@ -20,6 +20,7 @@ from ..base.paths import cache_dir
 from .archives import safe_extract_zip
 from .classes import VOC_CLASSES, check_class_count, default_palette, find_class_file
 from .files import check_readable, image_size, mask_array, read_image, read_mask, read_mask_image, read_mask_raw
+from .framing import COVER, SQUASH, cover_box
 from .layouts import Pair, scan_layout
 from .limits import limits
 from .masks import IGNORE, MaskEncoding, infer_encoding
@@ -57,6 +58,10 @@ class ImageSet:
     @property
     def on_disk(self) -> bool:
         return isinstance(self.images, RecordArray)
+
+
+def _cache_key(split: str, size: tuple[int, int], fit: str) -> tuple:
+    return (split, tuple(size)) if fit == SQUASH else (split, tuple(size), fit)
 
 
 @dataclass
@@ -97,42 +102,54 @@ class SegmentationData:
             raise DatasetError(self.root, f"the dataset has no '{split}' split", f"use one of {sorted(self.splits)}")
         return self.splits[split]
 
-    def load(self, split: str, size: tuple[int, int], progress: Progress | None = None) -> ImageSet:
-        """Every pair of a split decoded once, resized to size=(H, W), kept for later epochs: in memory when it fits
-        SEGCORE_MAX_DECODED_MB, else in the disk cache (record_store.py) and read a batch at a time."""
-        key = (split, tuple(size))
+    def load(self, split: str, size: tuple[int, int], progress: Progress | None = None, fit: str = SQUASH) -> ImageSet:
+        """Every pair of a split decoded once at size=(H, W), kept for later epochs: in memory when it fits
+        SEGCORE_MAX_DECODED_MB, else in the disk cache (record_store.py) and read a batch at a time. `fit`: SQUASH
+        resizes each image to the size; COVER keeps its aspect (framing.py)."""
+        key = _cache_key(split, size, fit)
         if key not in self._cache:
-            self._cache[key] = self.decode_pairs(self.pairs(split), size, progress)
+            self._cache[key] = self.decode_pairs(self.pairs(split), size, progress, fit)
         return self._cache[key]
 
     def load_subset(
-        self, split: str, size: tuple[int, int], indices: list[int], progress: Progress | None = None
+        self,
+        split: str,
+        size: tuple[int, int],
+        indices: list[int],
+        progress: Progress | None = None,
+        fit: str = SQUASH,
     ) -> ImageSet:
         """Only these pairs of a split decoded (a 10 % training subset decodes 10 % of the images), unless the
         whole split is decoded already."""
-        whole = self.loaded(split, size)
+        whole = self.loaded(split, size, fit)
         if whole is not None:
             return whole.subset(indices)
         pairs = self.pairs(split)
-        return self.decode_pairs([pairs[i] for i in indices], size, progress)
+        return self.decode_pairs([pairs[i] for i in indices], size, progress, fit)
 
-    def loaded(self, split: str, size: tuple[int, int]) -> ImageSet | None:
+    def loaded(self, split: str, size: tuple[int, int], fit: str = SQUASH) -> ImageSet | None:
         """The split if it is already decoded at this size, else None (nothing is decoded)."""
-        return self._cache.get((split, tuple(size)))
+        return self._cache.get(_cache_key(split, size, fit))
+
+    def typical_size(self) -> tuple[int, int]:
+        """(width, height) most of the images have: what an aspect-keeping training size is framed on."""
+        return self.scan.image_sizes.most_common(1)[0][0] if self.scan.image_sizes else (1, 1)
 
     def decoding_key(self) -> str:
         """What decides a pair's decoded bytes besides its files and the size: the reader and the mask rule."""
         return f"{type(self).__name__}:{hashlib.blake2b(pickle.dumps(self.encoding), digest_size=16).hexdigest()}"
 
-    def decode_pairs(self, pairs: list[Pair], size: tuple[int, int], progress: Progress | None = None) -> ImageSet:
+    def decode_pairs(
+        self, pairs: list[Pair], size: tuple[int, int], progress: Progress | None = None, fit: str = SQUASH
+    ) -> ImageSet:
         """These pairs decoded straight to size=(H, W): into preallocated tensors (no second copy) when they fit the
         memory budget, else into the disk cache, read back a batch at a time."""
         if split_bytes(len(pairs), size) > limits().max_decoded_bytes:
             images, masks, names = decoded_on_disk(
                 pairs,
                 size,
-                self.decoding_key(),
-                lambda pair: self._decode_pair(pair, size),
+                self.decoding_key() + ("" if fit == SQUASH else f":{fit}"),
+                lambda pair: self._decode_pair(pair, size, fit),
                 self._decode_threads(),
                 progress,
             )
@@ -142,7 +159,7 @@ class SegmentationData:
         masks = torch.empty((len(pairs), height, width), dtype=torch.uint8)
 
         def fill(index: int) -> None:
-            image, mask = self._decode_pair(pairs[index], size)
+            image, mask = self._decode_pair(pairs[index], size, fit)
             images[index] = torch.from_numpy(image).permute(2, 0, 1)
             masks[index] = torch.from_numpy(mask)
 
@@ -169,13 +186,21 @@ class SegmentationData:
             )
         return image, mask
 
-    def _decode_pair(self, pair: Pair, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode_pair(self, pair: Pair, size: tuple[int, int], fit: str = SQUASH) -> tuple[np.ndarray, np.ndarray]:
         """Both files decoded and resized at once: the image smoothly, the mask nearest-neighbour before its
-        values become classes (the scan has already checked that the sizes agree)."""
+        values become classes (the scan has already checked that the sizes agree). COVER: resized keeping the
+        aspect until it covers the size, then the middle cut out (framing.py)."""
         height, width = size
-        image = read_image(pair.image, (width, height))
-        raw, _ = read_mask(pair.mask, (width, height))
-        return np.array(image, dtype=np.uint8), self.encoding.apply(raw, pair.mask)  # a writable copy for torch
+        resized, box = (width, height), None
+        if fit == COVER:
+            resized, box = cover_box(image_size(pair.image), size)
+        image = read_image(pair.image, resized)
+        raw, _ = read_mask(pair.mask, resized)
+        image, mask = np.array(image, dtype=np.uint8), self.encoding.apply(raw, pair.mask)  # a writable copy for torch
+        if box is not None:
+            top, left = box
+            image, mask = image[top : top + height, left : left + width], mask[top : top + height, left : left + width]
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
     def train_indices(self, train_size: int | float | None, seed: int = 0) -> list[int]:
         """Indices of a seeded training subset: N images, or a fraction (0, 1]; nested as the size grows."""

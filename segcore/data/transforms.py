@@ -13,7 +13,11 @@ AUGMENTATIONS = {
 }
 
 
-def make_augmentation(kind: str, size: tuple[int, int]) -> v2.Transform:
+def make_augmentation(kind: str, size: tuple[int, int], crop: bool = False) -> v2.Transform:
+    """The training augmentation; `crop`: the stored images are larger than the training size (resize 'crop', which
+    keeps the aspect), and each sample first gets a random window of the training size, its mask the same window."""
+    if crop:
+        return v2.Compose([v2.RandomCrop(size), make_augmentation(kind, size)])
     if kind not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation '{kind}': choose one of {sorted(AUGMENTATIONS)}")
     if kind == "none":

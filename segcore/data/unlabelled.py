@@ -11,7 +11,8 @@ import torch
 
 from ..base.errors import DatasetError
 from .dataset import SegmentationData, check_decoded_memory, check_image_count, resolve_source
-from .files import read_image
+from .files import image_size, read_image
+from .framing import COVER, SQUASH, cover_box
 from .layouts import unlabelled_images
 
 DATASET, REST = "dataset", "rest"  # the dataset's own images without masks; the training images left out
@@ -48,15 +49,16 @@ def unlabelled_paths(data: SegmentationData, choice: str | None, train_size=None
     return paths
 
 
-def decode_unlabelled(paths: list[Path], size: tuple[int, int], threads: int = 4) -> torch.Tensor:
-    """The images decoded straight to size=(H, W): uint8 (N, 3, H, W)."""
+def decode_unlabelled(paths: list[Path], size: tuple[int, int], fit: str = SQUASH, threads: int = 4) -> torch.Tensor:
+    """The images decoded straight to size=(H, W), squashed or covering it (framing.py): uint8 (N, 3, H, W)."""
     height, width = size
     check_decoded_memory(paths[0].parent if paths else Path("."), "unlabelled", len(paths), size)
     images = torch.empty((len(paths), 3, height, width), dtype=torch.uint8)
 
     def fill(index: int) -> None:
-        picture = read_image(paths[index], (width, height))  # PIL sizes are (W, H)
-        images[index] = torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)
+        resized, (top, left) = cover_box(image_size(paths[index]), size) if fit == COVER else ((width, height), (0, 0))
+        picture = np.array(read_image(paths[index], resized).convert("RGB"))  # PIL sizes are (W, H)
+        images[index] = torch.from_numpy(picture[top : top + height, left : left + width]).permute(2, 0, 1)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(fill, range(len(paths))))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..base.errors import ConfigError
+from ..data.framing import COVER, SQUASH
 from ..data.roots import roots_problem
 
 
@@ -85,7 +86,8 @@ def _compile_modes() -> list[str]:
 
 
 def _check_image_side(value: int) -> str | None:
-    return None if value % 32 == 0 else "must be a multiple of 32 (the encoder halves the image five times)"
+    # any size works (the decoder meets each skip at its own size); a multiple of 32 keeps every level's pixels aligned
+    return None if value % 8 == 0 else "must be a multiple of 8 (e.g. 360 for CamVid's native 360×480)"
 
 
 def _check_device(value: str) -> str | None:
@@ -106,6 +108,10 @@ def _check_decoder_channels(value: tuple) -> str | None:
     if any(isinstance(v, bool) or not isinstance(v, int) or not 4 <= v <= 1024 for v in value):
         return "each width must be a whole number from 4 to 1024"
     return None
+
+
+def _resize_modes() -> list[str]:
+    return ["squash", "crop"]
 
 
 def _check_unlabelled(value: str) -> str | None:
@@ -278,6 +284,13 @@ class TrainConfig:
         label="Compile the network",
         choices=_compile_modes,
     )
+    resize: str = setting(
+        "squash",
+        "how an image meets the training size: squash (resized to it, its aspect lost) or crop (resized keeping its "
+        "aspect until it covers the size; training takes random windows of the training size, scoring whole images)",
+        label="Resize",
+        choices=_resize_modes,
+    )
     # semi-supervised training (training/semi_supervised.py): one setting for every strategy, off by default
     unlabelled: str | None = setting(
         None,
@@ -312,6 +325,11 @@ class TrainConfig:
     @property
     def size(self) -> tuple[int, int]:
         return (self.height, self.width)
+
+    @property
+    def fit(self) -> str:
+        """How images are decoded (data/framing.py): squashed to the size, or covering it with their aspect kept."""
+        return COVER if self.resize == "crop" else SQUASH
 
     def steps_per_epoch(self, train_images: int) -> int:
         return max(1, math.ceil(train_images / self.batch_size))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 
 from ..base.errors import RunError
 from ..data.dataset import SegmentationData
-from ..data.files import read_mask_raw
+from ..data.files import image_size, read_image, read_mask_raw
+from ..data.framing import COVER, SQUASH, cover_box
 from ..data.limits import limits
 from ..models.metrics import MIOU_NOTE, ConfusionMatrix
 from .predict import Predictor, native_class_map
@@ -43,9 +45,13 @@ def native_confusion(
     device: torch.device | str = "cpu",
     batch_size: int = 16,
     autocast=nullcontext,
+    fit: str = SQUASH,
 ) -> ConfusionMatrix:
     """Confusion matrix at native resolution. The input is the split decoded at the training size exactly as
-    the training-size score sees it, so the two scores differ only in where the argmax is taken."""
+    the training-size score sees it, so the two scores differ only in where the argmax is taken. With the aspect
+    kept (fit COVER) each whole image is resized to cover the training size and scored on its own."""
+    if fit == COVER:
+        return _native_confusion_covered(model, normalize, size, data, split, device, autocast)
     images = data.load(split, size)
     kept = data._cache.get((split, "native-masks"))
     masks = kept if images.on_disk else native_masks(data, split)  # on disk: one native mask at a time
@@ -65,6 +71,20 @@ def native_confusion(
     return matrix
 
 
+def _native_confusion_covered(model, normalize, size, data, split, device, autocast) -> ConfusionMatrix:
+    """Native scores of a run that keeps the aspect: one whole image at a time, never a cut-out window."""
+    matrix = ConfusionMatrix(data.num_classes)
+    model.eval()
+    for pair in data.pairs(split):
+        resized, _ = cover_box(image_size(pair.image), size)
+        picture = torch.from_numpy(np.array(read_image(pair.image, resized).convert("RGB"))).permute(2, 0, 1)
+        mask = torch.from_numpy(data.encoding.apply(read_mask_raw(pair.mask), pair.mask))
+        with autocast():
+            logits = model(normalize(picture[None].to(device)))
+        matrix.update(mask, native_class_map(logits[0], tuple(mask.shape)))
+    return matrix
+
+
 @torch.no_grad()
 def evaluate_run(
     predictor: Predictor, data: SegmentationData, split: str = "val", batch_size: int = 16, native: bool = False
@@ -74,10 +94,17 @@ def evaluate_run(
             f"the run predicts {len(predictor.classes)} classes ({', '.join(predictor.classes)}) but the dataset has "
             f"{data.num_classes}: evaluate it on data with the same classes"
         )
-    images = data.load(split, predictor.size)
+    images = data.load(split, predictor.framed(data), fit=predictor.fit)
     if native:
         matrix = native_confusion(
-            predictor.model, predictor.normalize, predictor.size, data, split, predictor.device, batch_size
+            predictor.model,
+            predictor.normalize,
+            predictor.size,
+            data,
+            split,
+            predictor.device,
+            batch_size,
+            fit=predictor.fit,
         )
     else:
         matrix = ConfusionMatrix(data.num_classes)

@@ -14,9 +14,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from ..base.errors import TrainingFailed
 from ..data.dataset import ImageSet, SegmentationData
+from ..data.framing import COVER, framed_size
 from ..data.transforms import Normalizer, augment_batch, make_augmentation
 from ..data.unlabelled import decode_unlabelled, unlabelled_paths
 from ..models import SegmentationModel, count_parameters
@@ -126,8 +128,16 @@ def configure_process(config: TrainConfig, device: torch.device) -> None:
 class LiveBatches:
     """Training batches through the whole network: augmented images → encoder → decoder → head."""
 
-    def __init__(self, images: ImageSet, augmentation, normalize: Normalizer, device: torch.device) -> None:
+    def __init__(
+        self,
+        images: ImageSet,
+        augmentation,
+        normalize: Normalizer,
+        device: torch.device,
+        window: tuple[int, int] | None = None,
+    ) -> None:
         self.images, self.augmentation, self.normalize, self.device = images, augmentation, normalize, device
+        self.window = window  # resize 'crop': the training size the stored images are cut to (the augmentation does)
         self.channels_last = True  # CPU too: the depthwise convolutions run faster (bench/README.md, 'Step speed')
 
     def forward(self, model: SegmentationModel, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,6 +154,9 @@ class LiveBatches:
         """(consistency loss, share of confident pixels) of unlabelled images: the weak view (a flip) labels, the
         strong view (colour, blur, CutMix) learns (semi_supervised.py)."""
         images = unlabelled.images[indices].to(self.device, non_blocking=True)
+        if self.window is not None:
+            crop = v2.RandomCrop(self.window)
+            images = torch.stack([crop(image) for image in images])
         flipped = torch.rand(len(indices)) < 0.5
         images[flipped.to(images.device)] = images[flipped.to(images.device)].flip(-1)
         with as_teacher(model):
@@ -181,6 +194,12 @@ class CachedBatches:
         return consistency_loss(strong_logits, labels, confident), confident.float().mean()
 
 
+def stored_size(config: TrainConfig, data: SegmentationData) -> tuple[int, int]:
+    """The size a run's images are decoded at: the training size, or with resize 'crop' the training size grown to
+    the typical image's aspect (data/framing.py)."""
+    return framed_size(config.size, data.typical_size()) if config.fit == COVER else config.size
+
+
 def decode_progress(writer: RunWriter, what: str) -> Callable[[int, int], None]:
     """A decode's progress for the run's card and the CLI's bar, at most once a second (and at the end)."""
     last = [0.0]
@@ -204,7 +223,7 @@ def _unlabelled_images(config: TrainConfig, data: SegmentationData, writer: RunW
         f"labelled image a step, pseudo-labels at confidence ≥ {config.confidence}, weight {config.unlabelled_weight}"
         + ("; strong view: feature dropout on the cached features" if cached else "")
     )
-    return UnlabelledImages(decode_unlabelled(paths, config.size), config.seed)
+    return UnlabelledImages(decode_unlabelled(paths, stored_size(config, data), config.fit), config.seed)
 
 
 @dataclass
@@ -249,8 +268,17 @@ class Trainer:
         device = dist.device(pick_device(config.device))
         indices = data.train_indices(config.train_size, config.seed)
         started = time.perf_counter()
-        train_set = data.load_subset("train", config.size, indices, decode_progress(writer, "decoding training images"))
-        val_set = data.load("val", config.size, decode_progress(writer, "decoding validation images"))
+        stored = stored_size(config, data)
+        train_set = data.load_subset(
+            "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit
+        )
+        val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit)
+        if stored != config.size:
+            writer.log(
+                f"aspect kept: images stored at {stored[0]}×{stored[1]} (the typical image's shape covering "
+                f"{config.height}×{config.width}); training takes random {config.height}×{config.width} windows, "
+                "scoring the whole stored images"
+            )
         if train_set.on_disk or val_set.on_disk:
             writer.log(
                 f"images read from the disk cache a batch at a time (over SEGCORE_MAX_DECODED_MB in memory): "
@@ -289,11 +317,18 @@ class Trainer:
         normalize = Normalizer(**model.data_config(), device=device)
         augment_kind = config.resolved_augment()
         cache = None
+        crops = stored != config.size
         batches: LiveBatches | CachedBatches = LiveBatches(
-            train_set, make_augmentation(augment_kind, config.size), normalize, device
+            train_set,
+            make_augmentation(augment_kind, config.size, crop=crops),
+            normalize,
+            device,
+            config.size if crops else None,
         )
         if config.strategy_info.caches_features:
-            if train_set.on_disk or val_set.on_disk:
+            if crops:
+                writer.log("feature cache off: every epoch takes other windows of the images; the encoder runs live")
+            elif train_set.on_disk or val_set.on_disk:
                 writer.log(
                     "feature cache off: the images are read from the disk cache a batch at a time, and their features "
                     "(larger than the images) would not fit the decoded-memory budget either; the frozen encoder runs live"
@@ -497,6 +532,8 @@ class Trainer:
             "strategy": config.strategy,
             "height": config.height,
             "width": config.width,
+            "resize": config.resize,
+            "stored": list(stored_size(config, self.data)),  # the size its validation images were scored at
             "decoder_channels": list(self.model.decoder_channels()),
             **self.model.data_config(),
             "epoch": epoch,

@@ -13,6 +13,7 @@ from PIL import Image
 from ..base.drawing import BACKGROUND_NAMES, colorize, overlay, unpainted_classes  # noqa: F401
 from ..base.errors import RunError
 from ..data.classes import default_palette
+from ..data.framing import COVER, SQUASH, cover_box, framed_size
 from ..data.transforms import Normalizer
 from ..models.checkpoints import build_from_checkpoint
 from ..models.device import pick_device
@@ -47,6 +48,8 @@ class Predictor:
         self.model.to(self.device)
         self.normalize = Normalizer(self.meta["mean"], self.meta["std"], self.device)
         self.size = (self.meta["height"], self.meta["width"])
+        # resize 'crop' runs see images with their aspect kept (data/framing.py): each image at its own covering size
+        self.fit = COVER if self.meta.get("resize") == "crop" else SQUASH
         count = self.meta["num_classes"]
         # names and colours only draw: damaged ones are replaced (and the run says what is wrong), the model still works
         classes = self.meta.get("classes")
@@ -59,24 +62,38 @@ class Predictor:
         usable = colours_problem(colours, count) is None
         self.colours: list = [tuple(c) for c in colours] if usable else default_palette(count)
 
+    def framed(self, data) -> tuple[int, int]:
+        """The size a dataset's split is scored at with this run: its training size, or for resize 'crop' that size
+        grown to the dataset's typical aspect (as training stored it)."""
+        return framed_size(self.size, data.typical_size()) if self.fit == COVER else self.size
+
+    def input_size(self, image: Image.Image) -> tuple[int, int]:
+        """(W, H) an image is resized to before the network: the training size, or covering it, aspect kept."""
+        if self.fit == COVER:
+            return cover_box((image.width, image.height), self.size)[0]
+        return (self.size[1], self.size[0])
+
     def to_tensor(self, images: list[Image.Image]) -> torch.Tensor:
-        height, width = self.size
-        arrays = [np.asarray(im.convert("RGB").resize((width, height), Image.BILINEAR)) for im in images]
+        """Images of one input size (all of them, squashed; one at a time for resize 'crop') as a batch."""
+        arrays = [np.asarray(im.convert("RGB").resize(self.input_size(im), Image.BILINEAR)) for im in images]
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
 
     @torch.no_grad()
-    def logits(self, images: list[Image.Image]) -> torch.Tensor:
+    def logits(self, images: list[Image.Image]) -> torch.Tensor | list[torch.Tensor]:
+        """One batch of logits; for resize 'crop', a list (each image has its own size)."""
+        if self.fit == COVER:
+            return [self.model(self.normalize(self.to_tensor([image])))[0] for image in images]
         return self.model(self.normalize(self.to_tensor(images)))
 
     @torch.no_grad()
     def predict(self, image: Image.Image | list[Image.Image], native: bool = True) -> np.ndarray | list[np.ndarray]:
         """Class maps at each input image's own size (native, the default and what export and overlays use),
-        or at the training size (native=False: the grid the training-size mIoU is scored on)."""
+        or at the size the network saw it (native=False: the grid the training-size mIoU is scored on)."""
         single = isinstance(image, Image.Image)
         images = [image] if single else list(image)
         logits = self.logits(images)
         maps = [
-            native_class_map(logit, (im.height, im.width) if native else self.size).cpu().numpy()
+            native_class_map(logit, (im.height, im.width) if native else tuple(logit.shape[-2:])).cpu().numpy()
             for im, logit in zip(images, logits)
         ]
         return maps[0] if single else maps
