@@ -45,6 +45,9 @@ CHOICES = {
     "semi c0.8 r1 w1": (0.8, 1, 1.0),
     "semi c0.95 r2 w1": (0.95, 2, 1.0),
     "semi c0.95 r1 w0.5": (0.95, 1, 0.5),
+    # the weight grown over the first 30 % of the steps (early pseudo-labels come from a network that barely learnt)
+    "semi c0.95 r1 w1 ramp0.3": (0.95, 1, 1.0, 0.3),
+    "semi c0.95 r1 w2 ramp0.3": (0.95, 1, 2.0, 0.3),
 }
 
 
@@ -52,8 +55,14 @@ def train_one(data, strategy: str, seed: int, args, fraction: float | None, semi
     """One run at equal steps: (trainer, seconds of training)."""
     settings = {}
     if semi is not None:
-        confidence, ratio, weight = semi
-        settings = dict(unlabelled=unlabelled, confidence=confidence, unlabelled_ratio=ratio, unlabelled_weight=weight)
+        confidence, ratio, weight, rampup = (*semi, 0.0)[:4]
+        settings = dict(
+            unlabelled=unlabelled,
+            confidence=confidence,
+            unlabelled_ratio=ratio,
+            unlabelled_weight=weight,
+            unlabelled_rampup=rampup,
+        )
     config = TrainConfig(
         data=str(data.source),
         strategy=strategy,
@@ -93,8 +102,9 @@ def scored(trainer, data, args) -> dict:
 def plan(args) -> list[tuple]:
     """(strategy, seed, choice name, (confidence, ratio, weight) or None) of each run."""
     if args.part == "choose":
-        return [(s, seed, name, semi) for seed in args.seeds for s in args.strategies for name, semi in CHOICES.items()]
-    chosen = (args.confidence, args.ratio, args.weight)
+        chosen = {name: semi for name, semi in CHOICES.items() if not args.only or name in args.only}
+        return [(s, seed, name, semi) for seed in args.seeds for s in args.strategies for name, semi in chosen.items()]
+    chosen = (args.confidence, args.ratio, args.weight, args.rampup)
     return [
         (s, seed, name, semi)
         for seed in args.seeds
@@ -177,6 +187,8 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--ratio", type=int, default=1)
     parser.add_argument("--weight", type=float, default=1.0)
+    parser.add_argument("--rampup", type=float, default=0.0)
+    parser.add_argument("--only", nargs="*", default=[], help="choose: only these candidates (names in CHOICES)")
     parser.add_argument("--steps", type=int, default=276)
     parser.add_argument("--size", default="192x256")
     parser.add_argument("--batch", type=int, default=8)

@@ -129,7 +129,8 @@ def test_a_semi_supervised_run_records_both_losses_and_the_confident_share(tmp_p
     assert all({"sup_loss", "unsup_loss", "confident"} <= set(s) for s in steps)
     assert all(0.0 <= s["confident"] <= 1.0 for s in steps)
     for s in steps:  # the loss is the supervised part plus the weighted unlabelled part
-        assert s["loss"] == pytest.approx(s["sup_loss"] + config.unlabelled_weight * s["unsup_loss"], rel=1e-3)
+        assert s["unsup_weight"] == config.unlabelled_weight  # no warm-up asked for
+        assert s["loss"] == pytest.approx(s["sup_loss"] + s["unsup_weight"] * s["unsup_loss"], rel=1e-3)
     log = run.log_tail(200)
     assert "semi-supervised: 6 unlabelled images" in log
     if STRATEGIES[strategy].caches_features:
@@ -193,3 +194,10 @@ def test_the_pseudo_label_picture_of_a_students_run(tmp_path, train_dataset):
     assert 0.0 <= unsure.confident_share <= sure.confident_share <= 1.0
     grey = (unsure.confident == np.array(NOT_CONFIDENT)).all(-1).mean()
     assert grey == pytest.approx(1 - unsure.confident_share, abs=0.01)
+
+
+def test_the_unlabelled_weight_grows_over_its_warm_up():
+    from segcore.training.semi_supervised import unlabelled_weight_at
+
+    config = TrainConfig(unlabelled_weight=2.0, unlabelled_rampup=0.5)
+    assert [unlabelled_weight_at(config, step, 100) for step in (0, 25, 50, 99)] == [0.0, 1.0, 2.0, 2.0]

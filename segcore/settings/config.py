@@ -314,6 +314,14 @@ class TrainConfig:
         low=1,
         high=8,
     )
+    unlabelled_rampup: float = setting(
+        0.0,
+        "semi-supervised: the share of the training steps over which the unlabelled loss's weight grows from 0 "
+        "to its full value (the first pseudo-labels come from a network that has barely learnt)",
+        label="Unlabelled warm-up",
+        low=0.0,
+        high=1.0,
+    )
     unlabelled_weight: float = setting(
         1.0,
         "semi-supervised: the weight of the consistency loss on unlabelled images beside the supervised loss",

@@ -41,6 +41,7 @@ from .semi_supervised import (
     pseudo_labels,
     running_statistics_kept,
     strong_view,
+    unlabelled_weight_at,
 )
 
 MAX_KEPT_MAP_BYTES = 256 * 1024**2
@@ -455,9 +456,10 @@ class Trainer:
                     unsupervised, confident = self.batches.consistency(
                         self.net, self.unlabelled.set, picked, config.confidence
                     )
+                    weight = unlabelled_weight_at(config, self.step, self.total_steps)
                     extra = {"sup_loss": float(loss.detach()), "unsup_loss": float(unsupervised.detach())}
-                    extra["confident"] = float(confident)
-                    loss = loss + config.unlabelled_weight * unsupervised
+                    extra.update(confident=float(confident), unsup_weight=weight)
+                    loss = loss + weight * unsupervised
             value = self.dist.mean(float(loss.detach()))  # the one host sync of a step
             self._check_loss(value, epoch)
             self._optimise(loss)

@@ -108,6 +108,13 @@ def running_statistics_kept(model: torch.nn.Module):
             layer.momentum = momentum
 
 
+def unlabelled_weight_at(config, step: int, total_steps: int) -> float:
+    """The unlabelled loss's weight at a step: grown linearly from 0 over the first `unlabelled_rampup` share of the
+    steps (the first pseudo-labels come from a network that has barely learnt), then TrainConfig.unlabelled_weight."""
+    ramp = config.unlabelled_rampup * total_steps
+    return config.unlabelled_weight * (1.0 if ramp <= 0 else min(1.0, step / ramp))
+
+
 def perturb_features(features: list[torch.Tensor]) -> list[torch.Tensor]:
     """The strong view of cached features: channel dropout on every level (the encoder is frozen, the images are
     gone: the perturbation happens where the decoder reads)."""
