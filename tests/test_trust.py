@@ -9,6 +9,7 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -201,14 +202,15 @@ def test_a_300_mb_metrics_file_leaves_a_progress_read_fast_and_small(tmp_path):
         for _ in range(300 * 1024**2 // len(chunk) + 1):
             stream.write(chunk)
     assert (run / "metrics.jsonl").stat().st_size >= 300 * 1024**2
+    reading = psutil.Process().io_counters()
     tracemalloc.start()
-    started = time.perf_counter()
     progress = run_progress(Run(run))
-    seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    read = psutil.Process().io_counters().read_chars - reading.read_chars
     assert progress["state"] == "done" and progress["best_miou"] == 0.5
-    assert seconds < 0.1, seconds
+    # a constant amount read (the time follows from it: bench/README.md, not a timing assert here)
+    assert read < 1024**2, read
     assert peak < 50 * 1024**2, peak
 
 
