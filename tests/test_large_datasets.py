@@ -101,16 +101,16 @@ def test_a_killed_decode_leaves_no_entry_and_the_next_load_rebuilds_it(tmp_path,
         from segcore import load_dataset
         from segcore.data import dataset
         slow = dataset.SegmentationData._decode_pair
-        def crawl(self, pair, size):
+        def crawl(self, pair, size, *rest):
             time.sleep(0.2)
-            return slow(self, pair, size)
+            return slow(self, pair, size, *rest)
         dataset.SegmentationData._decode_pair = crawl
         load_dataset({str(data_dir)!r}).load("train", (256, 256))
     """)
     env = {**os.environ, "SEGCORE_CACHE": str(cache), **ON_DISK}
     process = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
-        assert wait_until(lambda: any(decoded_dir().glob(".*.partial")) if decoded_dir().is_dir() else False, 60)
+        assert wait_until(lambda: any(decoded_dir().glob(".*.partial")) if decoded_dir().is_dir() else False, 120)
         time.sleep(0.5)
     finally:
         process.send_signal(signal.SIGKILL)

@@ -151,7 +151,9 @@ class LiveBatches:
         inputs = self.normalize(images)
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
 
-    def consistency(self, model, unlabelled: ImageSet, indices: list[int], confidence: float) -> tuple:
+    def consistency(
+        self, model, unlabelled: ImageSet, indices: list[int], confidence: float, class_weights=None
+    ) -> tuple:
         """(consistency loss, share of confident pixels) of unlabelled images: the weak view (a flip) labels, the
         strong view (colour, blur, CutMix) learns (semi_supervised.py)."""
         images = unlabelled.images[indices].to(self.device, non_blocking=True)
@@ -165,7 +167,7 @@ class LiveBatches:
         strong, labels, confident = cutmix(strong_view(images), labels, confident)
         with running_statistics_kept(model):
             strong_logits = model(self._inputs(strong))
-        return consistency_loss(strong_logits, labels, confident), confident.float().mean()
+        return consistency_loss(strong_logits, labels, confident, class_weights), confident.float().mean()
 
 
 class CachedBatches:
@@ -184,7 +186,9 @@ class CachedBatches:
         features, masks = self.cache.batch(self.images, indices, flip=self.flips)
         return decode(features, masks.shape[-2:]), masks
 
-    def consistency(self, decode: DecodeFeatures, unlabelled: ImageSet, indices: list[int], confidence: float) -> tuple:
+    def consistency(
+        self, decode: DecodeFeatures, unlabelled: ImageSet, indices: list[int], confidence: float, class_weights=None
+    ) -> tuple:
         """The same on cached features: the strong view is feature dropout (the images' features are cached)."""
         features, placeholder = self.cache.batch(unlabelled, indices, flip=self.flips)
         size = placeholder.shape[-2:]
@@ -192,7 +196,7 @@ class CachedBatches:
             labels, confident = pseudo_labels(decode(features, size), confidence)
         with running_statistics_kept(decode):
             strong_logits = decode(perturb_features(features), size)
-        return consistency_loss(strong_logits, labels, confident), confident.float().mean()
+        return consistency_loss(strong_logits, labels, confident, class_weights), confident.float().mean()
 
 
 def stored_size(config: TrainConfig, data: SegmentationData) -> tuple[int, int]:
@@ -212,6 +216,76 @@ def decode_progress(writer: RunWriter, what: str) -> Callable[[int, int], None]:
             writer.note_preparing(what, done, total)
 
     return report
+
+
+def _load_sets(config: TrainConfig, data: SegmentationData, writer: RunWriter, device: torch.device):
+    """The run's training and validation images: decoded (or read from the disk cache) at the stored size, with
+    progress on the run's card; on a GPU, small ones moved there."""
+    indices = data.train_indices(config.train_size, config.seed)
+    started = time.perf_counter()
+    stored = stored_size(config, data)
+    train_set = data.load_subset(
+        "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit
+    )
+    val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit)
+    if stored != config.size:
+        writer.log(
+            f"aspect kept: images stored at {stored[0]}×{stored[1]} (the typical image's shape covering "
+            f"{config.height}×{config.width}); training takes random {config.height}×{config.width} windows, "
+            "scoring the whole stored images"
+        )
+    if train_set.on_disk or val_set.on_disk:
+        writer.log(
+            f"images read from the disk cache a batch at a time (over SEGCORE_MAX_DECODED_MB in memory): "
+            f"{len(train_set)} training, {len(val_set)} validation at {config.height}×{config.width}, ready in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+    elif device.type == "cuda":  # small datasets (within the decoded-memory budget) live on the GPU: no copy per step
+        train_set, val_set = (ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set))
+    return train_set, val_set
+
+
+def _class_weights(config: TrainConfig, data: SegmentationData, train_set: ImageSet, writer: RunWriter, device):
+    weighting = resolved_class_weighting(config.class_weights, data.num_classes)
+    chosen = weighting if weighting == config.class_weights else f"{config.class_weights} → {weighting}"
+    class_weights = class_weights_for(weighting, train_set.masks, data.num_classes)
+    if class_weights is None:
+        writer.log(f"class weights ({chosen}): plain cross-entropy, every pixel counts the same")
+        return None
+    writer.log(
+        f"class weights ({chosen}, from median class frequencies): "
+        + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist()))
+    )
+    return class_weights.to(device)
+
+
+def _training_batches(config, train_set, val_set, model, normalize, device, origin: str, writer: RunWriter):
+    """(batches, feature cache or None): through the whole network, or from a frozen encoder's cached features
+    when nothing makes the encoder's output change between epochs."""
+    augment_kind = config.resolved_augment()
+    crops = tuple(train_set.images.shape[-2:]) != config.size
+    live = LiveBatches(
+        train_set,
+        make_augmentation(augment_kind, config.size, crop=crops),
+        normalize,
+        device,
+        config.size if crops else None,
+    )
+    if not config.strategy_info.caches_features:
+        return live, None
+    if crops:
+        writer.log("feature cache off: every epoch takes other windows of the images; the encoder runs live")
+    elif train_set.on_disk or val_set.on_disk:
+        writer.log(
+            "feature cache off: the images are read from the disk cache a batch at a time, and their features "
+            "(larger than the images) would not fit the decoded-memory budget either; the frozen encoder runs live"
+        )
+    elif config.encoder_bn_mode() == "all" or augment_kind == "full":
+        writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
+    else:
+        cache = FeatureCache(model, normalize, device, inference_dtype(device), origin=origin, log=writer.log)
+        return CachedBatches(cache, train_set, flips=augment_kind == "flip"), cache
+    return live, None
 
 
 def _unlabelled_images(config: TrainConfig, data: SegmentationData, writer: RunWriter, cached: bool):
@@ -267,30 +341,7 @@ class Trainer:
     ) -> Trainer:
         dist = Distributed.from_env()
         device = dist.device(pick_device(config.device))
-        indices = data.train_indices(config.train_size, config.seed)
-        started = time.perf_counter()
-        stored = stored_size(config, data)
-        train_set = data.load_subset(
-            "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit
-        )
-        val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit)
-        if stored != config.size:
-            writer.log(
-                f"aspect kept: images stored at {stored[0]}×{stored[1]} (the typical image's shape covering "
-                f"{config.height}×{config.width}); training takes random {config.height}×{config.width} windows, "
-                "scoring the whole stored images"
-            )
-        if train_set.on_disk or val_set.on_disk:
-            writer.log(
-                f"images read from the disk cache a batch at a time (over SEGCORE_MAX_DECODED_MB in memory): "
-                f"{len(train_set)} training, {len(val_set)} validation at {config.height}×{config.width}, ready in "
-                f"{time.perf_counter() - started:.1f}s"
-            )
-        if device.type == "cuda" and not train_set.on_disk and not val_set.on_disk:
-            # small datasets (they fit the decoded-memory budget) live on the GPU: no host→device copy per step
-            train_set, val_set = (
-                ImageSet(s.images.to(device), s.masks.to(device), s.names) for s in (train_set, val_set)
-            )
+        train_set, val_set = _load_sets(config, data, writer, device)
         prepared: PreparedModel = prepare(config, data.num_classes)
         # channels_last before any DDP wrapper is made, so its gradient buckets see the final parameter layout
         model = dist.prepare_model(prepared.model.to(device, memory_format=torch.channels_last), device)
@@ -304,43 +355,11 @@ class Trainer:
         total_steps = config.planned_steps(images_per_process)
         warmup = min(total_steps // 2, round(config.warmup_epochs * steps_per_epoch))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, max(1, warmup)))
-        weighting = resolved_class_weighting(config.class_weights, data.num_classes)
-        chosen = weighting if weighting == config.class_weights else f"{config.class_weights} → {weighting}"
-        class_weights = class_weights_for(weighting, train_set.masks, data.num_classes)
-        if class_weights is None:
-            writer.log(f"class weights ({chosen}): plain cross-entropy, every pixel counts the same")
-        else:
-            class_weights = class_weights.to(device)
-            writer.log(
-                f"class weights ({chosen}, from median class frequencies): "
-                + ", ".join(f"{n} {w:.2f}" for n, w in zip(data.class_names, class_weights.tolist()))
-            )
+        class_weights = _class_weights(config, data, train_set, writer, device)
         normalize = Normalizer(**model.data_config(), device=device)
-        augment_kind = config.resolved_augment()
-        cache = None
-        crops = stored != config.size
-        batches: LiveBatches | CachedBatches = LiveBatches(
-            train_set,
-            make_augmentation(augment_kind, config.size, crop=crops),
-            normalize,
-            device,
-            config.size if crops else None,
+        batches, cache = _training_batches(
+            config, train_set, val_set, model, normalize, device, prepared.origin, writer
         )
-        if config.strategy_info.caches_features:
-            if crops:
-                writer.log("feature cache off: every epoch takes other windows of the images; the encoder runs live")
-            elif train_set.on_disk or val_set.on_disk:
-                writer.log(
-                    "feature cache off: the images are read from the disk cache a batch at a time, and their features "
-                    "(larger than the images) would not fit the decoded-memory budget either; the frozen encoder runs live"
-                )
-            elif config.encoder_bn_mode() == "all" or augment_kind == "full":
-                writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
-            else:
-                cache = FeatureCache(
-                    model, normalize, device, inference_dtype(device), origin=prepared.origin, log=writer.log
-                )
-                batches = CachedBatches(cache, train_set, flips=augment_kind == "flip")
         unlabelled = _unlabelled_images(config, data, writer, cached=cache is not None)
         if compiles(config, device):
             compile_network(model)
@@ -454,7 +473,7 @@ class Trainer:
                 if self.unlabelled is not None:  # semi-supervised: the consistency loss of unlabelled images
                     picked = self.unlabelled.next_indices(config.unlabelled_ratio * len(indices))
                     unsupervised, confident = self.batches.consistency(
-                        self.net, self.unlabelled.set, picked, config.confidence
+                        self.net, self.unlabelled.set, picked, config.confidence, self.class_weights
                     )
                     weight = unlabelled_weight_at(config, self.step, self.total_steps)
                     extra = {"sup_loss": float(loss.detach()), "unsup_loss": float(unsupervised.detach())}

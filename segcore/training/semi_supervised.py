@@ -72,11 +72,20 @@ def pseudo_labels(logits: torch.Tensor, confidence: float) -> tuple[torch.Tensor
     return labels, best >= confidence
 
 
-def consistency_loss(strong_logits: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor) -> torch.Tensor:
+def consistency_loss(
+    strong_logits: torch.Tensor,
+    labels: torch.Tensor,
+    confident: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Cross-entropy of the strong view against the pseudo-labels where they are confident, averaged over every
-    pixel of the unlabelled batch (unconfident pixels count as zero)."""
+    pixel of the unlabelled batch (unconfident pixels count as zero). The run's class weights apply as in the
+    supervised loss: confident pixels are mostly the common classes (road, sky), and unweighted they pulled the
+    network towards them (CamVid tuning split: bench/README.md, "Unlabelled images")."""
     target = torch.where(confident, labels, torch.full_like(labels, IGNORE))
-    per_pixel = F.cross_entropy(strong_logits.float(), target.long(), ignore_index=IGNORE, reduction="none")
+    per_pixel = F.cross_entropy(
+        strong_logits.float(), target.long(), weight=class_weights, ignore_index=IGNORE, reduction="none"
+    )
     return per_pixel.sum() / max(1, target.numel())
 
 
