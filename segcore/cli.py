@@ -313,7 +313,8 @@ def cmd_adapt(args) -> int:
     run = resolve_run(args.run, _runs_dir(args))
     size = (run.train_config.height, run.train_config.width)
     data = load_run_dataset(run, "val", source=args.data) if args.data else None
-    images = decode_unlabelled(unlabelled_paths(data or load_run_dataset(run), args.unlabelled), size)
+    paths = unlabelled_paths(data or load_run_dataset(run), args.unlabelled)
+    images = decode_unlabelled(paths, size, run.train_config.fit)  # as training saw them: squashed, or windows
     adapted = adapt_run(run, images, _runs_dir(args), data=data, about=args.unlabelled)
     miou = adapted.summary().get("miou")
     scored = f", mIoU {miou:.4f} on {args.data}" if data is not None and isinstance(miou, float) else ""

@@ -201,3 +201,44 @@ def test_the_unlabelled_weight_grows_over_its_warm_up():
 
     config = TrainConfig(unlabelled_weight=2.0, unlabelled_rampup=0.5)
     assert [unlabelled_weight_at(config, step, 100) for step in (0, 25, 50, 99)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_adapting_a_run_to_a_new_domain_re_estimates_batchnorm_as_a_new_run(tmp_path, train_dataset):
+    import subprocess
+    import sys
+
+    from segcore.runs.run import Run
+    from segcore.training.predict import Predictor
+
+    runs = tmp_path / "runs"
+    run = train(TrainConfig(data=str(train_dataset), strategy="scratch", **TINY), runs, run_id="day")
+    dusk = tmp_path / "dusk"
+    dusk.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(6):  # a darker domain
+        Image.fromarray(rng.integers(0, 60, (64, 64, 3), dtype=np.uint8)).save(dusk / f"frame_{i}.png")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "segcore",
+            "adapt",
+            str(run.path),
+            "--unlabelled",
+            str(dusk),
+            "--data",
+            str(train_dataset),
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "SEGCORE_RUNS": str(runs)},
+    )
+    assert done.returncode == 0, done.stderr
+    adapted = Run(runs / next(p.name for p in runs.iterdir() if p.name.startswith("day-bn-adapted")))
+    assert adapted.state == "done" and adapted.config["adapted_from"] == "day"
+    assert "re-estimated on 6 images" in adapted.log_tail(5)
+    before = dict(Predictor(run.path).model.named_buffers())
+    after = dict(Predictor(adapted.path).model.named_buffers())
+    moved = [name for name in before if name.endswith("running_mean") and not torch.equal(before[name], after[name])]
+    assert moved, "no BatchNorm statistic changed"
+    assert isinstance(adapted.summary()["miou"], float)
