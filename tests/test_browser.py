@@ -274,6 +274,15 @@ def make_run(runs: Path, data: Path, owner: str, strategy="scratch", group="g", 
     return Run(target)
 
 
+def choose_folder(page, folder) -> None:
+    """Data page: pick *Folder on this server* and type the folder's path, as a student does."""
+    page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
+    settle(page)
+    path = page.get_by_label("Folder path")
+    path.fill(str(folder))
+    path.press("Enter")
+
+
 def cancel_active(runs: Path, owners):
     from segcore.jobs.queue import JobQueue
     from segcore.runs.run import list_runs
@@ -391,11 +400,7 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path
         # the owner opens the dataset on Data: the chips and the chart show the names as written
         owner = new_page(browser)
         visit(owner, url, student="Hana")
-        owner.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-        settle(owner)
-        path = owner.get_by_label("Folder path")
-        path.fill(str(hostile))
-        path.press("Enter")
+        choose_folder(owner, hostile)
         settle(owner)
         # the page showed another dataset's report a moment ago: wait for this one's first chip, then the rerun's end
         owner.get_by_text(f"0: {HOSTILE_NAMES[0]}", exact=True).wait_for()
@@ -415,10 +420,7 @@ def test_html_in_class_names_shows_as_text_on_data_and_compare(browser, tmp_path
         # Ivan works on the same dataset (Compare's default choice follows the student's dataset: without this, another
         # test's newer run on the built-in data would be chosen instead of Hana's)
         visit(other, url, student="Ivan")
-        other.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-        settle(other)
-        other.get_by_label("Folder path").fill(str(hostile))
-        other.get_by_label("Folder path").press("Enter")
+        choose_folder(other, hostile)
         other.get_by_text(f"0: {HOSTILE_NAMES[0]}", exact=True).wait_for()
         settle(other)
         via_sidebar(other, "Compare")
@@ -520,11 +522,7 @@ def test_run_counters_agree_while_a_comparison_trains(browser, tmp_path_factory)
     with streamlit_server(runs) as url:
         page = new_page(browser)
         visit(page, url, student="Cora")
-        page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-        settle(page)
-        path = page.get_by_label("Folder path")
-        path.fill(str(data))
-        path.press("Enter")
+        choose_folder(page, data)
         playwright.expect(page.locator("[data-testid='stSidebar']")).to_contain_text(data.name, timeout=60_000)
         page.get_by_text("Training pairs").wait_for()
         settle(page)
@@ -941,11 +939,7 @@ def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(brow
 
         page = new_page(browser)
         visit(page, url, student="Uma")
-        page.get_by_test_id("stRadioGroup").get_by_text("Folder on this server", exact=True).click()
-        settle(page)
-        path = page.get_by_label("Folder path")
-        path.fill(str(data))
-        path.press("Enter")
+        choose_folder(page, data)
         page.get_by_text("12 labelled, 5 unlabelled", exact=False).wait_for()
         settle(page)
         shoot(page, "24-data-unlabelled")
