@@ -104,7 +104,7 @@ def test_previews_decode_only_the_pictures_they_show(tmp_path, monkeypatch):
     decoded = []
     real = type(data)._decode_pair
     monkeypatch.setattr(
-        type(data), "_decode_pair", lambda self, pair, size: decoded.append(pair) or real(self, pair, size)
+        type(data), "_decode_pair", lambda self, pair, size, *fit: decoded.append(pair) or real(self, pair, size, *fit)
     )
     assert len(sample_overlays(data, "train", count=8)) == 8
     assert len(decoded) == 8  # not the 40 training pairs

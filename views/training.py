@@ -167,6 +167,13 @@ def figures(stamp: tuple, _members: list) -> tuple:
     return curves, training_figure(curves), time_chart, semi_supervised_figure(curves)
 
 
+def shown_run(run_id: str, all_runs: list) -> str:
+    """A linked run's id when this page may show it (the viewer's own, or the class's with the toggle on); otherwise
+    only that a classmate's identical run exists."""
+    viewable = {r.run_id for r in all_runs if show_class or r.owner in (session_owner(), None)}
+    return run_id if run_id in viewable else "a classmate's run"
+
+
 def live_view(group: str, every: str | None) -> None:
     all_runs = class_runs()
     rerun_if_sidebar_behind(all_runs)  # the sidebar's counts change in the same moment as the cards below
@@ -234,12 +241,12 @@ def live_view(group: str, every: str | None) -> None:
             c1.progress(progress["fraction"], text=detail)
             if run.status.get("linked_to"):
                 c1.caption(
-                    f"🔗 Same settings as {escape_md(run.status['linked_to'])}, already trained on this server: "
+                    f"🔗 Same settings as {escape_md(shown_run(run.status['linked_to'], all_runs))}, already trained on this server: "
                     "an identical result, shared instead of trained again."
                 )
             elif run.status.get("follows"):
                 c1.caption(
-                    f"🔗 Same settings as {escape_md(run.status['follows'])}, which is training now: this run follows "
+                    f"🔗 Same settings as {escape_md(shown_run(run.status['follows'], all_runs))}, which is training now: this run follows "
                     "it and gets its identical result when it ends."
                 )
             if progress["state"] in ("failed", "lost"):
@@ -283,8 +290,8 @@ with st.expander("Queue", expanded=False):
             [
                 {
                     "place": i + 1,
-                    "student": student_of(r.owner),
-                    "run": r.run_id,
+                    "student": student_of(r.owner) if shown_run(r.run_id, waiting) == r.run_id else "a classmate",
+                    "run": shown_run(r.run_id, waiting),
                     "strategy": r.config.get("strategy"),
                     "note": "follows an identical run" if r.status.get("follows") else "",
                 }
