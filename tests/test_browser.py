@@ -16,6 +16,7 @@ import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -703,6 +704,47 @@ def test_teacher_page_needs_the_pin_lists_everyone_and_cancels_a_run(server, bro
     finally:
         cancel_active(runs, {"Carol", "Dan"})
         page.context.close()
+
+
+def test_with_one_slot_a_classmates_first_run_starts_before_a_students_second(browser, tmp_path_factory):
+    """The fair queue with one slot, as the teacher and both students see it: Alice has had a run trained, then
+    queues another; Bob queues his first after hers. Bob's starts first, the teacher's list says so, and Alice's
+    card says when hers should start."""
+    from segcore import TrainConfig
+    from segcore.jobs.queue import JobQueue
+
+    runs = tmp_path_factory.mktemp("one-slot") / "runs"
+    runs.mkdir()
+    data = dataset(tmp_path_factory, "pebbles", seed=13)
+    make_run(runs, data, owner="Alice", group="pebbles-alice-first")  # Alice's turn was this hour
+    queue = JobQueue(runs)
+    slow = TrainConfig(data=str(data), epochs=50, height=160, width=160)  # holds the slot while we look
+    alice = queue.submit(slow, group="pebbles-alice", owner="Alice", start=False)
+    bob = queue.submit(replace(slow, seed=1), group="pebbles-bob", owner="Bob", start=False)  # not a follower
+    assert alice.status_record.queued <= bob.status_record.queued
+    with streamlit_server(runs, SEGCORE_MAX_JOBS="1") as url:
+        teacher, alices = new_page(browser), new_page(browser)
+        try:
+            teacher.goto(f"{url}/teacher")  # the first page starts the server's scheduler
+            settle(teacher)
+            assert wait_until(lambda: bob.state == "running", 60), (bob.status, alice.status)
+            assert alice.state == "queued"
+            teacher.get_by_label("Teacher PIN").fill(PIN)
+            teacher.get_by_role("button", name="Open").click()
+            teacher.get_by_text("The class's runs").wait_for()
+            settle(teacher)
+            options = multiselect_or_select_options(teacher, "Stop a run")
+            assert options[:2] == [f"Bob · {bob.run_id}", f"Alice · {alice.run_id}"]  # training, then the next
+            shoot(teacher, "12-teacher-one-slot")
+
+            visit(alices, url, "training", student="Alice")
+            pick_select(alices, "Comparison", "pebbles-alice")
+            card_of(alices, alice.run_id).get_by_text(re.compile(r"starts in about")).wait_for()
+            shoot(alices, "12-training-alice-waits-her-turn")
+        finally:
+            cancel_active(runs, {"Alice", "Bob"})
+            teacher.context.close()
+            alices.context.close()
 
 
 # -- take home and time to accuracy -----------------------------------------------------------------------

@@ -262,6 +262,7 @@ def announce_teacher_pin() -> None:
 def sidebar(signed_in_page: bool = True, live_page: bool = False) -> None:
     """Every page's sidebar; student pages first ask who is there (the teacher's page asks for its PIN instead)."""
     announce_teacher_pin()
+    queue()  # the server's scheduler runs from the first page anyone opens, signed in or not
     if not signed_in_page:
         return
     workspace_gate()

@@ -164,11 +164,17 @@ every = live_every(everyones_runs(), "2s")
 st.fragment(run_every=every)(class_table)(every)
 
 # outside the live table, which redraws every 2 s: a pick or a click there must never be lost to a refresh
-active = [r for r in everyones_runs() if r.state in ("queued", "running")]
+# in the order they hold or will get the slot: training first, then waiting as the fair queue will start them
+waiting_order = queue().queued()
+active = [r for r in everyones_runs() if r.state == "running"] + waiting_order
 if active:
     c1, c2 = st.columns([3, 1])
     target = c1.selectbox(
-        "Stop a run", active, format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}", key="teacher_cancel_pick"
+        "Stop a run",
+        active,
+        format_func=lambda r: f"{student_of(r.owner)} · {r.run_id}",  # stable labels: a pick survives a refresh
+        key="teacher_cancel_pick",
+        help="Training first, then the waiting runs in the order they will start.",
     )
     if c2.button("Cancel it", key="teacher_cancel"):
         try:
