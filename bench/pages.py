@@ -232,22 +232,56 @@ def fresh_load_s(klass: Class, name: str, path: str = "training") -> float:
     return seconds
 
 
-def start_training(tree: Path, runs: Path, data: str, owner: str) -> subprocess.Popen:
-    """One run training in its own process (feature transfer at 160×160, long enough to outlast the measurements)."""
+def start_training(
+    tree: Path, runs: Path, data: str, owner: str, name: str = "live-run", epochs: int = 200
+) -> subprocess.Popen:
+    """One run training in its own process (feature transfer at 160×160; by default long enough to outlast the
+    measurements)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); from segcore import TrainConfig, train; "
-        "train(TrainConfig(data=sys.argv[3], strategy='feature', epochs=200, min_steps=0, run_name='live-run', "
-        "augment='none'), sys.argv[2])"
+        "train(TrainConfig(data=sys.argv[3], strategy='feature', epochs=int(sys.argv[5]), min_steps=0, "
+        "run_name=sys.argv[4], augment='none'), sys.argv[2])"
     )
-    process = subprocess.Popen([sys.executable, "-c", code, str(tree), str(runs), data], cwd=tree)
+    command = [sys.executable, "-c", code, str(tree), str(runs), data, name, str(epochs)]
+    process = subprocess.Popen(command, cwd=tree)
     deadline = time.time() + 120
-    while time.time() < deadline and not (runs / "live-run" / "metrics.jsonl").exists():
+    while time.time() < deadline and not (runs / name / "metrics.jsonl").exists():
         time.sleep(0.5)
-    config = runs / "live-run" / "config.json"
+    config = runs / name / "config.json"
     payload = json.loads(config.read_text())
     payload["owner"] = owner
     config.write_text(json.dumps(payload))
     return process
+
+
+def soak(klass: Class, server: Server, tree: Path, runs: Path, data: str, names: list[str], minutes: float) -> dict:
+    """The class's pages open for `minutes` while runs keep training and finishing one after another (a new one as
+    each ends, so pages keep redrawing) and, once a minute, one student opens Compare in a new tab: the server's
+    memory sampled every 30 s."""
+    samples, trainer, cycle = [], None, 0
+    end = time.time() + minutes * 60
+    next_compare = time.time() + 60
+    while time.time() < end:
+        if trainer is None or trainer.poll() is not None:
+            cycle += 1
+            trainer = start_training(tree, runs, data, names[cycle % len(names)], f"soak-{cycle}", epochs=20)
+        if time.time() >= next_compare:
+            fresh_load_s(klass, names[cycle % len(names)], "compare")
+            next_compare = time.time() + 60
+        samples.append((time.time(), server.rss_gib()))
+        time.sleep(30)
+    if trainer is not None and trainer.poll() is None:
+        trainer.terminate()
+        trainer.wait(30)
+    rss = [gib for _, gib in samples]
+    return {
+        "soak_minutes": minutes,
+        "soak_runs_trained": cycle,
+        "rss_gib_soak_first": rss[0],
+        "rss_gib_soak_last": rss[-1],
+        "rss_gib_soak_max": max(rss),
+        "rss_gib_soak_samples": [round(g, 3) for g in rss],
+    }
 
 
 def images_per_s(runs: Path, seconds: float) -> float:
@@ -340,6 +374,12 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=30.0, help="seconds each CPU reading lasts")
     parser.add_argument("--label", default="", help="a name for the results file")
     parser.add_argument("--nice-browsers", action="store_true", help="the browsers at nice 19 (see the docstring)")
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=0,
+        help="only the soak: pages open this long, runs training one after another, the server's memory sampled",
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -361,6 +401,13 @@ def main() -> None:
         with sync_playwright() as playwright:
             klass = Class(playwright, server, cookies)
             fresh_load_s(klass, names[0])  # the server's first page imports torch: not a student's wait
+            if args.soak_minutes:
+                for name in names:
+                    klass.open(name, "training")
+                klass.teacher()
+                result.update(soak(klass, server, tree, runs, data, names, args.soak_minutes))
+                klass.close()
+                raise SystemExit(finish(args, result))
             result["idle_cores_no_pages"] = server.cores_over(min(10.0, args.window))
             for name in names:
                 klass.open(name, "training")
@@ -405,6 +452,10 @@ def main() -> None:
         priority.stopping.set()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    finish(args, result)
+
+
+def finish(args, result: dict) -> None:
     result["machine"] = machine()
     print(f"{args.students} students' pages, {machine()}")
     print_table(

@@ -778,6 +778,8 @@ def test_a_bundle_and_a_report_taken_home(server, browser, toms_runs, tmp_path):
     settle(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download report (HTML)").click()
+    # preparing the report kept the bundle ready: nothing prepared is taken away
+    assert page.get_by_role("button", name="Download bundle (zip)").count() == 1
     report = ARTIFACTS / "browser-report.html"
     ARTIFACTS.mkdir(exist_ok=True)
     download.value.save_as(report)

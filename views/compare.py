@@ -325,30 +325,48 @@ for entry in entries:
         column.image(tile, caption=escape_md(title), width="stretch")
 
 st.subheader("Take it home")
+# what was prepared stays downloadable while the same runs and picture settings are chosen: preparing the report
+# does not take away the PNG's button
+prepared = st.session_state.setdefault("prepared_exports", {})
+export_key = (tuple(r.run_id for r in chosen), int(count), float(alpha), bool(show_errors))
+if prepared.get("for") != export_key:
+    prepared.clear()
+    prepared["for"] = export_key
+
+
+def sheet_png() -> bytes:
+    buffer = io.BytesIO()
+    render_comparison(views, data, count=int(count), alpha=alpha, show_errors=show_errors).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 c1, c2, c3 = st.columns(3)
 if c1.button("Prepare the comparison as PNG"):
-    sheet = render_comparison(views, data, count=int(count), alpha=alpha, show_errors=show_errors)
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    c1.download_button("Download comparison (PNG)", buffer.getvalue(), "comparison.png", "image/png")
+    with st.spinner("Drawing the comparison…"):
+        prepared["png"] = sheet_png()
 if c2.button(
     "Prepare a report (one HTML file)",
     help="Curves, the side-by-side grid, per-class table and settings; opens in any browser, offline.",
 ):
-    report = comparison_report(chosen, data, count=int(count), views=views, alpha=alpha, show_errors=show_errors)
-    c2.download_button("Download report (HTML)", report, "comparison.html", "text/html")
+    with st.spinner("Writing the report…"):
+        prepared["html"] = comparison_report(
+            chosen, data, count=int(count), views=views, alpha=alpha, show_errors=show_errors
+        )
 if c3.button(
     "Prepare a bundle (zip)",
     help="The runs (settings, curves, best models) and the comparison picture, to import on another machine.",
 ):
-    sheet = render_comparison(views, data, count=int(count), alpha=alpha, show_errors=show_errors)
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
     try:
-        bundle = export_comparison_bytes(chosen, buffer.getvalue(), owner=session_owner())
-        c3.download_button("Download bundle (zip)", bundle, "comparison-bundle.zip", "application/zip")
+        with st.spinner("Packing the runs…"):
+            prepared["zip"] = export_comparison_bytes(chosen, prepared.get("png") or sheet_png(), owner=session_owner())
     except SegcoreError as exc:
         st.error(error_text(exc))
+if "png" in prepared:
+    c1.download_button("Download comparison (PNG)", prepared["png"], "comparison.png", "image/png")
+if "html" in prepared:
+    c2.download_button("Download report (HTML)", prepared["html"], "comparison.html", "text/html")
+if "zip" in prepared:
+    c3.download_button("Download bundle (zip)", prepared["zip"], "comparison-bundle.zip", "application/zip")
 import_bundle_box()
 
 st.subheader("Try your own image")

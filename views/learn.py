@@ -21,6 +21,13 @@ st.latex(
     r"\;+\; \lambda \underbrace{R(w)}_{\text{stay reasonable}}, \qquad "
     r"R_{L2}(w)=\tfrac12\lVert w\rVert^2,\quad R_{L2\text{-}SP}(w)=\tfrac12\lVert w-w_0\rVert^2"
 )
+st.markdown("""
+*The symbols.* **xᵢ** is the i-th training image and **yᵢ** its mask (a class for every pixel); **N** is the number
+of training images; **f_w** is the network with weights **w**, so f_w(xᵢ) is its predicted mask; **L** is the loss
+that compares a predicted mask with the true one, pixel by pixel (cross-entropy, plus Dice if you ask for it);
+**R(w)** is the regulariser and **λ** its weight (the *λ* setting on the *Model & strategy* page); **w₀** are the weights a transfer starts from. Every strategy
+minimises the same objective: what differs is where **w** starts and which parts of it may move.
+""")
 st.table(
     [
         {
@@ -36,6 +43,13 @@ st.table(
             "decoder starts from": "random",
             "what learns": "everything (encoder slowly)",
             "pays off when": "moderate data, photos like ImageNet's",
+        },
+        {
+            "strategy": "partial fine-tuning (a parameter transfer setting)",
+            "encoder starts from": "ImageNet",
+            "decoder starts from": "random",
+            "what learns": "decoder + head first, then the encoder too, at a lower learning rate",
+            "pays off when": "little data: the new decoder settles before it can disturb the encoder",
         },
         {
             "strategy": "feature transfer",
@@ -57,6 +71,11 @@ st.markdown("""
 **L2 vs L2-SP.** Plain L2 pulls every weight towards zero — it quietly *forgets* what was transferred.
 L2-SP pulls the transferred weights towards where they started (w₀), so fine-tuning keeps what ImageNet taught
 (Li, Grandvalet & Davoine, 2018). It helps most when the new task looks like the old one.
+
+**Partial fine-tuning** sits between feature and parameter transfer: on the *Model & strategy* page, *Warm-up
+epochs with the encoder frozen* trains only the decoder and head first, then lets the encoder learn too, and
+*Encoder learning rate ×* keeps it learning more slowly than the rest (0.1 by default), so it moves away from what
+ImageNet taught only as far as your data asks.
 
 **Frozen means frozen?** Freezing an encoder stops its gradients, but its BatchNorm layers still update their
 running statistics unless they are put in eval mode too. smp freezes them; fastai lets them adapt. The *Model &
