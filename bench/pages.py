@@ -255,15 +255,16 @@ def start_training(
 
 
 def soak(klass: Class, server: Server, tree: Path, runs: Path, data: str, names: list[str], minutes: float) -> dict:
-    """The class's pages open for `minutes` while runs keep training and finishing one after another (a new one as
-    each ends, so pages keep redrawing) and, once a minute, one student opens Compare in a new tab: the server's
+    """The class's pages open for `minutes` while runs keep training and finishing one after another (a new one at
+    most every two minutes, so pages keep redrawing) and, once a minute, one student opens Compare in a new tab: the server's
     memory sampled every 30 s."""
     samples, trainer, cycle = [], None, 0
     end = time.time() + minutes * 60
-    next_compare = time.time() + 60
+    next_compare = next_run = time.time() + 60
     while time.time() < end:
-        if trainer is None or trainer.poll() is not None:
+        if trainer is None or (trainer.poll() is not None and time.time() >= next_run):
             cycle += 1
+            next_run = time.time() + 120  # a run every two minutes at most: a lesson's pace, not a stress test
             trainer = start_training(tree, runs, data, names[cycle % len(names)], f"soak-{cycle}", epochs=20)
         if time.time() >= next_compare:
             fresh_load_s(klass, names[cycle % len(names)], "compare")
