@@ -96,6 +96,7 @@ def train(args) -> dict:
         batch_size=args.batch,
         height=args.size,
         width=args.size,
+        train_size=args.pairs if args.pairs < len(data.pairs("train")) else None,  # smaller: the memory path
     ).validate(check_files=False)
     configure_process(config, pick_device("cpu"))
     writer = RunWriter(Path(tempfile.mkdtemp(prefix="large-")))
@@ -107,6 +108,7 @@ def train(args) -> dict:
     started = time.perf_counter()
     trainer.train_one_epoch(1)
     trained = time.perf_counter() - started
+    rss_after_training = peak_rss_mib()
     started = time.perf_counter()
     metrics = trainer.evaluate()
     scored = time.perf_counter() - started
@@ -126,6 +128,8 @@ def train(args) -> dict:
         "miou": metrics["miou"],
         "peak_rss_mib_after_scan": rss_after_scan,
         "peak_rss_mib_after_decode": rss_after_decode,
+        "peak_rss_mib_after_training": rss_after_training,
+        "batch": args.batch,
         "peak_rss_mib": peak_rss_mib(),
     }
 

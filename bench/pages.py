@@ -326,7 +326,7 @@ def compare_burst(klass: Class, names: list[str], opened: str) -> dict:
     opened="click": the class already has the app open (on the Data page, as after the lesson's last run) and every
     student clicks Compare in the sidebar, which is what a class does; opened="cold": 30 new tabs load the whole
     app at once, so the 30 Chromium pages also parse Streamlit's JavaScript on this machine's two cores."""
-    pages = [] if opened == "cold" else [klass.open(name, "data") for name in names]
+    pages = [] if opened == "cold" else [klass.open(name, "") for name in names]  # "": the Data page
     done: list[float] = []
     busy_until, watching = [0.0], threading.Event()
     started, cpu_before = time.perf_counter(), klass.server.cpu_s()
