@@ -4,6 +4,7 @@ of a class. Fast tests use hand-made run folders; tests that need real models sh
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import stat
@@ -346,6 +347,9 @@ def test_the_html_report_is_self_contained_inert_and_complete(two_runs, hostile_
     assert HOSTILE_CLASS in "".join(parser.text)  # shown to the reader as text
     assert parser.tags.count("svg") == 3 and parser.tags.count("polyline") >= 3
     assert "s to 90 % of best" in report and "IoU per class" in report and "Settings" in report
+    assert html.escape(str(hostile_dataset.parent)) not in report  # the dataset by its name, never the server's folder
+    epochs_row = re.search(r"<td>epochs</td>(.*?)</tr>", report).group(1)
+    assert all(f"<td>{run.summary()['epochs']}</td>" in epochs_row for run in two_runs)  # as trained, as in the table
     (tmp_path / "report.html").write_text(report)
 
 

@@ -19,6 +19,7 @@ from dataclasses import fields
 import numpy as np
 from PIL import Image
 
+from ..base.drawing import error_colour
 from ..base.errors import RunError
 from ..data.dataset import SegmentationData
 from ..models.metrics import MIOU_NOTE
@@ -29,7 +30,7 @@ from ..settings.strategies import STRATEGIES
 from .curves import comparison_curves, time_axis
 from .run_views import RunView, as_views
 from .sheet import comparison_tiles
-from .stats import SUMMARY_COLUMNS, mixing_problem, summary_row
+from .stats import SECONDS_TO_90_HELP, SUMMARY_COLUMNS, mixing_problem, summary_row
 
 # Okabe–Ito: distinguishable with common colour-vision deficiencies; used when two runs share a strategy colour
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -74,7 +75,7 @@ def comparison_report(
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         f"<title>Comparison · {_text(dataset_name(source))}</title><style>{STYLE}</style></head><body>",
         f"<h1>Comparison of {len(runs)} run{'s' if len(runs) != 1 else ''} on {_text(dataset_name(source))}</h1>",
-        f'<p class="muted">Dataset: {_text(source)} · written {_text(time.strftime("%Y-%m-%d %H:%M"))} by the '
+        f'<p class="muted">Dataset: {_text(dataset_name(source))} · written {_text(time.strftime("%Y-%m-%d %H:%M"))} by the '
         "Segmentation Transfer Workbench</p>",
         _legend(runs, letters, colours, views[0]),
         _problems(runs, letters),
@@ -137,6 +138,7 @@ def _problems(runs, letters) -> str:
 
 
 def _legend(runs, letters, colours, view: RunView) -> str:
+    error_name, error_rgb = error_colour(view.colours)
     items = "".join(
         f'<li><span class="key" style="background:{colour}"></span><b>{letter}</b>: {_text(run.run_id)} '
         f"({_text(_strategy(run))})</li>"
@@ -148,9 +150,10 @@ def _legend(runs, letters, colours, view: RunView) -> str:
     )
     return (
         f"<h2>Legend</h2><ul>{items}</ul><p>Classes:{swatches}</p>"
-        f'<p class="muted">{_text(MIOU_NOTE)}. "s to 90 %": wall-clock seconds until validation mIoU first reached '
-        "90 % of the run's best. In the grid, each run's column shows its prediction painted over the image, "
-        "classes coloured as above; red pixels, where shown, are wrong.</p>"
+        f'<p class="muted">{_text(MIOU_NOTE)}. "s to 90 % of best": {_text(SECONDS_TO_90_HELP)}. In the grid, each '
+        "run's column shows its prediction painted over the image, classes coloured as above; pixels in "
+        f'{_text(error_name)} <span class="swatch" style="background:{_rgb(error_rgb)}"></span>, where shown, are '
+        "wrong.</p>"
     )
 
 
@@ -201,13 +204,23 @@ def _settings_table(runs, letters) -> str:
     keys = [k for k in dict.fromkeys(k for config in configs for k in config) if k in settings]
     rows, marks = [], []
     for key in keys:
-        values = [_setting_text(config.get(key)) for config in configs]
+        values = [_setting_text(_shown_setting(run, key)) for run in runs]
         rows.append([f"<td>{_text(key)}</td>"] + [f"<td>{_text(v)}</td>" for v in values])
         marks.append("differs" if len(set(values)) > 1 else "")
     return (
         _table(["setting"] + [f"{letter}: {_text(run.run_id)}" for letter, run in zip(letters, runs)], rows, marks)
         + '<p class="muted">Highlighted rows differ between the runs.</p>'
     )
+
+
+def _shown_setting(run, key: str):
+    """A setting as the reader needs it: the dataset by its name (never the server's folder), the epochs as trained
+    (the step floor may have added some), the same figure as the scores table."""
+    if key == "data":
+        return dataset_name(run.config.get("data"))
+    if key == "epochs":
+        return run.summary().get("epochs", run.config.get("epochs"))
+    return run.config.get(key)
 
 
 def _setting_text(value) -> str:
@@ -234,7 +247,8 @@ def _grid(runs, views, data, letters, split, count, alpha, show_errors) -> str:
             )
             + "</tr>"
         )
-    note = f"the first {len(tiles)} {_text(split)} images" + (", wrong pixels in red" if show_errors else "")
+    wrong = f", wrong pixels in {_text(error_colour(views[0].colours)[0])}" if show_errors and views else ""
+    note = f"the first {len(tiles)} {_text(split)} images{wrong}"
     return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table><p class="muted">{note}</p>'
 
 

@@ -22,6 +22,10 @@ class SummaryColumn:
     in_report: bool = True  # shown in the HTML report's table
 
 
+SECONDS_TO_90_HELP = (
+    "compute seconds (the training process's own CPU time per thread, so a busy server or a long wait in the queue "
+    "does not count) until validation mIoU first reached 90 % of the run's best"
+)
 SUMMARY_COLUMNS = (
     SummaryColumn("run", lambda run, summary, config: run.run_id),
     SummaryColumn("strategy", lambda run, summary, config: config.get("strategy")),
@@ -39,8 +43,7 @@ SUMMARY_COLUMNS = (
         "s to 90 % of best",
         lambda run, summary, config: seconds_to_reach(run_curves(run)),
         0,
-        help="Compute seconds (the training process's own CPU time per thread, so a busy server or a long wait in the "
-        "queue does not count) until validation mIoU first reached 90 % of the run's best",
+        help=SECONDS_TO_90_HELP[0].upper() + SECONDS_TO_90_HELP[1:],
     ),
     SummaryColumn(
         "trainable parameters",
