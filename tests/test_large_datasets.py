@@ -211,3 +211,13 @@ def test_camvid_sized_frames_train_at_their_native_size(tmp_path):
     ).validate()
     run = train(config, tmp_path / "runs", run_id="native-size")
     assert run.state == "done", run.status
+
+
+def test_scoring_batches_shrink_with_the_image_size_so_large_images_do_not_make_the_memory_peak():
+    from segcore.training.evaluate import EVAL_BATCH_PIXELS, scoring_batch
+
+    assert scoring_batch(16, 256, 256) == 16  # the training default's batches, unchanged
+    assert scoring_batch(16, 512, 512) == 4
+    assert scoring_batch(16, 768, 1024) * 768 * 1024 <= EVAL_BATCH_PIXELS
+    assert scoring_batch(16, 4000, 6000) == 1  # never zero
+    assert scoring_batch(8, 128, 128) == 8  # never more than asked

@@ -35,6 +35,16 @@ def native_masks(data: SegmentationData, split: str) -> list[torch.Tensor]:
     return masks
 
 
+# scoring batches hold at most this many pixels (16 images of 256×256): at 512×512 or a photo's native size a fixed
+# 16 images made the validation pass, not training, a run's memory peak; below it, batch size barely changes speed
+EVAL_BATCH_PIXELS = 16 * 256 * 256
+
+
+def scoring_batch(requested: int, height: int, width: int) -> int:
+    """Images per scoring batch: the requested number, fewer for large images (EVAL_BATCH_PIXELS)."""
+    return max(1, min(requested, EVAL_BATCH_PIXELS // max(1, height * width)))
+
+
 @torch.no_grad()
 def native_confusion(
     model: torch.nn.Module,
@@ -58,6 +68,7 @@ def native_confusion(
     pairs = data.pairs(split)
     matrix = ConfusionMatrix(data.num_classes)
     model.eval()
+    batch_size = scoring_batch(batch_size, *images.images.shape[-2:])
     for start in range(0, len(images), batch_size):
         with autocast():
             logits = model(normalize(images.images[start : start + batch_size].to(device)))
@@ -109,6 +120,7 @@ def evaluate_run(
     else:
         matrix = ConfusionMatrix(data.num_classes)
         predictor.model.eval()
+        batch_size = scoring_batch(batch_size, *images.images.shape[-2:])
         for start in range(0, len(images), batch_size):
             logits = predictor.model(
                 predictor.normalize(images.images[start : start + batch_size].to(predictor.device))

@@ -30,6 +30,7 @@ from ..runs.val_outputs import ValOutputs, per_image_counts, write_val_outputs
 from ..runs.writer import RunWriter
 from ..settings.config import TrainConfig
 from .distributed import DecodeFeatures, Distributed
+from .evaluate import scoring_batch
 from .feature_cache import FeatureCache
 from .preparation import PreparedModel, Regularizer, prepare
 from .semi_supervised import (
@@ -509,7 +510,8 @@ class Trainer:
         self.model.eval()
         self.dist.sync_buffers(self.model)
         matrix = ConfusionMatrix(self.data.num_classes)
-        batch = max(self.config.batch_size, 16)
+        height, width = images.images.shape[-2:]
+        batch = scoring_batch(max(self.config.batch_size, 16), height, width)
         share = self.dist.eval_range(len(images))  # every image once over all processes
         maps = []
         for start in range(share.start, share.stop, batch):
