@@ -19,6 +19,7 @@ import os
 import resource
 import sys
 import tempfile
+import statistics
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -174,6 +175,11 @@ def speed(args) -> dict:
     read_s = {name: [] for name in sources}
     order = torch.randperm(len(in_memory)).tolist()
     trainer.model.train()
+    from segcore.models.losses import segmentation_loss
+
+    for step in range(3):  # warm-up, not timed: the first steps pay for allocations and kernel choice
+        logits, target = trainer.batches.forward(trainer.net, order[step * args.batch : (step + 1) * args.batch])
+        trainer._optimise(segmentation_loss(logits, target, 0.0, trainer.class_weights))
     for block in range(args.blocks):
         name = ("memory", "disk")[block % 2]
         trainer.batches.images = sources[name]
@@ -185,16 +191,14 @@ def speed(args) -> dict:
             read_s[name].append(time.perf_counter() - began)
             began = time.perf_counter()
             logits, target = trainer.batches.forward(trainer.net, indices)
-            from segcore.models.losses import segmentation_loss
-
             loss = segmentation_loss(logits, target, 0.0, trainer.class_weights)
             trainer._optimise(loss)
             step_s[name].append(time.perf_counter() - began)
     writer.close()
     result = {"pairs": len(pairs), "size": args.size, "batch": args.batch, "steps_each": len(step_s["memory"])}
-    for name in sources:
-        result[f"{name}_train_images_per_s"] = args.batch * len(step_s[name]) / sum(step_s[name])
-        result[f"{name}_read_images_per_s"] = args.batch * len(read_s[name]) / sum(read_s[name])
+    for name in sources:  # medians: a step disturbed by something else on the machine does not decide it
+        result[f"{name}_train_images_per_s"] = args.batch / statistics.median(step_s[name])
+        result[f"{name}_read_images_per_s"] = args.batch / statistics.median(read_s[name])
     result["disk_vs_memory_training"] = result["disk_train_images_per_s"] / result["memory_train_images_per_s"]
     return result
 
