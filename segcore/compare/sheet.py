@@ -33,7 +33,7 @@ def comparison_tiles(
     alpha: float = 0.55,
     show_errors: bool = False,
 ) -> list[list[np.ndarray]]:
-    """Each row: the image, its ground truth painted, then each run's prediction painted (errors in red if asked), from
+    """Each row: the image, its ground truth painted, then each run's prediction painted (errors in the error colour if asked), from
     the runs' saved validation outputs (run_views.py): no model runs. The Compare page shows these tiles; the PNG
     sheet and the HTML report paste them."""
     views = as_views(runs_or_views, data, split)

@@ -36,7 +36,7 @@ def worst_images_for_class(
     (over the runs where the class is in the truth or predicted), worst first; images where no run predicts
     it and the truth lacks it are left out, so a class absent everywhere gives []. Each entry:
     index, name, iou (one per run, None where undefined), mean_iou, titles and tiles (image, truth overlay,
-    each run's overlay with wrong pixels in red; with class_errors_only, only the wrong pixels that involve
+    each run's overlay with wrong pixels in the error colour; with class_errors_only, only the wrong pixels that involve
     this class, i.e. it was missed or wrongly predicted there)."""
     views = as_views(runs_or_predictors, data, split)
     if not views:
