@@ -9,7 +9,7 @@ import streamlit as st
 
 from segcore import Predictor, SegcoreError
 from segcore.base.drawing import error_colour
-from segcore.compare.bundle import export_comparison_bytes, import_comparison_bytes
+from segcore.compare.bundle import check_exportable, export_comparison_bytes, import_comparison_bytes
 from segcore.compare.curves import comparison_curves
 from segcore.compare.report_html import comparison_report
 from segcore.compare.run_views import RunView, run_view
@@ -357,8 +357,8 @@ if c3.button(
     help="The runs (settings, curves, best models) and the comparison picture, to import on another machine.",
 ):
     try:
-        with st.spinner("Packing the runs…"):
-            prepared["zip"] = export_comparison_bytes(chosen, prepared.get("png") or sheet_png(), owner=session_owner())
+        check_exportable(chosen, owner=session_owner())
+        prepared["zip"] = True  # packed when downloaded: a 50 MiB bundle is not held in each student's session
     except SegcoreError as exc:
         st.error(error_text(exc))
 if "png" in prepared:
@@ -366,7 +366,13 @@ if "png" in prepared:
 if "html" in prepared:
     c2.download_button("Download report (HTML)", prepared["html"], "comparison.html", "text/html")
 if "zip" in prepared:
-    c3.download_button("Download bundle (zip)", prepared["zip"], "comparison-bundle.zip", "application/zip")
+    owner = session_owner()  # read here: the download runs outside the page's script, where the session is not
+    c3.download_button(
+        "Download bundle (zip)",
+        lambda: export_comparison_bytes(chosen, sheet_png(), owner=owner),
+        "comparison-bundle.zip",
+        "application/zip",
+    )
 import_bundle_box()
 
 st.subheader("Try your own image")

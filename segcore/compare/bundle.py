@@ -100,25 +100,10 @@ def export_comparison(
     the sha256 of every file. Written to a temporary name and renamed, so a failed export leaves no half zip.
     `owner`: a student may take home only their own runs (the teacher, and the command line, any)."""
     destination = Path(destination_zip)
-    foreign = [run.run_id for run in runs if not may_act_on(run, owner, teacher)]
-    if foreign:
-        raise RunError(
-            f"{', '.join(foreign)} belong{'s' if len(foreign) == 1 else ''} to another student: a bundle takes home "
-            "your own runs only — leave theirs out"
-        )
-    if not runs:
-        raise RunError("nothing to export: choose at least one finished run")
-    if len(runs) > MAX_RUNS:
-        raise RunError(f"{len(runs)} runs chosen; a bundle holds at most {MAX_RUNS}: export them in parts")
-    ids = [run.run_id for run in runs]
-    if len(set(ids)) != len(ids):
-        raise RunError(
-            f"the same run is chosen twice ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}): choose each once"
-        )
+    check_exportable(runs, owner, teacher)
     entries: dict[str, bytes] = {}
     described = []
     for run in runs:
-        _check_exportable(run)
         for name in RUN_FILES:
             path = run.path / name
             if path.is_file():
@@ -160,6 +145,28 @@ def export_comparison(
         Path(temporary).unlink(missing_ok=True)
         raise
     return destination
+
+
+def check_exportable(runs: list[Run], owner: str | None = None, teacher: bool = False) -> None:
+    """RunError naming what stops these runs from being taken home (someone else's, unfinished, damaged, too many,
+    chosen twice); cheap: nothing is packed."""
+    foreign = [run.run_id for run in runs if not may_act_on(run, owner, teacher)]
+    if foreign:
+        raise RunError(
+            f"{', '.join(foreign)} belong{'s' if len(foreign) == 1 else ''} to another student: a bundle takes home "
+            "your own runs only — leave theirs out"
+        )
+    if not runs:
+        raise RunError("nothing to export: choose at least one finished run")
+    if len(runs) > MAX_RUNS:
+        raise RunError(f"{len(runs)} runs chosen; a bundle holds at most {MAX_RUNS}: export them in parts")
+    ids = [run.run_id for run in runs]
+    if len(set(ids)) != len(ids):
+        raise RunError(
+            f"the same run is chosen twice ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}): choose each once"
+        )
+    for run in runs:
+        _check_exportable(run)
 
 
 def export_comparison_bytes(
