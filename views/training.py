@@ -151,11 +151,7 @@ def semi_supervised_figure(curves: list[RunCurves]) -> go.Figure | None:
 
 
 def group_members(all_runs: list, group: str) -> list:
-    return [
-        r
-        for r in all_runs
-        if (r.config.get("group") or r.run_id) == group and (show_class or r.owner in (session_owner(), None))
-    ]
+    return [r for r in all_runs if (r.config.get("group") or r.run_id) == group and may_see(r)]
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -167,11 +163,14 @@ def figures(stamp: tuple, _members: list) -> tuple:
     return curves, training_figure(curves), time_chart, semi_supervised_figure(curves)
 
 
+def may_see(run) -> bool:
+    """The viewer's own runs, or the class's with the toggle on."""
+    return show_class or run.owner in (session_owner(), None)
+
+
 def shown_run(run_id: str, all_runs: list) -> str:
-    """A linked run's id when this page may show it (the viewer's own, or the class's with the toggle on); otherwise
-    only that a classmate's identical run exists."""
-    viewable = {r.run_id for r in all_runs if show_class or r.owner in (session_owner(), None)}
-    return run_id if run_id in viewable else "a classmate's run"
+    """A linked run's id when this page may show it; otherwise only that a classmate's identical run exists."""
+    return run_id if any(r.run_id == run_id and may_see(r) for r in all_runs) else "a classmate's run"
 
 
 def live_view(group: str, every: str | None) -> None:
@@ -290,8 +289,8 @@ with st.expander("Queue", expanded=False):
             [
                 {
                     "place": i + 1,
-                    "student": student_of(r.owner) if shown_run(r.run_id, waiting) == r.run_id else "a classmate",
-                    "run": shown_run(r.run_id, waiting),
+                    "student": student_of(r.owner) if may_see(r) else "a classmate",
+                    "run": r.run_id if may_see(r) else "a classmate's run",
                     "strategy": r.config.get("strategy"),
                     "note": "follows an identical run" if r.status.get("follows") else "",
                 }
