@@ -77,29 +77,41 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(args) -> dict:
-    """First-pass decode, `steps` optimiser steps and one scoring of the validation split, in this process."""
-    from segcore import TrainConfig, load_dataset
-    from segcore.runs.writer import RunWriter
-    from segcore.training.loop import Trainer, configure_process
+def configured(args, **settings):
+    """The bench's settings (one epoch of the chosen strategy at --size and --batch), this process set up for them."""
+    from segcore import TrainConfig
     from segcore.models.device import pick_device
+    from segcore.training.loop import configure_process
 
-    started = time.perf_counter()
-    data = load_dataset(DATA)
-    scanned = time.perf_counter() - started
-    rss_after_scan = peak_rss_mib()
     config = TrainConfig(
         data=str(DATA),
         strategy=args.strategy,
         epochs=1,
         min_steps=0,
-        max_steps=args.steps,
         batch_size=args.batch,
         height=args.size,
         width=args.size,
-        train_size=args.pairs if args.pairs < len(data.pairs("train")) else None,  # smaller: the memory path
+        **settings,
     ).validate(check_files=False)
     configure_process(config, pick_device("cpu"))
+    return config
+
+
+def train(args) -> dict:
+    """First-pass decode, `steps` optimiser steps and one scoring of the validation split, in this process."""
+    from segcore import load_dataset
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
+
+    started = time.perf_counter()
+    data = load_dataset(DATA)
+    scanned = time.perf_counter() - started
+    rss_after_scan = peak_rss_mib()
+    config = configured(
+        args,
+        max_steps=args.steps,
+        train_size=args.pairs if args.pairs < len(data.pairs("train")) else None,  # smaller: the memory path
+    )
     writer = RunWriter(Path(tempfile.mkdtemp(prefix="large-")))
     started = time.perf_counter()
     trainer = Trainer.build(config, data, writer)
@@ -139,12 +151,11 @@ def speed(args) -> dict:
     """One network trained on one split, its batches taken alternately from memory and from the disk cache."""
     import torch
 
-    from segcore import TrainConfig, load_dataset
+    from segcore import load_dataset
     from segcore.data import record_store
     from segcore.data.dataset import ImageSet
-    from segcore.models.device import pick_device
     from segcore.runs.writer import RunWriter
-    from segcore.training.loop import Trainer, configure_process
+    from segcore.training.loop import Trainer
 
     data = load_dataset(DATA)
     size = (args.size, args.size)
@@ -156,17 +167,7 @@ def speed(args) -> dict:
     )
     on_disk = ImageSet(images, masks, names)
     assert torch.equal(on_disk.images[:16], in_memory.images[:16])
-    config = TrainConfig(
-        data=str(DATA),
-        strategy=args.strategy,
-        epochs=1,
-        min_steps=0,
-        batch_size=args.batch,
-        height=args.size,
-        width=args.size,
-        augment="flip",
-    ).validate(check_files=False)
-    configure_process(config, pick_device("cpu"))
+    config = configured(args, augment="flip")
     writer = RunWriter(Path(tempfile.mkdtemp(prefix="speed-")))
     data._cache[("train", size)] = in_memory
     trainer = Trainer.build(config, data, writer)
