@@ -124,7 +124,7 @@ def class_table(every: str | None) -> None:
         f"{counts['running']} training · {counts['queued']} waiting · {counts['done']} finished · "
         f"{counts['failed'] + counts['lost']} failed or lost · {len({r.owner for r in runs})} students"
     )
-    waiting = {run.run_id: place + 1 for place, run in enumerate(queue().queued())}
+    waiting = {run.run_id: place + 1 for place, run in enumerate(queue().queued(runs))}  # the tick's one reading
     rows = []
     # the runs that need the teacher's eye first: training, then waiting (in the order they start), then the rest
     order = {"running": 0, "queued": 1, "failed": 2, "lost": 2, "done": 3, "cancelled": 4}
@@ -165,8 +165,8 @@ st.fragment(run_every=every)(class_table)(every)
 
 # outside the live table, which redraws every 2 s: a pick or a click there must never be lost to a refresh
 # in the order they hold or will get the slot: training first, then waiting as the fair queue will start them
-waiting_order = queue().queued()
-active = [r for r in everyones_runs() if r.state == "running"] + waiting_order
+everyone = everyones_runs()
+active = [r for r in everyone if r.state == "running"] + queue().queued(everyone)
 if active:
     c1, c2 = st.columns([3, 1])
     target = c1.selectbox(

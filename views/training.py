@@ -279,7 +279,7 @@ if mine_waiting and st.button(f"Cancel all my waiting runs ({len(mine_waiting)})
     st.rerun()
 
 with st.expander("Queue", expanded=False):
-    waiting = queue().queued()
+    waiting = queue().queued(class_runs())
     st.write(
         f"{len(waiting)} waiting, in the order they will start: the student who has had the least training time in "
         "the last hour goes first; a run that follows an identical one takes no place."
