@@ -1,5 +1,6 @@
-"""Domain distance (segcore/domain.py): each reference dataset's distance from the encoder's ImageNet statistics,
-for two backbones (and lite0 at a second size), with the seconds it costs for up to 100 images, from an empty cache.
+"""Domain distance (segcore/teaching/domain.py): each reference dataset's distance from the encoder's ImageNet
+statistics, and that of five natural photos (tests/fixtures/photos, not a reference: what a user brings), for two
+backbones (and lite0 at a second size), with the seconds it costs for up to 100 images, from an empty cache.
 
     python bench/domain.py --threads 1 --out bench/results/domain.txt
 """
@@ -12,13 +13,36 @@ import os
 import tempfile
 import time
 from contextlib import redirect_stdout
+from pathlib import Path
 
 os.environ["SEGCORE_CACHE"] = tempfile.mkdtemp(prefix="domain-cache-")  # cold: nothing is read from a cache
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import machine, print_table, write_results  # noqa: E402
+from common import ROOT, machine, print_table, write_results  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from segcore import load_dataset  # noqa: E402
 from segcore.teaching.domain import REFERENCES, dataset_value, load_reference, pretrained_encoder  # noqa: E402
+
+PHOTOS = "natural photos (fixture)"
+
+
+def photos_dataset():
+    """The five fixture photos with a placeholder two-class mask each, all in the training split."""
+    folder = Path(tempfile.mkdtemp(prefix="photos-"))
+    photos = sorted((ROOT / "tests" / "fixtures" / "photos").glob("*.jpg"))
+    for split, chosen in (("train", photos), ("val", photos[:1])):  # CamVid's layout; val is never read here
+        (folder / split).mkdir()
+        (folder / f"{split}annot").mkdir()
+        for photo in chosen:
+            image = Image.open(photo).convert("RGB")
+            mask = np.zeros((image.height, image.width), np.uint8)
+            mask[:, : image.width // 2] = 1
+            image.save(folder / split / f"{photo.stem}.png")
+            Image.fromarray(mask).save(folder / f"{split}annot" / f"{photo.stem}.png")
+    return load_dataset(folder)
+
 
 SETTINGS = (("tf_efficientnet_lite0", 160), ("tf_efficientnet_lite1", 160), ("tf_efficientnet_lite0", 128))
 
@@ -35,6 +59,8 @@ def main() -> None:
     for reference in REFERENCES:
         started = time.perf_counter()
         datasets[reference.name] = (load_reference(reference), time.perf_counter() - started)
+    started = time.perf_counter()
+    datasets[PHOTOS] = (photos_dataset(), time.perf_counter() - started)
     rows, orders = [], {}
     for backbone, size in SETTINGS:
         started = time.perf_counter()
@@ -64,7 +90,7 @@ def main() -> None:
     text = io.StringIO()
     with redirect_stdout(text):
         print(
-            f"Domain distance from ImageNet (last BatchNorm statistics), up to {args.max_images} training images, "
+            f"Domain distance from ImageNet (every BatchNorm layer's statistics), up to {args.max_images} training images, "
             f"cold cache — {machine()}, torch threads {torch.get_num_threads()}; load average "
             f"{os.getloadavg()[0]:.1f} on a shared machine: seconds are noisy"
         )

@@ -39,7 +39,8 @@ from segcore.settings.config import PRESETS
 from segcore.data.dataset import ImageSet
 from segcore.data.eval_splits import BINARY_TASKS, binary_view, protocol_view
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
-from segcore.training.evaluate import native_confusion
+from segcore.data.framing import COVER, SQUASH, framed_size
+from segcore.training.evaluate import native_confusion, scoring_batch
 from segcore.models.metrics import ConfusionMatrix
 from segcore.compare.spread import mean_sd
 from segcore.training.loop import warmup_cosine
@@ -73,6 +74,8 @@ CANDIDATES = {
     "dice": {"dice_weight": 1.0},
     # the validation frames come from another stretch of video: scale-crops and colour jitter may carry better
     "full-augment": {"augment": "full"},
+    # aspect kept: resized by the short side, trained on random crops of the size, scored on whole images
+    "crop": {"resize": "crop"},
     "detailed": PRESETS["detailed"].settings,  # the preset a practitioner picks (segcore/config.py)
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")
@@ -104,18 +107,20 @@ def task_data(task: str, split: str, pack: str = ""):
     return _DATA[key]
 
 
-def score(model, normalize, size, data, device, autocast, max_val: int, native: bool) -> dict:
-    """Training-size and native-size scores of the model as it is at the end of training."""
-    val = data.load("val", size)
+def score(model, normalize, size, data, device, autocast, max_val: int, native: bool, fit: str = SQUASH) -> dict:
+    """Training-size and native-size scores of the model as it is at the end of training. A run that keeps the
+    aspect (fit COVER) is scored on whole images at its framed size, as the product scores it."""
+    val = data.load("val", framed_size(size, data.typical_size()) if fit == COVER else size, fit=fit)
     if max_val:
         val = val.subset(range(min(max_val, len(val))))
     matrix = ConfusionMatrix(data.num_classes)
     model.eval()
+    batch = scoring_batch(32, *val.images.shape[-2:])
     with torch.no_grad():
-        for start in range(0, len(val), 32):
+        for start in range(0, len(val), batch):
             with autocast():
-                logits = model(normalize(val.images[start : start + 32].to(device)))
-            matrix.update(val.masks[start : start + 32], logits.argmax(1))
+                logits = model(normalize(val.images[start : start + batch].to(device)))
+            matrix.update(val.masks[start : start + batch], logits.argmax(1))
     result = matrix.compute()
     out = {
         "miou": result["miou"],
@@ -129,7 +134,7 @@ def score(model, normalize, size, data, device, autocast, max_val: int, native: 
 
             view = replace(data, splits={**data.splits, "val": data.pairs("val")[:max_val]}, _cache={})
             view._cache[("val", tuple(size))] = val
-        nat = native_confusion(model, normalize, size, view, "val", device, 32, autocast).compute()
+        nat = native_confusion(model, normalize, size, view, "val", device, 32, autocast, fit=fit).compute()
         out.update(native_miou=nat["miou"], native_per_class_iou=dict(zip(data.class_names, nat["per_class_iou"])))
     return out
 
@@ -208,6 +213,7 @@ def run_ours(spec: dict, data, runs: Path) -> dict:
             trainer.autocast,
             spec["max_val"],
             spec["native"],
+            config.fit,
         )
         return {
             **result,

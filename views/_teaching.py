@@ -19,8 +19,17 @@ def _measured() -> dict:
 
 
 def measured_distance(data, backbone: str) -> DomainDistance | None:
-    """The distance measured for this dataset and backbone in this session (None: not measured yet)."""
-    return _measured().get((data.source, backbone))
+    """The distance measured for this dataset and backbone: in this session, or before by anyone (read from the
+    disk cache once per session, so a reload or a classmate's measurement counts); None: not measured yet."""
+    from segcore.teaching.domain import stored_distance
+
+    measured, key = _measured(), (data.source, backbone)
+    if key not in measured and ("looked up", key) not in measured:
+        measured[("looked up", key)] = True
+        stored = stored_distance(data, backbone)
+        if stored is not None:
+            measured[key] = stored
+    return measured.get(key)
 
 
 def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
@@ -85,7 +94,7 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
         return
     st.plotly_chart(distance_chart(distance, "your data"), key="domain_scale")
     st.caption(
-        escape_md(distance.sentence()) + ". 0 means the encoder's last layer sees these images the way it saw "
+        escape_md(distance.sentence()) + ". 0 means the encoder's layers see these images the way they saw "
         "ImageNet's."
         + (
             f" Reference data not on this machine: {escape_md(', '.join(distance.missing_references))}."

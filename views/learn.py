@@ -103,9 +103,10 @@ has *learnt* is what is carried over.
 """)
 structure_evidence_block()
 st.markdown("""
-**Why a far domain gains less.** The ImageNet encoder's last layer normalises its input with statistics it measured on
-ImageNet photos. Feeding it your images shows how far they pull that layer from what it expects: the *domain
-distance* (0 = looks like ImageNet). Street scenes stay close — cars, roads and buildings are ImageNet's world;
+**Why a far domain gains less.** Every normalisation layer of the ImageNet encoder holds statistics it measured on
+ImageNet photos: the colours and textures its first layers expect, the object parts its last ones expect. Feeding it
+your images shows how far they pull those layers from what they expect: the *domain distance* (0 = looks like
+ImageNet). Street scenes stay close — cars, roads and buildings are ImageNet's world;
 electron-microscopy membranes are far — grey, textured, nothing like a photo. The further the images, the less the
 transferred features fit, the less a frozen encoder (feature transfer) can do and the more the encoder must adapt
 (parameter transfer) — or, with plenty of data and a GPU, training from scratch becomes competitive.
