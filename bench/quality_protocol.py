@@ -40,7 +40,8 @@ from segcore.data.dataset import ImageSet
 from segcore.data.eval_splits import BINARY_TASKS, binary_view, protocol_view
 from segcore.data.transforms import Normalizer, augment_batch, make_augmentation
 from segcore.data.framing import COVER, SQUASH, framed_size
-from segcore.training.evaluate import native_confusion, scoring_batch
+from segcore.training.evaluate import native_confusion
+from segcore.training.windows import bounded_logits, scoring_batch
 from segcore.models.metrics import ConfusionMatrix
 from segcore.compare.spread import mean_sd
 from segcore.training.loop import warmup_cosine
@@ -118,8 +119,7 @@ def score(model, normalize, size, data, device, autocast, max_val: int, native: 
     batch = scoring_batch(32, *val.images.shape[-2:])
     with torch.no_grad():
         for start in range(0, len(val), batch):
-            with autocast():
-                logits = model(normalize(val.images[start : start + batch].to(device)))
+            logits = bounded_logits(model, normalize(val.images[start : start + batch].to(device)), size, autocast)
             matrix.update(val.masks[start : start + batch], logits.argmax(1))
     result = matrix.compute()
     out = {

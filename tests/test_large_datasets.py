@@ -221,3 +221,55 @@ def test_scoring_batches_shrink_with_the_image_size_so_large_images_do_not_make_
     assert scoring_batch(16, 768, 1024) * 768 * 1024 <= EVAL_BATCH_PIXELS
     assert scoring_batch(16, 4000, 6000) == 1  # never zero
     assert scoring_batch(8, 128, 128) == 8  # never more than asked
+
+
+def test_windows_step_over_the_whole_side_and_end_flush_with_its_edge():
+    from segcore.training.windows import window_starts
+
+    assert window_starts(100, 100) == [0] and window_starts(80, 100) == [0]  # one window covers the side
+    starts = window_starts(1000, 256)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 * 2 / 3 + 1 for a, b in zip(starts, starts[1:]))  # a third of each window overlaps
+
+
+def _pointwise_model(classes: int = 3) -> torch.nn.Module:
+    """A network without context (1×1 convolutions): its logits at a pixel do not depend on where a window cuts."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, classes, 1)).eval()
+
+
+def test_sliding_windows_equal_the_whole_image_pass_when_the_window_covers_it_and_average_overlaps():
+    from segcore.models import build
+    from segcore.training.windows import sliding_window_logits
+
+    model, _ = build("tf_efficientnet_lite0", 3, pretrained=False)
+    model.eval()
+    image = torch.randn(3, 64, 96)
+    whole = model(image[None])[0]
+    assert torch.equal(sliding_window_logits(model, image, (64, 96)), whole)  # the window covers: one pass
+    assert torch.equal(sliding_window_logits(model, image, (128, 128)), whole)
+    pointwise = _pointwise_model()
+    tiled = sliding_window_logits(pointwise, image, (32, 32))  # 3×5 windows, overlapping
+    assert torch.allclose(tiled, pointwise(image[None])[0], atol=1e-5)  # every overlap averaged, no seam
+    real_tiled = sliding_window_logits(model, image, (32, 32))
+    assert real_tiled.shape == whole.shape and torch.isfinite(real_tiled).all()
+
+
+def test_images_larger_than_a_scoring_pass_are_scored_in_windows_with_the_whole_image_score(tmp_path, monkeypatch):
+    """Scoring a run that keeps the aspect: with the scoring budget shrunk below one image, every image goes through
+    windows of the training size; a context-free network scores exactly as in one whole pass."""
+    from segcore.data.framing import COVER
+    from segcore.data.transforms import Normalizer
+    from segcore.training import windows
+    from segcore.training.evaluate import native_confusion
+
+    data = load_dataset(write_images_masks(tmp_path / "wide", count=10, size=(48, 64)))
+    normalize = Normalizer([0.5] * 3, [0.25] * 3)
+    model = _pointwise_model()
+    whole = native_confusion(model, normalize, (16, 16), data, "val", fit=COVER).matrix.clone()
+    passes = []
+    monkeypatch.setattr(windows, "EVAL_BATCH_PIXELS", 16 * 16)  # one window's pixels: every covered image is larger
+    model.register_forward_hook(lambda module, inputs, output: passes.append(tuple(inputs[0].shape[-2:])))
+    windowed = native_confusion(model, normalize, (16, 16), data, "val", fit=COVER).matrix
+    assert passes and set(passes) == {(16, 16)}  # only windows of the training size went through the network
+    assert torch.equal(windowed, whole)

@@ -17,6 +17,7 @@ from ..runs.records import best_meta_problem, colours_problem
 from ..runs.run import Run
 from ..runs.val_outputs import ValOutputs, outputs_problem, per_image_counts, read_val_outputs, write_val_outputs
 from ..training.predict import Predictor
+from ..training.windows import bounded_logits, scoring_batch
 
 PREDICTION_BATCH = 16
 
@@ -86,10 +87,12 @@ def compute_outputs(
     predictor = predictor or Predictor(run, device="cpu")
     images = data.load(split, size, fit=fit)
     maps = []
+    per_pass = scoring_batch(PREDICTION_BATCH, *images.images.shape[-2:])
     with torch.inference_mode():
-        for start in range(0, len(images), PREDICTION_BATCH):
-            batch = images.images[start : start + PREDICTION_BATCH].to(predictor.device)
-            maps.append(predictor.model(predictor.normalize(batch)).argmax(1).to("cpu", torch.uint8))
+        for start in range(0, len(images), per_pass):
+            batch = predictor.normalize(images.images[start : start + per_pass].to(predictor.device))
+            logits = bounded_logits(predictor.model, batch, predictor.size)
+            maps.append(logits.argmax(1).to("cpu", torch.uint8))
     maps = torch.cat(maps).numpy() if maps else np.zeros((0, *size), dtype=np.uint8)
     intersection, union = per_image_counts(maps, images.masks[:].numpy(), data.num_classes)
     return ValOutputs(maps, intersection, union, list(images.names))

@@ -45,7 +45,7 @@ def pseudo_label_picture(predictor: Predictor, path: Path, threshold: float) -> 
     image = read_image(path, (width, height)).convert("RGB")
     if image.size != (width, height):
         image = image.resize((width, height), Image.BILINEAR)
-    labels, confident = pseudo_labels(predictor.logits([image]), threshold)
+    labels, confident = pseudo_labels(torch.stack(list(predictor.logits([image]))), threshold)  # crop runs: a list
     labels, confident = labels[0].cpu().numpy(), confident[0].cpu().numpy()
     coloured = colorize(labels, predictor.colours)
     shown = np.where(confident[..., None], coloured, np.array(NOT_CONFIDENT, dtype=np.uint8))

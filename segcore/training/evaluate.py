@@ -15,6 +15,7 @@ from ..data.framing import COVER, SQUASH, cover_box
 from ..data.limits import limits
 from ..models.metrics import MIOU_NOTE, ConfusionMatrix
 from .predict import Predictor, native_class_map
+from .windows import EVAL_BATCH_PIXELS, bounded_logits, scoring_batch  # noqa: F401 (EVAL_BATCH_PIXELS: re-exported)
 
 NATIVE_NOTE = (
     "native: logits upsampled bilinearly to each image's original size before argmax, scored against "
@@ -33,16 +34,6 @@ def native_masks(data: SegmentationData, split: str) -> list[torch.Tensor]:
     if sum(m.numel() for m in masks) <= limits().max_decoded_bytes:
         data._cache[key] = masks
     return masks
-
-
-# scoring batches hold at most this many pixels (16 images of 256×256): at 512×512 or a photo's native size a fixed
-# 16 images made the validation pass, not training, a run's memory peak; below it, batch size barely changes speed
-EVAL_BATCH_PIXELS = 16 * 256 * 256
-
-
-def scoring_batch(requested: int, height: int, width: int) -> int:
-    """Images per scoring batch: the requested number, fewer for large images (EVAL_BATCH_PIXELS)."""
-    return max(1, min(requested, EVAL_BATCH_PIXELS // max(1, height * width)))
 
 
 @torch.no_grad()
@@ -83,15 +74,15 @@ def native_confusion(
 
 
 def _native_confusion_covered(model, normalize, size, data, split, device, autocast) -> ConfusionMatrix:
-    """Native scores of a run that keeps the aspect: one whole image at a time, never a cut-out window."""
+    """Native scores of a run that keeps the aspect: one whole image at a time (in windows of the training size when
+    it is larger than a scoring pass may be: windows.py), never a centre cut."""
     matrix = ConfusionMatrix(data.num_classes)
     model.eval()
     for pair in data.pairs(split):
         resized, _ = cover_box(image_size(pair.image), size)
         picture = torch.from_numpy(np.array(read_image(pair.image, resized).convert("RGB"))).permute(2, 0, 1)
         mask = torch.from_numpy(data.encoding.apply(read_mask_raw(pair.mask), pair.mask))
-        with autocast():
-            logits = model(normalize(picture[None].to(device)))
+        logits = bounded_logits(model, normalize(picture[None].to(device)), size, autocast)
         matrix.update(mask, native_class_map(logits[0], tuple(mask.shape)))
     return matrix
 
@@ -122,9 +113,8 @@ def evaluate_run(
         predictor.model.eval()
         batch_size = scoring_batch(batch_size, *images.images.shape[-2:])
         for start in range(0, len(images), batch_size):
-            logits = predictor.model(
-                predictor.normalize(images.images[start : start + batch_size].to(predictor.device))
-            )
+            inputs = predictor.normalize(images.images[start : start + batch_size].to(predictor.device))
+            logits = bounded_logits(predictor.model, inputs, predictor.size)
             matrix.update(images.masks[start : start + batch_size], logits.argmax(1))
     metrics = matrix.compute()
     return {

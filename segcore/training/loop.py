@@ -30,7 +30,6 @@ from ..runs.val_outputs import ValOutputs, per_image_counts, write_val_outputs
 from ..runs.writer import RunWriter
 from ..settings.config import TrainConfig
 from .distributed import DecodeFeatures, Distributed
-from .evaluate import scoring_batch
 from .feature_cache import FeatureCache
 from .preparation import PreparedModel, Regularizer, prepare
 from .semi_supervised import (
@@ -44,6 +43,7 @@ from .semi_supervised import (
     strong_view,
     unlabelled_weight_at,
 )
+from .windows import bounded_logits, scoring_batch
 
 MAX_KEPT_MAP_BYTES = 256 * 1024**2
 
@@ -517,12 +517,13 @@ class Trainer:
         for start in range(share.start, share.stop, batch):
             stop = min(start + batch, share.stop)
             masks = images.masks[start:stop]
-            with self.autocast():
-                if self.cache is not None and images is self.val_set:
+            if self.cache is not None and images is self.val_set:
+                with self.autocast():
                     features, _ = self.cache.batch(images, range(start, stop), flip=False)
                     logits = self.model.decode(features, masks.shape[-2:])
-                else:
-                    logits = self.model(self.normalize(images.images[start:stop].to(self.device)))
+            else:  # an image larger than a scoring pass may be is scored in windows of the training size
+                inputs = self.normalize(images.images[start:stop].to(self.device))
+                logits = bounded_logits(self.model, inputs, self.config.size, self.autocast)
             predicted = logits.argmax(1)
             matrix.update(masks, predicted)
             if keep_maps:

@@ -20,6 +20,7 @@ from ..models.device import pick_device
 from ..runs.files import BEST_WEIGHTS
 from ..runs.records import best_meta_problem, colours_problem
 from ..runs.run import Run
+from .windows import bounded_logits
 
 
 def native_class_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -82,7 +83,9 @@ class Predictor:
     def logits(self, images: list[Image.Image]) -> torch.Tensor | list[torch.Tensor]:
         """One batch of logits; for resize 'crop', a list (each image has its own size)."""
         if self.fit == COVER:
-            return [self.model(self.normalize(self.to_tensor([image])))[0] for image in images]
+            return [
+                bounded_logits(self.model, self.normalize(self.to_tensor([image])), self.size)[0] for image in images
+            ]
         return self.model(self.normalize(self.to_tensor(images)))
 
     @torch.no_grad()
