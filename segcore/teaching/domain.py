@@ -149,23 +149,30 @@ def pretrained_encoder(backbone: str) -> tuple[nn.Module, str, dict]:
 
 
 class _WhitenedMoments:
-    """Running per-channel sums of one BatchNorm layer's input in ImageNet units, over every position."""
+    """One BatchNorm layer's input statistics per channel, merged batch by batch (Chan's parallel formula, so a
+    batch's mean and variance come from one fused pass), expressed in ImageNet units at the end."""
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
-        self.bn, self.scale = bn, (bn.running_var + bn.eps).sqrt()
-        self.total = self.total_sq = 0.0
-        self.positions = 0
+        self.bn = bn
+        self.count = 0
+        self.mean = self.m2 = 0.0  # float64 tensors after the first batch
 
     def __call__(self, module, inputs, output) -> None:
-        z = ((inputs[0] - self.bn.running_mean[None, :, None, None]) / self.scale[None, :, None, None]).double()
-        z = z.transpose(0, 1).reshape(z.shape[1], -1)  # (C, positions)
-        self.total = self.total + z.sum(1)
-        self.total_sq = self.total_sq + (z * z).sum(1)
-        self.positions += z.shape[1]
+        x = inputs[0]
+        variance, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
+        count = x.numel() // x.shape[1]
+        mean, m2 = mean.double(), variance.double() * count
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.count * count / total)
+        self.count = total
 
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.total / self.positions
-        return mean, (self.total_sq / self.positions - mean * mean).clamp(min=0).sqrt()
+        """Mean and standard deviation of z = (x − running_mean) / √(running_var + eps)."""
+        scale = (self.bn.running_var.double() + self.bn.eps).sqrt()
+        mean = (self.mean - self.bn.running_mean.double()) / scale
+        return mean, (self.m2 / self.count).clamp(min=0).sqrt() / scale
 
 
 @torch.no_grad()
