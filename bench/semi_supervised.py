@@ -48,6 +48,9 @@ CHOICES = {
     # the weight grown over the first 30 % of the steps (early pseudo-labels come from a network that barely learnt)
     "semi c0.95 r1 w1 ramp0.3": (0.95, 1, 1.0, 0.3),
     "semi c0.95 r1 w2 ramp0.3": (0.95, 1, 2.0, 0.3),
+    # pseudo-labels from a mean teacher (the weights' running average): steadier than the network of one step
+    "semi c0.95 r1 w1 ema0.99": (0.95, 1, 1.0, 0.0, 0.99),
+    "semi c0.95 r1 w1 ema0.999": (0.95, 1, 1.0, 0.0, 0.999),
 }
 
 
@@ -55,13 +58,14 @@ def train_one(data, strategy: str, seed: int, args, fraction: float | None, semi
     """One run at equal steps: (trainer, seconds of training)."""
     settings = {}
     if semi is not None:
-        confidence, ratio, weight, rampup = (*semi, 0.0)[:4]
+        confidence, ratio, weight, rampup, momentum = (*semi, 0.0, 0.0)[:5]
         settings = dict(
             unlabelled=unlabelled,
             confidence=confidence,
             unlabelled_ratio=ratio,
             unlabelled_weight=weight,
             unlabelled_rampup=rampup,
+            teacher_momentum=momentum,
         )
     config = TrainConfig(
         data=str(data.source),
@@ -104,7 +108,7 @@ def plan(args) -> list[tuple]:
     if args.part == "choose":
         chosen = {name: semi for name, semi in CHOICES.items() if not args.only or name in args.only}
         return [(s, seed, name, semi) for seed in args.seeds for s in args.strategies for name, semi in chosen.items()]
-    chosen = (args.confidence, args.ratio, args.weight, args.rampup)
+    chosen = (args.confidence, args.ratio, args.weight, args.rampup, args.teacher_momentum)
     return [
         (s, seed, name, semi)
         for seed in args.seeds
@@ -188,6 +192,7 @@ def main() -> None:
     parser.add_argument("--ratio", type=int, default=1)
     parser.add_argument("--weight", type=float, default=1.0)
     parser.add_argument("--rampup", type=float, default=0.0)
+    parser.add_argument("--teacher-momentum", type=float, default=0.0, help="mean teacher (0: the network itself)")
     parser.add_argument("--only", nargs="*", default=[], help="choose: only these candidates (names in CHOICES)")
     parser.add_argument("--steps", type=int, default=276)
     parser.add_argument("--size", default="192x256")

@@ -242,3 +242,34 @@ def test_adapting_a_run_to_a_new_domain_re_estimates_batchnorm_as_a_new_run(tmp_
     moved = [name for name in before if name.endswith("running_mean") and not torch.equal(before[name], after[name])]
     assert moved, "no BatchNorm statistic changed"
     assert isinstance(adapted.summary()["miou"], float)
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "feature"])
+def test_a_mean_teacher_labels_the_unlabelled_images_and_follows_the_network_slowly(tmp_path, train_dataset, strategy):
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
+
+    folder = _add_unlabelled(tmp_path, count=6)
+    config = TrainConfig(
+        data=str(train_dataset), strategy=strategy, unlabelled=str(folder), teacher_momentum=0.9, **TINY
+    ).validate()
+    trainer = Trainer.build(config, load_dataset(train_dataset), RunWriter(tmp_path / "run"))
+    teacher = trainer.teacher.module
+    labelled = []
+    teacher.head.register_forward_hook(lambda module, inputs, output: labelled.append(module.training))
+    before = teacher.head.weight.detach().clone()
+    trainer.train_one_epoch(1)
+    assert labelled and not any(labelled)  # the teacher made the pseudo-labels, in evaluation mode
+    after, student = teacher.head.weight.detach(), trainer.model.head.weight.detach()
+    assert not torch.equal(after, before) and not torch.equal(after, student)  # it moved, but lags the network
+    assert (after - student).abs().sum() < (before - student).abs().sum()  # towards it
+    assert all(not p.requires_grad for p in teacher.parameters())
+
+
+def test_without_a_momentum_the_network_labels_its_own_images(tmp_path, train_dataset):
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
+
+    folder = _add_unlabelled(tmp_path, count=6)
+    config = TrainConfig(data=str(train_dataset), strategy="scratch", unlabelled=str(folder), **TINY).validate()
+    assert Trainer.build(config, load_dataset(train_dataset), RunWriter(tmp_path / "run")).teacher is None

@@ -329,6 +329,14 @@ class TrainConfig:
         low=0.0,
         high=100.0,
     )
+    teacher_momentum: float = setting(
+        0.0,
+        "semi-supervised: pseudo-labels from a running average of the network's weights (a mean teacher, steadier "
+        "than the network of one step) with this momentum, e.g. 0.99; 0: from the network itself",
+        label="Mean-teacher momentum",
+        low=0.0,
+        high=0.9999,
+    )
 
     @property
     def size(self) -> tuple[int, int]:

@@ -37,6 +37,7 @@ from .semi_supervised import (
     as_teacher,
     consistency_loss,
     cutmix,
+    mean_teacher,
     perturb_features,
     pseudo_labels,
     running_statistics_kept,
@@ -153,18 +154,19 @@ class LiveBatches:
         return inputs.contiguous(memory_format=torch.channels_last) if self.channels_last else inputs
 
     def consistency(
-        self, model, unlabelled: ImageSet, indices: list[int], confidence: float, class_weights=None
+        self, model, unlabelled: ImageSet, indices: list[int], confidence: float, class_weights=None, teacher=None
     ) -> tuple:
         """(consistency loss, share of confident pixels) of unlabelled images: the weak view (a flip) labels, the
-        strong view (colour, blur, CutMix) learns (semi_supervised.py)."""
+        strong view (colour, blur, CutMix) learns (semi_supervised.py). `teacher`: a mean teacher's network that
+        labels instead of the model."""
         images = unlabelled.images[indices].to(self.device, non_blocking=True)
         if self.window is not None:
             crop = v2.RandomCrop(self.window)
             images = torch.stack([crop(image) for image in images])
         flipped = torch.rand(len(indices)) < 0.5
         images[flipped.to(images.device)] = images[flipped.to(images.device)].flip(-1)
-        with as_teacher(model):
-            labels, confident = pseudo_labels(model(self._inputs(images)), confidence)
+        with as_teacher(teacher if teacher is not None else model) as labeller:
+            labels, confident = pseudo_labels(labeller(self._inputs(images)), confidence)
         strong, labels, confident = cutmix(strong_view(images), labels, confident)
         with running_statistics_kept(model):
             strong_logits = model(self._inputs(strong))
@@ -188,13 +190,19 @@ class CachedBatches:
         return decode(features, masks.shape[-2:]), masks
 
     def consistency(
-        self, decode: DecodeFeatures, unlabelled: ImageSet, indices: list[int], confidence: float, class_weights=None
+        self,
+        decode: DecodeFeatures,
+        unlabelled: ImageSet,
+        indices: list[int],
+        confidence: float,
+        class_weights=None,
+        teacher=None,
     ) -> tuple:
         """The same on cached features: the strong view is feature dropout (the images' features are cached)."""
         features, placeholder = self.cache.batch(unlabelled, indices, flip=self.flips)
         size = placeholder.shape[-2:]
-        with as_teacher(decode):
-            labels, confident = pseudo_labels(decode(features, size), confidence)
+        with as_teacher(DecodeFeatures(teacher) if teacher is not None else decode) as labeller:
+            labels, confident = pseudo_labels(labeller(features, size), confidence)
         with running_statistics_kept(decode):
             strong_logits = decode(perturb_features(features), size)
         return consistency_loss(strong_logits, labels, confident, class_weights), confident.float().mean()
@@ -331,6 +339,7 @@ class Trainer:
     net: torch.nn.Module  # what a training step calls: the model, or decoder + head on cached features; DDP-wrapped
     should_stop: Callable[[], bool] = lambda: False
     step: int = 0
+    teacher: torch.nn.Module | None = None  # semi-supervised with a mean teacher: the averaged model (an AveragedModel)
 
     @classmethod
     def build(
@@ -390,6 +399,7 @@ class Trainer:
             dist=dist,
             net=dist.wrap(DecodeFeatures(model) if cache else model),
             should_stop=should_stop or (lambda: False),
+            teacher=mean_teacher(model, config.teacher_momentum) if unlabelled is not None else None,
         )
 
     @property
@@ -438,6 +448,11 @@ class Trainer:
         if self.dist.active:  # DDP reduces the gradients of the parameters that learned when it was built
             self.net = self.dist.wrap(model)
 
+    @property
+    def teacher_network(self) -> torch.nn.Module | None:
+        """The network a mean teacher labels with (None: the model labels its own unlabelled images)."""
+        return self.teacher.module if self.teacher is not None else None
+
     def _optimise(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
@@ -474,7 +489,12 @@ class Trainer:
                 if self.unlabelled is not None:  # semi-supervised: the consistency loss of unlabelled images
                     picked = self.unlabelled.next_indices(config.unlabelled_ratio * len(indices))
                     unsupervised, confident = self.batches.consistency(
-                        self.net, self.unlabelled.set, picked, config.confidence, self.class_weights
+                        self.net,
+                        self.unlabelled.set,
+                        picked,
+                        config.confidence,
+                        self.class_weights,
+                        self.teacher_network,
                     )
                     weight = unlabelled_weight_at(config, self.step, self.total_steps)
                     extra = {"sup_loss": float(loss.detach()), "unsup_loss": float(unsupervised.detach())}
@@ -483,6 +503,8 @@ class Trainer:
             value = self.dist.mean(float(loss.detach()))  # the one host sync of a step
             self._check_loss(value, epoch)
             self._optimise(loss)
+            if self.teacher is not None:
+                self.teacher.update_parameters(self.model)
             self.step += 1
             self.dist.record_checksum(self.model, self.step)
             seen += len(indices) * self.dist.world

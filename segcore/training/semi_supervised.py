@@ -6,7 +6,9 @@ must predict it, pixel by pixel, where the confidence is at least TrainConfig.co
 one plus TrainConfig.unlabelled_weight × that consistency loss, averaged over every unlabelled pixel (so it grows as
 more pixels become confident).
 
-The pseudo-label comes from the network in evaluation mode (BatchNorm's running statistics, no dropout: the best guess
+The pseudo-label comes from the network in evaluation mode, or with TrainConfig.teacher_momentum > 0 from a mean teacher
+(Tarvainen & Valpola, 2017: an exponential moving average of the network's weights, torch.optim.swa_utils), which
+changes less from one step to the next than the network it averages (BatchNorm's running statistics, no dropout: the best guess
 it can make now), and the strong view's forward leaves BatchNorm's running statistics as they are (they stay those of
 the labelled images, which evaluation uses): measured on CamVid's tuning split, strongly changed colours in the running
 statistics cost more than the unlabelled images gave (bench/README.md, "Unlabelled images").
@@ -115,6 +117,17 @@ def running_statistics_kept(model: torch.nn.Module):
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
+
+
+def mean_teacher(model: torch.nn.Module, momentum: float):
+    """A running average of the model's weights and BatchNorm statistics, updated after each optimiser step
+    (`update_parameters(model)`), or None for momentum 0 (the network is its own teacher)."""
+    if momentum <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    teacher = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(momentum), use_buffers=True)
+    return teacher.eval().requires_grad_(False)
 
 
 def unlabelled_weight_at(config, step: int, total_steps: int) -> float:
