@@ -273,3 +273,16 @@ def test_images_larger_than_a_scoring_pass_are_scored_in_windows_with_the_whole_
     windowed = native_confusion(model, normalize, (16, 16), data, "val", fit=COVER).matrix
     assert passes and set(passes) == {(16, 16)}  # only windows of the training size went through the network
     assert torch.equal(windowed, whole)
+
+
+def test_the_memory_budget_bounds_both_splits_together(small_dataset, cache, monkeypatch, tmp_path):
+    """Training's split fits SEGCORE_MAX_DECODED_MB alone; validation, which would take the two past it, is read from
+    the disk cache instead of being held beside it."""
+    from segcore.runs.writer import RunWriter
+    from segcore.training.loop import Trainer
+
+    monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "3")  # 10 training pairs at 272×272: 2.8 MiB; 2 validation: 0.6 MiB
+    config = TrainConfig(data=str(small_dataset), strategy="scratch", epochs=1, min_steps=0, height=272, width=272)
+    trainer = Trainer.build(config.validate(), load_dataset(small_dataset), RunWriter(tmp_path / "run"))
+    assert not trainer.train_set.on_disk and trainer.val_set.on_disk
+    assert len(trainer.train_set) == 10 and len(trainer.val_set) == 2

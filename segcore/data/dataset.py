@@ -102,13 +102,20 @@ class SegmentationData:
             raise DatasetError(self.root, f"the dataset has no '{split}' split", f"use one of {sorted(self.splits)}")
         return self.splits[split]
 
-    def load(self, split: str, size: tuple[int, int], progress: Progress | None = None, fit: str = SQUASH) -> ImageSet:
+    def load(
+        self,
+        split: str,
+        size: tuple[int, int],
+        progress: Progress | None = None,
+        fit: str = SQUASH,
+        memory_budget: int | None = None,
+    ) -> ImageSet:
         """Every pair of a split decoded once at size=(H, W), kept for later epochs: in memory when it fits
-        SEGCORE_MAX_DECODED_MB, else in the disk cache (record_store.py) and read a batch at a time. `fit`: SQUASH
-        resizes each image to the size; COVER keeps its aspect (framing.py)."""
+        `memory_budget` bytes (default SEGCORE_MAX_DECODED_MB), else in the disk cache (record_store.py) and read a
+        batch at a time. `fit`: SQUASH resizes each image to the size; COVER keeps its aspect (framing.py)."""
         key = _cache_key(split, size, fit)
         if key not in self._cache:
-            self._cache[key] = self.decode_pairs(self.pairs(split), size, progress, fit)
+            self._cache[key] = self.decode_pairs(self.pairs(split), size, progress, fit, memory_budget)
         return self._cache[key]
 
     def load_subset(
@@ -118,6 +125,7 @@ class SegmentationData:
         indices: list[int],
         progress: Progress | None = None,
         fit: str = SQUASH,
+        memory_budget: int | None = None,
     ) -> ImageSet:
         """Only these pairs of a split decoded (a 10 % training subset decodes 10 % of the images), unless the
         whole split is decoded already."""
@@ -125,7 +133,7 @@ class SegmentationData:
         if whole is not None:
             return whole.subset(indices)
         pairs = self.pairs(split)
-        return self.decode_pairs([pairs[i] for i in indices], size, progress, fit)
+        return self.decode_pairs([pairs[i] for i in indices], size, progress, fit, memory_budget)
 
     def loaded(self, split: str, size: tuple[int, int], fit: str = SQUASH) -> ImageSet | None:
         """The split if it is already decoded at this size, else None (nothing is decoded)."""
@@ -140,11 +148,17 @@ class SegmentationData:
         return f"{type(self).__name__}:{hashlib.blake2b(pickle.dumps(self.encoding), digest_size=16).hexdigest()}"
 
     def decode_pairs(
-        self, pairs: list[Pair], size: tuple[int, int], progress: Progress | None = None, fit: str = SQUASH
+        self,
+        pairs: list[Pair],
+        size: tuple[int, int],
+        progress: Progress | None = None,
+        fit: str = SQUASH,
+        memory_budget: int | None = None,
     ) -> ImageSet:
         """These pairs decoded straight to size=(H, W): into preallocated tensors (no second copy) when they fit the
-        memory budget, else into the disk cache, read back a batch at a time."""
-        if split_bytes(len(pairs), size) > limits().max_decoded_bytes:
+        memory budget (default SEGCORE_MAX_DECODED_MB), else into the disk cache, read back a batch at a time."""
+        budget = limits().max_decoded_bytes if memory_budget is None else memory_budget
+        if split_bytes(len(pairs), size) > budget:
             images, masks, names = decoded_on_disk(
                 pairs,
                 size,

@@ -19,6 +19,8 @@ from torchvision.transforms import v2
 from ..base.errors import TrainingFailed
 from ..data.dataset import ImageSet, SegmentationData
 from ..data.framing import COVER, framed_size
+from ..data.limits import limits
+from ..data.record_store import split_bytes
 from ..data.transforms import Normalizer, augment_batch, make_augmentation
 from ..data.unlabelled import decode_unlabelled, unlabelled_paths
 from ..models import SegmentationModel, count_parameters
@@ -233,10 +235,13 @@ def _load_sets(config: TrainConfig, data: SegmentationData, writer: RunWriter, d
     indices = data.train_indices(config.train_size, config.seed)
     started = time.perf_counter()
     stored = stored_size(config, data)
+    # SEGCORE_MAX_DECODED_MB bounds both splits together: validation takes what training left of it
+    budget = limits().max_decoded_bytes
     train_set = data.load_subset(
-        "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit
+        "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit, budget
     )
-    val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit)
+    held = 0 if train_set.on_disk else split_bytes(len(train_set), stored)
+    val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit, budget - held)
     if stored != config.size:
         writer.log(
             f"aspect kept: images stored at {stored[0]}×{stored[1]} (the typical image's shape covering "
