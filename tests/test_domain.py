@@ -129,3 +129,9 @@ def test_a_measured_distance_is_found_again_without_running_the_encoder(small_da
     stored = domain.stored_distance(data, size=64, max_images=8)
     assert stored.value == pytest.approx(measured.value) and stored.reference_points == measured.reference_points
     assert stored.missing_references == (STREET, MICROSCOPY) and stored.is_far() is None
+
+
+def test_a_reference_dataset_is_named_as_itself_not_as_its_own_nearest_point():
+    points = {SHAPES: 0.27, STREET: 0.21, MICROSCOPY: 0.43}
+    assert "the same as the reference point 'built-in shapes'" in DomainDistance(0.27, points).sentence()
+    assert "closest to the reference point 'built-in shapes'" in DomainDistance(0.26, points).sentence()

@@ -162,6 +162,18 @@ def test_the_engine_never_imports_streamlit_and_pages_hold_no_policy():
             )
 
 
+def test_pages_draw_only_what_they_call():
+    """A bare expression in a page (`widget(...) or default`) was drawn by Streamlit's magic as a stray "auto" line
+    on the Model page: magic is off in the server's config, and no page holds such a statement."""
+    config = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert "magicEnabled = false" in config
+    for path in sorted((ROOT / "views").glob("*.py")) + [ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Expr) and not isinstance(node.value, ast.Call):
+                docstring = isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+                assert docstring, f"{path.relative_to(ROOT)}:{node.lineno}: a bare expression would be drawn"
+
+
 def test_each_run_file_name_is_spelled_once():
     from segcore.runs import files
 

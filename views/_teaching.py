@@ -42,7 +42,7 @@ def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
             y=[0] * len(names),
             mode="markers+text",
             marker=dict(size=14, color="#94a3b8"),
-            text=[plot_text(n) for n in names],
+            text=[plot_text(f"{n} {distance.reference_points[n]:.2f}") for n in names],
             textposition="top center",
             name="reference points",
             hovertemplate="%{text}: %{x:.2f}<extra></extra>",
@@ -54,18 +54,21 @@ def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
             y=[0],
             mode="markers+text",
             marker=dict(size=18, color="#d97706", symbol="diamond"),
-            text=[plot_text(dataset_label)],
+            text=[plot_text(f"{dataset_label} {distance.value:.2f}" if distance.value else dataset_label)],
             textposition="bottom center",
             name="your data",
             hovertemplate="%{text}: %{x:.2f}<extra></extra>",
         )
     )
+    # labels are centred on their points: room on both sides so the outermost ones are not cut at the plot's edge
+    furthest = max([distance.value, *distance.reference_points.values()], default=1.0) or 1.0
     figure.update_layout(
         height=170,
         showlegend=False,
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis=dict(
-            title=plot_text(f"distance from ImageNet ({distance.backbone}, {distance.size} px)"), rangemode="tozero"
+            title=plot_text(f"distance from ImageNet ({distance.backbone}, {distance.size} px)"),
+            range=[-0.15 * furthest, 1.3 * furthest],
         ),
         yaxis=dict(visible=False, range=[-1, 1]),
     )
@@ -86,10 +89,11 @@ def domain_block(data, backbone: str = TrainConfig.backbone) -> None:
         if st.button("📏 Measure the domain distance", key="measure_domain"):
             try:
                 with st.spinner("Running the frozen ImageNet encoder over your images…"):
-                    distance = _measured()[(data.source, backbone)] = domain_distance(data, backbone)
+                    _measured()[(data.source, backbone)] = domain_distance(data, backbone)
             except SegcoreError as exc:
                 st.error(error_text(exc))
                 return
+            st.rerun()  # the result replaces the button and its caption
     if distance is None:
         return
     st.plotly_chart(distance_chart(distance, "your data"), key="domain_scale")
@@ -187,8 +191,8 @@ def reference_scale_block(backbone: str = TrainConfig.backbone) -> None:
         if not st.button("📏 Measure the reference datasets", key="measure_references"):
             return
         with st.spinner("Running the frozen ImageNet encoder over the reference datasets…"):
-            points, missing = reference_points(backbone)
-        _measured()[key] = (points, missing)
+            _measured()[key] = reference_points(backbone)
+        st.rerun()  # the scale replaces the button
     points, missing = _measured()[key]
     if not points:
         st.caption("No reference dataset is on this machine.")

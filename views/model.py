@@ -446,15 +446,13 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         )
         or "flip"
     )
-    (
-        c2.segmented_control(
-            describe("class_weights")["label"],
-            list(CLASS_WEIGHTINGS),
-            **initial("class_weights", "default", DEFAULTS.class_weights),
-            key="class_weights",
-            help=describe("class_weights")["help"],
-        )
-        or DEFAULTS.class_weights
+    # read back from the session by chosen_config; a bare expression here would be drawn (Streamlit's magic)
+    c2.segmented_control(
+        describe("class_weights")["label"],
+        list(CLASS_WEIGHTINGS),
+        **initial("class_weights", "default", DEFAULTS.class_weights),
+        key="class_weights",
+        help=describe("class_weights")["help"],
     )
     if info.caches_features and augment == "full":
         st.caption(
@@ -469,16 +467,13 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         if info.frozen_warmup:
             setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50)
     if info.transfers_encoder:
-        (
-            st.segmented_control(
-                describe("train_bn")["label"],
-                describe("train_bn")["choices"](),
-                **initial("train_bn", "default", DEFAULTS.train_bn),
-                key="train_bn",
-                format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
-                help=describe("train_bn")["help"],
-            )
-            or DEFAULTS.train_bn
+        st.segmented_control(
+            describe("train_bn")["label"],
+            describe("train_bn")["choices"](),
+            **initial("train_bn", "default", DEFAULTS.train_bn),
+            key="train_bn",
+            format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
+            help=describe("train_bn")["help"],
         )
     semi_supervised_section(data)
     if info.needs_source_run:

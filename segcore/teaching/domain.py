@@ -95,6 +95,8 @@ class DomainDistance:
         """What the number means, for a student."""
         nearest = self.nearest_reference()
         where = f"; closest to the reference point '{nearest}'" if nearest else ""
+        if nearest and self.reference_points[nearest] == self.value:  # measured on the same images
+            where = f"; the same as the reference point '{nearest}': these are its images"
         far = self.is_far()
         verdict = (
             ""
