@@ -33,17 +33,17 @@ def measured_distance(data, backbone: str) -> DomainDistance | None:
 
 
 def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
-    """A horizontal scale: the reference points as grey marks, this dataset as a coloured one."""
+    """A horizontal scale: the reference points as grey marks, this dataset as a coloured one. Labels are arrows
+    at staggered heights (references above, this dataset below), so points close together stay readable."""
     figure = go.Figure()
-    names = list(distance.reference_points)
+    names = sorted(distance.reference_points, key=distance.reference_points.get)
     figure.add_trace(
         go.Scatter(
             x=[distance.reference_points[n] for n in names],
             y=[0] * len(names),
-            mode="markers+text",
+            mode="markers",
             marker=dict(size=14, color="#94a3b8"),
-            text=[plot_text(f"{n} {distance.reference_points[n]:.2f}") for n in names],
-            textposition="top center",
+            text=[plot_text(n) for n in names],
             name="reference points",
             hovertemplate="%{text}: %{x:.2f}<extra></extra>",
         )
@@ -52,25 +52,38 @@ def distance_chart(distance: DomainDistance, dataset_label: str) -> go.Figure:
         go.Scatter(
             x=[distance.value],
             y=[0],
-            mode="markers+text",
+            mode="markers",
             marker=dict(size=18, color="#d97706", symbol="diamond"),
-            text=[plot_text(f"{dataset_label} {distance.value:.2f}" if distance.value else dataset_label)],
-            textposition="bottom center",
+            text=[plot_text(dataset_label)],
             name="your data",
             hovertemplate="%{text}: %{x:.2f}<extra></extra>",
         )
     )
+    labels = [(n, distance.reference_points[n], -26 - 24 * (i % 2), "#475569") for i, n in enumerate(names)]
+    labels.append((dataset_label, distance.value, 32, "#b45309"))
+    for text, value, rise, colour in labels:
+        figure.add_annotation(
+            x=value,
+            y=0,
+            text=plot_text(f"{text} {value:.2f}" if value or text != dataset_label else text),
+            showarrow=True,
+            arrowhead=0,
+            arrowcolor="#cbd5e1",
+            ax=0,
+            ay=rise,
+            font=dict(size=12, color=colour),
+        )
     # labels are centred on their points: room on both sides so the outermost ones are not cut at the plot's edge
     furthest = max([distance.value, *distance.reference_points.values()], default=1.0) or 1.0
     figure.update_layout(
-        height=170,
+        height=210,
         showlegend=False,
-        margin=dict(l=10, r=10, t=30, b=10),
+        margin=dict(l=10, r=10, t=10, b=10),
         xaxis=dict(
             title=plot_text(f"distance from ImageNet ({distance.backbone}, {distance.size} px)"),
             range=[-0.15 * furthest, 1.3 * furthest],
         ),
-        yaxis=dict(visible=False, range=[-1, 1]),
+        yaxis=dict(visible=False, range=[-1, 1.4]),
     )
     return figure
 
