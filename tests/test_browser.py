@@ -1033,3 +1033,35 @@ def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(brow
         finally:
             cancel_active(runs, ["Uma"])
         page.context.close()
+
+
+def test_a_measured_domain_distance_survives_a_reload_and_reaches_the_advice(browser, tmp_path_factory):
+    """Measure once on the Data page; after a reload it is shown without a click, the Model page's advice quotes it
+    (it said "not measured" after a reload), and a classmate on the same images sees it too."""
+    root = tmp_path_factory.mktemp("domain")
+    (root / "runs").mkdir()
+    no_references = root / "references"  # only the built-in shapes as a reference point: seconds, not minutes
+    no_references.mkdir()
+    with streamlit_server(
+        root / "runs", SEGCORE_CACHE=str(root / "cache"), SEGCORE_REFERENCE_DATA=str(no_references)
+    ) as url:
+        page = new_page(browser)
+        visit(page, url, "", "Dora")
+        page.get_by_text("How far are these images from ImageNet?").wait_for()
+        page.get_by_role("button", name="Measure the domain distance").click()
+        page.get_by_text(re.compile(r"distance 0\.\d\d from ImageNet")).first.wait_for()
+        playwright.expect(page.get_by_role("button", name="Measure the domain distance")).to_have_count(0)
+        sentence = re.search(r"distance (0\.\d\d) from ImageNet", main_text(page))
+        page.reload()
+        settle(page)
+        page.get_by_text(f"distance {sentence.group(1)} from ImageNet").first.wait_for()
+        playwright.expect(page.get_by_role("button", name="Measure the domain distance")).to_have_count(0)
+        via_sidebar(page, "Model")
+        page.get_by_text("Suggested strategy").first.wait_for()
+        advice = main_text(page)
+        reasons = advice[advice.find("Suggested strategy") :][:900]
+        assert "was not measured" not in reasons and f"distance is {sentence.group(1)}" in reasons, reasons
+        shoot(page, "domain-advice")
+        classmate = new_page(browser)
+        visit(classmate, url, "", "Eli")
+        classmate.get_by_text(f"distance {sentence.group(1)} from ImageNet").first.wait_for()
