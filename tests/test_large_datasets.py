@@ -214,7 +214,7 @@ def test_camvid_sized_frames_train_at_their_native_size(tmp_path):
 
 
 def test_scoring_batches_shrink_with_the_image_size_so_large_images_do_not_make_the_memory_peak():
-    from segcore.training.evaluate import EVAL_BATCH_PIXELS, scoring_batch
+    from segcore.training.windows import EVAL_BATCH_PIXELS, scoring_batch
 
     assert scoring_batch(16, 256, 256) == 16  # the training default's batches, unchanged
     assert scoring_batch(16, 512, 512) == 4

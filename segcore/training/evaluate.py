@@ -15,7 +15,7 @@ from ..data.framing import COVER, SQUASH, cover_box
 from ..data.limits import limits
 from ..models.metrics import MIOU_NOTE, ConfusionMatrix
 from .predict import Predictor, native_class_map
-from .windows import EVAL_BATCH_PIXELS, bounded_logits, scoring_batch  # noqa: F401 (EVAL_BATCH_PIXELS: re-exported)
+from .windows import bounded_logits, scoring_batch
 
 NATIVE_NOTE = (
     "native: logits upsampled bilinearly to each image's original size before argmax, scored against "
