@@ -277,7 +277,7 @@ def test_images_larger_than_a_scoring_pass_are_scored_in_windows_with_the_whole_
 
 def test_the_memory_budget_bounds_both_splits_together(small_dataset, cache, monkeypatch, tmp_path):
     """Training's split fits SEGCORE_MAX_DECODED_MB alone; validation, which would take the two past it, is read from
-    the disk cache instead of being held beside it."""
+    the disk cache instead of being held beside it; and when training streams from disk, so does validation."""
     from segcore.runs.writer import RunWriter
     from segcore.training.loop import Trainer
 
@@ -286,3 +286,6 @@ def test_the_memory_budget_bounds_both_splits_together(small_dataset, cache, mon
     trainer = Trainer.build(config.validate(), load_dataset(small_dataset), RunWriter(tmp_path / "run"))
     assert not trainer.train_set.on_disk and trainer.val_set.on_disk
     assert len(trainer.train_set) == 10 and len(trainer.val_set) == 2
+    monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "2")  # training streams from disk: validation too, though it fits
+    trainer = Trainer.build(config.validate(), load_dataset(small_dataset), RunWriter(tmp_path / "run-2"))
+    assert trainer.train_set.on_disk and trainer.val_set.on_disk

@@ -235,13 +235,15 @@ def _load_sets(config: TrainConfig, data: SegmentationData, writer: RunWriter, d
     indices = data.train_indices(config.train_size, config.seed)
     started = time.perf_counter()
     stored = stored_size(config, data)
-    # SEGCORE_MAX_DECODED_MB bounds both splits together: validation takes what training left of it
+    # SEGCORE_MAX_DECODED_MB bounds both splits together: validation takes what training left of it, and a run
+    # that streams its training split from disk streams its validation split too (a dataset too large for memory
+    # is read a batch at a time throughout; in memory it would be only ~1 % faster: bench/README "Large datasets")
     budget = limits().max_decoded_bytes
     train_set = data.load_subset(
         "train", stored, indices, decode_progress(writer, "decoding training images"), config.fit, budget
     )
-    held = 0 if train_set.on_disk else split_bytes(len(train_set), stored)
-    val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit, budget - held)
+    left = 0 if train_set.on_disk else budget - split_bytes(len(train_set), stored)
+    val_set = data.load("val", stored, decode_progress(writer, "decoding validation images"), config.fit, left)
     if stored != config.size:
         writer.log(
             f"aspect kept: images stored at {stored[0]}×{stored[1]} (the typical image's shape covering "
@@ -538,7 +540,8 @@ class Trainer:
         self.dist.sync_buffers(self.model)
         matrix = ConfusionMatrix(self.data.num_classes)
         height, width = images.images.shape[-2:]
-        batch = scoring_batch(max(self.config.batch_size, 16), height, width)
+        # no larger than a training batch: tensors of the sizes training freed are reused, not new heap grown
+        batch = scoring_batch(self.config.batch_size, height, width)
         share = self.dist.eval_range(len(images))  # every image once over all processes
         maps = []
         for start in range(share.start, share.stop, batch):
