@@ -105,6 +105,8 @@ def scored(trainer, data, args) -> dict:
 
 def plan(args) -> list[tuple]:
     """(strategy, seed, choice name, (confidence, ratio, weight) or None) of each run."""
+    if args.part == "diagnose":
+        return [(s, seed, "labelled only", None) for seed in args.seeds for s in args.strategies]
     if args.part == "choose":
         chosen = {name: semi for name, semi in CHOICES.items() if not args.only or name in args.only}
         return [(s, seed, name, semi) for seed in args.seeds for s in args.strategies for name, semi in chosen.items()]
@@ -117,12 +119,45 @@ def plan(args) -> list[tuple]:
     ]
 
 
+@torch.no_grad()
+def pseudo_label_quality(trainer, data, args) -> dict:
+    """Diagnosis only (never in training): how good would the labelled-only network's pseudo-labels on the images
+    `--unlabelled rest` leaves out be? Their masks are read here to tell: the confident share, how often a confident
+    pixel is right, how often the network is right anyway, and how many of its mistakes it is confident about."""
+    from segcore.data.masks import IGNORE
+
+    labelled = set(data.train_indices(args.fraction, trainer.config.seed))
+    rest = [i for i in range(len(data.pairs("train"))) if i not in labelled]
+    images = data.load_subset("train", (args.height, args.width), rest)
+    trainer.model.eval()
+    totals = dict(pixels=0, confident=0, confident_right=0, right=0, wrong=0, wrong_confident=0)
+    for start in range(0, len(images), 16):
+        logits = trainer.model(trainer.normalize(images.images[start : start + 16].to(trainer.device)))
+        best, labels = logits.float().softmax(1).max(1)
+        masks = images.masks[start : start + 16].to(trainer.device).long()
+        known = masks != IGNORE
+        sure, right = (best >= args.confidence) & known, (labels == masks) & known
+        totals["pixels"] += int(known.sum())
+        totals["confident"] += int(sure.sum())
+        totals["confident_right"] += int((sure & right).sum())
+        totals["right"] += int(right.sum())
+        totals["wrong"] += int((known & ~right).sum())
+        totals["wrong_confident"] += int((sure & ~right).sum())
+    return {
+        "rest_images": len(rest),
+        "confident_share": totals["confident"] / totals["pixels"],
+        "confident_precision": totals["confident_right"] / max(1, totals["confident"]),
+        "accuracy": totals["right"] / totals["pixels"],
+        "mistakes_confident": totals["wrong_confident"] / max(1, totals["wrong"]),
+    }
+
+
 def run_part(args) -> list[dict]:
     if args.part == "dusk":
         data = domain_shift_view(load_dataset(CAMVID, ignore_index=11))
         fraction, unlabelled = None, "dataset"
     else:
-        data = task_data("camvid", "tune" if args.part == "choose" else "report")
+        data = task_data("camvid", "report" if args.part == "report" else "tune")
         fraction, unlabelled = args.fraction, "rest"
     print(f"{data.split_origin if args.part == 'dusk' else data.source}; {machine()}", flush=True)
     rows = []
@@ -140,10 +175,19 @@ def run_part(args) -> list[dict]:
             "s_per_step": seconds / max(1, trainer.step),
             **scored(trainer, data, args),
         }
+        if args.part == "diagnose":
+            row.update(pseudo_label_quality(trainer, data, args))
         rows.append(row)
         print(
             f"{strategy:<10} seed {seed} {name:<20} mIoU {row['miou']:.3f}  {row['s_per_step']:.2f} s/step", flush=True
         )
+        if args.part == "diagnose":
+            print(
+                f"  on the {row['rest_images']} images left unlabelled: {row['confident_share']:.1%} of pixels "
+                f"confident (≥ {args.confidence}), {row['confident_precision']:.1%} of those right; the network right "
+                f"on {row['accuracy']:.1%} of all pixels; {row['mistakes_confident']:.1%} of its mistakes confident",
+                flush=True,
+            )
         if args.part == "dusk":  # the same network, BatchNorm re-estimated on the dusk stretch (seconds, no labels)
             started = time.perf_counter()
             images = decode_unlabelled(data.unlabelled, (args.height, args.width))
@@ -184,7 +228,7 @@ def table(rows: list[dict], args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["choose", "report", "dusk"], required=True)
+    parser.add_argument("--part", choices=["choose", "report", "dusk", "diagnose"], required=True)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--strategies", nargs="*", default=["parameter", "feature"])
     parser.add_argument("--fraction", type=float, default=0.1, help="labelled share of the training images")
