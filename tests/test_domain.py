@@ -126,6 +126,7 @@ def test_a_measured_distance_is_found_again_without_running_the_encoder(small_da
     assert domain.stored_distance(data, size=64, max_images=8) is None
     measured = domain_distance(data, size=64, max_images=8)
     monkeypatch.setattr(domain, "layer_moments", lambda *args: pytest.fail("the encoder ran again"))
+    monkeypatch.setattr(domain, "pretrained_encoder", lambda *args: pytest.fail("a page's look-up built the encoder"))
     stored = domain.stored_distance(data, size=64, max_images=8)
     assert stored.value == pytest.approx(measured.value) and stored.reference_points == measured.reference_points
     assert stored.missing_references == (STREET, MICROSCOPY) and stored.is_far() is None

@@ -12,6 +12,7 @@ from segcore.teaching.domain import DomainDistance
 from views._shared import error_text, escape_md, finished_runs, plot_text, queue, session_owner, visible_runs
 
 MEASURED = "domain_distance"  # session key: {(source, backbone): DomainDistance}
+LOOKED_UP = "domain_distance_looked_up"  # session key: the (source, backbone) already sought in the disk cache
 
 
 def _measured() -> dict:
@@ -24,8 +25,9 @@ def measured_distance(data, backbone: str) -> DomainDistance | None:
     from segcore.teaching.domain import stored_distance
 
     measured, key = _measured(), (data.source, backbone)
-    if key not in measured and ("looked up", key) not in measured:
-        measured[("looked up", key)] = True
+    looked_up = st.session_state.setdefault(LOOKED_UP, set())
+    if key not in measured and key not in looked_up:
+        looked_up.add(key)
         stored = stored_distance(data, backbone)
         if stored is not None:
             measured[key] = stored

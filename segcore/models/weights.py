@@ -44,6 +44,17 @@ def has_hub_weights(backbone: str) -> bool:
     return bool(timm.list_models(backbone, pretrained=True))
 
 
+HUB_ORIGIN = "timm pretrained download (Hugging Face hub)"
+
+
+def default_origin(backbone: str) -> str | None:
+    """The line pretrained_state_dict would give for this backbone's ImageNet weights, known without reading them
+    (a cache key can name the weights without building a model); None where there are none."""
+    if bundled_file(backbone) is not None:
+        return f"bundled package {BUNDLED[backbone].package}"
+    return HUB_ORIGIN if has_hub_weights(backbone) else None
+
+
 def weights_source(backbone: str) -> str:
     """Where this backbone's ImageNet weights would come from here, in words for a picker."""
     if bundled_file(backbone) is not None:
@@ -108,19 +119,18 @@ def pretrained_state_dict(backbone: str, weights_file: str | Path | None = None)
     if weights_file:
         path = Path(weights_file)
         return match_to_reference(_read_state_dict(path), reference, str(path)), f"local file {path}"
-    path = bundled_file(backbone)
-    if path is not None:
-        return match_to_reference(
-            _read_state_dict(path), reference, str(path)
-        ), f"bundled package {BUNDLED[backbone].package}"
-    if has_hub_weights(backbone):
+    origin = default_origin(backbone)
+    if origin == HUB_ORIGIN:
         try:
             model = timm.create_model(backbone, pretrained=True)
         except Exception as exc:
             raise WeightsError(
                 _no_weights_message(backbone, f"the timm download failed ({type(exc).__name__})")
             ) from None
-        return model.state_dict(), "timm pretrained download (Hugging Face hub)"
+        return model.state_dict(), origin
+    if origin is not None:
+        path = bundled_file(backbone)
+        return match_to_reference(_read_state_dict(path), reference, str(path)), origin
     raise WeightsError(_no_weights_message(backbone, "timm has no pretrained weights for it"))
 
 

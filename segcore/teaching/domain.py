@@ -129,10 +129,23 @@ def _evenly_spaced(count: int, limit: int) -> list[int]:
     return sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)}) if limit > 1 else [0]
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """An image's content hash, read once per process while its size and modification time stay the same (every
+    new page session asks for the stored distance: the images are not read again each time)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = hashlib.sha256(path.read_bytes()).digest()
+    return _FILE_DIGESTS[key]
+
+
 def _content_key(paths: list[Path], backbone: str, weights: str, size: int) -> str:
     digest = hashlib.sha256(f"v{METHOD_VERSION}|{backbone}|{weights}|{size}".encode())
     for path in paths:
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(_file_digest(path))
     return digest.hexdigest()[:32]
 
 
@@ -204,10 +217,12 @@ def distance_over_layers(moments: list[tuple[torch.Tensor, torch.Tensor]]) -> fl
 def _cached_value_path(data, backbone: str, size: int, max_images: int, split: str) -> tuple[Path, list[int]]:
     """Where a dataset's value is kept (keyed by the chosen images' bytes, backbone, weights and size), and those
     images' indices."""
+    from ..models.weights import default_origin
+
     pairs = data.pairs(split)
     indices = _evenly_spaced(len(pairs), max_images)
-    _, origin, _ = pretrained_encoder(backbone)
-    key = _content_key([pairs[i].image for i in indices], backbone, origin, size)
+    # the weights' origin as loading them would name it, without building the encoder (a page asks this at start-up)
+    key = _content_key([pairs[i].image for i in indices], backbone, default_origin(backbone) or "none", size)
     return cache_dir() / "domain" / f"{key}.json", indices
 
 
@@ -278,15 +293,22 @@ def reference_points(
     backbone: str,
     size: int = DEFAULT_SIZE,
     max_images: int = DEFAULT_MAX_IMAGES,
-) -> tuple[dict[str, float], tuple[str, ...]]:
-    """({reference name: distance}, names of the references not present here)."""
+    measure: bool = True,
+) -> tuple[dict[str, float], tuple[str, ...]] | None:
+    """({reference name: distance}, names of the references not present here). measure=False: only what the cache
+    holds, None when a present reference has not been measured yet."""
     points, missing = {}, []
     for reference in REFERENCES:
         data = load_reference(reference)
         if data is None:
             missing.append(reference.name)
-            continue
-        points[reference.name] = dataset_value(data, backbone, size, max_images)[0]
+        elif measure:
+            points[reference.name] = dataset_value(data, backbone, size, max_images)[0]
+        else:
+            stored = _read_cached(_cached_value_path(data, backbone, size, max_images, "train")[0])
+            if stored is None:
+                return None
+            points[reference.name] = stored[0]
     return points, tuple(missing)
 
 
@@ -309,19 +331,11 @@ def stored_distance(
     """The distance as measured before (by anyone, on the same images, backbone and size), read from the cache
     without running the encoder; None when this dataset or a present reference has not been measured yet."""
     stored = _read_cached(_cached_value_path(data, backbone, size, max_images, "train")[0])
-    if stored is None:
+    references = reference_points(backbone, size, max_images, measure=False) if stored is not None else None
+    if references is None:
         return None
-    points, missing = {}, []
-    for reference in REFERENCES:
-        reference_data = load_reference(reference)
-        if reference_data is None:
-            missing.append(reference.name)
-            continue
-        point = _read_cached(_cached_value_path(reference_data, backbone, size, max_images, "train")[0])
-        if point is None:
-            return None
-        points[reference.name] = point[0]
-    return DomainDistance(stored[0], points, backbone, size, stored[1], 0.0, True, tuple(missing))
+    points, missing = references
+    return DomainDistance(stored[0], points, backbone, size, stored[1], 0.0, True, missing)
 
 
 def to_dict(distance: DomainDistance) -> dict:
