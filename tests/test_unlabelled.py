@@ -264,6 +264,7 @@ def test_a_mean_teacher_labels_the_unlabelled_images_and_follows_the_network_slo
     assert not torch.equal(after, before) and not torch.equal(after, student)  # it moved, but lags the network
     assert (after - student).abs().sum() < (before - student).abs().sum()  # towards it
     assert all(not p.requires_grad for p in teacher.parameters())
+    assert "from a mean teacher (momentum 0.9)" in trainer.writer.log_tail(50)
 
 
 def test_without_a_momentum_the_network_labels_its_own_images(tmp_path, train_dataset):

@@ -312,6 +312,7 @@ def _unlabelled_images(config: TrainConfig, data: SegmentationData, writer: RunW
     writer.log(
         f"semi-supervised: {len(paths)} unlabelled images ({config.unlabelled}), {config.unlabelled_ratio} per "
         f"labelled image a step, pseudo-labels at confidence ≥ {config.confidence}, weight {config.unlabelled_weight}"
+        + (f" from a mean teacher (momentum {config.teacher_momentum})" if config.teacher_momentum > 0 else "")
         + ("; strong view: feature dropout on the cached features" if cached else "")
     )
     return UnlabelledImages(decode_unlabelled(paths, stored_size(config, data), config.fit), config.seed)
