@@ -1018,10 +1018,19 @@ def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(brow
         settle(page)
         click_button(page, "▶ Start the lesson")
         settle(page)
-        page.get_by_text("Queued 4 runs").wait_for()
-        try:
-            from segcore.runs.run import list_runs
+        from segcore.runs.run import list_runs
 
+        try:  # the answer stays while the lesson is open, whatever reruns the page meanwhile
+            playwright.expect(page.get_by_text("Queued 4 runs")).to_be_visible(timeout=60_000)
+        except AssertionError as missing:
+            on_disk = [(r.run_id, r.state) for r in list_runs(runs)]
+            raise AssertionError(f"no 'Queued 4 runs'; page: {main_text(page)[:1500]!r}; runs: {on_disk}") from missing
+        page.locator("h1").first.click()
+        page.keyboard.press("r")  # Streamlit's rerun key: a whole-page rerun keeps the answer
+        page.wait_for_timeout(500)
+        settle(page)
+        playwright.expect(page.get_by_text("Queued 4 runs")).to_be_visible()
+        try:
             queued = [r for r in list_runs(runs) if r.config.get("data") == "builtin:shapes"]
             assert sorted((r.config["strategy"], r.config.get("unlabelled") or "-") for r in queued) == [
                 ("feature", "-"),

@@ -45,6 +45,7 @@ def teachers_lessons(folder: str, stamp: tuple) -> list:
 def open_the_lesson(lesson) -> None:
     choose_dataset(lesson.data_source, lesson.settings.get("ignore_index", 255), None)
     st.session_state.update(lesson=lesson, lesson_pending=True)
+    st.session_state.pop("lesson_result", None)  # the last lesson's "Queued …" is not this one's
     st.switch_page("views/model.py")
 
 

@@ -154,7 +154,9 @@ def lesson_box(data):
                 on_click=start_lesson_click,
                 args=(False,),
             )
-            outcome = st.session_state.pop("lesson_result", None)
+            # kept (not popped) while the lesson is open: a rerun from elsewhere (a timer, a sidebar click) must not
+            # wipe the answer to the student's click before they read it
+            outcome = st.session_state.get("lesson_result")
             if outcome and outcome[0] == "ask":
                 st.warning(
                     f"You started this lesson before: {outcome[1]} of its runs are queued, training or done. "
@@ -168,6 +170,7 @@ def lesson_box(data):
                 st.error(outcome[1])
             if b2.button("Close the lesson", key="close_lesson"):
                 del st.session_state["lesson"]
+                st.session_state.pop("lesson_result", None)
                 st.rerun()
 
     return lesson
@@ -614,7 +617,11 @@ def train_section(data, config, train_images: int, source_run, info) -> None:
         args=("sweep",),
         key="train_sweep",
     )
-    outcome = st.session_state.pop("train_result", None)
+    # what was queued stays said until the next click (a timer's or a setting's rerun must not wipe it unread); an
+    # error is said once, as the next rerun may follow the fix
+    outcome = st.session_state.get("train_result")
+    if outcome and outcome[0] != "ok":
+        del st.session_state["train_result"]
     if outcome and outcome[0] == "ok":
         queued = outcome[1]
         st.success(
