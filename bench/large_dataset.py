@@ -91,6 +91,7 @@ def configured(args, **settings):
         batch_size=args.batch,
         height=args.size,
         width=args.size,
+        precision=args.precision,
         **settings,
     ).validate(check_files=False)
     configure_process(config, pick_device("cpu"))
@@ -143,6 +144,7 @@ def train(args) -> dict:
         "peak_rss_mib_after_decode": rss_after_decode,
         "peak_rss_mib_after_training": rss_after_training,
         "batch": args.batch,
+        "precision": args.precision,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -212,6 +214,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--strategy", default="parameter")
+    parser.add_argument("--precision", default="auto", help="TrainConfig.precision: auto, fp32 or bf16")
     parser.add_argument("--blocks", type=int, default=8, help="speed: alternations of memory and disk")
     parser.add_argument("--block-steps", type=int, default=5)
     args = parser.parse_args()

@@ -77,6 +77,8 @@ CANDIDATES = {
     "full-augment": {"augment": "full"},
     # aspect kept: resized by the short side, trained on random crops of the size, scored on whole images
     "crop": {"resize": "crop"},
+    # the whole network's steps in bf16 on a CPU that has it natively (TrainConfig.precision): memory, same speed
+    "bf16": {"precision": "bf16"},
     "detailed": PRESETS["detailed"].settings,  # the preset a practitioner picks (segcore/config.py)
 }
 SECTIONS = ("camvid", "candidates", "binary", "membrane")

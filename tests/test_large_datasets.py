@@ -17,6 +17,7 @@ import torch
 from segcore import DatasetError, TrainConfig, load_dataset, train
 from segcore.data import record_store
 from segcore.data.record_store import RecordArray, decoded_dir
+from segcore.models.device import cpu_has_native_bf16
 
 from .conftest import wait_until, write_images_masks
 
@@ -289,3 +290,37 @@ def test_the_memory_budget_bounds_both_splits_together(small_dataset, cache, mon
     monkeypatch.setenv("SEGCORE_MAX_DECODED_MB", "2")  # training streams from disk: validation too, though it fits
     trainer = Trainer.build(config.validate(), load_dataset(small_dataset), RunWriter(tmp_path / "run-2"))
     assert trainer.train_set.on_disk and trainer.val_set.on_disk
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="needs a CPU with native bf16 (AVX512-BF16 or AMX)")
+def test_bf16_precision_holds_a_smaller_step_in_memory_and_scores_in_full_precision(tmp_path):
+    """precision bf16 is how a large image size fits a memory bound: the step's saved activations shrink; the run's
+    score is still the full-precision one `segcore eval` recomputes."""
+    from segcore import Predictor
+    from segcore.runs.writer import RunWriter
+    from segcore.training.evaluate import evaluate_run
+    from segcore.training.loop import Trainer
+
+    data_dir = write_images_masks(tmp_path / "data", count=12, size=(64, 64))
+    data = load_dataset(data_dir)
+
+    def saved_bytes(precision: str) -> int:
+        config = TrainConfig(
+            data=str(data_dir), strategy="parameter", precision=precision, epochs=1, max_steps=1, height=64, width=64
+        ).validate(check_files=False)
+        trainer = Trainer.build(config, data, RunWriter(tmp_path / f"runs-{precision}"))
+        total = []
+
+        def pack(tensor):
+            total.append(tensor.untyped_storage().nbytes() if tensor.is_floating_point() else 0)
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            trainer.train_one_epoch(1)
+        return sum(total)
+
+    assert saved_bytes("bf16") < 0.75 * saved_bytes("fp32")
+    config = TrainConfig(data=str(data_dir), strategy="parameter", precision="bf16", epochs=1, height=64, width=64)
+    run = train(config, tmp_path / "runs", run_id="lean")
+    assert run.state == "done", run.status
+    assert evaluate_run(Predictor(run.path), data)["miou"] == pytest.approx(run.summary()["miou"], abs=1e-6)

@@ -299,7 +299,8 @@ def _training_batches(config, train_set, val_set, model, normalize, device, orig
     elif config.encoder_bn_mode() == "all" or augment_kind == "full":
         writer.log("feature cache off: BatchNorm adapts or augmentation changes every input; encoder runs live")
     else:
-        cache = FeatureCache(model, normalize, device, inference_dtype(device), origin=origin, log=writer.log)
+        build_dtype = None if config.precision == "fp32" else inference_dtype(device)
+        cache = FeatureCache(model, normalize, device, build_dtype, origin=origin, log=writer.log)
         return CachedBatches(cache, train_set, flips=augment_kind == "flip"), cache
     return live, None
 
@@ -416,20 +417,22 @@ class Trainer:
 
     @cached_property
     def amp_dtype(self) -> torch.dtype | None:
-        return amp_dtype_for(self.device)
+        return None if self.config.precision == "fp32" else amp_dtype_for(self.device)
 
     @cached_property
     def scaler(self) -> torch.amp.GradScaler | None:
         return torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def autocast(self):
-        return autocast_for(self.device)()
+        return autocast_for(self.device)() if self.config.precision != "fp32" else nullcontext()
 
     def step_autocast(self):
-        """The training step's precision: the device's autocast, and bf16 for the decoder on cached features on
-        a CPU with native bf16 (1.35× per epoch there; a whole network's step gained nothing, bench/README.md).
-        Evaluation stays in full precision on a CPU, so the run's mIoU is what `segcore eval` recomputes."""
-        if self.cache is not None and self.device.type == "cpu" and inference_dtype(self.device) == torch.bfloat16:
+        """The training step's precision (TrainConfig.precision): the device's autocast; on a CPU with native bf16,
+        bf16 for the decoder on cached features under auto (1.35× per epoch there) and for the whole network under
+        bf16 (the same speed, about a quarter less memory: bench/README.md). Evaluation stays in full precision on a
+        CPU, so the run's mIoU is what `segcore eval` recomputes."""
+        cpu_bf16 = self.device.type == "cpu" and inference_dtype(self.device) == torch.bfloat16
+        if cpu_bf16 and (self.config.precision == "bf16" or self.config.precision == "auto" and self.cache is not None):
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return self.autocast()
 
