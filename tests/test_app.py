@@ -91,12 +91,13 @@ def test_model_page_offers_backbones_strategies_and_train_buttons(runs_dir):
     app.radio(key="strategy").set_value("Partial fine-tune (late stages)").run()
     assert not app.exception and any("first 4 levels frozen" in m.value for m in app.markdown)
     assert any("(80%)" in c.value for c in app.caption)
+    app.segmented_control(key="precision").set_value("bf16").run()  # the memory-lean step (bench, large datasets)
     app.button[0].click().run()
     assert not app.exception
     from segcore.runs.run import list_runs
 
     (queued,) = list_runs(runs_dir)
-    assert queued.config["strategy"] == "partial"
+    assert queued.config["strategy"] == "partial" and queued.config["precision"] == "bf16"
     from segcore.jobs.queue import JobQueue
 
     JobQueue(runs_dir).cancel(queued.run_id)  # the point was that it queues; do not train it for minutes

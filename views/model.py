@@ -65,6 +65,7 @@ WIDGET_SETTINGS = {
     "train_bn": "train_bn",
     "backbone": "backbone",
     "resize": "resize",
+    "precision": "precision",
     "unlabelled": "unlabelled",
     "confidence": "confidence",
     "unlabelled_ratio": "unlabelled_ratio",
@@ -106,6 +107,7 @@ CHOICES = {
     "train_bn": ["auto", "on", "off"],
     "unlabelled": list(UNLABELLED_CHOICES),
     "resize": ["squash", "crop"],
+    "precision": ["auto", "fp32", "bf16"],
 }
 
 
@@ -339,6 +341,7 @@ def chosen_config(data) -> tuple[TrainConfig, int, str | None]:
             settings[name] = _as_declared(name, state[key])
     settings["unlabelled"] = None if state.get("unlabelled") in (None, "off") else state["unlabelled"]
     settings["resize"] = state.get("resize") or DEFAULTS.resize
+    settings["precision"] = state.get("precision") or DEFAULTS.precision
     if not settings.get("class_weights"):
         settings["class_weights"] = DEFAULTS.class_weights
     settings["augment"] = state.get("augment") or "flip"
@@ -456,6 +459,14 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         **initial("class_weights", "default", DEFAULTS.class_weights),
         key="class_weights",
         help=describe("class_weights")["help"],
+    )
+    st.segmented_control(
+        describe("precision")["label"],
+        describe("precision")["choices"](),
+        **initial("precision", "default", DEFAULTS.precision),
+        key="precision",
+        format_func={"auto": "auto", "fp32": "fp32", "bf16": "bf16: less memory"}.get,
+        help=describe("precision")["help"],
     )
     if info.caches_features and augment == "full":
         st.caption(
