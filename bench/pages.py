@@ -18,8 +18,10 @@ one headless Chromium page per student on Training plus one Teacher page, and re
 Sign-in: a tree with the sign-in (issue 21) gets a session cookie per student; an older tree the `?student=` address.
 
 In a class each browser runs on its student's own machine; here all 31 share the server's two cores. `--nice-browsers`
-lowers the browsers' priority (nice 19, reapplied as Chromium starts new page processes) so they take only what the
-server and the training run leave, and the browsers' own CPU is reported beside the server's. The Compare burst also
+lowers the browsers' priority (nice 19 on every thread, reapplied as Chromium starts new page processes and threads)
+so they take only what the server and the training run leave; `--idle-browsers` puts their threads under SCHED_IDLE
+(a core only when nothing else wants it), the closest this machine comes to the students' own machines. The
+browsers' own CPU is reported beside the server's. The Compare burst also
 reports when the server itself was done: the end of the last 0.25 s window in which it used more than 0.1 core.
 """
 
@@ -186,20 +188,37 @@ def browser_processes() -> list[psutil.Process]:
 
 
 class BrowserPriority(threading.Thread):
-    """Keeps every Chromium process of this bench at nice 19 (new page processes appear as pages open)."""
+    """Keeps every thread of every Chromium process of this bench at the lowest priority: nice 19, or SCHED_IDLE
+    (runs only when nothing else wants the core) with `idle`. Linux sets both per thread, not per process, so each
+    thread is set (a page process's compositor and V8 threads would otherwise keep nice 0); new page processes and
+    threads appear as pages open, hence the loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle: bool = False) -> None:
         super().__init__(daemon=True)
+        self.idle = idle
         self.stopping = threading.Event()
+        self.done: set[int] = set()
+
+    def lower(self, tid: int) -> None:
+        os.setpriority(os.PRIO_PROCESS, tid, 19)
+        if self.idle:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
     def run(self) -> None:
         while not self.stopping.wait(0.2):
             for process in browser_processes():
                 try:
-                    if process.nice() != 19:
-                        process.nice(19)
+                    tids = [thread.id for thread in process.threads()]
                 except psutil.Error:
-                    pass
+                    continue
+                for tid in tids:
+                    if tid in self.done:
+                        continue
+                    try:
+                        self.lower(tid)
+                        self.done.add(tid)
+                    except OSError:  # a thread that ended while listed
+                        pass
 
 
 def browser_cores_over(seconds: float) -> float:
@@ -376,6 +395,9 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a name for the results file")
     parser.add_argument("--nice-browsers", action="store_true", help="the browsers at nice 19 (see the docstring)")
     parser.add_argument(
+        "--idle-browsers", action="store_true", help="the browsers' threads under SCHED_IDLE (see the docstring)"
+    )
+    parser.add_argument(
         "--soak-minutes",
         type=float,
         default=0,
@@ -394,9 +416,10 @@ def main() -> None:
     cookies = session_cookies(tree, runs, names)
     server = Server(tree, runs, {"SEGCORE_CACHE": str(cache)})
     result = Progress({"students": args.students, "tree": str(tree), "sign_in": "cookie" if cookies else "address"})
-    result["nice_browsers"] = args.nice_browsers
-    priority = BrowserPriority()
-    if args.nice_browsers:
+    result["nice_browsers"] = args.nice_browsers or args.idle_browsers
+    result["idle_browsers"] = args.idle_browsers
+    priority = BrowserPriority(idle=args.idle_browsers)
+    if args.nice_browsers or args.idle_browsers:
         priority.start()
     try:
         with sync_playwright() as playwright:
