@@ -1005,16 +1005,21 @@ def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(brow
         shoot(page, "24-learn-pseudo-labels")
 
         via_sidebar(page, "Data")
+        settle(page)
         page.get_by_text("Lessons from your teacher").click()
+        # the option clicked, not typed and Enter: on a loaded machine Enter could take the first lesson of the
+        # unfiltered list while the box still showed the typed words (CI opened "Why transfer learning?" that way)
         box = page.locator("[data-testid='stSelectbox']").filter(has_text="Lesson")
-        choice = box.locator("input").first
-        choice.click()
-        choice.fill("Labels are expensive")  # typing filters the options to the one lesson
-        choice.press("Enter")
-        playwright.expect(choice).to_have_value(re.compile("Labels are expensive"), timeout=30_000)
+        playwright.expect(box.locator("input").first).to_be_visible()
+        page.wait_for_timeout(500)  # the expander opening: a click during its animation left the list unclickable
+        box.locator("input").first.click()
+        page.keyboard.type("Labels are expensive")  # the list shows a few options: filter it first
+        page.get_by_role("option").filter(has_text="Labels are expensive").first.click()
+        playwright.expect(box.locator("input").first).to_have_value(re.compile("^Labels are expensive"))
         settle(page)
         page.get_by_test_id("stBaseButton-primary").filter(has_text="Open").click()
         page.locator("h1").filter(has_text="Model & strategy").first.wait_for()
+        page.get_by_text("Lesson: Labels are expensive").wait_for()
         settle(page)
         click_button(page, "▶ Start the lesson")
         settle(page)
