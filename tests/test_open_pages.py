@@ -91,3 +91,19 @@ def test_a_run_saved_without_outputs_gets_them_computed_once_and_kept(finished, 
     view = run_view(Run(copy), load_dataset(str(train_dataset)))
     assert (copy / VAL_OUTPUTS).is_file()
     assert np.array_equal(view.outputs.maps, read_val_outputs(finished[0].path).maps)
+
+
+def test_a_long_runs_curve_is_drawn_with_a_bounded_number_of_points_that_keep_its_trend_and_its_last_step():
+    """A page redrawn every second would send and plot every step of a run, a payload that grows with the run."""
+    from segcore.compare.curves import CURVE_POINTS, thinned
+
+    loss = [(step, 2.0 / step + (0.3 if step % 2 else -0.3)) for step in range(1, 3001)]  # a falling, noisy loss
+    drawn = thinned(loss)
+    assert len(drawn) <= CURVE_POINTS and drawn[-1][0] == 3000 and drawn[0][0] < 20
+    assert [s for s, _ in drawn] == sorted(s for s, _ in drawn)
+    assert abs(sum(v for _, v in drawn) / len(drawn) - sum(v for _, v in loss) / len(loss)) < 1e-9  # equal buckets
+    assert max(abs(v - 2.0 / s) for s, v in drawn[5:]) < 0.05  # the step-to-step noise averages out, the trend stays
+    short = loss[:120]
+    assert thinned(short) == short
+    parts = [(step, 1.0, 0.5, 0.1 * (step % 3)) for step in range(1, 1001)]  # a semi-supervised run's four columns
+    assert all(len(point) == 4 for point in thinned(parts)) and len(thinned(parts)) <= CURVE_POINTS

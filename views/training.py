@@ -7,7 +7,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from segcore import SegcoreError
-from segcore.compare.curves import RunCurves, comparison_curves
+from segcore.compare.curves import RunCurves, comparison_curves, thinned
 from segcore.jobs.classroom import student_of
 from segcore.jobs.estimate import forecast
 from segcore.models.device import describe_device, pick_device
@@ -90,7 +90,7 @@ def training_figure(curves: list[RunCurves]) -> go.Figure:
         style = dict(color=run.colour, dash=dash, width=1.5 if run.is_source else 2.5)
         common = dict(name=plot_text(run.label), legendgroup=run.run_id, line=style)
         if run.steps:
-            x, y = zip(*run.steps)
+            x, y = zip(*thinned(run.steps))
             max_step = max(max_step, max(x))
             figure.add_trace(go.Scatter(x=x, y=y, mode="lines", showlegend=True, **common), row=1, col=1)
         if run.epochs:
@@ -132,7 +132,7 @@ def semi_supervised_figure(curves: list[RunCurves]) -> go.Figure | None:
         subplot_titles=("Loss: labelled part (solid), unlabelled part (dotted)", "Confident unlabelled pixels"),
     )
     for run in semi:
-        steps, supervised, unsupervised, confident = zip(*run.loss_parts())
+        steps, supervised, unsupervised, confident = zip(*thinned(run.loss_parts()))
         common = dict(legendgroup=run.run_id, mode="lines")
         name = plot_text(run.label)
         figure.add_trace(go.Scatter(x=steps, y=supervised, name=name, line=dict(color=run.colour), **common), 1, 1)

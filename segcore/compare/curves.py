@@ -32,6 +32,26 @@ class RunCurves:
         return [tuple(s[k] for k in keys) for s in self.step_records if all(k in s for k in keys)]
 
 
+# a chart draws each run's per-step curves with at most this many points: a page redrawn every second while a run
+# trains would otherwise serialise, send and plot every step, a payload that grows with the run (a long run has
+# tens of thousands), and a raw per-step loss is mostly noise at that density
+CURVE_POINTS = 300
+
+
+def thinned(points: list[tuple], limit: int = CURVE_POINTS) -> list[tuple]:
+    """At most `limit` points of a per-step curve: consecutive steps averaged in equal buckets (so a noisy loss
+    reads as its trend, and no step is dropped from the mean), each bucket placed at its last step; the last point
+    is always the latest step. Short curves are returned as they are."""
+    if len(points) <= limit:
+        return list(points)
+    size = -(-len(points) // limit)  # ceil: the buckets cover every point
+    buckets = [points[i : i + size] for i in range(0, len(points), size)]
+    return [
+        (bucket[-1][0], *(sum(p[k] for p in bucket) / len(bucket) for k in range(1, len(bucket[0]))))
+        for bucket in buckets
+    ]
+
+
 def source_run_paths(runs: list[Run]) -> set[str]:
     return {str(r.config.get("source_run")) for r in runs if r.config.get("source_run")}
 

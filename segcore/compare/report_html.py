@@ -27,7 +27,7 @@ from ..runs.naming import dataset_name
 from ..runs.run import Run
 from ..settings.config import TrainConfig
 from ..settings.strategies import STRATEGIES
-from .curves import comparison_curves, time_axis
+from .curves import comparison_curves, thinned, time_axis
 from .run_views import RunView, as_views
 from .sheet import comparison_tiles
 from .stats import SECONDS_TO_90_HELP, SUMMARY_COLUMNS, mixing_problem, summary_row
@@ -262,7 +262,7 @@ def png_data_uri(array: np.ndarray) -> str:
 def _charts(runs, letters, colours) -> str:
     curves = comparison_curves(runs)
     loss = [
-        (letter, colour, [(float(s), float(v)) for s, v in c.steps])
+        (letter, colour, [(float(s), float(v)) for s, v in thinned(c.steps)])
         for letter, colour, c in zip(letters, colours, curves)
     ]
     miou = [
