@@ -1011,10 +1011,20 @@ def test_unlabelled_images_counted_compared_explained_and_the_lesson_queues(brow
         # unfiltered list while the box still showed the typed words (CI opened "Why transfer learning?" that way)
         box = page.locator("[data-testid='stSelectbox']").filter(has_text="Lesson")
         playwright.expect(box.locator("input").first).to_be_visible()
-        page.wait_for_timeout(500)  # the expander opening: a click during its animation left the list unclickable
-        box.locator("input").first.click()
-        page.keyboard.type("Labels are expensive")  # the list shows a few options: filter it first
-        page.get_by_role("option").filter(has_text="Labels are expensive").first.click()
+        for attempt in range(3):
+            # a click during the expander's opening animation can leave the list's options detaching (Streamlit's
+            # front end); a user closes the list and opens it again, and so does this
+            page.wait_for_timeout(500)
+            box.locator("input").first.click()
+            page.keyboard.type("Labels are expensive")  # the list shows a few options: filter it first
+            try:
+                page.get_by_role("option").filter(has_text="Labels are expensive").first.click(timeout=15_000)
+                break
+            except playwright.Error:
+                if attempt == 2:
+                    raise
+                page.keyboard.press("Escape")
+                box.locator("input").first.fill("")
         playwright.expect(box.locator("input").first).to_have_value(re.compile("^Labels are expensive"))
         settle(page)
         page.get_by_test_id("stBaseButton-primary").filter(has_text="Open").click()
