@@ -66,6 +66,20 @@ def setting_input(container, name: str, key: str, value=None, **overrides):
     return container.number_input(**options)
 
 
+def setting_choice(container, name: str, labels: dict[str, str] | None = None) -> None:
+    """A segmented control for a TrainConfig setting with choices: label, help, options and default from its one
+    declaration; read back from the session (key = the setting's name) by the page's config."""
+    spec = describe(name)
+    container.segmented_control(
+        spec["label"],
+        spec["choices"](),
+        **initial(name, "default", spec["default"]),
+        key=name,
+        format_func=labels.get if labels else str,
+        help=spec["help"],
+    )
+
+
 def runs_dir() -> Path:
     return default_runs_dir()
 

@@ -22,7 +22,7 @@ from segcore.jobs.planning import (
     training_ignore_index,
 )
 from segcore.models import SHORTLIST, describe_backbone
-from segcore.models.losses import CLASS_WEIGHTINGS, resolved_class_weighting
+from segcore.models.losses import resolved_class_weighting
 from segcore.runs.naming import default_group_name
 from segcore.runs.run import Run
 from segcore.settings.config import PRESETS, describe
@@ -41,6 +41,7 @@ from views._shared import (
     run_label,
     runs_dir,
     session_owner,
+    setting_choice,
     setting_input,
     teacher_markdown,
     workspace,
@@ -103,11 +104,9 @@ CHOICES = {
     "size": SIZES,
     "regularizer": list(REGULARIZERS),
     "augment": list(AUGMENTATIONS),
-    "class_weights": list(CLASS_WEIGHTINGS),
-    "train_bn": ["auto", "on", "off"],
     "unlabelled": list(UNLABELLED_CHOICES),
-    "resize": ["squash", "crop"],
-    "precision": ["auto", "fp32", "bf16"],
+    # the settings drawn by setting_choice: their options are their declarations'
+    **{name: describe(name)["choices"]() for name in ("class_weights", "train_bn", "resize", "precision")},
 }
 
 
@@ -434,14 +433,7 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
     setting_input(c4, "seed", "seed", max_value=10_000)
     st.caption(REGULARIZERS[regularizer])
     c1, c2, c3 = st.columns(3)
-    c3.segmented_control(
-        describe("resize")["label"],
-        ["squash", "crop"],
-        **initial("resize", "default", DEFAULTS.resize),
-        key="resize",
-        format_func={"squash": "squash to the size", "crop": "keep the aspect"}.get,
-        help=describe("resize")["help"],
-    )
+    setting_choice(c3, "resize", {"squash": "squash to the size", "crop": "keep the aspect"})
     augment = (
         c1.segmented_control(
             describe("augment")["label"],
@@ -452,22 +444,8 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         )
         or "flip"
     )
-    # read back from the session by chosen_config; a bare expression here would be drawn (Streamlit's magic)
-    c2.segmented_control(
-        describe("class_weights")["label"],
-        list(CLASS_WEIGHTINGS),
-        **initial("class_weights", "default", DEFAULTS.class_weights),
-        key="class_weights",
-        help=describe("class_weights")["help"],
-    )
-    st.segmented_control(
-        describe("precision")["label"],
-        describe("precision")["choices"](),
-        **initial("precision", "default", DEFAULTS.precision),
-        key="precision",
-        format_func={"auto": "auto", "fp32": "fp32", "bf16": "bf16: less memory"}.get,
-        help=describe("precision")["help"],
-    )
+    setting_choice(c2, "class_weights")
+    setting_choice(st, "precision", {"auto": "auto", "fp32": "fp32", "bf16": "bf16: less memory"})
     if info.caches_features and augment == "full":
         st.caption(
             "With *full* augmentation every input differs, so feature transfer cannot cache its features: "
@@ -481,14 +459,7 @@ def settings_section(data, backbone: str, strategy: str, info, lesson):
         if info.frozen_warmup:
             setting_input(c2, "freeze_epochs", "freeze_epochs", max_value=50)
     if info.transfers_encoder:
-        st.segmented_control(
-            describe("train_bn")["label"],
-            describe("train_bn")["choices"](),
-            **initial("train_bn", "default", DEFAULTS.train_bn),
-            key="train_bn",
-            format_func={"auto": "auto", "on": "adapt", "off": "keep"}.get,
-            help=describe("train_bn")["help"],
-        )
+        setting_choice(st, "train_bn", {"auto": "auto", "on": "adapt", "off": "keep"})
     semi_supervised_section(data)
     if info.needs_source_run:
         lesson = st.session_state.get("lesson")

@@ -292,7 +292,7 @@ class TrainConfig:
         "auto",
         "the training steps' arithmetic: auto (mixed precision on a GPU; on a CPU with native bf16 — AVX512-BF16 or "
         "AMX — for feature transfer's cached features and decoder, fp32 otherwise), bf16 (auto, and the whole "
-        "network's steps on such a CPU too: the same speed, about a quarter less memory) or fp32 (no reduced "
+        "network's steps on such a CPU too: about a quarter less memory, somewhat slower) or fp32 (no reduced "
         "precision anywhere); scoring stays fp32 on a CPU",
         label="Precision",
         choices=_precisions,

@@ -424,12 +424,12 @@ class Trainer:
         return torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def autocast(self):
-        return autocast_for(self.device)() if self.config.precision != "fp32" else nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
 
     def step_autocast(self):
         """The training step's precision (TrainConfig.precision): the device's autocast; on a CPU with native bf16,
         bf16 for the decoder on cached features under auto (1.35× per epoch there) and for the whole network under
-        bf16 (the same speed, about a quarter less memory: bench/README.md). Evaluation stays in full precision on a
+        bf16 (about a quarter less memory, 16–23 % slower on the 2-core dev CPU: bench/README.md). Evaluation stays in full precision on a
         CPU, so the run's mIoU is what `segcore eval` recomputes."""
         cpu_bf16 = self.device.type == "cpu" and inference_dtype(self.device) == torch.bfloat16
         if cpu_bf16 and (self.config.precision == "bf16" or self.config.precision == "auto" and self.cache is not None):
