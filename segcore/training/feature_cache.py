@@ -78,7 +78,9 @@ class FeatureCache:
         self.model, self.normalize, self.device, self.build_dtype = model, normalize, device, build_dtype
         self.origin, self.log, self.disk = origin, log or (lambda message: None), disk
         self.store: dict[tuple[int, bool], list[torch.Tensor]] = {}
-        self._image_digests: dict[int, str] = {}
+        # id → (the set, its digest): the set is kept with its digest, so a freed set's id, reused by a new object,
+        # can never hand that object the old digest
+        self._image_digests: dict[int, tuple[ImageSet, str]] = {}
         self._weights_digest: str | None = None
         self.built = self.loaded = 0  # orientations computed here / read from disk (tests, logs)
 
@@ -96,11 +98,12 @@ class FeatureCache:
         """Content hash of everything the features depend on: the decoded images (which fixes their size),
         the backbone, its weights (and where they came from), the normalisation, the orientation, and the
         precision (training: fp16; validation: the exact full-precision pass `eval` makes on this device)."""
-        if id(images) not in self._image_digests:
-            self._image_digests[id(images)] = _tensor_digest(images.images)
+        known = self._image_digests.get(id(images))
+        if known is None or known[0] is not images:
+            known = self._image_digests[id(images)] = (images, _tensor_digest(images.images))
         parts = {
             "format": FORMAT,
-            "images": self._image_digests[id(images)],
+            "images": known[1],
             "shape": list(images.images.shape),
             "backbone": self.model.backbone,
             "weights": self.weights_digest(),
